@@ -1,1 +1,5 @@
-fn main() {}
+//! `vznet`: plan, apply, show and check a host's declared network.
+
+fn main() -> std::process::ExitCode {
+    agent::cli::main()
+}

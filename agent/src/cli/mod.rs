@@ -1,0 +1,192 @@
+//! The `vznet` command line.
+
+mod show;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use netcfg::apply::{missing_features, ApplyError, Engine};
+use netcfg::desired::Desired;
+use netcfg::model::Config;
+
+/// Exit status for invalid input (config errors, unsupported features).
+pub const EXIT_INVALID: u8 = 2;
+
+const AFTER_HELP: &str = "\
+CONFIG
+  The config folder holds host.toml (sysctls, bonds, VLANs, bridges, routes) and
+  ve/ID.toml, one file per VE (veth netifs, venet addresses, the netns to wire).
+  Keys are described in the README.
+
+EXIT STATUS
+  0  success (for plan: whether or not changes are pending)
+  1  the kernel refused a change (everything applied before it was rolled back)
+  2  invalid config or a kernel feature the config needs is missing; nothing changed
+
+EXAMPLES
+  vznet check --config-dir /etc/vznet
+  vznet plan --config-dir /etc/vznet
+  vznet apply --config-dir /etc/vznet --json
+  vznet show";
+
+/// Declarative networking for container hosts: bridges, veth pairs into VE network
+/// namespaces, routed (venet) VEs, bonds, VLANs, addresses, routes and sysctls,
+/// applied over netlink with verification and rollback.
+#[derive(Debug, Parser)]
+#[command(name = "vznet", version, after_long_help = AFTER_HELP)]
+pub struct Cli {
+    /// Config folder (host.toml and ve/*.toml).
+    #[arg(long, global = true, default_value = "/etc/vznet", env = "VZNET_CONFIG_DIR")]
+    pub config_dir: PathBuf,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the config; touch nothing, read nothing from the kernel but the
+    /// existence of named namespaces and sysctls.
+    Check,
+    /// Show what `apply` would change; touch nothing.
+    Plan,
+    /// Apply the config: create, change and delete only what differs, verify, and
+    /// roll everything back if any step fails. A second apply prints "0 changes".
+    Apply,
+    /// Show bridges with their ports (like `brctl show`) and the VEs' interfaces.
+    Show,
+}
+
+/// Runs the command line; never panics on bad input.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VZNET_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vznet: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Loads the config or prints its errors; `Err(code)` is the exit code.
+fn load(cli: &Cli) -> Result<(Config, Desired), ExitCode> {
+    match Config::load(&cli.config_dir) {
+        Ok(config) => {
+            let desired = Desired::from_config(&config);
+            Ok((config, desired))
+        }
+        Err(errors) => {
+            if cli.json {
+                let list: Vec<_> = errors
+                    .0
+                    .iter()
+                    .map(|e| {
+                        serde_json::json!({
+                            "file": e.location.file, "line": e.location.line,
+                            "column": e.location.column, "key": e.key, "message": e.message,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::json!({ "ok": false, "errors": list }));
+            }
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
+            eprintln!("vznet: {} error(s) in {}; nothing changed", errors.0.len(), cli.config_dir.display());
+            Err(ExitCode::from(EXIT_INVALID))
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Show = cli.command {
+        return runtime()?.block_on(show::show(cli));
+    }
+    let (config, desired) = match load(cli) {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
+    };
+    if let Command::Check = cli.command {
+        if cli.json {
+            println!("{}", serde_json::json!({ "ok": true, "ves": config.ves.len() }));
+        } else {
+            println!("{}: ok ({} VE files)", cli.config_dir.display(), config.ves.len());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(missing) = missing_features(&desired).context("probing kernel features")? {
+        eprintln!("vznet: {missing}; nothing changed");
+        return Ok(ExitCode::from(EXIT_INVALID));
+    }
+    let rt = runtime()?;
+    rt.block_on(async {
+        let engine = Engine::new(&desired).context("opening netlink sockets")?;
+        match cli.command {
+            Command::Plan => {
+                let plan = match engine.plan(&desired).await {
+                    Ok(p) => p,
+                    Err(e) => return Ok(report_error(cli, &e)),
+                };
+                if cli.json {
+                    println!("{}", serde_json::to_string_pretty(&plan)?);
+                } else {
+                    for op in &plan.ops {
+                        println!("{op}");
+                    }
+                    for id in &plan.unwired {
+                        println!("  (VE {id} has no netns: not wired until it runs)");
+                    }
+                    println!("{} changes", plan.ops.len());
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Apply => match engine.apply(&desired).await {
+                Ok(report) => {
+                    if cli.json {
+                        println!("{}", serde_json::json!({ "ok": true, "changes": report.ops.len(), "ops": report.ops, "unwired": report.unwired }));
+                    } else {
+                        for op in &report.ops {
+                            println!("{op}");
+                        }
+                        println!("{} changes", report.ops.len());
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Ok(report_error(cli, &e)),
+            },
+            Command::Check | Command::Show => unreachable!("handled above"),
+        }
+    })
+}
+
+fn report_error(cli: &Cli, e: &ApplyError) -> ExitCode {
+    let code = match e {
+        ApplyError::Plan(netcfg::plan::PlanError::NoKernelSupport { .. }) => EXIT_INVALID,
+        _ => 1,
+    };
+    if cli.json {
+        println!("{}", serde_json::json!({ "ok": false, "error": e.to_string() }));
+    }
+    eprintln!("vznet: {e}");
+    ExitCode::from(code)
+}

@@ -1,0 +1,432 @@
+//! The engine: observe the kernel, plan, apply in phases (ops of one phase run
+//! concurrently over one netlink socket per netns), verify, roll back on failure.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+
+use futures::future::join_all;
+use netlink_packet_route::link::{BridgeStpState, InfoData, InfoVeth};
+use netlink_packet_route::route::RouteScope;
+use rtnetlink::{Handle, LinkBond, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVlan, RouteMessageBuilder};
+
+use crate::desired::Desired;
+use crate::kernel::state::{self, bond_mode_to_nl, vznet_protocol, NsState};
+use crate::kernel::{netns, sysctl};
+use crate::model::{netns_path, Config};
+use crate::op::{LinkKind, NsName, Op};
+use crate::plan::{self, Observed, Plan, PlanError};
+
+/// What went wrong, with the op and the kernel's answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// Nothing could be planned; nothing changed.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// Reading the kernel's state failed; nothing changed.
+    #[error("reading kernel state{}: {source}", ns_suffix(.ns))]
+    Observe {
+        /// Netns.
+        ns: NsName,
+        /// Cause.
+        source: io::Error,
+    },
+    /// An op failed; the ops before it were undone.
+    #[error("`{op}` failed: {source}{}", rollback_note(.rollback_errors))]
+    Op {
+        /// The op.
+        op: Box<Op>,
+        /// The kernel's error.
+        source: io::Error,
+        /// Inverse ops that failed in turn (the kernel is not exactly as before).
+        rollback_errors: Vec<String>,
+    },
+    /// Apply succeeded but a re-read still differs; the ops were undone.
+    #[error("verification failed: after apply the kernel still differs: {remaining}{}", rollback_note(.rollback_errors))]
+    Verify {
+        /// What still differs.
+        remaining: String,
+        /// Inverse ops that failed in turn.
+        rollback_errors: Vec<String>,
+    },
+}
+
+fn ns_suffix(ns: &NsName) -> String {
+    ns.as_ref().map_or(String::new(), |n| format!(" in netns {n}"))
+}
+
+fn rollback_note(errors: &[String]) -> String {
+    if errors.is_empty() {
+        "; every change made before it was rolled back".into()
+    } else {
+        format!("; rollback was incomplete: {}", errors.join("; "))
+    }
+}
+
+/// The result of a successful apply.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Report {
+    /// The ops that ran.
+    pub ops: Vec<Op>,
+    /// VEs not wired (no netns).
+    pub unwired: Vec<u32>,
+}
+
+fn nl_err(e: rtnetlink::Error) -> io::Error {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.to_io(),
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+/// One run of vznet against the kernel: the namespaces the config names, a
+/// netlink handle in each, and a name -> ifindex cache.
+#[derive(Debug)]
+pub struct Engine {
+    host: Handle,
+    ves: HashMap<String, (File, Handle)>,
+    missing: Vec<(String, io::Error)>,
+    index: RefCell<HashMap<(NsName, String), u32>>,
+}
+
+impl Engine {
+    /// Opens the host netns's socket and one in every VE netns of `desired`.
+    /// Must run inside a tokio runtime.
+    pub fn new(desired: &Desired) -> io::Result<Engine> {
+        let host = netns::handle(netns::route_socket()?)?;
+        let mut names: Vec<String> = desired.ve_ends.iter().map(|e| e.ns.clone()).collect();
+        names.extend(desired.routes.keys().flatten().cloned());
+        names.sort();
+        names.dedup();
+        let mut files = Vec::new();
+        let mut missing = Vec::new();
+        for name in names {
+            match netns::open(&netns_path(&name)) {
+                Ok(f) => files.push((name, f)),
+                Err(e) => missing.push((name, e)),
+            }
+        }
+        let dup: Vec<File> = files.iter().map(|(_, f)| f.try_clone()).collect::<io::Result<_>>()?;
+        let sockets = netns::route_sockets(dup)?;
+        let mut ves = HashMap::new();
+        for ((name, file), socket) in files.into_iter().zip(sockets) {
+            match socket {
+                Ok(fd) => {
+                    ves.insert(name, (file, netns::handle(fd)?));
+                }
+                Err(e) => missing.push((name, e)),
+            }
+        }
+        Ok(Engine { host, ves, missing, index: RefCell::new(HashMap::new()) })
+    }
+
+    fn handle(&self, ns: &NsName) -> io::Result<&Handle> {
+        match ns {
+            None => Ok(&self.host),
+            Some(n) => self.ves.get(n).map(|(_, h)| h).ok_or_else(|| {
+                let why = self.missing.iter().find(|(m, _)| m == n).map_or_else(|| "not opened".to_string(), |(_, e)| e.to_string());
+                io::Error::new(io::ErrorKind::NotFound, format!("network namespace {n} is not available: {why}"))
+            }),
+        }
+    }
+
+    /// Reads every netns and sysctl the config involves.
+    pub async fn observe(&self, desired: &Desired) -> Result<Observed, ApplyError> {
+        let host = NsState::read(&self.host).await.map_err(|e| ApplyError::Observe { ns: None, source: nl_err(e) })?;
+        let reads = self.ves.iter().map(|(name, (_, h))| async move { (name.clone(), NsState::read(h).await) });
+        let mut ves = BTreeMap::new();
+        for (name, res) in join_all(reads).await {
+            let st = res.map_err(|e| ApplyError::Observe { ns: Some(name.clone()), source: nl_err(e) })?;
+            ves.insert(name, st);
+        }
+        let mut sysctls = BTreeMap::new();
+        for (path, _) in &desired.sysctls {
+            let v = sysctl::read(path).map_err(|e| ApplyError::Observe { ns: None, source: e })?;
+            sysctls.insert(path.clone(), v);
+        }
+        let mut cache = self.index.borrow_mut();
+        cache.clear();
+        for l in &host.links {
+            cache.insert((None, l.name.clone()), l.index);
+        }
+        for (n, st) in &ves {
+            for l in &st.links {
+                cache.insert((Some(n.clone()), l.name.clone()), l.index);
+            }
+        }
+        Ok(Observed { host, ves, sysctls })
+    }
+
+    /// Observes and plans.
+    pub async fn plan(&self, desired: &Desired) -> Result<Plan, ApplyError> {
+        let observed = self.observe(desired).await?;
+        Ok(plan::plan(desired, &observed)?)
+    }
+
+    /// Plans, applies, verifies; on any failure undoes what it did.
+    pub async fn apply(&self, desired: &Desired) -> Result<Report, ApplyError> {
+        let plan = self.plan(desired).await?;
+        self.apply_plan(desired, plan).await
+    }
+
+    /// Applies a plan made earlier, then verifies against `desired`.
+    pub async fn apply_plan(&self, desired: &Desired, plan: Plan) -> Result<Report, ApplyError> {
+        let mut done: Vec<Op> = Vec::new();
+        for (_, ops) in plan.phases() {
+            let results = join_all(ops.iter().map(|op| self.run(op))).await;
+            let mut failure = None;
+            for (op, res) in ops.into_iter().zip(results) {
+                match res {
+                    Ok(()) => done.push(op.clone()),
+                    Err(e) if failure.is_none() => failure = Some((op.clone(), e)),
+                    Err(e) => tracing::warn!(%op, error = %e, "op failed after an earlier failure in the same phase"),
+                }
+            }
+            if let Some((op, source)) = failure {
+                tracing::error!(%op, error = %source, "apply failed; rolling back");
+                let rollback_errors = self.rollback(done).await;
+                return Err(ApplyError::Op { op: Box::new(op), source, rollback_errors });
+            }
+        }
+        if !done.is_empty() {
+            let again = self.plan(desired).await?;
+            if !again.is_empty() {
+                let remaining = again.ops.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+                let rollback_errors = self.rollback(done).await;
+                return Err(ApplyError::Verify { remaining, rollback_errors });
+            }
+        }
+        Ok(Report { ops: done, unwired: plan.unwired })
+    }
+
+    async fn rollback(&self, done: Vec<Op>) -> Vec<String> {
+        let mut errors = Vec::new();
+        for op in done.iter().rev() {
+            // A sysctl of a link that did not exist before goes with the link.
+            if let Op::Sysctl { old: None, .. } = op {
+                continue;
+            }
+            let inv = op.inverse();
+            if let Err(e) = self.run(&inv).await {
+                // Deleting a link also deleted what hung on it: not an error.
+                if e.raw_os_error() == Some(libc::ENODEV) || e.kind() == io::ErrorKind::NotFound {
+                    continue;
+                }
+                tracing::error!(op = %inv, error = %e, "rollback op failed");
+                errors.push(format!("`{inv}`: {e}"));
+            }
+        }
+        errors
+    }
+
+    async fn ifindex(&self, ns: &NsName, name: &str) -> io::Result<u32> {
+        if let Some(i) = self.index.borrow().get(&(ns.clone(), name.to_string())) {
+            return Ok(*i);
+        }
+        let h = self.handle(ns)?;
+        let link = state::read_link(h, name).await.map_err(nl_err)?;
+        let link = link.ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))?;
+        self.index.borrow_mut().insert((ns.clone(), name.to_string()), link.index);
+        Ok(link.index)
+    }
+
+    fn forget(&self, ns: &NsName, name: &str) {
+        self.index.borrow_mut().remove(&(ns.clone(), name.to_string()));
+    }
+
+    async fn run(&self, op: &Op) -> io::Result<()> {
+        tracing::debug!(%op, "apply");
+        match op {
+            Op::Sysctl { path, value, .. } => sysctl::write(path, value),
+            Op::LinkAdd { ns, name, kind, mac, master, alias } => {
+                self.link_add(ns, name, kind, *mac, master.as_deref(), alias).await
+            }
+            Op::LinkDel { ns, name, .. } => {
+                let h = self.handle(ns)?;
+                let idx = self.ifindex(ns, name).await?;
+                self.forget(ns, name);
+                if let LinkKind::Veth { peer_ns, peer_name, .. } = op_kind(op) {
+                    self.forget(peer_ns, peer_name);
+                }
+                h.link().del(idx).execute().await.map_err(nl_err)
+            }
+            Op::SetMaster { ns, name, master, .. } => {
+                let h = self.handle(ns)?;
+                let msg = match master {
+                    Some(m) => LinkUnspec::new_with_name(name).controller(self.ifindex(ns, m).await?).build(),
+                    None => LinkUnspec::new_with_name(name).nocontroller().build(),
+                };
+                h.link().set(msg).execute().await.map_err(nl_err)
+            }
+            Op::SetUp { ns, name, up } => {
+                let b = LinkUnspec::new_with_name(name);
+                let msg = if *up { b.up() } else { b.down() }.build();
+                self.handle(ns)?.link().set(msg).execute().await.map_err(nl_err)
+            }
+            Op::SetMac { ns, name, mac, .. } => {
+                let msg = LinkUnspec::new_with_name(name).address(mac.0.to_vec()).build();
+                self.handle(ns)?.link().set(msg).execute().await.map_err(nl_err)
+            }
+            Op::SetStp { ns, name, stp } => {
+                let msg = LinkMessageBuilder::<LinkBridge>::new(name).stp_state(stp_state(*stp)).build();
+                self.handle(ns)?.link().set(msg).execute().await.map_err(nl_err)
+            }
+            Op::AddrAdd { ns, dev, addr } => {
+                let idx = self.ifindex(ns, dev).await?;
+                self.handle(ns)?.address().add(idx, addr.addr(), addr.prefix_len()).execute().await.map_err(nl_err)
+            }
+            Op::AddrDel { ns, dev, addr } => {
+                let idx = self.ifindex(ns, dev).await?;
+                let h = self.handle(ns)?;
+                let mut req = h.address().get().set_link_index_filter(idx).set_address_filter(addr.addr()).set_prefix_length_filter(addr.prefix_len());
+                let _ = req.message_mut();
+                use futures::TryStreamExt;
+                let msgs: Vec<_> = req.execute().try_collect().await.map_err(nl_err)?;
+                for m in msgs {
+                    h.address().del(m).execute().await.map_err(nl_err)?;
+                }
+                Ok(())
+            }
+            Op::RouteAdd { ns, route } => {
+                let msg = self.route_message(ns, route).await?;
+                self.handle(ns)?.route().add(msg).execute().await.map_err(nl_err)
+            }
+            Op::RouteDel { ns, route } => {
+                let msg = self.route_message(ns, route).await?;
+                self.handle(ns)?.route().del(msg).execute().await.map_err(nl_err)
+            }
+        }
+    }
+
+    async fn route_message(&self, ns: &NsName, r: &crate::op::RouteSpec) -> io::Result<netlink_packet_route::route::RouteMessage> {
+        let mut b = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(r.dst.addr(), r.dst.prefix_len())
+            .map_err(inval)?
+            .protocol(vznet_protocol());
+        if let Some(via) = r.via {
+            b = b.gateway(via).map_err(inval)?;
+        } else {
+            b = b.scope(RouteScope::Link);
+        }
+        if let Some(dev) = &r.dev {
+            b = b.output_interface(self.ifindex(ns, dev).await?);
+        }
+        if let Some(m) = r.metric {
+            b = b.priority(m);
+        }
+        Ok(b.build())
+    }
+
+    async fn link_add(
+        &self,
+        ns: &NsName,
+        name: &str,
+        kind: &LinkKind,
+        mac: Option<crate::model::MacAddr>,
+        master: Option<&str>,
+        alias: &str,
+    ) -> io::Result<()> {
+        let h = self.handle(ns)?;
+        let controller = match master {
+            Some(m) => Some(self.ifindex(ns, m).await?),
+            None => None,
+        };
+        let mut peer_set = None;
+        let msg = match kind {
+            LinkKind::Bridge { stp } => finish(LinkBridge::new(name).stp_state(stp_state(*stp)), mac, controller),
+            LinkKind::Bond { mode, miimon_ms } => {
+                finish(LinkBond::new(name).mode(bond_mode_to_nl(*mode)).miimon(*miimon_ms), mac, controller)
+            }
+            LinkKind::Vlan { link, id } => {
+                let lower = self.ifindex(ns, link).await?;
+                finish(LinkVlan::new(name, lower, *id), mac, controller)
+            }
+            LinkKind::Veth { peer_ns, peer_name, peer_mac } => {
+                // Not up here: veth_open() fails with ENOTCONN until the pair is linked.
+                let mut peer = LinkUnspec::new_with_name(peer_name);
+                if let Some(m) = peer_mac {
+                    peer = peer.address(m.0.to_vec());
+                }
+                if let Some(pns) = peer_ns {
+                    let (file, _) = self.ves.get(pns).ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::NotFound, format!("network namespace {pns} is not available"))
+                    })?;
+                    peer = peer.setns_by_fd(file.as_raw_fd());
+                }
+                peer_set = Some((peer_ns.clone(), peer_name.clone()));
+                let b = LinkVeth::new(name, peer_name).set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())));
+                finish(b, mac, controller)
+            }
+        };
+        h.link().add(msg).execute().await.map_err(nl_err)?;
+        self.forget(ns, name);
+        // The kernel ignores IFLA_IFALIAS on create: mark ownership with a set
+        // (which also brings a veth's peer up).
+        let mark = h.link().set(LinkUnspec::new_with_name(name).alias(alias).build()).execute();
+        if let Some((pns, pname)) = peer_set {
+            self.forget(&pns, &pname);
+            let ph = self.handle(&pns)?;
+            let pmark = ph.link().set(LinkUnspec::new_with_name(&pname).alias(alias).up().build()).execute();
+            let (a, b) = futures::join!(mark, pmark);
+            a.map_err(nl_err)?;
+            b.map_err(nl_err)
+        } else {
+            mark.await.map_err(nl_err)
+        }
+    }
+}
+
+fn inval<E: std::fmt::Display>(e: E) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
+}
+
+fn op_kind(op: &Op) -> &LinkKind {
+    match op {
+        Op::LinkAdd { kind, .. } | Op::LinkDel { kind, .. } => kind,
+        _ => &LinkKind::Bridge { stp: false },
+    }
+}
+
+fn stp_state(on: bool) -> BridgeStpState {
+    if on {
+        BridgeStpState::KernelStp
+    } else {
+        BridgeStpState::Disabled
+    }
+}
+
+fn finish<T>(b: LinkMessageBuilder<T>, mac: Option<crate::model::MacAddr>, controller: Option<u32>) -> netlink_packet_route::link::LinkMessage {
+    let mut b = b.up();
+    if let Some(m) = mac {
+        b = b.address(m.0.to_vec());
+    }
+    if let Some(c) = controller {
+        b = b.controller(c);
+    }
+    b.build()
+}
+
+/// Loads nothing, touches nothing: the features `desired` needs that the kernel lacks.
+pub fn missing_features(desired: &Desired) -> io::Result<Option<PlanError>> {
+    use crate::kernel::features::{probe, Feature};
+    let mut need = Vec::new();
+    if desired.links.iter().any(|l| matches!(l.kind, LinkKind::Bond { .. })) {
+        need.push(Feature::Bonding);
+    }
+    if desired.links.iter().any(|l| matches!(l.kind, LinkKind::Vlan { .. })) {
+        need.push(Feature::Vlan);
+    }
+    if need.is_empty() {
+        return Ok(None);
+    }
+    let have = probe(&need)?;
+    Ok(need.into_iter().zip(have).find(|(_, ok)| !ok).map(|(f, _)| PlanError::NoKernelSupport { what: f.name(), option: f.config_option() }))
+}
+
+/// Convenience: load nothing, just flatten.
+pub fn desired(config: &Config) -> Desired {
+    Desired::from_config(config)
+}

@@ -1,0 +1,255 @@
+//! The config flattened into what must exist in each netns.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+
+use crate::kernel::state::ALIAS_PREFIX;
+use crate::model::validate::{global_sysctl_path, interface_sysctl_path, VENET_IFNAME};
+use crate::model::{Config, MacAddr, RouteDest};
+use crate::op::{LinkKind, NsName, RouteSpec};
+
+/// A link vznet creates and owns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkSpec {
+    /// Netns.
+    pub ns: NsName,
+    /// Name.
+    pub name: String,
+    /// Kind (for a veth, the end in `ns` with its peer).
+    pub kind: LinkKind,
+    /// MAC, if pinned.
+    pub mac: Option<MacAddr>,
+    /// Master.
+    pub master: Option<String>,
+    /// Ownership alias.
+    pub alias: String,
+    /// Addresses.
+    pub addrs: Vec<IpNet>,
+}
+
+/// An existing link vznet does not own but attaches (a bridge port or bond slave).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attachment {
+    /// The port.
+    pub name: String,
+    /// Its master.
+    pub master: String,
+    /// The master is a bond (the port must go down before joining).
+    pub bond_slave: bool,
+}
+
+/// The VE end of a veth, in the VE's netns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VeEnd {
+    /// Netns (as the config names it).
+    pub ns: String,
+    /// Name inside.
+    pub name: String,
+    /// MAC.
+    pub mac: Option<MacAddr>,
+    /// Host-side name (its peer).
+    pub host_name: String,
+    /// Alias.
+    pub alias: String,
+    /// Addresses.
+    pub addrs: Vec<IpNet>,
+}
+
+/// Everything the config asks for.
+#[derive(Debug, Clone, Default)]
+pub struct Desired {
+    /// Sysctl files and values (host netns).
+    pub sysctls: Vec<(PathBuf, String)>,
+    /// Links in the host netns (bonds, VLANs, bridges, host ends of veths).
+    pub links: Vec<LinkSpec>,
+    /// Existing links to attach.
+    pub attachments: Vec<Attachment>,
+    /// VE ends of veths.
+    pub ve_ends: Vec<VeEnd>,
+    /// Routes per netns (`None`: host).
+    pub routes: BTreeMap<NsName, Vec<RouteSpec>>,
+    /// VEs with network config but no netns (not running): not wired now.
+    pub unwired: Vec<u32>,
+}
+
+/// The alias of a VE's link.
+pub fn ve_alias(id: u32, netif: &str) -> String {
+    format!("{ALIAS_PREFIX}ve{id}:{netif}")
+}
+
+impl Desired {
+    /// Flattens a validated config.
+    pub fn from_config(config: &Config) -> Desired {
+        let mut d = Desired::default();
+        let host = &config.host;
+        for (k, v) in &host.sysctl {
+            d.sysctls.push((global_sysctl_path(k), v.to_string()));
+        }
+        let iface_sysctls = |d: &mut Desired, ifname: &str, map: &BTreeMap<String, crate::model::SysctlValue>| {
+            for (k, v) in map {
+                if let Some(p) = interface_sysctl_path(k, ifname) {
+                    d.sysctls.push((p, v.to_string()));
+                }
+            }
+        };
+        for bond in &host.bond {
+            d.links.push(LinkSpec {
+                ns: None,
+                name: bond.name.clone(),
+                kind: LinkKind::Bond { mode: bond.mode, miimon_ms: bond.miimon_ms },
+                mac: None,
+                master: None,
+                alias: format!("{ALIAS_PREFIX}bond"),
+                addrs: bond.addresses.clone(),
+            });
+            for s in &bond.slaves {
+                d.attachments.push(Attachment { name: s.clone(), master: bond.name.clone(), bond_slave: true });
+            }
+            iface_sysctls(&mut d, &bond.name, &bond.sysctl);
+        }
+        for vlan in &host.vlan {
+            d.links.push(LinkSpec {
+                ns: None,
+                name: vlan.name.clone(),
+                kind: LinkKind::Vlan { link: vlan.link.clone(), id: vlan.id },
+                mac: None,
+                master: None,
+                alias: format!("{ALIAS_PREFIX}vlan"),
+                addrs: vlan.addresses.clone(),
+            });
+            iface_sysctls(&mut d, &vlan.name, &vlan.sysctl);
+        }
+        let vlan_names: Vec<&str> = host.vlan.iter().map(|v| v.name.as_str()).collect();
+        for br in &host.bridge {
+            d.links.push(LinkSpec {
+                ns: None,
+                name: br.name.clone(),
+                kind: LinkKind::Bridge { stp: br.stp },
+                mac: Some(br.mac.unwrap_or_else(|| MacAddr::derived(&br.name))),
+                master: None,
+                alias: format!("{ALIAS_PREFIX}bridge"),
+                addrs: br.addresses.clone(),
+            });
+            for p in &br.ports {
+                if vlan_names.contains(&p.as_str()) {
+                    // A VLAN vznet makes joins its bridge as it is configured.
+                    if let Some(l) = d.links.iter_mut().find(|l| &l.name == p) {
+                        l.master = Some(br.name.clone());
+                    }
+                } else {
+                    d.attachments.push(Attachment { name: p.clone(), master: br.name.clone(), bond_slave: false });
+                }
+            }
+            iface_sysctls(&mut d, &br.name, &br.sysctl);
+        }
+        let mut host_routes = Vec::new();
+        for r in &host.route {
+            host_routes.push(route_spec(r.to, r.via, r.dev.clone(), r.metric));
+        }
+        for file in &config.ves {
+            let ve = &file.ve;
+            let Some(ns) = ve.netns.clone() else {
+                if !ve.netif.is_empty() || ve.venet.is_some() {
+                    d.unwired.push(ve.id);
+                }
+                continue;
+            };
+            let mut ve_routes = Vec::new();
+            for (n, netif) in ve.netif.iter().enumerate() {
+                let host_name = ve.host_ifname(n);
+                let alias = ve_alias(ve.id, &netif.name);
+                d.links.push(LinkSpec {
+                    ns: None,
+                    name: host_name.clone(),
+                    kind: LinkKind::Veth { peer_ns: Some(ns.clone()), peer_name: netif.name.clone(), peer_mac: netif.mac },
+                    mac: netif.host_mac,
+                    master: netif.bridge.clone(),
+                    alias: alias.clone(),
+                    addrs: Vec::new(),
+                });
+                d.ve_ends.push(VeEnd {
+                    ns: ns.clone(),
+                    name: netif.name.clone(),
+                    mac: netif.mac,
+                    host_name: host_name.clone(),
+                    alias,
+                    addrs: netif.addresses.clone(),
+                });
+                if let Some(gw) = netif.gateway {
+                    ve_routes.push(route_spec(RouteDest::Default, Some(gw), Some(netif.name.clone()), None));
+                }
+                iface_sysctls(&mut d, &host_name, &netif.sysctl);
+            }
+            if let Some(venet) = &ve.venet {
+                let host_name = ve.venet_host_ifname();
+                let alias = ve_alias(ve.id, VENET_IFNAME);
+                d.links.push(LinkSpec {
+                    ns: None,
+                    name: host_name.clone(),
+                    kind: LinkKind::Veth { peer_ns: Some(ns.clone()), peer_name: VENET_IFNAME.into(), peer_mac: None },
+                    mac: None,
+                    master: None,
+                    alias: alias.clone(),
+                    addrs: Vec::new(),
+                });
+                d.ve_ends.push(VeEnd {
+                    ns: ns.clone(),
+                    name: VENET_IFNAME.into(),
+                    mac: None,
+                    host_name: host_name.clone(),
+                    alias,
+                    addrs: venet.addresses.iter().map(|a| IpNet::from(*a)).collect(),
+                });
+                let mut families = Vec::new();
+                for a in &venet.addresses {
+                    host_routes.push(route_spec(RouteDest::Prefix(IpNet::from(*a)), None, Some(host_name.clone()), None));
+                    if !families.contains(&a.is_ipv4()) {
+                        families.push(a.is_ipv4());
+                        let any = if a.is_ipv4() { IpAddr::from([0u8; 4]) } else { IpAddr::from([0u16; 8]) };
+                        ve_routes.push(route_spec(RouteDest::Prefix(IpNet::from(any).trunc_to(0)), None, Some(VENET_IFNAME.into()), None));
+                    }
+                }
+                // Routed mode: the host answers ARP for every VE and forwards.
+                for key in ["proxy_arp", "forwarding"] {
+                    if let Some(p) = interface_sysctl_path(key, &host_name) {
+                        if !d.sysctls.iter().any(|(q, _)| q == &p) {
+                            d.sysctls.push((p, "1".into()));
+                        }
+                    }
+                }
+            }
+            if !ve_routes.is_empty() {
+                d.routes.insert(Some(ns), ve_routes);
+            }
+        }
+        if !host_routes.is_empty() {
+            d.routes.insert(None, host_routes);
+        }
+        d
+    }
+}
+
+trait TruncTo {
+    fn trunc_to(self, len: u8) -> IpNet;
+}
+
+impl TruncTo for IpNet {
+    fn trunc_to(self, len: u8) -> IpNet {
+        IpNet::new(self.addr(), len).map(|n| n.trunc()).unwrap_or(self)
+    }
+}
+
+fn route_spec(to: RouteDest, via: Option<IpAddr>, dev: Option<String>, metric: Option<u32>) -> RouteSpec {
+    let dst = match to {
+        RouteDest::Prefix(net) => net.trunc(),
+        RouteDest::Default => {
+            let v4 = via.is_none_or(|v| v.is_ipv4());
+            let any = if v4 { IpAddr::from([0u8; 4]) } else { IpAddr::from([0u16; 8]) };
+            IpNet::new(any, 0).unwrap_or_else(|_| IpNet::from(any))
+        }
+    };
+    RouteSpec { dst, via, dev, metric }
+}

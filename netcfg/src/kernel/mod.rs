@@ -1,0 +1,6 @@
+//! The kernel side: netlink over rtnetlink, sysctls, namespaces, features.
+
+pub mod features;
+pub mod netns;
+pub mod state;
+pub mod sysctl;

@@ -1,0 +1,354 @@
+//! The kernel's state as vznet reads it: links, addresses and routes of one
+//! network namespace, decoded from netlink dumps.
+
+use std::net::IpAddr;
+
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    BondMode as NlBondMode, InfoBond, InfoBridge, InfoData, InfoKind, InfoVlan, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::AddressFamily;
+use rtnetlink::Handle;
+use serde::Serialize;
+
+use crate::model::{BondMode, MacAddr};
+
+/// Routes vznet installs carry this `rtm_protocol`, so it knows them as its own
+/// (`ip route show proto 249`).
+pub const RTPROT_VZNET: u8 = 249;
+
+/// Links vznet creates carry an alias starting with this.
+pub const ALIAS_PREFIX: &str = "vznet:";
+
+/// Link types vznet distinguishes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkType {
+    /// A bridge.
+    Bridge,
+    /// One end of a veth pair.
+    Veth,
+    /// A bond.
+    Bond,
+    /// An 802.1Q VLAN link.
+    Vlan,
+    /// Anything else (physical, loopback, macvlan...), by its kind if it has one.
+    Other(String),
+}
+
+/// One link.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkState {
+    /// ifindex in its netns.
+    pub index: u32,
+    /// Name.
+    pub name: String,
+    /// Type.
+    pub kind: LinkType,
+    /// Alias (`ip link set ... alias`), vznet's ownership marker.
+    pub alias: Option<String>,
+    /// MAC.
+    pub mac: Option<MacAddr>,
+    /// ifindex of its master (bridge or bond).
+    pub master: Option<u32>,
+    /// Administratively up.
+    pub up: bool,
+    /// IFLA_LINK: a veth's peer ifindex, a VLAN's lower link.
+    pub link: Option<u32>,
+    /// Bridge: STP on.
+    pub stp: Option<bool>,
+    /// Bond: mode.
+    pub bond_mode: Option<BondMode>,
+    /// Bond: miimon in ms.
+    pub miimon_ms: Option<u32>,
+    /// VLAN: id.
+    pub vlan_id: Option<u16>,
+}
+
+impl LinkState {
+    /// True when vznet made this link.
+    pub fn is_managed(&self) -> bool {
+        self.alias.as_deref().is_some_and(|a| a.starts_with(ALIAS_PREFIX))
+    }
+
+    fn from_message(msg: &LinkMessage) -> Option<LinkState> {
+        let mut link = LinkState {
+            index: msg.header.index,
+            name: String::new(),
+            kind: LinkType::Other(String::new()),
+            alias: None,
+            mac: None,
+            master: None,
+            up: msg.header.flags.contains(LinkFlags::Up),
+            link: None,
+            stp: None,
+            bond_mode: None,
+            miimon_ms: None,
+            vlan_id: None,
+        };
+        for attr in &msg.attributes {
+            match attr {
+                LinkAttribute::IfName(n) => link.name = n.clone(),
+                LinkAttribute::IfAlias(a) => link.alias = Some(a.clone()),
+                LinkAttribute::Address(a) => link.mac = MacAddr::try_from(a.as_slice()).ok(),
+                LinkAttribute::Controller(m) => link.master = Some(*m),
+                LinkAttribute::Link(l) => link.link = Some(*l),
+                LinkAttribute::LinkInfo(infos) => link.read_info(infos),
+                _ => {}
+            }
+        }
+        (!link.name.is_empty()).then_some(link)
+    }
+
+    fn read_info(&mut self, infos: &[LinkInfo]) {
+        for info in infos {
+            match info {
+                LinkInfo::Kind(kind) => {
+                    self.kind = match kind {
+                        InfoKind::Bridge => LinkType::Bridge,
+                        InfoKind::Veth => LinkType::Veth,
+                        InfoKind::Bond => LinkType::Bond,
+                        InfoKind::Vlan => LinkType::Vlan,
+                        other => LinkType::Other(other.to_string()),
+                    }
+                }
+                LinkInfo::Data(InfoData::Bridge(attrs)) => {
+                    for a in attrs {
+                        if let InfoBridge::StpState(s) = a {
+                            self.stp = Some(u32::from(*s) != 0);
+                        }
+                    }
+                }
+                LinkInfo::Data(InfoData::Bond(attrs)) => {
+                    for a in attrs {
+                        match a {
+                            InfoBond::Mode(m) => self.bond_mode = bond_mode_from_nl(*m),
+                            InfoBond::MiiMon(ms) => self.miimon_ms = Some(*ms),
+                            _ => {}
+                        }
+                    }
+                }
+                LinkInfo::Data(InfoData::Vlan(attrs)) => {
+                    for a in attrs {
+                        if let InfoVlan::Id(id) = a {
+                            self.vlan_id = Some(*id);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The netlink value of a bond mode.
+pub fn bond_mode_to_nl(mode: BondMode) -> NlBondMode {
+    match mode {
+        BondMode::BalanceRr => NlBondMode::BalanceRr,
+        BondMode::ActiveBackup => NlBondMode::ActiveBackup,
+        BondMode::BalanceXor => NlBondMode::BalanceXor,
+        BondMode::Broadcast => NlBondMode::Broadcast,
+        BondMode::Lacp => NlBondMode::Ieee8023Ad,
+        BondMode::BalanceTlb => NlBondMode::BalanceTlb,
+        BondMode::BalanceAlb => NlBondMode::BalanceAlb,
+    }
+}
+
+fn bond_mode_from_nl(mode: NlBondMode) -> Option<BondMode> {
+    Some(match mode {
+        NlBondMode::BalanceRr => BondMode::BalanceRr,
+        NlBondMode::ActiveBackup => BondMode::ActiveBackup,
+        NlBondMode::BalanceXor => BondMode::BalanceXor,
+        NlBondMode::Broadcast => BondMode::Broadcast,
+        NlBondMode::Ieee8023Ad => BondMode::Lacp,
+        NlBondMode::BalanceTlb => BondMode::BalanceTlb,
+        NlBondMode::BalanceAlb => BondMode::BalanceAlb,
+        _ => return None,
+    })
+}
+
+/// One address.
+#[derive(Debug, Clone, Serialize)]
+pub struct AddrState {
+    /// ifindex.
+    pub index: u32,
+    /// Address with prefix length.
+    pub addr: IpNet,
+}
+
+impl AddrState {
+    fn from_message(msg: &AddressMessage) -> Option<AddrState> {
+        // IFA_LOCAL is the interface's own address on point-to-point links; prefer it.
+        let mut local = None;
+        let mut address = None;
+        for attr in &msg.attributes {
+            match attr {
+                AddressAttribute::Local(a) => local = Some(*a),
+                AddressAttribute::Address(a) => address = Some(*a),
+                _ => {}
+            }
+        }
+        let ip = local.or(address)?;
+        let addr = IpNet::new(ip, msg.header.prefix_len).ok()?;
+        Some(AddrState {
+            index: msg.header.index,
+            addr,
+        })
+    }
+
+    /// IPv6 link-local addresses are the kernel's, not the config's.
+    pub fn is_link_local(&self) -> bool {
+        match self.addr.addr() {
+            IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+            IpAddr::V4(_) => false,
+        }
+    }
+}
+
+/// One route of the main table.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteState {
+    /// Destination prefix.
+    pub dst: IpNet,
+    /// Gateway.
+    pub via: Option<IpAddr>,
+    /// Output ifindex.
+    pub oif: Option<u32>,
+    /// Metric.
+    pub metric: Option<u32>,
+    /// `rtm_protocol`.
+    pub protocol: u8,
+    /// Link scope (a device route with no gateway).
+    pub scope_link: bool,
+}
+
+impl RouteState {
+    fn from_message(msg: &RouteMessage) -> Option<RouteState> {
+        if msg.header.table != RouteHeader::RT_TABLE_MAIN || msg.header.kind != RouteType::Unicast {
+            return None;
+        }
+        let family = msg.header.address_family;
+        let mut dst = None;
+        let mut via = None;
+        let mut oif = None;
+        let mut metric = None;
+        for attr in &msg.attributes {
+            match attr {
+                RouteAttribute::Destination(a) => dst = route_addr(a),
+                RouteAttribute::Gateway(a) => via = route_addr(a),
+                RouteAttribute::Oif(i) => oif = Some(*i),
+                RouteAttribute::Priority(p) => metric = Some(*p),
+                RouteAttribute::Table(t) if *t != u32::from(RouteHeader::RT_TABLE_MAIN) => return None,
+                _ => {}
+            }
+        }
+        let dst = match (dst, family) {
+            (Some(a), _) => IpNet::new(a, msg.header.destination_prefix_length).ok()?,
+            (None, AddressFamily::Inet) => IpNet::new(IpAddr::from([0u8; 4]), 0).ok()?,
+            (None, AddressFamily::Inet6) => IpNet::new(IpAddr::from([0u16; 8]), 0).ok()?,
+            _ => return None,
+        };
+        Some(RouteState {
+            dst,
+            via,
+            oif,
+            metric,
+            protocol: u8::from(msg.header.protocol),
+            scope_link: msg.header.scope == RouteScope::Link,
+        })
+    }
+
+    /// True when vznet installed this route.
+    pub fn is_managed(&self) -> bool {
+        self.protocol == RTPROT_VZNET
+    }
+}
+
+fn route_addr(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
+}
+
+/// Everything vznet reads from one netns.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NsState {
+    /// Links.
+    pub links: Vec<LinkState>,
+    /// Addresses.
+    pub addrs: Vec<AddrState>,
+    /// Main-table unicast routes.
+    pub routes: Vec<RouteState>,
+}
+
+impl NsState {
+    /// Dumps links, addresses and routes over `handle`, one after the other: a
+    /// netlink socket runs one dump at a time (EBUSY otherwise).
+    pub async fn read(handle: &Handle) -> Result<NsState, rtnetlink::Error> {
+        let links = read_links(handle).await?;
+        let addrs = read_addrs(handle).await?;
+        let routes = read_routes(handle).await?;
+        Ok(NsState { links, addrs, routes })
+    }
+
+    /// The link named `name`.
+    pub fn link(&self, name: &str) -> Option<&LinkState> {
+        self.links.iter().find(|l| l.name == name)
+    }
+
+    /// The link with ifindex `index`.
+    pub fn link_by_index(&self, index: u32) -> Option<&LinkState> {
+        self.links.iter().find(|l| l.index == index)
+    }
+
+    /// Non-link-local addresses of link `index`.
+    pub fn addrs_of(&self, index: u32) -> impl Iterator<Item = IpNet> + '_ {
+        self.addrs
+            .iter()
+            .filter(move |a| a.index == index && !a.is_link_local())
+            .map(|a| a.addr)
+    }
+}
+
+/// Dumps all links.
+pub async fn read_links(handle: &Handle) -> Result<Vec<LinkState>, rtnetlink::Error> {
+    let msgs: Vec<LinkMessage> = handle.link().get().execute().try_collect().await?;
+    Ok(msgs.iter().filter_map(LinkState::from_message).collect())
+}
+
+/// Reads one link by name, `None` if there is none.
+pub async fn read_link(handle: &Handle, name: &str) -> Result<Option<LinkState>, rtnetlink::Error> {
+    let mut stream = handle.link().get().match_name(name.to_string()).execute();
+    match stream.try_next().await {
+        Ok(Some(msg)) => Ok(LinkState::from_message(&msg)),
+        Ok(None) => Ok(None),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+async fn read_addrs(handle: &Handle) -> Result<Vec<AddrState>, rtnetlink::Error> {
+    let msgs: Vec<AddressMessage> = handle.address().get().execute().try_collect().await?;
+    Ok(msgs.iter().filter_map(AddrState::from_message).collect())
+}
+
+async fn read_routes(handle: &Handle) -> Result<Vec<RouteState>, rtnetlink::Error> {
+    let v4 = rtnetlink::RouteMessageBuilder::<std::net::Ipv4Addr>::new().build();
+    let v6 = rtnetlink::RouteMessageBuilder::<std::net::Ipv6Addr>::new().build();
+    let a: Vec<RouteMessage> = handle.route().get(v4).execute().try_collect().await?;
+    let b: Vec<RouteMessage> = handle.route().get(v6).execute().try_collect().await?;
+    Ok(a.iter().chain(b.iter()).filter_map(RouteState::from_message).collect())
+}
+
+/// `RouteProtocol` for vznet's routes.
+pub fn vznet_protocol() -> RouteProtocol {
+    RouteProtocol::from(RTPROT_VZNET)
+}

@@ -1,0 +1,304 @@
+//! Checks that need more than one field: names, uniqueness, references, ranges.
+//! They read the kernel only to see that named namespaces and sysctls exist.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::{Config, ConfigError, KeyPath, SourceFile, SysctlValue};
+
+/// The kernel's IFNAMSIZ - 1.
+pub const IFNAME_MAX: usize = 15;
+
+struct Checker<'a> {
+    errors: &'a mut Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, source: &SourceFile, path: &KeyPath, message: String) {
+        self.errors.push(ConfigError {
+            location: source.locate(path),
+            key: path.to_string(),
+            message,
+        });
+    }
+
+    fn ifname(&mut self, source: &SourceFile, path: &KeyPath, name: &str) {
+        if let Err(why) = check_ifname(name) {
+            self.error(source, path, why);
+        }
+    }
+
+    fn sysctls(
+        &mut self,
+        source: &SourceFile,
+        path: &KeyPath,
+        map: &BTreeMap<String, SysctlValue>,
+        per_interface: bool,
+    ) {
+        for (key, value) in map {
+            let p = path.k(key);
+            if let SysctlValue::Str(s) = value {
+                if s.contains(['\n', '\0']) {
+                    self.error(source, &p, "sysctl value must be one line".into());
+                }
+            }
+            let probe = if per_interface {
+                interface_sysctl_path(key, "default")
+            } else {
+                Some(global_sysctl_path(key))
+            };
+            match probe {
+                Some(file) if file.exists() => {}
+                Some(_) if per_interface => self.error(
+                    source,
+                    &p,
+                    format!("unknown per-interface sysctl {key:?} (not in /proc/sys/net/ipv4/conf/default)"),
+                ),
+                _ => self.error(source, &p, format!("unknown sysctl {key:?} (not under /proc/sys)")),
+            }
+        }
+    }
+}
+
+/// Why `name` cannot be a Linux interface name, if it cannot.
+pub fn check_ifname(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("interface name is empty".into());
+    }
+    if name.len() > IFNAME_MAX {
+        return Err(format!(
+            "interface name {name:?} is {} bytes, the kernel allows at most {IFNAME_MAX}",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." || name.contains(['/', ':']) || name.chars().any(char::is_whitespace) {
+        return Err(format!("interface name {name:?} may not contain '/', ':' or spaces, nor be '.' or '..'"));
+    }
+    Ok(())
+}
+
+/// `/proc/sys/...` for a dotted global key; slashes are accepted too.
+pub fn global_sysctl_path(key: &str) -> std::path::PathBuf {
+    let rel = if key.contains('/') { key.to_string() } else { key.replace('.', "/") };
+    Path::new("/proc/sys").join(rel.trim_start_matches('/'))
+}
+
+/// `/proc/sys/net/ipv4/conf/IF/KEY`; `ipv6.KEY` selects the IPv6 tree. `None` for
+/// keys that try to leave the interface's folder.
+pub fn interface_sysctl_path(key: &str, ifname: &str) -> Option<std::path::PathBuf> {
+    let (family, leaf) = match key.strip_prefix("ipv6.") {
+        Some(rest) => ("ipv6", rest),
+        None => ("ipv4", key.strip_prefix("ipv4.").unwrap_or(key)),
+    };
+    if leaf.is_empty() || leaf.contains(['/', '.']) {
+        return None;
+    }
+    Some(Path::new("/proc/sys/net").join(family).join("conf").join(ifname).join(leaf))
+}
+
+/// Where a name was first declared, for "also at" notes.
+struct Declared<'a> {
+    source: &'a SourceFile,
+    path: KeyPath,
+}
+
+pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
+    let mut c = Checker { errors };
+    let hs = &config.host_source;
+    let host = &config.host;
+    // Every interface name vznet creates in the host netns, with where it is declared.
+    let mut names: Vec<(String, &SourceFile, KeyPath)> = Vec::new();
+
+    c.sysctls(hs, &KeyPath::key("sysctl"), &host.sysctl, false);
+
+    for (i, bond) in host.bond.iter().enumerate() {
+        let p = KeyPath::key("bond").i(i);
+        c.ifname(hs, &p.k("name"), &bond.name);
+        names.push((bond.name.clone(), hs, p.k("name")));
+        for (j, s) in bond.slaves.iter().enumerate() {
+            c.ifname(hs, &p.k("slaves").i(j), s);
+        }
+        if let Some(primary) = &bond.primary {
+            if !bond.slaves.contains(primary) {
+                c.error(hs, &p.k("primary"), format!("primary {primary:?} is not one of this bond's slaves"));
+            }
+        }
+        c.sysctls(hs, &p.k("sysctl"), &bond.sysctl, true);
+    }
+    for (i, vlan) in host.vlan.iter().enumerate() {
+        let p = KeyPath::key("vlan").i(i);
+        c.ifname(hs, &p.k("name"), &vlan.name);
+        c.ifname(hs, &p.k("link"), &vlan.link);
+        names.push((vlan.name.clone(), hs, p.k("name")));
+        if !(1..=4094).contains(&vlan.id) {
+            c.error(hs, &p.k("id"), format!("VLAN id {} is out of range 1..4094", vlan.id));
+        }
+        if vlan.link == vlan.name {
+            c.error(hs, &p.k("link"), "a VLAN cannot ride on itself".into());
+        }
+        c.sysctls(hs, &p.k("sysctl"), &vlan.sysctl, true);
+    }
+    let bridge_names: Vec<&str> = host.bridge.iter().map(|b| b.name.as_str()).collect();
+    // port name -> (bridge, where)
+    let mut ports: BTreeMap<String, (String, Declared)> = BTreeMap::new();
+    fn add_port<'a>(
+        c: &mut Checker,
+        ports: &mut BTreeMap<String, (String, Declared<'a>)>,
+        port: &str,
+        bridge: &str,
+        source: &'a SourceFile,
+        path: KeyPath,
+    ) {
+        if let Some((other, at)) = ports.get(port) {
+            let msg = if other == bridge {
+                format!("{port:?} is listed twice as a port of bridge {bridge:?} (also at {})", at.source.locate(&at.path))
+            } else {
+                format!(
+                    "{port:?} cannot be a port of bridge {bridge:?}: it is already a port of bridge {other:?} (at {})",
+                    at.source.locate(&at.path)
+                )
+            };
+            c.error(source, &path, msg);
+        } else {
+            ports.insert(port.to_string(), (bridge.to_string(), Declared { source, path }));
+        }
+    }
+    for (i, br) in host.bridge.iter().enumerate() {
+        let p = KeyPath::key("bridge").i(i);
+        c.ifname(hs, &p.k("name"), &br.name);
+        names.push((br.name.clone(), hs, p.k("name")));
+        for (j, port) in br.ports.iter().enumerate() {
+            c.ifname(hs, &p.k("ports").i(j), port);
+            if port == &br.name {
+                c.error(hs, &p.k("ports").i(j), "a bridge cannot be its own port".into());
+            }
+            add_port(&mut c, &mut ports, port, &br.name, hs, p.k("ports").i(j));
+        }
+        if let Some(mac) = br.mac {
+            if mac.is_multicast() {
+                c.error(hs, &p.k("mac"), format!("{mac} is a multicast address"));
+            }
+        }
+        c.sysctls(hs, &p.k("sysctl"), &br.sysctl, true);
+    }
+    for (i, route) in host.route.iter().enumerate() {
+        let p = KeyPath::key("route").i(i);
+        check_route(&mut c, hs, &p, route);
+    }
+    let mut netns_users: BTreeMap<std::path::PathBuf, (u32, Declared)> = BTreeMap::new();
+    for file in &config.ves {
+        let ve = &file.ve;
+        let s = &file.source;
+        let stem = s.path().file_stem().and_then(|x| x.to_str()).unwrap_or("");
+        if stem != ve.id.to_string() {
+            c.error(s, &KeyPath::key("id"), format!("id {} does not match the file name {stem:?}.toml", ve.id));
+        }
+        if let Some(ns) = &ve.netns {
+            let path = super::netns_path(ns);
+            if ns.is_empty() || (!ns.starts_with('/') && ns.contains('/')) {
+                c.error(s, &KeyPath::key("netns"), format!("invalid netns {ns:?}: a name under /run/netns or an absolute path"));
+            } else if !path.exists() {
+                c.error(s, &KeyPath::key("netns"), format!("network namespace {ns:?} does not exist ({} is missing)", path.display()));
+            } else if let Some((other, at)) = netns_users.get(&path) {
+                c.error(
+                    s,
+                    &KeyPath::key("netns"),
+                    format!("network namespace {ns:?} is already VE {other}'s (at {})", at.source.locate(&at.path)),
+                );
+            } else {
+                netns_users.insert(path, (ve.id, Declared { source: s, path: KeyPath::key("netns") }));
+            }
+        }
+        let mut inner: BTreeMap<&str, KeyPath> = BTreeMap::new();
+        for (n, netif) in ve.netif.iter().enumerate() {
+            let p = KeyPath::key("netif").i(n);
+            c.ifname(s, &p.k("name"), &netif.name);
+            if let Some(first) = inner.insert(&netif.name, p.k("name")) {
+                c.error(s, &p.k("name"), format!("duplicate interface name {:?} in this VE (also at {})", netif.name, s.locate(&first)));
+            }
+            let host_name = ve.host_ifname(n);
+            let host_path = if netif.host_name.is_some() { p.k("host_name") } else { p.k("name") };
+            if let Err(why) = check_ifname(&host_name) {
+                c.error(s, &host_path, format!("host-side {why}; set host_name"));
+            }
+            names.push((host_name.clone(), s, host_path));
+            for (key, mac) in [("mac", netif.mac), ("host_mac", netif.host_mac)] {
+                if let Some(mac) = mac {
+                    if mac.is_multicast() {
+                        c.error(s, &p.k(key), format!("{mac} is a multicast address"));
+                    }
+                }
+            }
+            if let Some(bridge) = &netif.bridge {
+                if !bridge_names.contains(&bridge.as_str()) {
+                    c.error(s, &p.k("bridge"), format!("no bridge {bridge:?} in {}", hs.path().display()));
+                } else {
+                    add_port(&mut c, &mut ports, &host_name, bridge, s, p.k("bridge"));
+                }
+            }
+            if let Some(gw) = netif.gateway {
+                if !netif.addresses.iter().any(|a| a.addr().is_ipv4() == gw.is_ipv4()) {
+                    c.error(s, &p.k("gateway"), format!("gateway {gw} has no address of its family on this interface"));
+                }
+            }
+            c.sysctls(s, &p.k("sysctl"), &netif.sysctl, true);
+        }
+        if let Some(venet) = &ve.venet {
+            let p = KeyPath::key("venet");
+            if venet.addresses.is_empty() {
+                c.error(s, &p.k("addresses"), "venet needs at least one address".into());
+            }
+            let host_name = ve.venet_host_ifname();
+            let hp = if venet.host_name.is_some() { p.k("host_name") } else { p.clone() };
+            if let Err(why) = check_ifname(&host_name) {
+                c.error(s, &hp, format!("host-side {why}; set host_name"));
+            }
+            names.push((host_name, s, hp));
+            if inner.contains_key(VENET_IFNAME) {
+                c.error(s, &p, format!("{VENET_IFNAME:?} is the venet interface's name; rename the netif"));
+            }
+        }
+    }
+
+    // Names vznet creates in the host netns must be unique.
+    let mut seen: BTreeMap<&str, (&SourceFile, &KeyPath)> = BTreeMap::new();
+    for (name, source, path) in &names {
+        if let Some((s0, p0)) = seen.get(name.as_str()) {
+            c.error(source, path, format!("duplicate interface name {name:?} (also at {})", s0.locate(p0)));
+        } else {
+            seen.insert(name, (source, path));
+        }
+    }
+    // A bond slave can be in one bond only, and not a bridge port.
+    let mut slaves: BTreeMap<&str, KeyPath> = BTreeMap::new();
+    for (i, bond) in host.bond.iter().enumerate() {
+        for (j, s) in bond.slaves.iter().enumerate() {
+            let p = KeyPath::key("bond").i(i).k("slaves").i(j);
+            if let Some(first) = slaves.insert(s, p.clone()) {
+                c.error(hs, &p, format!("{s:?} is already a slave (at {})", hs.locate(&first)));
+            }
+            if let Some((bridge, _)) = ports.get(s.as_str()) {
+                c.error(hs, &p, format!("{s:?} is a bond slave and a port of bridge {bridge:?}"));
+            }
+        }
+    }
+}
+
+/// The VE-side name of the venet link.
+pub const VENET_IFNAME: &str = "venet0";
+
+fn check_route(c: &mut Checker, s: &SourceFile, p: &KeyPath, route: &super::Route) {
+    use super::RouteDest;
+    if route.via.is_none() && route.dev.is_none() {
+        c.error(s, &p.k("to"), "a route needs `via`, `dev` or both".into());
+    }
+    if let Some(dev) = &route.dev {
+        c.ifname(s, &p.k("dev"), dev);
+    }
+    if let (RouteDest::Prefix(net), Some(via)) = (route.to, route.via) {
+        if net.addr().is_ipv4() != via.is_ipv4() {
+            c.error(s, &p.k("via"), format!("gateway {via} and destination {net} are of different families"));
+        }
+    }
+}
+

@@ -1,0 +1,372 @@
+//! Operations: one kernel change each, with its inverse, in a phase that orders
+//! it against the others.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::model::{BondMode, MacAddr};
+
+/// A netns: `None` is the one vznet runs in (the host's); `Some` a VE's, as the
+/// config names it (a name under /run/netns or a path).
+pub type NsName = Option<String>;
+
+/// What kind of link to create.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum LinkKind {
+    /// A bridge.
+    Bridge {
+        /// Spanning tree.
+        stp: bool,
+    },
+    /// A veth pair whose peer is created directly in its netns.
+    Veth {
+        /// The peer's netns.
+        peer_ns: NsName,
+        /// The peer's name there.
+        peer_name: String,
+        /// The peer's MAC.
+        peer_mac: Option<MacAddr>,
+    },
+    /// A bond.
+    Bond {
+        /// Mode.
+        mode: BondMode,
+        /// MII monitoring interval.
+        miimon_ms: u32,
+    },
+    /// An 802.1Q VLAN.
+    Vlan {
+        /// Lower link.
+        link: String,
+        /// VLAN id.
+        id: u16,
+    },
+}
+
+/// A route as vznet installs it (protocol vznet, main table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RouteSpec {
+    /// Destination.
+    pub dst: IpNet,
+    /// Gateway.
+    pub via: Option<IpAddr>,
+    /// Output device.
+    pub dev: Option<String>,
+    /// Metric.
+    pub metric: Option<u32>,
+}
+
+impl fmt::Display for RouteSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.dst.prefix_len() == 0 {
+            f.write_str("default")?;
+        } else {
+            write!(f, "{}", self.dst)?;
+        }
+        if let Some(via) = self.via {
+            write!(f, " via {via}")?;
+        }
+        if let Some(dev) = &self.dev {
+            write!(f, " dev {dev}")?;
+        }
+        if let Some(m) = self.metric {
+            write!(f, " metric {m}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One kernel change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// Write a sysctl (host netns).
+    Sysctl {
+        /// The /proc/sys file.
+        path: PathBuf,
+        /// New value.
+        value: String,
+        /// Value before, if the file existed.
+        old: Option<String>,
+    },
+    /// Create a link, up, with its MAC, master and ownership alias.
+    LinkAdd {
+        /// Netns.
+        ns: NsName,
+        /// Name.
+        name: String,
+        /// Kind.
+        kind: LinkKind,
+        /// MAC.
+        mac: Option<MacAddr>,
+        /// Master (bridge or bond) to join.
+        master: Option<String>,
+        /// vznet's ownership marker.
+        alias: String,
+    },
+    /// Delete a link vznet created.
+    LinkDel {
+        /// Netns.
+        ns: NsName,
+        /// Name.
+        name: String,
+        /// How to make it again (rollback).
+        kind: LinkKind,
+        /// Its MAC.
+        mac: Option<MacAddr>,
+        /// Its master.
+        master: Option<String>,
+        /// Its alias.
+        alias: String,
+    },
+    /// Join (or leave, with `None`) a bridge or bond.
+    SetMaster {
+        /// Netns.
+        ns: NsName,
+        /// Link.
+        name: String,
+        /// New master.
+        master: Option<String>,
+        /// Old master.
+        old: Option<String>,
+    },
+    /// Set a link up or down.
+    SetUp {
+        /// Netns.
+        ns: NsName,
+        /// Link.
+        name: String,
+        /// Up.
+        up: bool,
+    },
+    /// Change a link's MAC.
+    SetMac {
+        /// Netns.
+        ns: NsName,
+        /// Link.
+        name: String,
+        /// New MAC.
+        mac: MacAddr,
+        /// Old MAC.
+        old: Option<MacAddr>,
+    },
+    /// Turn a bridge's STP on or off.
+    SetStp {
+        /// Netns.
+        ns: NsName,
+        /// Bridge.
+        name: String,
+        /// On.
+        stp: bool,
+    },
+    /// Add an address.
+    AddrAdd {
+        /// Netns.
+        ns: NsName,
+        /// Link.
+        dev: String,
+        /// Address.
+        addr: IpNet,
+    },
+    /// Remove an address.
+    AddrDel {
+        /// Netns.
+        ns: NsName,
+        /// Link.
+        dev: String,
+        /// Address.
+        addr: IpNet,
+    },
+    /// Add a route.
+    RouteAdd {
+        /// Netns.
+        ns: NsName,
+        /// Route.
+        route: RouteSpec,
+    },
+    /// Remove a route.
+    RouteDel {
+        /// Netns.
+        ns: NsName,
+        /// Route.
+        route: RouteSpec,
+    },
+}
+
+/// Apply order. Ops of one phase are independent and may run concurrently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Phase {
+    /// Routes and addresses that go.
+    Unroute,
+    /// Ports that leave a master.
+    Detach,
+    /// Links that go: upper before lower.
+    DeleteUpper,
+    /// Links that go after their uppers.
+    DeleteLower,
+    /// Global sysctls (forwarding before links appear).
+    GlobalSysctl,
+    /// Bonds.
+    CreateBond,
+    /// Slaves down (a slave must be down to be enslaved).
+    SlaveDown,
+    /// Slaves into bonds.
+    Enslave,
+    /// VLANs over bonds and links.
+    CreateVlan,
+    /// Bridges.
+    CreateBridge,
+    /// Link attribute changes.
+    Modify,
+    /// Veth pairs (joining their bridge as they are made).
+    CreateVeth,
+    /// Ports into bridges.
+    Attach,
+    /// Links up.
+    Up,
+    /// Per-interface sysctls.
+    LinkSysctl,
+    /// Addresses.
+    Address,
+    /// Routes (after addresses make gateways reachable).
+    Route,
+}
+
+impl Op {
+    /// The netns the op works in.
+    pub fn ns(&self) -> Option<&str> {
+        match self {
+            Op::Sysctl { .. } => None,
+            Op::LinkAdd { ns, .. }
+            | Op::LinkDel { ns, .. }
+            | Op::SetMaster { ns, .. }
+            | Op::SetUp { ns, .. }
+            | Op::SetMac { ns, .. }
+            | Op::SetStp { ns, .. }
+            | Op::AddrAdd { ns, .. }
+            | Op::AddrDel { ns, .. }
+            | Op::RouteAdd { ns, .. }
+            | Op::RouteDel { ns, .. } => ns.as_deref(),
+        }
+    }
+
+    /// When it runs.
+    pub fn phase(&self) -> Phase {
+        match self {
+            Op::RouteDel { .. } | Op::AddrDel { .. } => Phase::Unroute,
+            Op::SetMaster { master: None, .. } => Phase::Detach,
+            Op::LinkDel { kind, .. } => match kind {
+                LinkKind::Bond { .. } => Phase::DeleteLower,
+                _ => Phase::DeleteUpper,
+            },
+            Op::Sysctl { path, .. } => {
+                if path.starts_with("/proc/sys/net/ipv4/conf") || path.starts_with("/proc/sys/net/ipv6/conf") {
+                    let iface = path.iter().nth(6).and_then(|s| s.to_str()).unwrap_or("");
+                    if ["all", "default"].contains(&iface) {
+                        Phase::GlobalSysctl
+                    } else {
+                        Phase::LinkSysctl
+                    }
+                } else {
+                    Phase::GlobalSysctl
+                }
+            }
+            Op::LinkAdd { kind, .. } => match kind {
+                LinkKind::Bond { .. } => Phase::CreateBond,
+                LinkKind::Vlan { .. } => Phase::CreateVlan,
+                LinkKind::Bridge { .. } => Phase::CreateBridge,
+                LinkKind::Veth { .. } => Phase::CreateVeth,
+            },
+            Op::SetUp { up: false, .. } => Phase::SlaveDown,
+            Op::SetMaster { .. } => Phase::Attach,
+            Op::SetMac { .. } | Op::SetStp { .. } => Phase::Modify,
+            Op::SetUp { up: true, .. } => Phase::Up,
+            Op::AddrAdd { .. } => Phase::Address,
+            Op::RouteAdd { .. } => Phase::Route,
+        }
+    }
+
+    /// The op that undoes this one (after it succeeded).
+    pub fn inverse(&self) -> Op {
+        match self.clone() {
+            Op::Sysctl { path, value, old } => Op::Sysctl {
+                path,
+                value: old.clone().unwrap_or_default(),
+                old: Some(value),
+            },
+            Op::LinkAdd { ns, name, kind, mac, master, alias } => Op::LinkDel { ns, name, kind, mac, master, alias },
+            Op::LinkDel { ns, name, kind, mac, master, alias } => Op::LinkAdd { ns, name, kind, mac, master, alias },
+            Op::SetMaster { ns, name, master, old, .. } => Op::SetMaster { ns, name, master: old, old: master },
+            Op::SetUp { ns, name, up, .. } => Op::SetUp { ns, name, up: !up },
+            Op::SetMac { ns, name, mac, old, .. } => match old {
+                Some(o) => Op::SetMac { ns, name, mac: o, old: Some(mac) },
+                None => Op::SetMac { ns, name, mac, old: Some(mac) },
+            },
+            Op::SetStp { ns, name, stp, .. } => Op::SetStp { ns, name, stp: !stp },
+            Op::AddrAdd { ns, dev, addr } => Op::AddrDel { ns, dev, addr },
+            Op::AddrDel { ns, dev, addr } => Op::AddrAdd { ns, dev, addr },
+            Op::RouteAdd { ns, route } => Op::RouteDel { ns, route },
+            Op::RouteDel { ns, route } => Op::RouteAdd { ns, route },
+        }
+    }
+}
+
+struct InNs<'a>(Option<&'a str>);
+
+impl fmt::Display for InNs<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(ns) => write!(f, " (netns {ns})"),
+            None => Ok(()),
+        }
+    }
+}
+
+fn opt<T: fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ns = InNs(self.ns());
+        match self {
+            Op::Sysctl { path, value, old } => {
+                let key = path.strip_prefix("/proc/sys").unwrap_or(path).display().to_string();
+                write!(f, "~ sysctl {} {} -> {value}", key.trim_start_matches('/'), opt(old))
+            }
+            Op::LinkAdd { name, kind, mac, master, .. } => {
+                write!(f, "+ ")?;
+                match kind {
+                    LinkKind::Bridge { stp } => write!(f, "bridge {name} (stp {})", if *stp { "on" } else { "off" })?,
+                    LinkKind::Veth { peer_ns, peer_name, .. } => {
+                        write!(f, "veth {name} <-> {}{peer_name}", peer_ns.as_deref().map_or(String::new(), |n| format!("{n}:")))?
+                    }
+                    LinkKind::Bond { mode, miimon_ms } => write!(f, "bond {name} (mode {}, miimon {miimon_ms} ms)", mode.as_str())?,
+                    LinkKind::Vlan { link, id } => write!(f, "vlan {name} (link {link}, id {id})")?,
+                }
+                if let Some(mac) = mac {
+                    write!(f, " mac {mac}")?;
+                }
+                if let Some(m) = master {
+                    write!(f, " master {m}")?;
+                }
+                write!(f, "{ns}")
+            }
+            Op::LinkDel { name, .. } => write!(f, "- link {name}{ns}"),
+            Op::SetMaster { name, master: Some(m), .. } => write!(f, "~ link {name} master {m}{ns}"),
+            Op::SetMaster { name, master: None, old, .. } => write!(f, "~ link {name} nomaster (was {}){ns}", opt(old)),
+            Op::SetUp { name, up, .. } => write!(f, "~ link {name} {}{ns}", if *up { "up" } else { "down" }),
+            Op::SetMac { name, mac, old, .. } => write!(f, "~ link {name} mac {} -> {mac}{ns}", opt(old)),
+            Op::SetStp { name, stp, .. } => write!(f, "~ bridge {name} stp {}{ns}", if *stp { "on" } else { "off" }),
+            Op::AddrAdd { dev, addr, .. } => write!(f, "+ address {addr} dev {dev}{ns}"),
+            Op::AddrDel { dev, addr, .. } => write!(f, "- address {addr} dev {dev}{ns}"),
+            Op::RouteAdd { route, .. } => write!(f, "+ route {route}{ns}"),
+            Op::RouteDel { route, .. } => write!(f, "- route {route}{ns}"),
+        }
+    }
+}
