@@ -148,12 +148,29 @@ impl SourceFile {
         if let Some(doc) = &self.doc {
             let mut node = Node::Table(doc.as_table());
             'descend: loop {
-                for (seg, child, span) in node.children() {
+                let children = node.children();
+                for (seg, child, span) in &children {
                     if span.as_ref().is_some_and(|s| s.contains(&offset) || s.end == offset)
                         || child.span().is_some_and(|s| s.contains(&offset))
                     {
-                        path.0.push(seg);
-                        node = child;
+                        path.0.push(seg.clone());
+                        node = *child;
+                        continue 'descend;
+                    }
+                }
+                // Table headers' spans do not cover their bodies: fall back to the
+                // child that starts last before the offset.
+                let start = |(_, child, span): &(Seg, Node, Option<Range<usize>>)| {
+                    span.as_ref().map(|s| s.start).or_else(|| child.start())
+                };
+                let last = children
+                    .iter()
+                    .filter(|c| start(c).is_some_and(|st| st <= offset))
+                    .max_by_key(|c| start(c));
+                if let Some((seg, child, _)) = last {
+                    if matches!(child, Node::Table(_) | Node::Item(Item::ArrayOfTables(_))) {
+                        path.0.push(seg.clone());
+                        node = *child;
                         continue 'descend;
                     }
                 }
@@ -179,6 +196,14 @@ impl<'a> Node<'a> {
             Node::Table(t) => t.span(),
             Node::Item(i) => i.span(),
             Node::Value(v) => v.span(),
+        }
+    }
+
+    /// Where the node starts; an array of tables at its first entry.
+    fn start(&self) -> Option<usize> {
+        match self {
+            Node::Item(Item::ArrayOfTables(a)) => a.iter().next().and_then(|t| t.span()).map(|s| s.start),
+            other => other.span().map(|s| s.start),
         }
     }
 

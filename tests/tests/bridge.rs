@@ -1,0 +1,158 @@
+//! A bridge with a host IP and three VEs on veth: the seed's "best configuration".
+
+mod common;
+
+use anyhow::Result;
+use common::{snapshot, sysctl, vznet, vznet_ok, ConfigDir};
+use lab::Lab;
+
+fn three_ves(lab: &Lab, cfg: &ConfigDir) -> Result<Vec<lab::Host>> {
+    cfg.host(
+        r#"
+[sysctl]
+"net.ipv4.ip_forward" = 1
+
+[[bridge]]
+name = "br104"
+addresses = ["192.168.17.52/24"]
+sysctl = { forwarding = 1, proxy_arp = 0 }
+"#,
+    )?;
+    let mut ves = Vec::new();
+    for (n, id) in [112u32, 113, 114].into_iter().enumerate() {
+        let ve = lab.host(&format!("ve{id}"))?;
+        cfg.ve(
+            id,
+            &format!(
+                r#"
+id = {id}
+hostname = "ve{id}"
+netns = "{ns}"
+
+[[netif]]
+name = "eth0"
+mac = "00:0C:29:86:7E:5{n}"
+host_name = "veth{id}.0"
+host_mac = "00:19:BB:C8:0E:5{n}"
+bridge = "br104"
+addresses = ["192.168.17.{a}/24"]
+gateway = "192.168.17.52"
+sysctl = {{ forwarding = 1, proxy_arp = 1 }}
+"#,
+                ns = ve.name(),
+                a = 60 + n
+            ),
+        )?;
+        ves.push(ve);
+    }
+    Ok(ves)
+}
+
+#[test]
+fn bridge_with_host_ip_and_three_ves() -> Result<()> {
+    let lab = Lab::new("bridge_three_ves")?;
+    let host = lab.host("host")?;
+    let cfg = ConfigDir::new()?;
+    let ves = three_ves(&lab, &cfg)?;
+
+    let plan = vznet_ok(&host, &cfg, &["plan"])?;
+    assert!(plan.contains("+ bridge br104"), "{plan}");
+    assert!(host.ip_json(["link", "show", "br104"]).is_err(), "plan must not touch the kernel");
+
+    let out = vznet_ok(&host, &cfg, &["apply"])?;
+    assert!(out.ends_with("changes\n") && !out.contains("\n0 changes"), "{out}");
+    let again = vznet_ok(&host, &cfg, &["apply"])?;
+    assert_eq!(again.trim(), "0 changes");
+
+    for (n, ve) in ves.iter().enumerate() {
+        assert!(host.ping(format!("192.168.17.{}", 60 + n)), "host -> VE {n}");
+        assert!(ve.ping("192.168.17.52"), "VE {n} -> host");
+        let other = (n + 1) % ves.len();
+        assert!(ve.ping(format!("192.168.17.{}", 60 + other)), "VE {n} -> VE {other}");
+        // MAC, name and default route inside the VE are as configured.
+        let link = ve.link("eth0")?;
+        assert_eq!(link.mac.as_deref(), Some(format!("00:0c:29:86:7e:5{n}").as_str()));
+        let routes = ve.ip_json(["route", "show", "default"])?;
+        assert_eq!(routes[0]["gateway"], "192.168.17.52", "{routes}");
+    }
+    assert_eq!(sysctl(&host, "net/ipv4/conf/veth113.0/proxy_arp")?, "1");
+    assert_eq!(sysctl(&host, "net/ipv4/conf/br104/proxy_arp")?, "0");
+    assert_eq!(sysctl(&host, "net/ipv4/ip_forward")?, "1");
+
+    // The bridge's MAC is pinned: it is not the lowest port MAC (00:19:bb:...).
+    let br = host.link("br104")?;
+    assert!(!br.mac.as_deref().unwrap_or("").starts_with("00:19:bb"), "{br:?}");
+
+    let show = vznet_ok(&host, &cfg, &["show"])?;
+    assert!(show.contains("br104") && show.contains("veth112.0") && show.contains("veth114.0"), "{show}");
+    let json: serde_json::Value = serde_json::from_str(&vznet_ok(&host, &cfg, &["show", "--json"])?)?;
+    let ports = json["bridges"][0]["ports"].as_array().map_or(0, Vec::len);
+    assert_eq!(ports, 3, "{json}");
+    assert_eq!(json["ves"].as_array().map_or(0, Vec::len), 3, "{json}");
+    Ok(())
+}
+
+#[test]
+fn drift_detected_by_plan_and_repaired_by_apply() -> Result<()> {
+    let lab = Lab::new("drift")?;
+    let host = lab.host("host")?;
+    let cfg = ConfigDir::new()?;
+    let ves = three_ves(&lab, &cfg)?;
+    vznet_ok(&host, &cfg, &["apply"])?;
+
+    host.run(["ip", "link", "set", "veth113.0", "nomaster"])?;
+    host.run(["ip", "addr", "add", "10.99.0.1/32", "dev", "br104"])?;
+    host.run(["sh", "-c", "echo 0 > /proc/sys/net/ipv4/conf/veth112.0/proxy_arp"])?;
+    ves[2].run(["ip", "route", "del", "default"])?;
+    // An unmanaged link vznet must leave alone.
+    host.run(["ip", "link", "add", "mine0", "type", "bridge"])?;
+
+    let plan = vznet_ok(&host, &cfg, &["plan"])?;
+    assert!(plan.contains("~ link veth113.0 master br104"), "{plan}");
+    assert!(plan.contains("- address 10.99.0.1/32 dev br104"), "{plan}");
+    assert!(plan.contains("veth112.0/proxy_arp 0 -> 1"), "{plan}");
+    assert!(plan.contains("+ route default via 192.168.17.52 dev eth0"), "{plan}");
+    assert!(plan.contains("4 changes"), "{plan}");
+    assert!(!plan.contains("mine0"), "{plan}");
+    let json: serde_json::Value = serde_json::from_str(&vznet_ok(&host, &cfg, &["plan", "--json"])?)?;
+    assert_eq!(json["ops"].as_array().map_or(0, Vec::len), 4, "{json}");
+
+    vznet_ok(&host, &cfg, &["apply"])?;
+    assert_eq!(vznet_ok(&host, &cfg, &["plan"])?.trim(), "0 changes");
+    assert!(host.link("mine0").is_ok(), "unmanaged link untouched");
+    assert!(ves[1].ping("192.168.17.52"));
+    Ok(())
+}
+
+#[test]
+fn removing_a_ve_file_removes_exactly_its_links() -> Result<()> {
+    let lab = Lab::new("remove_ve")?;
+    let host = lab.host("host")?;
+    let cfg = ConfigDir::new()?;
+    let ves = three_ves(&lab, &cfg)?;
+    vznet_ok(&host, &cfg, &["apply"])?;
+    std::fs::remove_file(cfg.path().join("ve/114.toml"))?;
+    let out = vznet_ok(&host, &cfg, &["apply"])?;
+    assert!(out.contains("- link veth114.0"), "{out}");
+    assert!(host.link("veth114.0").is_err());
+    assert!(ves[2].link("eth0").is_err(), "the VE end goes with its pair");
+    assert!(host.link("veth112.0").is_ok());
+    assert!(ves[0].ping("192.168.17.52"));
+    Ok(())
+}
+
+#[test]
+fn existing_unmanaged_link_with_a_configured_name_is_refused() -> Result<()> {
+    let lab = Lab::new("not_owned")?;
+    let host = lab.host("host")?;
+    let cfg = ConfigDir::new()?;
+    three_ves(&lab, &cfg)?;
+    host.run(["ip", "link", "add", "br104", "type", "bridge"])?;
+    let before = snapshot(&host)?;
+    let out = vznet(&host, &cfg, &["apply"])?;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("\"br104\" exists and was not created by vznet"), "{err}");
+    assert_eq!(before, snapshot(&host)?);
+    Ok(())
+}

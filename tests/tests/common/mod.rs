@@ -1,0 +1,104 @@
+//! Shared by the end-to-end tests: a config folder and the vznet command run in a
+//! lab host's netns.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use anyhow::{Context, Result};
+use lab::Host;
+
+/// The vznet binary built for these tests.
+pub const VZNET: &str = env!("CARGO_BIN_EXE_vznet-under-test");
+
+/// A config folder.
+pub struct ConfigDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl ConfigDir {
+    pub fn new() -> Result<ConfigDir> {
+        let dir = tempfile::tempdir()?;
+        std::fs::create_dir(dir.path().join("ve"))?;
+        Ok(ConfigDir { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn host(&self, toml: &str) -> Result<()> {
+        Ok(std::fs::write(self.path().join("host.toml"), toml)?)
+    }
+
+    pub fn ve(&self, id: u32, toml: &str) -> Result<()> {
+        Ok(std::fs::write(self.path().join(format!("ve/{id}.toml")), toml)?)
+    }
+}
+
+/// Runs `vznet ARGS --config-dir DIR` in `host`'s netns.
+pub fn vznet(host: &Host, cfg: &ConfigDir, args: &[&str]) -> Result<Output> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", host.name(), VZNET])
+        .args(args)
+        .arg("--config-dir")
+        .arg(cfg.path())
+        .output()
+        .context("running vznet")?;
+    Ok(out)
+}
+
+/// Like [`vznet`], failing unless it exits 0; returns stdout.
+pub fn vznet_ok(host: &Host, cfg: &ConfigDir, args: &[&str]) -> Result<String> {
+    let out = vznet(host, cfg, args)?;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    anyhow::ensure!(
+        out.status.success(),
+        "vznet {args:?} failed ({}): {stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(stdout)
+}
+
+/// Everything a test compares before and after: links (without counters), addresses
+/// and routes, as `ip -j` prints them.
+pub fn snapshot(host: &Host) -> Result<String> {
+    let mut links = host.ip_json(["-d", "link", "show"])?;
+    if let Some(arr) = links.as_array_mut() {
+        for l in arr.iter_mut() {
+            if let Some(o) = l.as_object_mut() {
+                // Counters and operational flags move on their own.
+                for k in ["stats64", "operstate", "linkinfo", "flags", "txqlen", "promiscuity", "allmulti", "carrier_changes", "carrier_up_count", "carrier_down_count"] {
+                    o.remove(k);
+                }
+            }
+        }
+    }
+    let mut addrs = host.ip_json(["addr", "show"])?;
+    if let Some(arr) = addrs.as_array_mut() {
+        for a in arr.iter_mut() {
+            if let Some(o) = a.as_object_mut() {
+                o.retain(|k, _| k == "ifname" || k == "addr_info");
+                if let Some(infos) = o.get_mut("addr_info").and_then(|v| v.as_array_mut()) {
+                    for i in infos.iter_mut() {
+                        if let Some(io) = i.as_object_mut() {
+                            io.retain(|k, _| k == "local" || k == "prefixlen");
+                        }
+                    }
+                    // Re-added addresses come back in another order; the order of
+                    // addresses in different subnets means nothing.
+                    infos.sort_by_key(|i| i.to_string());
+                }
+            }
+        }
+    }
+    let routes = host.ip_json(["route", "show", "table", "all"])?;
+    Ok(format!("{links}\n{addrs}\n{routes}"))
+}
+
+/// The value of a sysctl in `host`'s netns.
+pub fn sysctl(host: &Host, key: &str) -> Result<String> {
+    Ok(host.run(["cat", &format!("/proc/sys/{}", key)])?.trim().to_string())
+}

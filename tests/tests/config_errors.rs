@@ -1,0 +1,90 @@
+//! Invalid input: an error with file, line, column and key, exit code 2, and no
+//! change to the kernel.
+
+mod common;
+
+use anyhow::Result;
+use common::{snapshot, vznet, ConfigDir};
+use lab::Lab;
+
+struct Case {
+    name: &'static str,
+    host: &'static str,
+    ve: &'static str,
+    /// `FILE:LINE:COL: KEY` expected in the message.
+    at: &'static str,
+    says: &'static str,
+}
+
+const GOOD_HOST: &str = "[[bridge]]\nname = \"br0\"\n";
+
+const CASES: &[Case] = &[
+    Case { name: "unknown key", host: "[[bridge]]\nname = \"br0\"\ncolour = \"red\"\n", ve: "", at: "host.toml:3:1: bridge[0].colour", says: "unknown field `colour`" },
+    Case { name: "bad CIDR", host: "[[bridge]]\nname = \"br0\"\naddresses = [\"10.0.0.1/33\"]\n", ve: "", at: "host.toml:3:14: bridge[0].addresses[0]", says: "invalid IP address syntax" },
+    Case { name: "duplicate name", host: "[[bridge]]\nname = \"br0\"\n[[bridge]]\nname = \"br0\"\n", ve: "", at: "host.toml:4:1: bridge[1].name", says: "duplicate interface name \"br0\"" },
+    Case { name: "long name", host: "[[bridge]]\nname = \"bridge-with-a-long-name\"\n", ve: "", at: "host.toml:2:1: bridge[0].name", says: "at most 15" },
+    Case { name: "vlan id", host: "[[vlan]]\nname = \"eth9.5000\"\nlink = \"eth9\"\nid = 5000\n", ve: "", at: "host.toml:4:1: vlan[0].id", says: "out of range 1..4094" },
+    Case { name: "port on two bridges", host: "[[bridge]]\nname = \"br0\"\nports = [\"eth7\"]\n[[bridge]]\nname = \"br1\"\nports = [\"eth7\"]\n", ve: "", at: "host.toml:6:10: bridge[1].ports[0]", says: "already a port of bridge \"br0\"" },
+    Case { name: "missing netns", host: GOOD_HOST, ve: "id = 7\nnetns = \"vznet-no-such-ns\"\n", at: "ve/7.toml:2:1: netns", says: "does not exist" },
+    Case { name: "unknown bridge", host: GOOD_HOST, ve: "id = 7\n[[netif]]\nname = \"eth0\"\nbridge = \"br9\"\n", at: "ve/7.toml:4:1: netif[0].bridge", says: "no bridge \"br9\"" },
+    Case { name: "bad MAC", host: GOOD_HOST, ve: "id = 7\n[[netif]]\nname = \"eth0\"\nmac = \"00:11:22\"\n", at: "ve/7.toml:4:7: netif[0].mac", says: "invalid MAC address" },
+    Case { name: "unknown sysctl", host: "[sysctl]\n\"net.ipv4.no_such_knob\" = 1\n", ve: "", at: "host.toml:2:1: sysctl.\"net.ipv4.no_such_knob\"", says: "unknown sysctl" },
+    Case { name: "id and file name differ", host: GOOD_HOST, ve: "id = 8\n", at: "ve/7.toml:1:1: id", says: "does not match the file name" },
+    Case { name: "TOML syntax", host: "[[bridge]\nname = \"br0\"\n", ve: "", at: "host.toml:1:", says: "" },
+];
+
+#[test]
+fn every_invalid_input_is_located_exits_2_and_changes_nothing() -> Result<()> {
+    let lab = Lab::new("config_errors")?;
+    let host = lab.host("host")?;
+    let before = snapshot(&host)?;
+    for case in CASES {
+        let cfg = ConfigDir::new()?;
+        cfg.host(case.host)?;
+        if !case.ve.is_empty() {
+            cfg.ve(7, case.ve)?;
+        }
+        for cmd in ["check", "plan", "apply"] {
+            let out = vznet(&host, &cfg, &[cmd])?;
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{}: {cmd}: {err}", case.name);
+            let want = format!("{}/{}", cfg.path().display(), case.at);
+            assert!(err.contains(&want), "{}: expected {want:?} in:\n{err}", case.name);
+            assert!(err.contains(case.says), "{}: expected {:?} in:\n{err}", case.name, case.says);
+            assert!(err.contains("nothing changed"), "{err}");
+        }
+        let json = vznet(&host, &cfg, &["check", "--json"])?;
+        let v: serde_json::Value = serde_json::from_slice(&json.stdout)?;
+        assert_eq!(v["ok"], false, "{}", case.name);
+        assert!(v["errors"][0]["line"].as_u64().is_some_and(|l| l >= 1), "{v}");
+    }
+    assert_eq!(before, snapshot(&host)?);
+    Ok(())
+}
+
+#[test]
+fn bonds_and_vlans_on_a_kernel_without_them_fail_before_any_change() -> Result<()> {
+    let probe = netcfg::kernel::features::probe(&[
+        netcfg::kernel::features::Feature::Bonding,
+        netcfg::kernel::features::Feature::Vlan,
+    ])?;
+    let lab = Lab::new("no_bonding")?;
+    let host = lab.host("host")?;
+    host.run(["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1"])?;
+    let cfg = ConfigDir::new()?;
+    cfg.host(
+        "[sysctl]\n\"net.ipv4.ip_forward\" = 1\n[[bond]]\nname = \"bond0\"\nmode = \"active-backup\"\nmiimon_ms = 100\nslaves = [\"eth0\", \"eth1\"]\n[[vlan]]\nname = \"bond0.136\"\nlink = \"bond0\"\nid = 136\n[[bridge]]\nname = \"br136\"\nports = [\"bond0.136\"]\n",
+    )?;
+    if probe == [true, true] {
+        eprintln!("SKIP: this kernel has bonding and 802.1Q; the VM tier tests them working");
+        return Ok(());
+    }
+    let before = snapshot(&host)?;
+    let out = vznet(&host, &cfg, &["apply"])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let want = if probe[0] { "kernel has no 802.1Q VLAN support (CONFIG_VLAN_8021Q)" } else { "kernel has no bonding support (CONFIG_BONDING)" };
+    assert!(err.contains(want), "{err}");
+    assert_eq!(before, snapshot(&host)?, "nothing changed (not even the sysctl)");
+    Ok(())
+}

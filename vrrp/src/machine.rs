@@ -1,0 +1,507 @@
+//! The virtual router state machine: RFC 5798 / RFC 9568 §6.4 for VRRPv3 and RFC 3768
+//! §6.4 for VRRPv2.
+//!
+//! Sans I/O: [`Machine::handle`] takes `(now, event)` and returns [`Action`]s for the
+//! shell to carry out, in order; [`Machine::poll_timeout`] says when to deliver the next
+//! [`Event::Timeout`]. RFC 9568 renames Master to Active; this crate keeps the RFC 5798
+//! names (Master, Master_Adver_Interval, Master_Down_Timer) that keepalived users know.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::config::{ConfigError, InstanceConfig, OWNER_PRIORITY};
+use crate::reception::Received;
+use crate::time::Timestamp;
+use crate::wire::{Centiseconds, V2Advert, V3Advert, Version, VirtualAddresses, VrrpRepr};
+
+/// The three states of RFC 5798 §6.4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    Initialize,
+    Backup,
+    Master,
+}
+
+/// An input to the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The instance is enabled (RFC 5798 §6.4.1).
+    Startup,
+    /// The instance is disabled: a Master sends priority 0 first (§6.4.3).
+    Shutdown,
+    /// An advert that passed the receive rules (see [`crate::reception`]).
+    AdvertReceived { advert: VrrpRepr, source: IpAddr },
+    /// The deadline from [`Machine::poll_timeout`] may have passed.
+    Timeout,
+    /// The interface came up: a started instance starts up again.
+    InterfaceUp,
+    /// The interface went down: the instance falls back to Initialize without sending
+    /// (it cannot), dropping the virtual addresses if it was Master.
+    InterfaceDown,
+    /// Tracking changed the effective priority. Clamped to 1..=254 (§5.2.4: backups
+    /// use 1..=254); ignored by the address owner, whose priority stays 255.
+    PriorityChanged(u8),
+}
+
+impl From<Received> for Event {
+    fn from(r: Received) -> Event {
+        Event::AdvertReceived {
+            advert: r.advert,
+            source: r.source,
+        }
+    }
+}
+
+/// Why the state changed: the fields a log line needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransitionReason {
+    /// Startup event (§6.4.1).
+    Startup,
+    /// The interface came back up and the instance started again.
+    InterfaceUp,
+    /// Shutdown event.
+    Shutdown,
+    /// The interface went down.
+    InterfaceDown,
+    /// Master_Down_Timer fired: no advert from a Master for Master_Down_Interval.
+    MasterDown,
+    /// The Master sent priority 0 and Skew_Time passed (§6.4.2).
+    MasterReleased,
+    /// Preempt_Mode: adverts of a lower-priority Master were discarded until the
+    /// Master_Down_Timer fired (§6.4.2).
+    Preempted,
+    /// A Master saw an advert of higher priority, or of equal priority from a greater
+    /// primary address (§6.4.3).
+    HigherPriorityAdvert { priority: u8, source: IpAddr },
+}
+
+/// What the shell must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Log it, notify, update status. Always first among the actions of a transition.
+    StateChanged {
+        from: State,
+        to: State,
+        reason: TransitionReason,
+    },
+    /// Emit the advert with [`VrrpRepr::emit`] towards
+    /// [`InstanceConfig::advert_endpoints`], checksum per the config, TTL/hop limit 255.
+    SendAdvert(VrrpRepr),
+    /// Configure the instance's virtual addresses on the interface.
+    AddVirtualAddresses,
+    /// Remove the instance's virtual addresses from the interface.
+    RemoveVirtualAddresses,
+    /// Announce the virtual addresses: a gratuitous ARP per IPv4 address, or an
+    /// unsolicited Neighbor Advertisement (R and O set, S clear) to all-nodes per IPv6
+    /// address, with the virtual router MAC (§6.4.1, §6.4.2).
+    SendGratuitous,
+}
+
+/// Per-instance statistics (cf. the VRRP MIB, RFC 6527).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Adverts handed to the shell to send, priority 0 included.
+    pub adverts_sent: u64,
+    /// Adverts delivered to the machine.
+    pub adverts_received: u64,
+    pub priority_zero_sent: u64,
+    pub priority_zero_received: u64,
+    /// Adverts the §6.4 rules discard (a lower priority than ours, with preemption).
+    pub adverts_discarded: u64,
+    /// Adverts not meant for this instance (other VRID, version or family, interval 0)
+    /// or arriving while in Initialize.
+    pub adverts_ignored: u64,
+    /// Transitions to Master.
+    pub master_transitions: u64,
+}
+
+/// One virtual router.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    config: InstanceConfig,
+    state: State,
+    /// Effective priority: the configured one, moved by tracking.
+    priority: u8,
+    /// Master_Adver_Interval (§6.1): the Master's interval a Backup adopted (v3); for
+    /// v2 and on startup, our own Advertisement_Interval.
+    master_adver_interval: Centiseconds,
+    adver_timer: Option<Timestamp>,
+    master_down_timer: Option<Timestamp>,
+    /// What the Master_Down_Timer firing will mean.
+    down_reason: TransitionReason,
+    started: bool,
+    interface_up: bool,
+    /// Preemption of a lower-priority Master waits until then (config.preempt_delay).
+    preempt_hold_until: Timestamp,
+    master_address: Option<IpAddr>,
+    counters: Counters,
+}
+
+impl Machine {
+    /// A machine in Initialize with its interface assumed up; send
+    /// [`Event::InterfaceDown`] first if it is not.
+    pub fn new(config: InstanceConfig) -> Result<Machine, ConfigError> {
+        config.validate()?;
+        Ok(Machine {
+            priority: config.priority,
+            master_adver_interval: config.advertisement_interval,
+            config,
+            state: State::Initialize,
+            adver_timer: None,
+            master_down_timer: None,
+            down_reason: TransitionReason::MasterDown,
+            started: false,
+            interface_up: true,
+            preempt_hold_until: Timestamp::ZERO,
+            master_address: None,
+            counters: Counters::default(),
+        })
+    }
+
+    pub fn config(&self) -> &InstanceConfig {
+        &self.config
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The effective priority.
+    pub fn priority(&self) -> u8 {
+        self.priority
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn is_started(&self) -> bool {
+        self.started
+    }
+
+    pub fn is_interface_up(&self) -> bool {
+        self.interface_up
+    }
+
+    /// The current Master as far as this router knows: itself when Master, the source
+    /// of the last accepted advert when Backup, none in Initialize or before any advert.
+    pub fn master_address(&self) -> Option<IpAddr> {
+        self.master_address
+    }
+
+    pub fn master_adver_interval(&self) -> Centiseconds {
+        self.master_adver_interval
+    }
+
+    /// Skew_Time (§6.1). VRRPv3: ((256 - Priority) * Master_Adver_Interval) / 256 in
+    /// whole centiseconds (integer division, as the RFC's unit). VRRPv2 (RFC 3768
+    /// §6.1): (256 - Priority) / 256 seconds, exact in nanoseconds.
+    pub fn skew_time(&self) -> Duration {
+        let weight = 256 - u32::from(self.priority);
+        match self.config.version {
+            // 1 s / 256 = 3_906_250 ns exactly.
+            Version::V2 => Duration::from_nanos(u64::from(weight) * 3_906_250),
+            Version::V3 => {
+                let cs = weight * u32::from(self.master_adver_interval.0) / 256;
+                Duration::from_millis(u64::from(cs) * 10)
+            }
+        }
+    }
+
+    /// Master_Down_Interval (§6.1): 3 * Master_Adver_Interval + Skew_Time.
+    pub fn master_down_interval(&self) -> Duration {
+        self.master_adver_interval.as_duration() * 3 + self.skew_time()
+    }
+
+    /// Adver_Timer deadline, while Master.
+    pub fn adver_timer(&self) -> Option<Timestamp> {
+        self.adver_timer
+    }
+
+    /// Master_Down_Timer deadline, while Backup.
+    pub fn master_down_timer(&self) -> Option<Timestamp> {
+        self.master_down_timer
+    }
+
+    /// When to deliver the next [`Event::Timeout`]; `None` while no timer runs.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        match self.state {
+            State::Initialize => None,
+            State::Backup => self.master_down_timer,
+            State::Master => self.adver_timer,
+        }
+    }
+
+    /// Whether the shell should accept packets addressed to the virtual addresses:
+    /// only a Master, and only if it is the owner or Accept_Mode is on (§6.4.3).
+    pub fn accepts_virtual_address_traffic(&self) -> bool {
+        self.state == State::Master && (self.config.is_owner() || self.config.accept_mode)
+    }
+
+    /// Feeds one event at time `now` and returns what to do.
+    pub fn handle(&mut self, now: Timestamp, event: Event) -> Vec<Action> {
+        let mut actions = Vec::new();
+        match event {
+            Event::Startup => {
+                if !self.started {
+                    self.started = true;
+                    if self.interface_up {
+                        self.start(now, TransitionReason::Startup, &mut actions);
+                    }
+                }
+            }
+            Event::Shutdown => {
+                if self.started {
+                    self.started = false;
+                    // §6.4.3: a Master sends priority 0 so a Backup takes over after
+                    // Skew_Time rather than Master_Down_Interval.
+                    self.stop(TransitionReason::Shutdown, true, &mut actions);
+                }
+            }
+            Event::InterfaceUp => {
+                if !self.interface_up {
+                    self.interface_up = true;
+                    if self.started {
+                        self.start(now, TransitionReason::InterfaceUp, &mut actions);
+                    }
+                }
+            }
+            Event::InterfaceDown => {
+                if self.interface_up {
+                    self.interface_up = false;
+                    self.stop(TransitionReason::InterfaceDown, false, &mut actions);
+                }
+            }
+            Event::PriorityChanged(priority) => {
+                // §5.2.4: the owner's priority is 255, backups use 1..=254.
+                if !self.config.is_owner() {
+                    self.priority = priority.clamp(1, OWNER_PRIORITY - 1);
+                }
+            }
+            Event::Timeout => self.timeout(now, &mut actions),
+            Event::AdvertReceived { advert, source } => {
+                self.receive(now, &advert, source, &mut actions)
+            }
+        }
+        actions
+    }
+
+    /// §6.4.1: leave Initialize.
+    fn start(&mut self, now: Timestamp, reason: TransitionReason, actions: &mut Vec<Action>) {
+        if self.state != State::Initialize {
+            return;
+        }
+        if self.priority == OWNER_PRIORITY {
+            self.become_master(now, reason, actions);
+        } else {
+            self.master_adver_interval = self.config.advertisement_interval;
+            self.master_down_timer = Some(now + self.master_down_interval());
+            self.down_reason = TransitionReason::MasterDown;
+            self.preempt_hold_until = now + self.config.preempt_delay;
+            self.master_address = None;
+            self.transition(State::Backup, reason, actions);
+        }
+    }
+
+    /// Back to Initialize, from Backup (§6.4.2: cancel the Master_Down_Timer) or from
+    /// Master (§6.4.3: cancel the Adver_Timer, send priority 0 if the link allows).
+    fn stop(
+        &mut self,
+        reason: TransitionReason,
+        send_priority_zero: bool,
+        actions: &mut Vec<Action>,
+    ) {
+        let was = self.state;
+        if was == State::Initialize {
+            return;
+        }
+        self.adver_timer = None;
+        self.master_down_timer = None;
+        self.master_address = None;
+        self.transition(State::Initialize, reason, actions);
+        if was == State::Master {
+            if send_priority_zero {
+                self.send_advert(0, actions);
+            }
+            actions.push(Action::RemoveVirtualAddresses);
+        }
+    }
+
+    fn timeout(&mut self, now: Timestamp, actions: &mut Vec<Action>) {
+        match self.state {
+            State::Initialize => {}
+            State::Backup => {
+                if self.master_down_timer.is_some_and(|t| t <= now) {
+                    // §6.4.2: "If the Master_Down_Timer fires".
+                    self.become_master(now, self.down_reason, actions);
+                }
+            }
+            State::Master => {
+                if self.adver_timer.is_some_and(|t| t <= now) {
+                    // §6.4.3: send, and reset the Adver_Timer to Advertisement_Interval.
+                    self.send_advert(self.priority, actions);
+                    self.adver_timer = Some(now + self.config.advertisement_interval.as_duration());
+                }
+            }
+        }
+    }
+
+    fn is_for_us(&self, advert: &VrrpRepr) -> bool {
+        advert.vrid() == self.config.vrid
+            && advert.version() == self.config.version
+            && advert.family() == self.config.family()
+            && advert.advert_interval().0 != 0
+    }
+
+    fn receive(
+        &mut self,
+        now: Timestamp,
+        advert: &VrrpRepr,
+        source: IpAddr,
+        actions: &mut Vec<Action>,
+    ) {
+        self.counters.adverts_received = self.counters.adverts_received.saturating_add(1);
+        if advert.priority() == 0 {
+            self.counters.priority_zero_received =
+                self.counters.priority_zero_received.saturating_add(1);
+        }
+        if !self.is_for_us(advert) {
+            self.counters.adverts_ignored = self.counters.adverts_ignored.saturating_add(1);
+            return;
+        }
+        match self.state {
+            State::Initialize => {
+                self.counters.adverts_ignored = self.counters.adverts_ignored.saturating_add(1);
+            }
+            State::Backup => self.receive_as_backup(now, advert, source),
+            State::Master => self.receive_as_master(now, advert, source, actions),
+        }
+    }
+
+    /// §6.4.2, "If an ADVERTISEMENT is received".
+    fn receive_as_backup(&mut self, now: Timestamp, advert: &VrrpRepr, source: IpAddr) {
+        if advert.priority() == 0 {
+            // The Master is leaving: take over after Skew_Time, so the highest
+            // priority Backup goes first.
+            self.master_down_timer = Some(now + self.skew_time());
+            self.down_reason = TransitionReason::MasterReleased;
+            return;
+        }
+        // The owner always preempts, whatever Preempt_Mode says (§6.1).
+        let preempt = (self.config.preempt_mode || self.config.is_owner())
+            && (now >= self.preempt_hold_until || self.config.is_owner());
+        if !preempt || advert.priority() >= self.priority {
+            if self.config.version == Version::V3 {
+                // v3 Backups adopt the Master's interval (RFC 5798/9568 §6.4.2).
+                self.master_adver_interval = advert.advert_interval();
+            }
+            self.master_down_timer = Some(now + self.master_down_interval());
+            self.down_reason = TransitionReason::MasterDown;
+            self.master_address = Some(source);
+        } else {
+            self.counters.adverts_discarded = self.counters.adverts_discarded.saturating_add(1);
+            self.down_reason = TransitionReason::Preempted;
+        }
+    }
+
+    /// §6.4.3, "If an ADVERTISEMENT is received".
+    fn receive_as_master(
+        &mut self,
+        now: Timestamp,
+        advert: &VrrpRepr,
+        source: IpAddr,
+        actions: &mut Vec<Action>,
+    ) {
+        if advert.priority() == 0 {
+            // Another Master is leaving; assert ourselves at once.
+            self.send_advert(self.priority, actions);
+            self.adver_timer = Some(now + self.config.advertisement_interval.as_duration());
+            return;
+        }
+        let theirs = advert.priority();
+        // Equal priorities: the greater primary address wins, compared as unsigned
+        // integers in network byte order (what Ipv4Addr/Ipv6Addr's Ord does).
+        if theirs > self.priority
+            || (theirs == self.priority && source > self.config.primary_address)
+        {
+            self.adver_timer = None;
+            if self.config.version == Version::V3 {
+                self.master_adver_interval = advert.advert_interval();
+            }
+            self.master_down_timer = Some(now + self.master_down_interval());
+            self.down_reason = TransitionReason::MasterDown;
+            self.master_address = Some(source);
+            let reason = TransitionReason::HigherPriorityAdvert {
+                priority: theirs,
+                source,
+            };
+            self.transition(State::Backup, reason, actions);
+            actions.push(Action::RemoveVirtualAddresses);
+        } else {
+            self.counters.adverts_discarded = self.counters.adverts_discarded.saturating_add(1);
+            // RFC 9568 §6.4.3 (not RFC 5798, not RFC 3768): "Send an ADVERTISEMENT
+            // immediately to assert the {Active} state to the sending VRRP Router and to
+            // update any learning bridges". The Adver_Timer is left as it is.
+            if self.config.version == Version::V3 {
+                self.send_advert(self.priority, actions);
+            }
+        }
+    }
+
+    /// §6.4.1 (owner at startup) and §6.4.2 (Master_Down_Timer fired): send an advert,
+    /// announce the addresses, set the Adver_Timer, become Master.
+    fn become_master(
+        &mut self,
+        now: Timestamp,
+        reason: TransitionReason,
+        actions: &mut Vec<Action>,
+    ) {
+        self.master_down_timer = None;
+        self.adver_timer = Some(now + self.config.advertisement_interval.as_duration());
+        self.master_address = Some(self.config.primary_address);
+        self.counters.master_transitions = self.counters.master_transitions.saturating_add(1);
+        self.transition(State::Master, reason, actions);
+        self.send_advert(self.priority, actions);
+        actions.push(Action::AddVirtualAddresses);
+        actions.push(Action::SendGratuitous);
+    }
+
+    fn transition(&mut self, to: State, reason: TransitionReason, actions: &mut Vec<Action>) {
+        let from = self.state;
+        self.state = to;
+        actions.push(Action::StateChanged { from, to, reason });
+    }
+
+    fn send_advert(&mut self, priority: u8, actions: &mut Vec<Action>) {
+        self.counters.adverts_sent = self.counters.adverts_sent.saturating_add(1);
+        if priority == 0 {
+            self.counters.priority_zero_sent = self.counters.priority_zero_sent.saturating_add(1);
+        }
+        actions.push(Action::SendAdvert(self.advert(priority)));
+    }
+
+    /// The advert this router sends at `priority` (RFC 5798 §7.2: fill in the fields
+    /// from the virtual router's configuration and state).
+    pub fn advert(&self, priority: u8) -> VrrpRepr {
+        let c = &self.config;
+        match c.version {
+            Version::V2 => VrrpRepr::V2(V2Advert {
+                vrid: c.vrid,
+                priority,
+                adver_int: c.adver_int_secs(),
+                auth: c.auth,
+                addresses: match &c.virtual_addresses {
+                    VirtualAddresses::V4(a) => a.clone(),
+                    // validate() refuses VRRPv2 with IPv6.
+                    VirtualAddresses::V6(_) => Vec::new(),
+                },
+            }),
+            Version::V3 => VrrpRepr::V3(V3Advert {
+                vrid: c.vrid,
+                priority,
+                max_adver_int: c.advertisement_interval,
+                addresses: c.virtual_addresses.clone(),
+            }),
+        }
+    }
+}
