@@ -13,6 +13,35 @@
 //! [`reception::receive_ipv4`] / [`reception::receive_ipv6`], hands the result to
 //! [`machine::Machine::handle`], performs the returned actions and sleeps until
 //! [`machine::Machine::poll_timeout`].
+//!
+//! ```
+//! use std::net::{IpAddr, Ipv4Addr};
+//! use vrrp::{Action, Event, InstanceConfig, Machine, State, Timestamp, Version,
+//!            VirtualAddresses, Vrid};
+//!
+//! let mut config = InstanceConfig::new(
+//!     Vrid::new(51).expect("non-zero"),
+//!     Version::V3,
+//!     IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+//!     VirtualAddresses::V4(vec![Ipv4Addr::new(192, 0, 2, 100)]),
+//! );
+//! config.priority = 150;
+//! let mut machine = Machine::new(config).expect("valid config");
+//!
+//! // Startup: Backup until Master_Down_Interval (3 s + skew) passes without adverts.
+//! machine.handle(Timestamp::ZERO, Event::Startup);
+//! let deadline = machine.poll_timeout().expect("Master_Down_Timer runs");
+//! let actions = machine.handle(deadline, Event::Timeout);
+//! assert_eq!(machine.state(), State::Master);
+//! for action in &actions {
+//!     if let Action::SendAdvert(advert) = action {
+//!         let c = machine.config();
+//!         let bytes = advert.to_bytes(&c.advert_endpoints(), c.v3_ipv4_checksum)
+//!             .expect("the machine's adverts emit");
+//!         assert_eq!(bytes.len(), 12); // header + one IPv4 address
+//!     }
+//! }
+//! ```
 
 pub mod config;
 pub mod machine;

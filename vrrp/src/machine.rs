@@ -361,13 +361,13 @@ impl Machine {
         actions: &mut Vec<Action>,
     ) {
         self.counters.adverts_received = self.counters.adverts_received.saturating_add(1);
-        if advert.priority() == 0 {
-            self.counters.priority_zero_received =
-                self.counters.priority_zero_received.saturating_add(1);
-        }
         if !self.is_for_us(advert) {
             self.counters.adverts_ignored = self.counters.adverts_ignored.saturating_add(1);
             return;
+        }
+        if advert.priority() == 0 {
+            self.counters.priority_zero_received =
+                self.counters.priority_zero_received.saturating_add(1);
         }
         match self.state {
             State::Initialize => {

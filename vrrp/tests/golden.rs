@@ -42,7 +42,11 @@ fn round_trip(bytes: &[u8], repr: &VrrpRepr, endpoints: &Endpoints, mode: V3Ipv4
 #[test]
 fn v2_without_authentication() {
     let bytes = hex("21 01 64 01 00 01 ba52 c0a80001 0000000000000000");
-    assert_eq!(internet_checksum(&[&bytes]), 0, "checksum verifies independently");
+    assert_eq!(
+        internet_checksum(&[&bytes]),
+        0,
+        "checksum verifies independently"
+    );
     let repr = VrrpRepr::V2(V2Advert {
         vrid: vrid(1),
         priority: 100,
@@ -51,7 +55,10 @@ fn v2_without_authentication() {
         addresses: vec![Ipv4Addr::new(192, 168, 0, 1)],
     });
     // VRRPv2 ignores the IP addresses and the v3 checksum setting.
-    for mode in [V3Ipv4Checksum::WithPseudoHeader, V3Ipv4Checksum::WithoutPseudoHeader] {
+    for mode in [
+        V3Ipv4Checksum::WithPseudoHeader,
+        V3Ipv4Checksum::WithoutPseudoHeader,
+    ] {
         round_trip(&bytes, &repr, &v4([192, 168, 0, 2]), mode);
     }
     let packet = VrrpPacket::new_checked(&bytes[..]).expect("header");
@@ -74,7 +81,12 @@ fn v2_with_simple_password() {
         auth: V2Auth::simple_password(b"secret").expect("short password"),
         addresses: vec![Ipv4Addr::new(192, 0, 2, 100), Ipv4Addr::new(192, 0, 2, 101)],
     });
-    round_trip(&bytes, &repr, &v4([192, 0, 2, 1]), V3Ipv4Checksum::WithPseudoHeader);
+    round_trip(
+        &bytes,
+        &repr,
+        &v4([192, 0, 2, 1]),
+        V3Ipv4Checksum::WithPseudoHeader,
+    );
 }
 
 fn scapy_v3_ipv4() -> VrrpRepr {
@@ -82,7 +94,10 @@ fn scapy_v3_ipv4() -> VrrpRepr {
         vrid: vrid(2),
         priority: 254,
         max_adver_int: Centiseconds(1),
-        addresses: VirtualAddresses::V4(vec![Ipv4Addr::new(20, 0, 1, 2), Ipv4Addr::new(20, 0, 1, 3)]),
+        addresses: VirtualAddresses::V4(vec![
+            Ipv4Addr::new(20, 0, 1, 2),
+            Ipv4Addr::new(20, 0, 1, 3),
+        ]),
     })
 }
 
@@ -94,7 +109,12 @@ fn v3_ipv4_with_pseudo_header() {
     let bytes = hex("31 02 fe 02 0001 b25e 14000102 14000103");
     let pseudo = ipv4_pseudo_header(Ipv4Addr::new(20, 0, 0, 3), MULTICAST_V4, bytes.len());
     assert_eq!(internet_checksum(&[&pseudo, &bytes]), 0);
-    round_trip(&bytes, &scapy_v3_ipv4(), &v4([20, 0, 0, 3]), V3Ipv4Checksum::WithPseudoHeader);
+    round_trip(
+        &bytes,
+        &scapy_v3_ipv4(),
+        &v4([20, 0, 0, 3]),
+        V3Ipv4Checksum::WithPseudoHeader,
+    );
 }
 
 /// The same advert checksummed over the VRRP message alone (RFC 9568 §5.2.8, Cisco):
@@ -104,7 +124,12 @@ fn v3_ipv4_without_pseudo_header() {
     let bytes = hex("31 02 fe 02 0001 a6f4 14000102 14000103");
     assert_eq!(internet_checksum(&[&bytes]), 0);
     let endpoints = v4([20, 0, 0, 3]);
-    round_trip(&bytes, &scapy_v3_ipv4(), &endpoints, V3Ipv4Checksum::WithoutPseudoHeader);
+    round_trip(
+        &bytes,
+        &scapy_v3_ipv4(),
+        &endpoints,
+        V3Ipv4Checksum::WithoutPseudoHeader,
+    );
 
     let packet = VrrpPacket::new_checked(&bytes[..]).expect("header");
     assert_eq!(
@@ -119,7 +144,11 @@ fn v3_ipv4_without_pseudo_header() {
     );
     // The pseudo-header binds the IP addresses: another source breaks it.
     assert_eq!(
-        VrrpRepr::parse(&packet, &v4([20, 0, 0, 4]), V3Ipv4Checksum::WithPseudoHeader),
+        VrrpRepr::parse(
+            &packet,
+            &v4([20, 0, 0, 4]),
+            V3Ipv4Checksum::WithPseudoHeader
+        ),
         Err(WireError::BadChecksum)
     );
 }
@@ -129,11 +158,9 @@ fn v3_ipv4_without_pseudo_header() {
 /// pseudo-header, whatever the IPv4 setting says.
 #[test]
 fn v3_ipv6() {
-    let bytes = hex(
-        "31 02 fe 02 0001 481b
+    let bytes = hex("31 02 fe 02 0001 481b
          20010db8000000000000000000000002
-         20010db8000000000000000000000003",
-    );
+         20010db8000000000000000000000003");
     let src: Ipv6Addr = "2001:db8::1".parse().expect("literal");
     let pseudo = ipv6_pseudo_header(src, MULTICAST_V6, bytes.len());
     assert_eq!(internet_checksum(&[&pseudo, &bytes]), 0);
@@ -150,7 +177,10 @@ fn v3_ipv6() {
         source: src,
         destination: MULTICAST_V6,
     };
-    for mode in [V3Ipv4Checksum::WithPseudoHeader, V3Ipv4Checksum::WithoutPseudoHeader] {
+    for mode in [
+        V3Ipv4Checksum::WithPseudoHeader,
+        V3Ipv4Checksum::WithoutPseudoHeader,
+    ] {
         round_trip(&bytes, &repr, &endpoints, mode);
     }
 }
@@ -160,7 +190,11 @@ fn v3_ipv6() {
 #[test]
 fn v3_interval_is_centiseconds_in_twelve_bits() {
     let endpoints = Endpoints::to_multicast(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
-    for (interval, hi, lo) in [(100u16, 0x00u8, 0x64u8), (4095, 0x0f, 0xff), (1, 0x00, 0x01)] {
+    for (interval, hi, lo) in [
+        (100u16, 0x00u8, 0x64u8),
+        (4095, 0x0f, 0xff),
+        (1, 0x00, 0x01),
+    ] {
         let repr = VrrpRepr::V3(V3Advert {
             vrid: vrid(51),
             priority: 0,
@@ -173,7 +207,10 @@ fn v3_interval_is_centiseconds_in_twelve_bits() {
         assert_eq!(&bytes[..6], &[0x31, 51, 0, 1, hi, lo]);
         let pseudo = ipv4_pseudo_header(Ipv4Addr::new(192, 0, 2, 1), MULTICAST_V4, bytes.len());
         assert_eq!(internet_checksum(&[&pseudo, &bytes]), 0);
-        assert_eq!(repr.advert_interval().as_duration().as_millis(), u128::from(interval) * 10);
+        assert_eq!(
+            repr.advert_interval().as_duration().as_millis(),
+            u128::from(interval) * 10
+        );
     }
 }
 
@@ -181,11 +218,13 @@ fn v3_interval_is_centiseconds_in_twelve_bits() {
 /// checksum 0x7c67) around a v2 advert with no addresses (checksum 0x7afd).
 #[test]
 fn ipv4_header_view_on_scapy_capture() {
-    let bytes = hex(
-        "45 00 0024 0001 0000 40 70 7c67 7f000001 7f000001
-         21 01 64 00 00 01 7afd 0000000000000000",
+    let bytes = hex("45 00 0024 0001 0000 40 70 7c67 7f000001 7f000001
+         21 01 64 00 00 01 7afd 0000000000000000");
+    assert_eq!(
+        internet_checksum(&[&bytes[..20]]),
+        0,
+        "IPv4 header checksum"
     );
-    assert_eq!(internet_checksum(&[&bytes[..20]]), 0, "IPv4 header checksum");
     let ip = Ipv4Packet::new_checked(&bytes[..]).expect("valid IPv4 header");
     assert_eq!(ip.header_len(), 20);
     assert_eq!(ip.total_len(), 36);

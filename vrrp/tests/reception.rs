@@ -50,7 +50,9 @@ fn peer_endpoints() -> Endpoints {
 
 /// The advert as a raw IPv4 socket would deliver it from PEER.
 fn datagram(advert: &VrrpRepr, mode: V3Ipv4Checksum, ttl: u8) -> Vec<u8> {
-    let payload = advert.to_bytes(&peer_endpoints(), mode).expect("valid advert");
+    let payload = advert
+        .to_bytes(&peer_endpoints(), mode)
+        .expect("valid advert");
     ipv4_datagram(PEER, MULTICAST_V4, ttl, 112, &[], &payload)
 }
 
@@ -88,7 +90,10 @@ fn discard(result: Result<vrrp::Received, Discard>) -> Discard {
 
 #[test]
 fn accepts_valid_v3_ipv4_in_both_checksum_modes() {
-    for mode in [V3Ipv4Checksum::WithPseudoHeader, V3Ipv4Checksum::WithoutPseudoHeader] {
+    for mode in [
+        V3Ipv4Checksum::WithPseudoHeader,
+        V3Ipv4Checksum::WithoutPseudoHeader,
+    ] {
         let mut config = v3_config();
         config.v3_ipv4_checksum = mode;
         let advert = v3_advert(200, 100, vec![VIP4]);
@@ -159,7 +164,10 @@ fn ttl_and_hop_limit_must_be_255() {
     let advert = v3_advert(200, 100, vec![VIP4]);
     for ttl in [0u8, 1, 64, 254] {
         let d = datagram(&advert, V3Ipv4Checksum::WithPseudoHeader, ttl);
-        assert_eq!(discard(receive_ipv4(&d, lookup(&config))), Discard::HopLimit(ttl));
+        assert_eq!(
+            discard(receive_ipv4(&d, lookup(&config))),
+            Discard::HopLimit(ttl)
+        );
     }
     let config6 = v6_config(1, 100);
     let advert6 = VrrpRepr::V3(V3Advert {
@@ -176,7 +184,13 @@ fn ttl_and_hop_limit_must_be_255() {
         .to_bytes(&endpoints, V3Ipv4Checksum::WithPseudoHeader)
         .expect("valid advert");
     assert_eq!(
-        discard(receive_ipv6(&payload, peer6(), MULTICAST_V6, 1, lookup(&config6))),
+        discard(receive_ipv6(
+            &payload,
+            peer6(),
+            MULTICAST_V6,
+            1,
+            lookup(&config6)
+        )),
         Discard::HopLimit(1)
     );
 }
@@ -184,21 +198,44 @@ fn ttl_and_hop_limit_must_be_255() {
 #[test]
 fn malformed_ipv4_header_and_other_protocols_are_dropped() {
     let config = v3_config();
-    let mut d = datagram(&v3_advert(200, 100, vec![VIP4]), V3Ipv4Checksum::WithPseudoHeader, 255);
+    let mut d = datagram(
+        &v3_advert(200, 100, vec![VIP4]),
+        V3Ipv4Checksum::WithPseudoHeader,
+        255,
+    );
     d[2..4].copy_from_slice(&1000u16.to_be_bytes());
     let got = discard(receive_ipv4(&d, lookup(&config)));
-    assert!(matches!(got, Discard::Ipv4Header(WireError::BadIpv4TotalLength { .. })), "{got:?}");
+    assert!(
+        matches!(
+            got,
+            Discard::Ipv4Header(WireError::BadIpv4TotalLength { .. })
+        ),
+        "{got:?}"
+    );
     assert_eq!(got.reason(), DropReason::Ipv4Header);
 
     let d = ipv4_datagram(PEER, MULTICAST_V4, 255, 17, &[], &[0; 16]);
-    assert_eq!(discard(receive_ipv4(&d, lookup(&config))), Discard::NotVrrp(17));
+    assert_eq!(
+        discard(receive_ipv4(&d, lookup(&config))),
+        Discard::NotVrrp(17)
+    );
 }
 
 #[test]
 fn shorter_than_fixed_header_is_dropped() {
     let config = v3_config();
-    let d = ipv4_datagram(PEER, MULTICAST_V4, 255, 112, &[], &[0x31, 51, 100, 1, 0, 100, 0]);
-    assert_eq!(discard(receive_ipv4(&d, lookup(&config))), Discard::Truncated(7));
+    let d = ipv4_datagram(
+        PEER,
+        MULTICAST_V4,
+        255,
+        112,
+        &[],
+        &[0x31, 51, 100, 1, 0, 100, 0],
+    );
+    assert_eq!(
+        discard(receive_ipv4(&d, lookup(&config))),
+        Discard::Truncated(7)
+    );
 }
 
 /// §7.1: the VRID must be configured on the receiving interface.
@@ -212,10 +249,14 @@ fn unknown_vrid_is_dropped() {
         addresses: VirtualAddresses::V4(vec![VIP4]),
     });
     let d = datagram(&advert, V3Ipv4Checksum::WithPseudoHeader, 255);
-    assert_eq!(discard(receive_ipv4(&d, lookup(&config))), Discard::UnknownVrid(52));
+    assert_eq!(
+        discard(receive_ipv4(&d, lookup(&config))),
+        Discard::UnknownVrid(52)
+    );
     // VRID 0 names no router and never reaches the lookup.
     let d = edited(&v3_advert(200, 100, vec![VIP4]), |p| p[1] = 0, true);
-    let never = |_: Vrid| -> Option<&'static InstanceConfig> { panic!("VRID 0 must not be looked up") };
+    let never =
+        |_: Vrid| -> Option<&'static InstanceConfig> { panic!("VRID 0 must not be looked up") };
     assert_eq!(discard(receive_ipv4(&d, never)), Discard::UnknownVrid(0));
 }
 
@@ -246,7 +287,10 @@ fn version_mismatch_is_dropped() {
 #[test]
 fn unknown_type_is_dropped() {
     let d = edited(&v3_advert(200, 100, vec![VIP4]), |p| p[0] = 0x32, true);
-    assert_eq!(discard(receive_ipv4(&d, lookup(&v3_config()))), Discard::UnknownType(2));
+    assert_eq!(
+        discard(receive_ipv4(&d, lookup(&v3_config()))),
+        Discard::UnknownType(2)
+    );
 }
 
 /// RFC 9568 erratum 8299: a count of 0 is ignored.
@@ -260,7 +304,10 @@ fn zero_address_count_is_dropped() {
         },
         true,
     );
-    assert_eq!(discard(receive_ipv4(&d, lookup(&v3_config()))), Discard::NoAddresses);
+    assert_eq!(
+        discard(receive_ipv4(&d, lookup(&v3_config()))),
+        Discard::NoAddresses
+    );
 }
 
 /// §7.1: the complete packet must be there, and the count must agree with the length.
@@ -275,7 +322,11 @@ fn count_and_length_must_agree() {
             actual: 12
         }
     );
-    let trailing = edited(&v3_advert(200, 100, vec![VIP4]), |p| p.extend_from_slice(&[0; 4]), true);
+    let trailing = edited(
+        &v3_advert(200, 100, vec![VIP4]),
+        |p| p.extend_from_slice(&[0; 4]),
+        true,
+    );
     assert_eq!(
         discard(receive_ipv4(&trailing, lookup(&config))),
         Discard::LengthMismatch {
@@ -304,7 +355,10 @@ fn count_and_length_must_agree() {
 fn bad_checksum_is_dropped() {
     let config = v3_config();
     let flipped = edited(&v3_advert(200, 100, vec![VIP4]), |p| p[2] ^= 0x01, false);
-    assert_eq!(discard(receive_ipv4(&flipped, lookup(&config))), Discard::BadChecksum);
+    assert_eq!(
+        discard(receive_ipv4(&flipped, lookup(&config))),
+        Discard::BadChecksum
+    );
 
     // A Cisco-style peer (no pseudo-header) against a keepalived-style instance: every
     // advert fails the checksum, which the counters make visible.
@@ -368,7 +422,10 @@ fn v2_address_list_mismatch_drops_unless_from_owner() {
         V3Ipv4Checksum::WithPseudoHeader,
         255,
     );
-    assert_eq!(discard(receive_ipv4(&d, lookup(&config))), Discard::AddressListMismatch);
+    assert_eq!(
+        discard(receive_ipv4(&d, lookup(&config))),
+        Discard::AddressListMismatch
+    );
     let d = datagram(
         &v2_advert(255, 1, V2Auth::None, other),
         V3Ipv4Checksum::WithPseudoHeader,
@@ -399,7 +456,11 @@ fn v2_interval_mismatch_is_dropped() {
 /// v3 has no such rule: a Backup adopts the Master's interval instead.
 #[test]
 fn v3_interval_difference_is_accepted() {
-    let d = datagram(&v3_advert(200, 5, vec![VIP4]), V3Ipv4Checksum::WithPseudoHeader, 255);
+    let d = datagram(
+        &v3_advert(200, 5, vec![VIP4]),
+        V3Ipv4Checksum::WithPseudoHeader,
+        255,
+    );
     let received = receive_ipv4(&d, lookup(&v3_config())).expect("v3 adopts intervals");
     assert_eq!(received.advert.advert_interval(), Centiseconds(5));
 }
@@ -417,11 +478,19 @@ fn v2_authentication() {
     assert!(receive_ipv4(&good, lookup(&config)).is_ok());
 
     let wrong = datagram(
-        &v2_advert(200, 1, V2Auth::simple_password(b"guess").expect("short"), vec![VIP4]),
+        &v2_advert(
+            200,
+            1,
+            V2Auth::simple_password(b"guess").expect("short"),
+            vec![VIP4],
+        ),
         V3Ipv4Checksum::WithPseudoHeader,
         255,
     );
-    assert_eq!(discard(receive_ipv4(&wrong, lookup(&config))), Discard::AuthFailure);
+    assert_eq!(
+        discard(receive_ipv4(&wrong, lookup(&config))),
+        Discard::AuthFailure
+    );
 
     let none = datagram(
         &v2_advert(200, 1, V2Auth::None, vec![VIP4]),
@@ -437,7 +506,11 @@ fn v2_authentication() {
     );
 
     // Type 2 (IP AH) is not supported: a mismatch whatever is configured.
-    let ah = edited(&v2_advert(200, 1, V2Auth::None, vec![VIP4]), |p| p[4] = 2, true);
+    let ah = edited(
+        &v2_advert(200, 1, V2Auth::None, vec![VIP4]),
+        |p| p[4] = 2,
+        true,
+    );
     assert_eq!(
         discard(receive_ipv4(&ah, lookup(&config))),
         Discard::AuthTypeMismatch {
@@ -467,11 +540,18 @@ fn local_owner() {
         V3Ipv4Checksum::WithPseudoHeader,
         255,
     );
-    assert_eq!(discard(receive_ipv4(&d, lookup(&v2))), Discard::LocalIsOwner);
+    assert_eq!(
+        discard(receive_ipv4(&d, lookup(&v2))),
+        Discard::LocalIsOwner
+    );
 
     let mut v3 = v3_config();
     v3.priority = 255;
-    let d = datagram(&v3_advert(200, 100, vec![VIP4]), V3Ipv4Checksum::WithPseudoHeader, 255);
+    let d = datagram(
+        &v3_advert(200, 100, vec![VIP4]),
+        V3Ipv4Checksum::WithPseudoHeader,
+        255,
+    );
     assert!(receive_ipv4(&d, lookup(&v3)).is_ok());
 }
 
@@ -479,16 +559,30 @@ fn local_owner() {
 fn own_advert_is_dropped() {
     let mut config = v3_config();
     config.primary_address = IpAddr::V4(PEER);
-    let d = datagram(&v3_advert(200, 100, vec![VIP4]), V3Ipv4Checksum::WithPseudoHeader, 255);
-    assert_eq!(discard(receive_ipv4(&d, lookup(&config))), Discard::OwnAdvert);
+    let d = datagram(
+        &v3_advert(200, 100, vec![VIP4]),
+        V3Ipv4Checksum::WithPseudoHeader,
+        255,
+    );
+    assert_eq!(
+        discard(receive_ipv4(&d, lookup(&config))),
+        Discard::OwnAdvert
+    );
 }
 
 /// An IPv6 instance found for an IPv4 packet (or the reverse) is a family mismatch.
 #[test]
 fn family_mismatch_is_dropped() {
     let v6 = v6_config(1, 100);
-    let d = datagram(&v3_advert(200, 100, vec![VIP4]), V3Ipv4Checksum::WithPseudoHeader, 255);
-    assert_eq!(discard(receive_ipv4(&d, lookup(&v6))), Discard::FamilyMismatch);
+    let d = datagram(
+        &v3_advert(200, 100, vec![VIP4]),
+        V3Ipv4Checksum::WithPseudoHeader,
+        255,
+    );
+    assert_eq!(
+        discard(receive_ipv4(&d, lookup(&v6))),
+        Discard::FamilyMismatch
+    );
     let v4 = v3_config();
     let payload = VrrpRepr::V3(V3Advert {
         vrid: vrid(51),
@@ -505,7 +599,13 @@ fn family_mismatch_is_dropped() {
     )
     .expect("valid advert");
     assert_eq!(
-        discard(receive_ipv6(&payload, peer6(), MULTICAST_V6, 255, lookup(&v4))),
+        discard(receive_ipv6(
+            &payload,
+            peer6(),
+            MULTICAST_V6,
+            255,
+            lookup(&v4)
+        )),
         Discard::FamilyMismatch
     );
 }

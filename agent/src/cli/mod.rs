@@ -65,7 +65,13 @@ pub enum Command {
 
 /// Runs the command line; never panics on bad input.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    main_from(std::env::args_os())
+}
+
+/// Runs the command line with these arguments (the first is the program name).
+pub fn main_from(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let cli = Cli::parse_from(args);
+    raise_fd_limit();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VZNET_LOG").unwrap_or_else(|_| "warn".into()),
@@ -77,6 +83,17 @@ pub fn main() -> ExitCode {
         Err(e) => {
             eprintln!("vznet: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// One netns file and one netlink socket per VE: thousands of VEs need more than
+/// the default 1024 descriptors.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
         }
     }
 }

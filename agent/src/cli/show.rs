@@ -85,7 +85,7 @@ pub(super) async fn show(cli: &Cli) -> anyhow::Result<ExitCode> {
     }
     if !ves.is_empty() {
         println!();
-        println!("{:<8}{:<14}{:<11}{:<14}{:<10}{:<19}{:<6}addresses", "VEID", "netns", "interface", "host_if", "bridge", "mac", "state");
+        println!("{:<8}{:<20} {:<11}{:<14}{:<10}{:<19}{:<6}addresses", "VEID", "netns", "interface", "host_if", "bridge", "mac", "state");
         for v in &ves {
             let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("-").to_string();
             let state = if !v["present"].as_bool().unwrap_or(false) {
@@ -97,7 +97,7 @@ pub(super) async fn show(cli: &Cli) -> anyhow::Result<ExitCode> {
             };
             let addrs: Vec<&str> = v["addresses"].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
             println!(
-                "{:<8}{:<14}{:<11}{:<14}{:<10}{:<19}{:<6}{}",
+                "{:<8}{:<20} {:<11}{:<14}{:<10}{:<19}{:<6}{}",
                 v["veid"].to_string(), s("netns"), s("interface"), s("host_interface"), s("bridge"), s("mac"), state, addrs.join(" ")
             );
         }

@@ -126,6 +126,7 @@ mod tests {
         assert_eq!(p.source(), Ipv4Addr::new(192, 0, 2, 1));
         assert_eq!(p.destination(), Ipv4Addr::new(224, 0, 0, 18));
         assert_eq!(p.payload(), &[1, 2, 3, 4]);
+        assert_eq!(p.into_inner().len(), 24);
     }
 
     #[test]

@@ -260,3 +260,48 @@ impl Endpoints {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vrid_is_one_to_255() {
+        assert_eq!(Vrid::new(0), None);
+        assert_eq!(Vrid::try_from(0), Err(WireError::InvalidVrid));
+        let v = Vrid::try_from(255).expect("valid");
+        assert_eq!(v.get(), 255);
+        assert_eq!(v.to_string(), "255");
+    }
+
+    #[test]
+    fn version_numbers() {
+        assert_eq!(Version::try_from(2), Ok(Version::V2));
+        assert_eq!(Version::try_from(3), Ok(Version::V3));
+        assert_eq!(Version::try_from(1), Err(WireError::UnknownVersion(1)));
+        assert_eq!(Version::V3.number(), 3);
+        assert_eq!(Version::V2.to_string(), "VRRPv2");
+    }
+
+    #[test]
+    fn families_and_endpoints() {
+        assert_eq!(AddressFamily::Ipv4.address_len(), 4);
+        assert_eq!(AddressFamily::Ipv6.address_len(), 16);
+        let v6: IpAddr = "fe80::1".parse().expect("literal");
+        assert_eq!(AddressFamily::of(v6), AddressFamily::Ipv6);
+        let e = Endpoints::to_multicast(v6);
+        assert_eq!(e.family(), AddressFamily::Ipv6);
+        assert_eq!(e.source(), v6);
+        assert_eq!(e.destination(), IpAddr::V6(MULTICAST_V6));
+        let e = Endpoints::to_multicast(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
+        assert_eq!(e.destination(), IpAddr::V4(MULTICAST_V4));
+    }
+
+    #[test]
+    fn centiseconds() {
+        assert_eq!(Centiseconds::from_secs(255), Centiseconds(25_500));
+        assert_eq!(Centiseconds(5).as_duration(), Duration::from_millis(50));
+        assert_eq!(Centiseconds(4095).get(), 4095);
+        assert_eq!(Centiseconds(7).to_string(), "7cs");
+    }
+}

@@ -19,7 +19,11 @@ pub fn internet_checksum(parts: &[&[u8]]) -> u16 {
     let mut i = 0;
     while i < bytes.len() {
         let hi = u32::from(bytes[i]);
-        let lo = if i + 1 < bytes.len() { u32::from(bytes[i + 1]) } else { 0 };
+        let lo = if i + 1 < bytes.len() {
+            u32::from(bytes[i + 1])
+        } else {
+            0
+        };
         sum += (hi << 8) | lo;
         sum = (sum & 0xffff) + (sum >> 16);
         i += 2;
@@ -47,7 +51,14 @@ pub fn ipv6_pseudo_header(src: Ipv6Addr, dst: Ipv6Addr, len: usize) -> Vec<u8> {
 
 /// An IPv4 datagram as a raw socket delivers it: header (with `options`, a multiple of
 /// 4 bytes), then `payload`.
-pub fn ipv4_datagram(src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, protocol: u8, options: &[u8], payload: &[u8]) -> Vec<u8> {
+pub fn ipv4_datagram(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ttl: u8,
+    protocol: u8,
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
     assert_eq!(options.len() % 4, 0, "options pad to 32-bit words");
     let header_len = 20 + options.len();
     let total = header_len + payload.len();
@@ -343,7 +354,10 @@ impl Lan {
             }
             for i in 0..self.routers.len() {
                 if self.routers[i].alive
-                    && self.routers[i].machine.poll_timeout().is_some_and(|t| t <= self.now)
+                    && self.routers[i]
+                        .machine
+                        .poll_timeout()
+                        .is_some_and(|t| t <= self.now)
                 {
                     self.event(i, Event::Timeout);
                 }

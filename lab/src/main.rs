@@ -1,0 +1,54 @@
+//! `lab`: the vznet lab. `lab demo` builds the seed's host in network namespaces
+//! and proves it works; `lab bench apply` measures vznet against the shell way.
+
+mod scenario;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// vznet's lab: network-namespace scenarios and benchmarks. Everything runs in
+/// namespaces it creates and removes; nothing touches the machine's own network.
+#[derive(Debug, Parser)]
+#[command(name = "lab", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build the seed's picture (a host with a bridge carrying its IP, VEs on veth,
+    /// then routed venet VEs) with vznet, show it, prove reachability, clean up.
+    Demo,
+    /// Benchmarks that print side-by-side ratios.
+    Bench {
+        #[command(subcommand)]
+        what: scenario::bench::Bench,
+    },
+    /// Run the vznet command (the lab runs itself as vznet inside namespaces).
+    #[command(hide = true, disable_help_flag = true)]
+    Vznet {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let res = match cli.command {
+        Command::Vznet { args } => {
+            let argv = std::iter::once("vznet".into()).chain(args);
+            return agent::cli::main_from(argv);
+        }
+        Command::Demo => scenario::demo::run(),
+        Command::Bench { what } => scenario::bench::run(what),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lab: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! `lab bench apply --ves N`: wire N VEs with vznet, with the seed's shell way
+//! (one `ip`/`echo` per step) and with `ip -batch`, each on fresh namespaces,
+//! and print the times side by side.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use clap::Subcommand;
+
+/// Benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum Bench {
+    /// Wire N VEs (veth into its netns, bridge port, up, forwarding/proxy_arp,
+    /// address and default route inside) three ways and compare.
+    Apply {
+        /// Number of VEs.
+        #[arg(long, default_value_t = 1000)]
+        ves: u32,
+    },
+}
+
+/// Runs a benchmark.
+pub fn run(what: Bench) -> Result<()> {
+    match what {
+        Bench::Apply { ves } => apply(ves),
+    }
+}
+
+/// Namespaces made for one round; deleted on drop.
+struct Namespaces {
+    host: String,
+    ves: Vec<String>,
+}
+
+impl Namespaces {
+    fn create(tag: &str, n: u32) -> Result<Namespaces> {
+        let prefix = format!("vzb{}{tag}", std::process::id() % 100_000);
+        let ns = Namespaces {
+            host: format!("{prefix}-h"),
+            ves: (0..n).map(|i| format!("{prefix}-{i}")).collect(),
+        };
+        let mut batch = format!("netns add {}\n", ns.host);
+        for v in &ns.ves {
+            let _ = writeln!(batch, "netns add {v}");
+        }
+        ip_batch(None, &batch).context("creating namespaces")?;
+        Ok(ns)
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        let mut batch = format!("netns del {}\n", self.host);
+        for v in &self.ves {
+            let _ = writeln!(batch, "netns del {v}");
+        }
+        if let Err(e) = ip_batch(None, &batch) {
+            eprintln!("bench: deleting namespaces: {e:#}");
+        }
+        // netns teardown is asynchronous and stalls RTNL: let it finish before
+        // the next round is timed.
+        std::thread::sleep(Duration::from_millis(500 + 2 * self.ves.len() as u64));
+    }
+}
+
+fn ip_batch(ns: Option<&str>, batch: &str) -> Result<()> {
+    let file = tempfile::NamedTempFile::new()?;
+    std::fs::write(file.path(), batch)?;
+    let mut cmd = Command::new("ip");
+    if let Some(ns) = ns {
+        cmd.args(["-n", ns]);
+    }
+    let out = cmd.arg("-batch").arg(file.path()).output()?;
+    ensure!(out.status.success(), "ip -batch failed: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+fn ve_addr(i: u32) -> String {
+    format!("10.200.{}.{}", (i + 2) / 256, (i + 2) % 256)
+}
+
+fn host_ifname(i: u32) -> String {
+    format!("veth{}.0", 1000 + i)
+}
+
+/// The seed's way: one command per step, as an admin's script would.
+fn shell_script(ns: &Namespaces) -> String {
+    let mut s = String::from("set -e\nip link add br0 type bridge\nip addr add 10.200.0.1/16 dev br0\nip link set br0 up\n");
+    for (i, ve) in ns.ves.iter().enumerate() {
+        let i = i as u32;
+        let h = host_ifname(i);
+        let _ = write!(
+            s,
+            "ip link add {h} type veth peer name eth0 netns {ve}\n\
+             ip link set {h} master br0\n\
+             ip link set {h} up\n\
+             echo 1 > /proc/sys/net/ipv4/conf/{h}/forwarding\n\
+             echo 1 > /proc/sys/net/ipv4/conf/{h}/proxy_arp\n\
+             ip -n {ve} link set eth0 up\n\
+             ip -n {ve} addr add {a}/16 dev eth0\n\
+             ip -n {ve} route add default via 10.200.0.1\n",
+            a = ve_addr(i)
+        );
+    }
+    s
+}
+
+fn run_shell(ns: &Namespaces) -> Result<Duration> {
+    let file = tempfile::NamedTempFile::new()?;
+    std::fs::write(file.path(), shell_script(ns))?;
+    let t = Instant::now();
+    let out = Command::new("ip").args(["netns", "exec", &ns.host, "sh"]).arg(file.path()).output()?;
+    let d = t.elapsed();
+    ensure!(out.status.success(), "shell way failed: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(d)
+}
+
+/// `ip -batch`: one batch for the host side, one `ip -n VE -batch` per VE (an
+/// address inside a netns needs a socket there), sysctls in one shell.
+fn run_batch(ns: &Namespaces) -> Result<Duration> {
+    let mut host = String::from("link add br0 type bridge\naddr add 10.200.0.1/16 dev br0\nlink set br0 up\n");
+    let mut sysctls = String::new();
+    let mut files = Vec::new();
+    for (i, ve) in ns.ves.iter().enumerate() {
+        let i = i as u32;
+        let h = host_ifname(i);
+        let _ = writeln!(host, "link add {h} type veth peer name eth0 netns {ve}\nlink set {h} master br0 up");
+        let _ = writeln!(sysctls, "echo 1 > /proc/sys/net/ipv4/conf/{h}/forwarding\necho 1 > /proc/sys/net/ipv4/conf/{h}/proxy_arp");
+        let f = tempfile::NamedTempFile::new()?;
+        std::fs::write(f.path(), format!("link set eth0 up\naddr add {}/16 dev eth0\nroute add default via 10.200.0.1\n", ve_addr(i)))?;
+        files.push(f);
+    }
+    let hf = tempfile::NamedTempFile::new()?;
+    std::fs::write(hf.path(), &host)?;
+    let sf = tempfile::NamedTempFile::new()?;
+    std::fs::write(sf.path(), &sysctls)?;
+    let t = Instant::now();
+    let out = Command::new("ip").args(["-n", &ns.host, "-batch"]).arg(hf.path()).output()?;
+    ensure!(out.status.success(), "ip -batch (host) failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("ip").args(["netns", "exec", &ns.host, "sh"]).arg(sf.path()).output()?;
+    ensure!(out.status.success(), "sysctls failed: {}", String::from_utf8_lossy(&out.stderr));
+    for (ve, f) in ns.ves.iter().zip(&files) {
+        let out = Command::new("ip").args(["-n", ve, "-batch"]).arg(f.path()).output()?;
+        ensure!(out.status.success(), "ip -batch in {ve} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(t.elapsed())
+}
+
+fn write_config(ns: &Namespaces, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir.join("ve"))?;
+    std::fs::write(dir.join("host.toml"), "[[bridge]]\nname = \"br0\"\naddresses = [\"10.200.0.1/16\"]\n")?;
+    for (i, ve) in ns.ves.iter().enumerate() {
+        let i = i as u32;
+        let id = 1000 + i;
+        std::fs::write(
+            dir.join(format!("ve/{id}.toml")),
+            format!(
+                "id = {id}\nnetns = \"{ve}\"\n[[netif]]\nname = \"eth0\"\nbridge = \"br0\"\naddresses = [\"{}/16\"]\ngateway = \"10.200.0.1\"\nsysctl = {{ forwarding = 1, proxy_arp = 1 }}\n",
+                ve_addr(i)
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+/// Runs vznet apply; returns wall time and the child's peak RSS in KiB.
+fn timed_vznet(ns: &str, dir: &Path) -> Result<(Duration, i64, String)> {
+    let me = std::env::current_exe()?;
+    let t = Instant::now();
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(&me)
+        .args(["vznet", "apply", "--config-dir"])
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data the kernel fills; wait4 reaps our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let d = t.elapsed();
+    ensure!(r == pid, "wait4 failed: {}", std::io::Error::last_os_error());
+    let mut stdout = String::new();
+    if let Some(mut o) = child.stdout {
+        use std::io::Read;
+        let _ = o.read_to_string(&mut stdout);
+    }
+    ensure!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "vznet apply failed: {stdout}");
+    let last = stdout.lines().last().unwrap_or("").to_string();
+    Ok((d, usage.ru_maxrss, last))
+}
+
+fn verify(ns: &Namespaces) -> Result<()> {
+    // The last VE must reach the host: every method really wired everything.
+    let last = ns.ves.last().context("no VEs")?;
+    let out = Command::new("ip").args(["netns", "exec", last, "ping", "-c", "1", "-W", "2", "10.200.0.1"]).output()?;
+    ensure!(out.status.success(), "VE {last} cannot reach the host after wiring");
+    Ok(())
+}
+
+fn apply(n: u32) -> Result<()> {
+    ensure!(n >= 1, "--ves must be at least 1");
+    println!("bench apply: {n} VEs, each: veth into its netns, bridge port, up, forwarding+proxy_arp, address and default route inside");
+
+    eprintln!("  [1/3] vznet ...");
+    let (vz, vz_noop, rss_kib, vz_changes) = {
+        let ns = Namespaces::create("v", n)?;
+        let dir = tempfile::tempdir()?;
+        write_config(&ns, dir.path())?;
+        let (d, rss1, changes) = timed_vznet(&ns.host, dir.path())?;
+        verify(&ns)?;
+        let (noop, rss2, again) = timed_vznet(&ns.host, dir.path())?;
+        ensure!(again == "0 changes", "re-apply was not a no-op: {again}");
+        (d, noop, rss1.max(rss2), changes)
+    };
+    eprintln!("  [2/3] shell, one command per step ...");
+    let shell = {
+        let ns = Namespaces::create("s", n)?;
+        let d = run_shell(&ns)?;
+        verify(&ns)?;
+        d
+    };
+    eprintln!("  [3/3] ip -batch ...");
+    let batch = {
+        let ns = Namespaces::create("b", n)?;
+        let d = run_batch(&ns)?;
+        verify(&ns)?;
+        d
+    };
+
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!();
+    println!("{:<34}{:>12}{:>16}", "method", "time (ms)", "vs vznet");
+    println!("{:<34}{:>12.1}{:>16}", format!("vznet apply ({vz_changes})"), ms(vz), "1.0x");
+    println!("{:<34}{:>12.1}{:>15.1}x", "shell (ip/echo per step)", ms(shell), ms(shell) / ms(vz));
+    println!("{:<34}{:>12.1}{:>15.1}x", "ip -batch", ms(batch), ms(batch) / ms(vz));
+    println!("{:<34}{:>12.1}", "vznet no-op re-apply", ms(vz_noop));
+    println!("{:<34}{:>12.1}", "vznet peak RSS (MiB)", rss_kib as f64 / 1024.0);
+    println!();
+    let goals = [
+        (ms(shell) / ms(vz) >= 20.0, "vznet >= 20x faster than the per-command script"),
+        (ms(batch) > ms(vz), "vznet faster than ip -batch"),
+        (ms(vz_noop) < 100.0, "no-op re-apply under 100 ms"),
+        ((rss_kib as f64) < 30.0 * 1024.0, "peak RSS under 30 MB"),
+    ];
+    for (ok, what) in goals {
+        println!("  [{}] {what}", if ok { "met" } else { "MISSED" });
+    }
+    Ok(())
+}

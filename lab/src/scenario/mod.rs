@@ -1,0 +1,36 @@
+//! Scenarios the `lab` binary runs.
+
+pub mod bench;
+pub mod demo;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use anyhow::{Context, Result};
+
+/// Runs this binary as `vznet ARGS` inside netns `ns`.
+pub fn vznet(ns: &str, args: &[&str], config_dir: &Path) -> Result<Output> {
+    let me = std::env::current_exe().context("finding the lab binary")?;
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(me)
+        .arg("vznet")
+        .args(args)
+        .arg("--config-dir")
+        .arg(config_dir)
+        .output()
+        .context("running vznet")
+}
+
+/// Like [`vznet`] but fails unless it exits 0; returns stdout.
+pub fn vznet_ok(ns: &str, args: &[&str], config_dir: &Path) -> Result<String> {
+    let out = vznet(ns, args, config_dir)?;
+    anyhow::ensure!(
+        out.status.success(),
+        "vznet {} failed: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
