@@ -11,7 +11,10 @@ use std::os::fd::AsRawFd;
 use futures::future::join_all;
 use netlink_packet_route::link::{BridgeStpState, InfoData, InfoVeth};
 use netlink_packet_route::route::RouteScope;
-use rtnetlink::{Handle, LinkBond, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVlan, RouteMessageBuilder};
+use rtnetlink::{
+    Handle, LinkBond, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVlan,
+    RouteMessageBuilder,
+};
 
 use crate::desired::Desired;
 use crate::kernel::state::{self, bond_mode_to_nl, vznet_protocol, NsState};
@@ -55,7 +58,8 @@ pub enum ApplyError {
 }
 
 fn ns_suffix(ns: &NsName) -> String {
-    ns.as_ref().map_or(String::new(), |n| format!(" in netns {n}"))
+    ns.as_ref()
+        .map_or(String::new(), |n| format!(" in netns {n}"))
 }
 
 fn rollback_note(errors: &[String]) -> String {
@@ -109,7 +113,10 @@ impl Engine {
                 Err(e) => missing.push((name, e)),
             }
         }
-        let dup: Vec<File> = files.iter().map(|(_, f)| f.try_clone()).collect::<io::Result<_>>()?;
+        let dup: Vec<File> = files
+            .iter()
+            .map(|(_, f)| f.try_clone())
+            .collect::<io::Result<_>>()?;
         let sockets = netns::route_sockets(dup)?;
         let mut ves = HashMap::new();
         for ((name, file), socket) in files.into_iter().zip(sockets) {
@@ -120,31 +127,57 @@ impl Engine {
                 Err(e) => missing.push((name, e)),
             }
         }
-        Ok(Engine { host, ves, missing, index: RefCell::new(HashMap::new()) })
+        Ok(Engine {
+            host,
+            ves,
+            missing,
+            index: RefCell::new(HashMap::new()),
+        })
     }
 
     fn handle(&self, ns: &NsName) -> io::Result<&Handle> {
         match ns {
             None => Ok(&self.host),
             Some(n) => self.ves.get(n).map(|(_, h)| h).ok_or_else(|| {
-                let why = self.missing.iter().find(|(m, _)| m == n).map_or_else(|| "not opened".to_string(), |(_, e)| e.to_string());
-                io::Error::new(io::ErrorKind::NotFound, format!("network namespace {n} is not available: {why}"))
+                let why = self
+                    .missing
+                    .iter()
+                    .find(|(m, _)| m == n)
+                    .map_or_else(|| "not opened".to_string(), |(_, e)| e.to_string());
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("network namespace {n} is not available: {why}"),
+                )
             }),
         }
     }
 
     /// Reads every netns and sysctl the config involves.
     pub async fn observe(&self, desired: &Desired) -> Result<Observed, ApplyError> {
-        let host = NsState::read(&self.host).await.map_err(|e| ApplyError::Observe { ns: None, source: nl_err(e) })?;
-        let reads = self.ves.iter().map(|(name, (_, h))| async move { (name.clone(), NsState::read(h).await) });
+        let host = NsState::read(&self.host)
+            .await
+            .map_err(|e| ApplyError::Observe {
+                ns: None,
+                source: nl_err(e),
+            })?;
+        let reads = self
+            .ves
+            .iter()
+            .map(|(name, (_, h))| async move { (name.clone(), NsState::read(h).await) });
         let mut ves = BTreeMap::new();
         for (name, res) in join_all(reads).await {
-            let st = res.map_err(|e| ApplyError::Observe { ns: Some(name.clone()), source: nl_err(e) })?;
+            let st = res.map_err(|e| ApplyError::Observe {
+                ns: Some(name.clone()),
+                source: nl_err(e),
+            })?;
             ves.insert(name, st);
         }
         let mut sysctls = BTreeMap::new();
         for (path, _) in &desired.sysctls {
-            let v = sysctl::read(path).map_err(|e| ApplyError::Observe { ns: None, source: e })?;
+            let v = sysctl::read(path).map_err(|e| ApplyError::Observe {
+                ns: None,
+                source: e,
+            })?;
             sysctls.insert(path.clone(), v);
         }
         let mut cache = self.index.borrow_mut();
@@ -182,24 +215,41 @@ impl Engine {
                 match res {
                     Ok(()) => done.push(op.clone()),
                     Err(e) if failure.is_none() => failure = Some((op.clone(), e)),
-                    Err(e) => tracing::warn!(%op, error = %e, "op failed after an earlier failure in the same phase"),
+                    Err(e) => {
+                        tracing::warn!(%op, error = %e, "op failed after an earlier failure in the same phase")
+                    }
                 }
             }
             if let Some((op, source)) = failure {
                 tracing::error!(%op, error = %source, "apply failed; rolling back");
                 let rollback_errors = self.rollback(done).await;
-                return Err(ApplyError::Op { op: Box::new(op), source, rollback_errors });
+                return Err(ApplyError::Op {
+                    op: Box::new(op),
+                    source,
+                    rollback_errors,
+                });
             }
         }
         if !done.is_empty() {
             let again = self.plan(desired).await?;
             if !again.is_empty() {
-                let remaining = again.ops.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+                let remaining = again
+                    .ops
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 let rollback_errors = self.rollback(done).await;
-                return Err(ApplyError::Verify { remaining, rollback_errors });
+                return Err(ApplyError::Verify {
+                    remaining,
+                    rollback_errors,
+                });
             }
         }
-        Ok(Report { ops: done, unwired: plan.unwired })
+        Ok(Report {
+            ops: done,
+            unwired: plan.unwired,
+        })
     }
 
     async fn rollback(&self, done: Vec<Op>) -> Vec<String> {
@@ -229,34 +279,53 @@ impl Engine {
         let h = self.handle(ns)?;
         let link = state::read_link(h, name).await.map_err(nl_err)?;
         let link = link.ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))?;
-        self.index.borrow_mut().insert((ns.clone(), name.to_string()), link.index);
+        self.index
+            .borrow_mut()
+            .insert((ns.clone(), name.to_string()), link.index);
         Ok(link.index)
     }
 
     fn forget(&self, ns: &NsName, name: &str) {
-        self.index.borrow_mut().remove(&(ns.clone(), name.to_string()));
+        self.index
+            .borrow_mut()
+            .remove(&(ns.clone(), name.to_string()));
     }
 
     async fn run(&self, op: &Op) -> io::Result<()> {
         tracing::debug!(%op, "apply");
         match op {
             Op::Sysctl { path, value, .. } => sysctl::write(path, value),
-            Op::LinkAdd { ns, name, kind, mac, master, alias } => {
-                self.link_add(ns, name, kind, *mac, master.as_deref(), alias).await
+            Op::LinkAdd {
+                ns,
+                name,
+                kind,
+                mac,
+                master,
+                alias,
+            } => {
+                self.link_add(ns, name, kind, *mac, master.as_deref(), alias)
+                    .await
             }
             Op::LinkDel { ns, name, .. } => {
                 let h = self.handle(ns)?;
                 let idx = self.ifindex(ns, name).await?;
                 self.forget(ns, name);
-                if let LinkKind::Veth { peer_ns, peer_name, .. } = op_kind(op) {
+                if let LinkKind::Veth {
+                    peer_ns, peer_name, ..
+                } = op_kind(op)
+                {
                     self.forget(peer_ns, peer_name);
                 }
                 h.link().del(idx).execute().await.map_err(nl_err)
             }
-            Op::SetMaster { ns, name, master, .. } => {
+            Op::SetMaster {
+                ns, name, master, ..
+            } => {
                 let h = self.handle(ns)?;
                 let msg = match master {
-                    Some(m) => LinkUnspec::new_with_name(name).controller(self.ifindex(ns, m).await?).build(),
+                    Some(m) => LinkUnspec::new_with_name(name)
+                        .controller(self.ifindex(ns, m).await?)
+                        .build(),
                     None => LinkUnspec::new_with_name(name).nocontroller().build(),
                 };
                 h.link().set(msg).execute().await.map_err(nl_err)
@@ -264,24 +333,53 @@ impl Engine {
             Op::SetUp { ns, name, up } => {
                 let b = LinkUnspec::new_with_name(name);
                 let msg = if *up { b.up() } else { b.down() }.build();
-                self.handle(ns)?.link().set(msg).execute().await.map_err(nl_err)
+                self.handle(ns)?
+                    .link()
+                    .set(msg)
+                    .execute()
+                    .await
+                    .map_err(nl_err)
             }
             Op::SetMac { ns, name, mac, .. } => {
-                let msg = LinkUnspec::new_with_name(name).address(mac.0.to_vec()).build();
-                self.handle(ns)?.link().set(msg).execute().await.map_err(nl_err)
+                let msg = LinkUnspec::new_with_name(name)
+                    .address(mac.0.to_vec())
+                    .build();
+                self.handle(ns)?
+                    .link()
+                    .set(msg)
+                    .execute()
+                    .await
+                    .map_err(nl_err)
             }
             Op::SetStp { ns, name, stp } => {
-                let msg = LinkMessageBuilder::<LinkBridge>::new(name).stp_state(stp_state(*stp)).build();
-                self.handle(ns)?.link().set(msg).execute().await.map_err(nl_err)
+                let msg = LinkMessageBuilder::<LinkBridge>::new(name)
+                    .stp_state(stp_state(*stp))
+                    .build();
+                self.handle(ns)?
+                    .link()
+                    .set(msg)
+                    .execute()
+                    .await
+                    .map_err(nl_err)
             }
             Op::AddrAdd { ns, dev, addr } => {
                 let idx = self.ifindex(ns, dev).await?;
-                self.handle(ns)?.address().add(idx, addr.addr(), addr.prefix_len()).execute().await.map_err(nl_err)
+                self.handle(ns)?
+                    .address()
+                    .add(idx, addr.addr(), addr.prefix_len())
+                    .execute()
+                    .await
+                    .map_err(nl_err)
             }
             Op::AddrDel { ns, dev, addr } => {
                 let idx = self.ifindex(ns, dev).await?;
                 let h = self.handle(ns)?;
-                let mut req = h.address().get().set_link_index_filter(idx).set_address_filter(addr.addr()).set_prefix_length_filter(addr.prefix_len());
+                let mut req = h
+                    .address()
+                    .get()
+                    .set_link_index_filter(idx)
+                    .set_address_filter(addr.addr())
+                    .set_prefix_length_filter(addr.prefix_len());
                 let _ = req.message_mut();
                 use futures::TryStreamExt;
                 let msgs: Vec<_> = req.execute().try_collect().await.map_err(nl_err)?;
@@ -292,16 +390,30 @@ impl Engine {
             }
             Op::RouteAdd { ns, route } => {
                 let msg = self.route_message(ns, route).await?;
-                self.handle(ns)?.route().add(msg).execute().await.map_err(nl_err)
+                self.handle(ns)?
+                    .route()
+                    .add(msg)
+                    .execute()
+                    .await
+                    .map_err(nl_err)
             }
             Op::RouteDel { ns, route } => {
                 let msg = self.route_message(ns, route).await?;
-                self.handle(ns)?.route().del(msg).execute().await.map_err(nl_err)
+                self.handle(ns)?
+                    .route()
+                    .del(msg)
+                    .execute()
+                    .await
+                    .map_err(nl_err)
             }
         }
     }
 
-    async fn route_message(&self, ns: &NsName, r: &crate::op::RouteSpec) -> io::Result<netlink_packet_route::route::RouteMessage> {
+    async fn route_message(
+        &self,
+        ns: &NsName,
+        r: &crate::op::RouteSpec,
+    ) -> io::Result<netlink_packet_route::route::RouteMessage> {
         let mut b = RouteMessageBuilder::<IpAddr>::new()
             .destination_prefix(r.dst.addr(), r.dst.prefix_len())
             .map_err(inval)?
@@ -336,15 +448,27 @@ impl Engine {
         };
         let mut peer_set = None;
         let msg = match kind {
-            LinkKind::Bridge { stp } => finish(LinkBridge::new(name).stp_state(stp_state(*stp)), mac, controller),
-            LinkKind::Bond { mode, miimon_ms } => {
-                finish(LinkBond::new(name).mode(bond_mode_to_nl(*mode)).miimon(*miimon_ms), mac, controller)
-            }
+            LinkKind::Bridge { stp } => finish(
+                LinkBridge::new(name).stp_state(stp_state(*stp)),
+                mac,
+                controller,
+            ),
+            LinkKind::Bond { mode, miimon_ms } => finish(
+                LinkBond::new(name)
+                    .mode(bond_mode_to_nl(*mode))
+                    .miimon(*miimon_ms),
+                mac,
+                controller,
+            ),
             LinkKind::Vlan { link, id } => {
                 let lower = self.ifindex(ns, link).await?;
                 finish(LinkVlan::new(name, lower, *id), mac, controller)
             }
-            LinkKind::Veth { peer_ns, peer_name, peer_mac } => {
+            LinkKind::Veth {
+                peer_ns,
+                peer_name,
+                peer_mac,
+            } => {
                 // Not up here: veth_open() fails with ENOTCONN until the pair is linked.
                 let mut peer = LinkUnspec::new_with_name(peer_name);
                 if let Some(m) = peer_mac {
@@ -352,12 +476,16 @@ impl Engine {
                 }
                 if let Some(pns) = peer_ns {
                     let (file, _) = self.ves.get(pns).ok_or_else(|| {
-                        io::Error::new(io::ErrorKind::NotFound, format!("network namespace {pns} is not available"))
+                        io::Error::new(
+                            io::ErrorKind::NotFound,
+                            format!("network namespace {pns} is not available"),
+                        )
                     })?;
                     peer = peer.setns_by_fd(file.as_raw_fd());
                 }
                 peer_set = Some((peer_ns.clone(), peer_name.clone()));
-                let b = LinkVeth::new(name, peer_name).set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())));
+                let b = LinkVeth::new(name, peer_name)
+                    .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())));
                 finish(b, mac, controller)
             }
         };
@@ -365,11 +493,17 @@ impl Engine {
         self.forget(ns, name);
         // The kernel ignores IFLA_IFALIAS on create: mark ownership with a set
         // (which also brings a veth's peer up).
-        let mark = h.link().set(LinkUnspec::new_with_name(name).alias(alias).build()).execute();
+        let mark = h
+            .link()
+            .set(LinkUnspec::new_with_name(name).alias(alias).build())
+            .execute();
         if let Some((pns, pname)) = peer_set {
             self.forget(&pns, &pname);
             let ph = self.handle(&pns)?;
-            let pmark = ph.link().set(LinkUnspec::new_with_name(&pname).alias(alias).up().build()).execute();
+            let pmark = ph
+                .link()
+                .set(LinkUnspec::new_with_name(&pname).alias(alias).up().build())
+                .execute();
             let (a, b) = futures::join!(mark, pmark);
             a.map_err(nl_err)?;
             b.map_err(nl_err)
@@ -398,7 +532,11 @@ fn stp_state(on: bool) -> BridgeStpState {
     }
 }
 
-fn finish<T>(b: LinkMessageBuilder<T>, mac: Option<crate::model::MacAddr>, controller: Option<u32>) -> netlink_packet_route::link::LinkMessage {
+fn finish<T>(
+    b: LinkMessageBuilder<T>,
+    mac: Option<crate::model::MacAddr>,
+    controller: Option<u32>,
+) -> netlink_packet_route::link::LinkMessage {
     let mut b = b.up();
     if let Some(m) = mac {
         b = b.address(m.0.to_vec());
@@ -413,17 +551,32 @@ fn finish<T>(b: LinkMessageBuilder<T>, mac: Option<crate::model::MacAddr>, contr
 pub fn missing_features(desired: &Desired) -> io::Result<Option<PlanError>> {
     use crate::kernel::features::{probe, Feature};
     let mut need = Vec::new();
-    if desired.links.iter().any(|l| matches!(l.kind, LinkKind::Bond { .. })) {
+    if desired
+        .links
+        .iter()
+        .any(|l| matches!(l.kind, LinkKind::Bond { .. }))
+    {
         need.push(Feature::Bonding);
     }
-    if desired.links.iter().any(|l| matches!(l.kind, LinkKind::Vlan { .. })) {
+    if desired
+        .links
+        .iter()
+        .any(|l| matches!(l.kind, LinkKind::Vlan { .. }))
+    {
         need.push(Feature::Vlan);
     }
     if need.is_empty() {
         return Ok(None);
     }
     let have = probe(&need)?;
-    Ok(need.into_iter().zip(have).find(|(_, ok)| !ok).map(|(f, _)| PlanError::NoKernelSupport { what: f.name(), option: f.config_option() }))
+    Ok(need
+        .into_iter()
+        .zip(have)
+        .find(|(_, ok)| !ok)
+        .map(|(f, _)| PlanError::NoKernelSupport {
+            what: f.name(),
+            option: f.config_option(),
+        }))
 }
 
 /// Convenience: load nothing, just flatten.

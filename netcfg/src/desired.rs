@@ -88,25 +88,33 @@ impl Desired {
         for (k, v) in &host.sysctl {
             d.sysctls.push((global_sysctl_path(k), v.to_string()));
         }
-        let iface_sysctls = |d: &mut Desired, ifname: &str, map: &BTreeMap<String, crate::model::SysctlValue>| {
-            for (k, v) in map {
-                if let Some(p) = interface_sysctl_path(k, ifname) {
-                    d.sysctls.push((p, v.to_string()));
+        let iface_sysctls =
+            |d: &mut Desired, ifname: &str, map: &BTreeMap<String, crate::model::SysctlValue>| {
+                for (k, v) in map {
+                    if let Some(p) = interface_sysctl_path(k, ifname) {
+                        d.sysctls.push((p, v.to_string()));
+                    }
                 }
-            }
-        };
+            };
         for bond in &host.bond {
             d.links.push(LinkSpec {
                 ns: None,
                 name: bond.name.clone(),
-                kind: LinkKind::Bond { mode: bond.mode, miimon_ms: bond.miimon_ms },
+                kind: LinkKind::Bond {
+                    mode: bond.mode,
+                    miimon_ms: bond.miimon_ms,
+                },
                 mac: None,
                 master: None,
                 alias: format!("{ALIAS_PREFIX}bond"),
                 addrs: bond.addresses.clone(),
             });
             for s in &bond.slaves {
-                d.attachments.push(Attachment { name: s.clone(), master: bond.name.clone(), bond_slave: true });
+                d.attachments.push(Attachment {
+                    name: s.clone(),
+                    master: bond.name.clone(),
+                    bond_slave: true,
+                });
             }
             iface_sysctls(&mut d, &bond.name, &bond.sysctl);
         }
@@ -114,7 +122,10 @@ impl Desired {
             d.links.push(LinkSpec {
                 ns: None,
                 name: vlan.name.clone(),
-                kind: LinkKind::Vlan { link: vlan.link.clone(), id: vlan.id },
+                kind: LinkKind::Vlan {
+                    link: vlan.link.clone(),
+                    id: vlan.id,
+                },
                 mac: None,
                 master: None,
                 alias: format!("{ALIAS_PREFIX}vlan"),
@@ -140,7 +151,11 @@ impl Desired {
                         l.master = Some(br.name.clone());
                     }
                 } else {
-                    d.attachments.push(Attachment { name: p.clone(), master: br.name.clone(), bond_slave: false });
+                    d.attachments.push(Attachment {
+                        name: p.clone(),
+                        master: br.name.clone(),
+                        bond_slave: false,
+                    });
                 }
             }
             iface_sysctls(&mut d, &br.name, &br.sysctl);
@@ -164,7 +179,11 @@ impl Desired {
                 d.links.push(LinkSpec {
                     ns: None,
                     name: host_name.clone(),
-                    kind: LinkKind::Veth { peer_ns: Some(ns.clone()), peer_name: netif.name.clone(), peer_mac: netif.mac },
+                    kind: LinkKind::Veth {
+                        peer_ns: Some(ns.clone()),
+                        peer_name: netif.name.clone(),
+                        peer_mac: netif.mac,
+                    },
                     mac: netif.host_mac,
                     master: netif.bridge.clone(),
                     alias: alias.clone(),
@@ -179,7 +198,12 @@ impl Desired {
                     addrs: netif.addresses.clone(),
                 });
                 if let Some(gw) = netif.gateway {
-                    ve_routes.push(route_spec(RouteDest::Default, Some(gw), Some(netif.name.clone()), None));
+                    ve_routes.push(route_spec(
+                        RouteDest::Default,
+                        Some(gw),
+                        Some(netif.name.clone()),
+                        None,
+                    ));
                 }
                 iface_sysctls(&mut d, &host_name, &netif.sysctl);
             }
@@ -189,7 +213,11 @@ impl Desired {
                 d.links.push(LinkSpec {
                     ns: None,
                     name: host_name.clone(),
-                    kind: LinkKind::Veth { peer_ns: Some(ns.clone()), peer_name: VENET_IFNAME.into(), peer_mac: None },
+                    kind: LinkKind::Veth {
+                        peer_ns: Some(ns.clone()),
+                        peer_name: VENET_IFNAME.into(),
+                        peer_mac: None,
+                    },
                     mac: None,
                     master: None,
                     alias: alias.clone(),
@@ -205,11 +233,25 @@ impl Desired {
                 });
                 let mut families = Vec::new();
                 for a in &venet.addresses {
-                    host_routes.push(route_spec(RouteDest::Prefix(IpNet::from(*a)), None, Some(host_name.clone()), None));
+                    host_routes.push(route_spec(
+                        RouteDest::Prefix(IpNet::from(*a)),
+                        None,
+                        Some(host_name.clone()),
+                        None,
+                    ));
                     if !families.contains(&a.is_ipv4()) {
                         families.push(a.is_ipv4());
-                        let any = if a.is_ipv4() { IpAddr::from([0u8; 4]) } else { IpAddr::from([0u16; 8]) };
-                        ve_routes.push(route_spec(RouteDest::Prefix(IpNet::from(any).trunc_to(0)), None, Some(VENET_IFNAME.into()), None));
+                        let any = if a.is_ipv4() {
+                            IpAddr::from([0u8; 4])
+                        } else {
+                            IpAddr::from([0u16; 8])
+                        };
+                        ve_routes.push(route_spec(
+                            RouteDest::Prefix(IpNet::from(any).trunc_to(0)),
+                            None,
+                            Some(VENET_IFNAME.into()),
+                            None,
+                        ));
                     }
                 }
                 // Routed mode: the host answers ARP for every VE and forwards.
@@ -238,18 +280,34 @@ trait TruncTo {
 
 impl TruncTo for IpNet {
     fn trunc_to(self, len: u8) -> IpNet {
-        IpNet::new(self.addr(), len).map(|n| n.trunc()).unwrap_or(self)
+        IpNet::new(self.addr(), len)
+            .map(|n| n.trunc())
+            .unwrap_or(self)
     }
 }
 
-fn route_spec(to: RouteDest, via: Option<IpAddr>, dev: Option<String>, metric: Option<u32>) -> RouteSpec {
+fn route_spec(
+    to: RouteDest,
+    via: Option<IpAddr>,
+    dev: Option<String>,
+    metric: Option<u32>,
+) -> RouteSpec {
     let dst = match to {
         RouteDest::Prefix(net) => net.trunc(),
         RouteDest::Default => {
             let v4 = via.is_none_or(|v| v.is_ipv4());
-            let any = if v4 { IpAddr::from([0u8; 4]) } else { IpAddr::from([0u16; 8]) };
+            let any = if v4 {
+                IpAddr::from([0u8; 4])
+            } else {
+                IpAddr::from([0u16; 8])
+            };
             IpNet::new(any, 0).unwrap_or_else(|_| IpNet::from(any))
         }
     };
-    RouteSpec { dst, via, dev, metric }
+    RouteSpec {
+        dst,
+        via,
+        dev,
+        metric,
+    }
 }

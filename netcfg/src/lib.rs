@@ -2,9 +2,9 @@
 //! the difference as ordered, invertible operations (plan), and their application
 //! with verification and rollback (apply).
 
+pub mod apply;
+pub mod desired;
 pub mod kernel;
 pub mod model;
-pub mod desired;
 pub mod op;
 pub mod plan;
-pub mod apply;

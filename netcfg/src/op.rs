@@ -265,7 +265,9 @@ impl Op {
                 _ => Phase::DeleteUpper,
             },
             Op::Sysctl { path, .. } => {
-                if path.starts_with("/proc/sys/net/ipv4/conf") || path.starts_with("/proc/sys/net/ipv6/conf") {
+                if path.starts_with("/proc/sys/net/ipv4/conf")
+                    || path.starts_with("/proc/sys/net/ipv6/conf")
+                {
                     let iface = path.iter().nth(6).and_then(|s| s.to_str()).unwrap_or("");
                     if ["all", "default"].contains(&iface) {
                         Phase::GlobalSysctl
@@ -299,15 +301,70 @@ impl Op {
                 value: old.clone().unwrap_or_default(),
                 old: Some(value),
             },
-            Op::LinkAdd { ns, name, kind, mac, master, alias } => Op::LinkDel { ns, name, kind, mac, master, alias },
-            Op::LinkDel { ns, name, kind, mac, master, alias } => Op::LinkAdd { ns, name, kind, mac, master, alias },
-            Op::SetMaster { ns, name, master, old, .. } => Op::SetMaster { ns, name, master: old, old: master },
-            Op::SetUp { ns, name, up, .. } => Op::SetUp { ns, name, up: !up },
-            Op::SetMac { ns, name, mac, old, .. } => match old {
-                Some(o) => Op::SetMac { ns, name, mac: o, old: Some(mac) },
-                None => Op::SetMac { ns, name, mac, old: Some(mac) },
+            Op::LinkAdd {
+                ns,
+                name,
+                kind,
+                mac,
+                master,
+                alias,
+            } => Op::LinkDel {
+                ns,
+                name,
+                kind,
+                mac,
+                master,
+                alias,
             },
-            Op::SetStp { ns, name, stp, .. } => Op::SetStp { ns, name, stp: !stp },
+            Op::LinkDel {
+                ns,
+                name,
+                kind,
+                mac,
+                master,
+                alias,
+            } => Op::LinkAdd {
+                ns,
+                name,
+                kind,
+                mac,
+                master,
+                alias,
+            },
+            Op::SetMaster {
+                ns,
+                name,
+                master,
+                old,
+                ..
+            } => Op::SetMaster {
+                ns,
+                name,
+                master: old,
+                old: master,
+            },
+            Op::SetUp { ns, name, up, .. } => Op::SetUp { ns, name, up: !up },
+            Op::SetMac {
+                ns, name, mac, old, ..
+            } => match old {
+                Some(o) => Op::SetMac {
+                    ns,
+                    name,
+                    mac: o,
+                    old: Some(mac),
+                },
+                None => Op::SetMac {
+                    ns,
+                    name,
+                    mac,
+                    old: Some(mac),
+                },
+            },
+            Op::SetStp { ns, name, stp, .. } => Op::SetStp {
+                ns,
+                name,
+                stp: !stp,
+            },
             Op::AddrAdd { ns, dev, addr } => Op::AddrDel { ns, dev, addr },
             Op::AddrDel { ns, dev, addr } => Op::AddrAdd { ns, dev, addr },
             Op::RouteAdd { ns, route } => Op::RouteDel { ns, route },
@@ -328,7 +385,8 @@ impl fmt::Display for InNs<'_> {
 }
 
 fn opt<T: fmt::Display>(v: &Option<T>) -> String {
-    v.as_ref().map_or_else(|| "-".to_string(), |v| v.to_string())
+    v.as_ref()
+        .map_or_else(|| "-".to_string(), |v| v.to_string())
 }
 
 impl fmt::Display for Op {
@@ -336,17 +394,44 @@ impl fmt::Display for Op {
         let ns = InNs(self.ns());
         match self {
             Op::Sysctl { path, value, old } => {
-                let key = path.strip_prefix("/proc/sys").unwrap_or(path).display().to_string();
-                write!(f, "~ sysctl {} {} -> {value}", key.trim_start_matches('/'), opt(old))
+                let key = path
+                    .strip_prefix("/proc/sys")
+                    .unwrap_or(path)
+                    .display()
+                    .to_string();
+                write!(
+                    f,
+                    "~ sysctl {} {} -> {value}",
+                    key.trim_start_matches('/'),
+                    opt(old)
+                )
             }
-            Op::LinkAdd { name, kind, mac, master, .. } => {
+            Op::LinkAdd {
+                name,
+                kind,
+                mac,
+                master,
+                ..
+            } => {
                 write!(f, "+ ")?;
                 match kind {
-                    LinkKind::Bridge { stp } => write!(f, "bridge {name} (stp {})", if *stp { "on" } else { "off" })?,
-                    LinkKind::Veth { peer_ns, peer_name, .. } => {
-                        write!(f, "veth {name} <-> {}{peer_name}", peer_ns.as_deref().map_or(String::new(), |n| format!("{n}:")))?
+                    LinkKind::Bridge { stp } => {
+                        write!(f, "bridge {name} (stp {})", if *stp { "on" } else { "off" })?
                     }
-                    LinkKind::Bond { mode, miimon_ms } => write!(f, "bond {name} (mode {}, miimon {miimon_ms} ms)", mode.as_str())?,
+                    LinkKind::Veth {
+                        peer_ns, peer_name, ..
+                    } => write!(
+                        f,
+                        "veth {name} <-> {}{peer_name}",
+                        peer_ns
+                            .as_deref()
+                            .map_or(String::new(), |n| format!("{n}:"))
+                    )?,
+                    LinkKind::Bond { mode, miimon_ms } => write!(
+                        f,
+                        "bond {name} (mode {}, miimon {miimon_ms} ms)",
+                        mode.as_str()
+                    )?,
                     LinkKind::Vlan { link, id } => write!(f, "vlan {name} (link {link}, id {id})")?,
                 }
                 if let Some(mac) = mac {
@@ -358,11 +443,28 @@ impl fmt::Display for Op {
                 write!(f, "{ns}")
             }
             Op::LinkDel { name, .. } => write!(f, "- link {name}{ns}"),
-            Op::SetMaster { name, master: Some(m), .. } => write!(f, "~ link {name} master {m}{ns}"),
-            Op::SetMaster { name, master: None, old, .. } => write!(f, "~ link {name} nomaster (was {}){ns}", opt(old)),
-            Op::SetUp { name, up, .. } => write!(f, "~ link {name} {}{ns}", if *up { "up" } else { "down" }),
-            Op::SetMac { name, mac, old, .. } => write!(f, "~ link {name} mac {} -> {mac}{ns}", opt(old)),
-            Op::SetStp { name, stp, .. } => write!(f, "~ bridge {name} stp {}{ns}", if *stp { "on" } else { "off" }),
+            Op::SetMaster {
+                name,
+                master: Some(m),
+                ..
+            } => write!(f, "~ link {name} master {m}{ns}"),
+            Op::SetMaster {
+                name,
+                master: None,
+                old,
+                ..
+            } => write!(f, "~ link {name} nomaster (was {}){ns}", opt(old)),
+            Op::SetUp { name, up, .. } => {
+                write!(f, "~ link {name} {}{ns}", if *up { "up" } else { "down" })
+            }
+            Op::SetMac { name, mac, old, .. } => {
+                write!(f, "~ link {name} mac {} -> {mac}{ns}", opt(old))
+            }
+            Op::SetStp { name, stp, .. } => write!(
+                f,
+                "~ bridge {name} stp {}{ns}",
+                if *stp { "on" } else { "off" }
+            ),
             Op::AddrAdd { dev, addr, .. } => write!(f, "+ address {addr} dev {dev}{ns}"),
             Op::AddrDel { dev, addr, .. } => write!(f, "- address {addr} dev {dev}{ns}"),
             Op::RouteAdd { route, .. } => write!(f, "+ route {route}{ns}"),

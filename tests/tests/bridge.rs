@@ -57,21 +57,36 @@ fn bridge_with_host_ip_and_three_ves() -> Result<()> {
 
     let plan = vznet_ok(&host, &cfg, &["plan"])?;
     assert!(plan.contains("+ bridge br104"), "{plan}");
-    assert!(host.ip_json(["link", "show", "br104"]).is_err(), "plan must not touch the kernel");
+    assert!(
+        host.ip_json(["link", "show", "br104"]).is_err(),
+        "plan must not touch the kernel"
+    );
 
     let out = vznet_ok(&host, &cfg, &["apply"])?;
-    assert!(out.ends_with("changes\n") && !out.contains("\n0 changes"), "{out}");
+    assert!(
+        out.ends_with("changes\n") && !out.contains("\n0 changes"),
+        "{out}"
+    );
     let again = vznet_ok(&host, &cfg, &["apply"])?;
     assert_eq!(again.trim(), "0 changes");
 
     for (n, ve) in ves.iter().enumerate() {
-        assert!(host.ping(format!("192.168.17.{}", 60 + n)), "host -> VE {n}");
+        assert!(
+            host.ping(format!("192.168.17.{}", 60 + n)),
+            "host -> VE {n}"
+        );
         assert!(ve.ping("192.168.17.52"), "VE {n} -> host");
         let other = (n + 1) % ves.len();
-        assert!(ve.ping(format!("192.168.17.{}", 60 + other)), "VE {n} -> VE {other}");
+        assert!(
+            ve.ping(format!("192.168.17.{}", 60 + other)),
+            "VE {n} -> VE {other}"
+        );
         // MAC, name and default route inside the VE are as configured.
         let link = ve.link("eth0")?;
-        assert_eq!(link.mac.as_deref(), Some(format!("00:0c:29:86:7e:5{n}").as_str()));
+        assert_eq!(
+            link.mac.as_deref(),
+            Some(format!("00:0c:29:86:7e:5{n}").as_str())
+        );
         let routes = ve.ip_json(["route", "show", "default"])?;
         assert_eq!(routes[0]["gateway"], "192.168.17.52", "{routes}");
     }
@@ -81,11 +96,18 @@ fn bridge_with_host_ip_and_three_ves() -> Result<()> {
 
     // The bridge's MAC is pinned: it is not the lowest port MAC (00:19:bb:...).
     let br = host.link("br104")?;
-    assert!(!br.mac.as_deref().unwrap_or("").starts_with("00:19:bb"), "{br:?}");
+    assert!(
+        !br.mac.as_deref().unwrap_or("").starts_with("00:19:bb"),
+        "{br:?}"
+    );
 
     let show = vznet_ok(&host, &cfg, &["show"])?;
-    assert!(show.contains("br104") && show.contains("veth112.0") && show.contains("veth114.0"), "{show}");
-    let json: serde_json::Value = serde_json::from_str(&vznet_ok(&host, &cfg, &["show", "--json"])?)?;
+    assert!(
+        show.contains("br104") && show.contains("veth112.0") && show.contains("veth114.0"),
+        "{show}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&vznet_ok(&host, &cfg, &["show", "--json"])?)?;
     let ports = json["bridges"][0]["ports"].as_array().map_or(0, Vec::len);
     assert_eq!(ports, 3, "{json}");
     assert_eq!(json["ves"].as_array().map_or(0, Vec::len), 3, "{json}");
@@ -102,7 +124,11 @@ fn drift_detected_by_plan_and_repaired_by_apply() -> Result<()> {
 
     host.run(["ip", "link", "set", "veth113.0", "nomaster"])?;
     host.run(["ip", "addr", "add", "10.99.0.1/32", "dev", "br104"])?;
-    host.run(["sh", "-c", "echo 0 > /proc/sys/net/ipv4/conf/veth112.0/proxy_arp"])?;
+    host.run([
+        "sh",
+        "-c",
+        "echo 0 > /proc/sys/net/ipv4/conf/veth112.0/proxy_arp",
+    ])?;
     ves[2].run(["ip", "route", "del", "default"])?;
     // An unmanaged link vznet must leave alone.
     host.run(["ip", "link", "add", "mine0", "type", "bridge"])?;
@@ -111,10 +137,14 @@ fn drift_detected_by_plan_and_repaired_by_apply() -> Result<()> {
     assert!(plan.contains("~ link veth113.0 master br104"), "{plan}");
     assert!(plan.contains("- address 10.99.0.1/32 dev br104"), "{plan}");
     assert!(plan.contains("veth112.0/proxy_arp 0 -> 1"), "{plan}");
-    assert!(plan.contains("+ route default via 192.168.17.52 dev eth0"), "{plan}");
+    assert!(
+        plan.contains("+ route default via 192.168.17.52 dev eth0"),
+        "{plan}"
+    );
     assert!(plan.contains("4 changes"), "{plan}");
     assert!(!plan.contains("mine0"), "{plan}");
-    let json: serde_json::Value = serde_json::from_str(&vznet_ok(&host, &cfg, &["plan", "--json"])?)?;
+    let json: serde_json::Value =
+        serde_json::from_str(&vznet_ok(&host, &cfg, &["plan", "--json"])?)?;
     assert_eq!(json["ops"].as_array().map_or(0, Vec::len), 4, "{json}");
 
     vznet_ok(&host, &cfg, &["apply"])?;
@@ -135,7 +165,10 @@ fn removing_a_ve_file_removes_exactly_its_links() -> Result<()> {
     let out = vznet_ok(&host, &cfg, &["apply"])?;
     assert!(out.contains("- link veth114.0"), "{out}");
     assert!(host.link("veth114.0").is_err());
-    assert!(ves[2].link("eth0").is_err(), "the VE end goes with its pair");
+    assert!(
+        ves[2].link("eth0").is_err(),
+        "the VE end goes with its pair"
+    );
     assert!(host.link("veth112.0").is_ok());
     assert!(ves[0].ping("192.168.17.52"));
     Ok(())
@@ -152,7 +185,10 @@ fn existing_unmanaged_link_with_a_configured_name_is_refused() -> Result<()> {
     let out = vznet(&host, &cfg, &["apply"])?;
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("\"br104\" exists and was not created by vznet"), "{err}");
+    assert!(
+        err.contains("\"br104\" exists and was not created by vznet"),
+        "{err}"
+    );
     assert_eq!(before, snapshot(&host)?);
     Ok(())
 }

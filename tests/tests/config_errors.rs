@@ -49,14 +49,26 @@ fn every_invalid_input_is_located_exits_2_and_changes_nothing() -> Result<()> {
             let err = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{}: {cmd}: {err}", case.name);
             let want = format!("{}/{}", cfg.path().display(), case.at);
-            assert!(err.contains(&want), "{}: expected {want:?} in:\n{err}", case.name);
-            assert!(err.contains(case.says), "{}: expected {:?} in:\n{err}", case.name, case.says);
+            assert!(
+                err.contains(&want),
+                "{}: expected {want:?} in:\n{err}",
+                case.name
+            );
+            assert!(
+                err.contains(case.says),
+                "{}: expected {:?} in:\n{err}",
+                case.name,
+                case.says
+            );
             assert!(err.contains("nothing changed"), "{err}");
         }
         let json = vznet(&host, &cfg, &["check", "--json"])?;
         let v: serde_json::Value = serde_json::from_slice(&json.stdout)?;
         assert_eq!(v["ok"], false, "{}", case.name);
-        assert!(v["errors"][0]["line"].as_u64().is_some_and(|l| l >= 1), "{v}");
+        assert!(
+            v["errors"][0]["line"].as_u64().is_some_and(|l| l >= 1),
+            "{v}"
+        );
     }
     assert_eq!(before, snapshot(&host)?);
     Ok(())
@@ -70,7 +82,9 @@ fn bonds_and_vlans_on_a_kernel_without_them_fail_before_any_change() -> Result<(
     ])?;
     let lab = Lab::new("no_bonding")?;
     let host = lab.host("host")?;
-    host.run(["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1"])?;
+    host.run([
+        "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+    ])?;
     let cfg = ConfigDir::new()?;
     cfg.host(
         "[sysctl]\n\"net.ipv4.ip_forward\" = 1\n[[bond]]\nname = \"bond0\"\nmode = \"active-backup\"\nmiimon_ms = 100\nslaves = [\"eth0\", \"eth1\"]\n[[vlan]]\nname = \"bond0.136\"\nlink = \"bond0\"\nid = 136\n[[bridge]]\nname = \"br136\"\nports = [\"bond0.136\"]\n",
@@ -83,8 +97,16 @@ fn bonds_and_vlans_on_a_kernel_without_them_fail_before_any_change() -> Result<(
     let out = vznet(&host, &cfg, &["apply"])?;
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    let want = if probe[0] { "kernel has no 802.1Q VLAN support (CONFIG_VLAN_8021Q)" } else { "kernel has no bonding support (CONFIG_BONDING)" };
+    let want = if probe[0] {
+        "kernel has no 802.1Q VLAN support (CONFIG_VLAN_8021Q)"
+    } else {
+        "kernel has no bonding support (CONFIG_BONDING)"
+    };
     assert!(err.contains(want), "{err}");
-    assert_eq!(before, snapshot(&host)?, "nothing changed (not even the sysctl)");
+    assert_eq!(
+        before,
+        snapshot(&host)?,
+        "nothing changed (not even the sysctl)"
+    );
     Ok(())
 }

@@ -21,7 +21,11 @@ addresses = ["10.20.0.1/24"]
         let id = 300 + n as u32;
         let ve = lab.host(&format!("ve{id}"))?;
         // An off-link gateway: the kernel refuses the default route (ENETUNREACH).
-        let gw = if bad_gateway_on == Some(n) { "10.99.0.1" } else { "10.20.0.1" };
+        let gw = if bad_gateway_on == Some(n) {
+            "10.99.0.1"
+        } else {
+            "10.20.0.1"
+        };
         cfg.ve(
             id,
             &format!(
@@ -54,9 +58,16 @@ fn kernel_refusal_in_third_of_five_ves_rolls_everything_back() -> Result<()> {
     let out = vznet(&host, &cfg, &["apply"])?;
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("route default via 10.99.0.1"), "names the failing op: {err}");
+    assert!(
+        err.contains("route default via 10.99.0.1"),
+        "names the failing op: {err}"
+    );
     assert!(err.contains("rolled back"), "{err}");
-    assert_eq!(before, snapshots(&host, &ves)?, "kernel differs after rollback");
+    assert_eq!(
+        before,
+        snapshots(&host, &ves)?,
+        "kernel differs after rollback"
+    );
     Ok(())
 }
 
@@ -70,14 +81,18 @@ fn netns_missing_at_apply_rolls_everything_back() -> Result<()> {
     let config = netcfg::model::Config::load(cfg.path()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let desired = netcfg::desired::Desired::from_config(&config);
     host.run(["true"])?;
-    std::process::Command::new("ip").args(["netns", "del", ves[2].name()]).status()?;
+    std::process::Command::new("ip")
+        .args(["netns", "del", ves[2].name()])
+        .status()?;
     let before = snapshots(&host, &[&ves[..2], &ves[3..]].concat())?;
 
     // Run the engine as vznet would, from a thread inside the host netns.
     let host_ns = std::fs::File::open(host.netns_path())?;
     let result = std::thread::spawn(move || -> Result<String> {
         nix::sched::setns(host_ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         rt.block_on(async {
             let engine = netcfg::apply::Engine::new(&desired)?;
             match engine.apply(&desired).await {
@@ -107,9 +122,17 @@ fn successful_apply_then_failing_change_keeps_previous_state() -> Result<()> {
     let text = std::fs::read_to_string(cfg.path().join("ve/304.toml"))?;
     cfg.ve(304, &text.replace("10.20.0.14/24", "10.20.0.44/24"))?;
     let text = std::fs::read_to_string(cfg.path().join("ve/301.toml"))?;
-    cfg.ve(301, &text.replace("gateway = \"10.20.0.1\"", "gateway = \"10.98.0.1\""))?;
+    cfg.ve(
+        301,
+        &text.replace("gateway = \"10.20.0.1\"", "gateway = \"10.98.0.1\""),
+    )?;
     let out = vznet(&host, &cfg, &["apply"])?;
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(before, snapshots(&host, &ves)?);
     assert!(ves[4].ping("10.20.0.1"), "the old config still works");
     Ok(())

@@ -28,7 +28,13 @@ addresses = ["192.168.50.1/24"]
     for (n, addr) in addrs.iter().enumerate() {
         let id = 200 + n as u32;
         let ve = lab.host(&format!("ve{id}"))?;
-        cfg.ve(id, &format!("id = {id}\nnetns = \"{}\"\n[venet]\naddresses = [\"{addr}\"]\n", ve.name()))?;
+        cfg.ve(
+            id,
+            &format!(
+                "id = {id}\nnetns = \"{}\"\n[venet]\naddresses = [\"{addr}\"]\n",
+                ve.name()
+            ),
+        )?;
         ves.push(ve);
     }
     vznet_ok(&host, &cfg, &["apply"])?;
@@ -38,15 +44,27 @@ addresses = ["192.168.50.1/24"]
     for (n, addr) in addrs.iter().enumerate() {
         let dev = format!("venet{}", 200 + n);
         assert!(
-            routes.as_array().is_some_and(|r| r.iter().any(|x| x["dst"] == *addr && x["dev"] == dev.as_str())),
+            routes.as_array().is_some_and(|r| r
+                .iter()
+                .any(|x| x["dst"] == *addr && x["dev"] == dev.as_str())),
             "/32 route {addr} dev {dev} missing: {routes}"
         );
-        assert_eq!(sysctl(&host, &format!("net/ipv4/conf/{dev}/proxy_arp"))?, "1");
-        assert_eq!(sysctl(&host, &format!("net/ipv4/conf/{dev}/forwarding"))?, "1");
+        assert_eq!(
+            sysctl(&host, &format!("net/ipv4/conf/{dev}/proxy_arp"))?,
+            "1"
+        );
+        assert_eq!(
+            sysctl(&host, &format!("net/ipv4/conf/{dev}/forwarding"))?,
+            "1"
+        );
     }
     for (n, ve) in ves.iter().enumerate() {
         let a = ve.addresses("venet0")?;
-        assert!(a.iter().any(|x| x.addr.to_string() == addrs[n] && x.prefix_len == 32), "{a:?}");
+        assert!(
+            a.iter()
+                .any(|x| x.addr.to_string() == addrs[n] && x.prefix_len == 32),
+            "{a:?}"
+        );
         for (m, addr) in addrs.iter().enumerate() {
             if m != n {
                 assert!(ve.ping(addr), "VE {n} -> {addr} through the host");

@@ -38,7 +38,12 @@ EXAMPLES
 #[command(name = "vznet", version, after_long_help = AFTER_HELP)]
 pub struct Cli {
     /// Config folder (host.toml and ve/*.toml).
-    #[arg(long, global = true, default_value = "/etc/vznet", env = "VZNET_CONFIG_DIR")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "/etc/vznet",
+        env = "VZNET_CONFIG_DIR"
+    )]
     pub config_dir: PathBuf,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
@@ -74,7 +79,8 @@ pub fn main_from(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
     raise_fd_limit();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VZNET_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("VZNET_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -129,7 +135,11 @@ fn load(cli: &Cli) -> Result<(Config, Desired), ExitCode> {
             for e in &errors.0 {
                 eprintln!("error: {e}");
             }
-            eprintln!("vznet: {} error(s) in {}; nothing changed", errors.0.len(), cli.config_dir.display());
+            eprintln!(
+                "vznet: {} error(s) in {}; nothing changed",
+                errors.0.len(),
+                cli.config_dir.display()
+            );
             Err(ExitCode::from(EXIT_INVALID))
         }
     }
@@ -145,9 +155,16 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     };
     if let Command::Check = cli.command {
         if cli.json {
-            println!("{}", serde_json::json!({ "ok": true, "ves": config.ves.len() }));
+            println!(
+                "{}",
+                serde_json::json!({ "ok": true, "ves": config.ves.len() })
+            );
         } else {
-            println!("{}: ok ({} VE files)", cli.config_dir.display(), config.ves.len());
+            println!(
+                "{}: ok ({} VE files)",
+                cli.config_dir.display(),
+                config.ves.len()
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -202,7 +219,10 @@ fn report_error(cli: &Cli, e: &ApplyError) -> ExitCode {
         _ => 1,
     };
     if cli.json {
-        println!("{}", serde_json::json!({ "ok": false, "error": e.to_string() }));
+        println!(
+            "{}",
+            serde_json::json!({ "ok": false, "error": e.to_string() })
+        );
     }
     eprintln!("vznet: {e}");
     ExitCode::from(code)

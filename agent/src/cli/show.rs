@@ -14,7 +14,10 @@ pub(super) async fn show(cli: &Cli) -> anyhow::Result<ExitCode> {
     let host_handle = netns::handle(netns::route_socket()?)?;
     let host = NsState::read(&host_handle).await.context("reading links")?;
     let config = Config::load(&cli.config_dir).ok();
-    let desired = config.as_ref().map(Desired::from_config).unwrap_or_default();
+    let desired = config
+        .as_ref()
+        .map(Desired::from_config)
+        .unwrap_or_default();
 
     let mut bridges = Vec::new();
     for br in host.links.iter().filter(|l| l.kind == LinkType::Bridge) {
@@ -37,7 +40,11 @@ pub(super) async fn show(cli: &Cli) -> anyhow::Result<ExitCode> {
                 Some(path) => read_ns(&path).await.ok(),
                 None => None,
             };
-            for end in desired.ve_ends.iter().filter(|e| Some(&e.ns) == ve.netns.as_ref()) {
+            for end in desired
+                .ve_ends
+                .iter()
+                .filter(|e| Some(&e.ns) == ve.netns.as_ref())
+            {
                 let link = state.as_ref().and_then(|s| s.link(&end.name));
                 let addrs: Vec<String> = match (state.as_ref(), link) {
                     (Some(s), Some(l)) => s.addrs_of(l.index).map(|a| a.to_string()).collect(),
@@ -70,22 +77,41 @@ pub(super) async fn show(cli: &Cli) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "bridges": bj, "ves": ves }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "bridges": bj, "ves": ves }))?
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<16}{:<24}{:<13}{:<16}addresses", "bridge name", "bridge id", "STP enabled", "interfaces");
+    println!(
+        "{:<16}{:<24}{:<13}{:<16}addresses",
+        "bridge name", "bridge id", "STP enabled", "interfaces"
+    );
     for (br, ports, addrs) in &bridges {
-        let id = br.mac.map_or_else(|| "-".into(), |m| format!("8000.{}", m.to_string().replace(':', "")));
+        let id = br.mac.map_or_else(
+            || "-".into(),
+            |m| format!("8000.{}", m.to_string().replace(':', "")),
+        );
         let stp = if br.stp.unwrap_or(false) { "yes" } else { "no" };
         let first = ports.first().copied().unwrap_or("");
-        println!("{:<16}{:<24}{:<13}{:<16}{}", br.name, id, stp, first, addrs.join(" "));
+        println!(
+            "{:<16}{:<24}{:<13}{:<16}{}",
+            br.name,
+            id,
+            stp,
+            first,
+            addrs.join(" ")
+        );
         for p in ports.iter().skip(1) {
             println!("{:<16}{:<24}{:<13}{p}", "", "", "");
         }
     }
     if !ves.is_empty() {
         println!();
-        println!("{:<8}{:<20} {:<11}{:<14}{:<10}{:<19}{:<6}addresses", "VEID", "netns", "interface", "host_if", "bridge", "mac", "state");
+        println!(
+            "{:<8}{:<20} {:<11}{:<14}{:<10}{:<19}{:<6}addresses",
+            "VEID", "netns", "interface", "host_if", "bridge", "mac", "state"
+        );
         for v in &ves {
             let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("-").to_string();
             let state = if !v["present"].as_bool().unwrap_or(false) {
@@ -95,10 +121,20 @@ pub(super) async fn show(cli: &Cli) -> anyhow::Result<ExitCode> {
             } else {
                 "down"
             };
-            let addrs: Vec<&str> = v["addresses"].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
+            let addrs: Vec<&str> = v["addresses"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                .unwrap_or_default();
             println!(
                 "{:<8}{:<20} {:<11}{:<14}{:<10}{:<19}{:<6}{}",
-                v["veid"].to_string(), s("netns"), s("interface"), s("host_interface"), s("bridge"), s("mac"), state, addrs.join(" ")
+                v["veid"].to_string(),
+                s("netns"),
+                s("interface"),
+                s("host_interface"),
+                s("bridge"),
+                s("mac"),
+                state,
+                addrs.join(" ")
             );
         }
     }

@@ -74,7 +74,11 @@ fn ip_batch(ns: Option<&str>, batch: &str) -> Result<()> {
         cmd.args(["-n", ns]);
     }
     let out = cmd.arg("-batch").arg(file.path()).output()?;
-    ensure!(out.status.success(), "ip -batch failed: {}", String::from_utf8_lossy(&out.stderr));
+    ensure!(
+        out.status.success(),
+        "ip -batch failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }
 
@@ -112,25 +116,42 @@ fn run_shell(ns: &Namespaces) -> Result<Duration> {
     let file = tempfile::NamedTempFile::new()?;
     std::fs::write(file.path(), shell_script(ns))?;
     let t = Instant::now();
-    let out = Command::new("ip").args(["netns", "exec", &ns.host, "sh"]).arg(file.path()).output()?;
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.host, "sh"])
+        .arg(file.path())
+        .output()?;
     let d = t.elapsed();
-    ensure!(out.status.success(), "shell way failed: {}", String::from_utf8_lossy(&out.stderr));
+    ensure!(
+        out.status.success(),
+        "shell way failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(d)
 }
 
 /// `ip -batch`: one batch for the host side, one `ip -n VE -batch` per VE (an
 /// address inside a netns needs a socket there), sysctls in one shell.
 fn run_batch(ns: &Namespaces) -> Result<Duration> {
-    let mut host = String::from("link add br0 type bridge\naddr add 10.200.0.1/16 dev br0\nlink set br0 up\n");
+    let mut host =
+        String::from("link add br0 type bridge\naddr add 10.200.0.1/16 dev br0\nlink set br0 up\n");
     let mut sysctls = String::new();
     let mut files = Vec::new();
     for (i, ve) in ns.ves.iter().enumerate() {
         let i = i as u32;
         let h = host_ifname(i);
-        let _ = writeln!(host, "link add {h} type veth peer name eth0 netns {ve}\nlink set {h} master br0 up");
+        let _ = writeln!(
+            host,
+            "link add {h} type veth peer name eth0 netns {ve}\nlink set {h} master br0 up"
+        );
         let _ = writeln!(sysctls, "echo 1 > /proc/sys/net/ipv4/conf/{h}/forwarding\necho 1 > /proc/sys/net/ipv4/conf/{h}/proxy_arp");
         let f = tempfile::NamedTempFile::new()?;
-        std::fs::write(f.path(), format!("link set eth0 up\naddr add {}/16 dev eth0\nroute add default via 10.200.0.1\n", ve_addr(i)))?;
+        std::fs::write(
+            f.path(),
+            format!(
+                "link set eth0 up\naddr add {}/16 dev eth0\nroute add default via 10.200.0.1\n",
+                ve_addr(i)
+            ),
+        )?;
         files.push(f);
     }
     let hf = tempfile::NamedTempFile::new()?;
@@ -138,20 +159,44 @@ fn run_batch(ns: &Namespaces) -> Result<Duration> {
     let sf = tempfile::NamedTempFile::new()?;
     std::fs::write(sf.path(), &sysctls)?;
     let t = Instant::now();
-    let out = Command::new("ip").args(["-n", &ns.host, "-batch"]).arg(hf.path()).output()?;
-    ensure!(out.status.success(), "ip -batch (host) failed: {}", String::from_utf8_lossy(&out.stderr));
-    let out = Command::new("ip").args(["netns", "exec", &ns.host, "sh"]).arg(sf.path()).output()?;
-    ensure!(out.status.success(), "sysctls failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("ip")
+        .args(["-n", &ns.host, "-batch"])
+        .arg(hf.path())
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "ip -batch (host) failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.host, "sh"])
+        .arg(sf.path())
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "sysctls failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for (ve, f) in ns.ves.iter().zip(&files) {
-        let out = Command::new("ip").args(["-n", ve, "-batch"]).arg(f.path()).output()?;
-        ensure!(out.status.success(), "ip -batch in {ve} failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("ip")
+            .args(["-n", ve, "-batch"])
+            .arg(f.path())
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "ip -batch in {ve} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(t.elapsed())
 }
 
 fn write_config(ns: &Namespaces, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir.join("ve"))?;
-    std::fs::write(dir.join("host.toml"), "[[bridge]]\nname = \"br0\"\naddresses = [\"10.200.0.1/16\"]\n")?;
+    std::fs::write(
+        dir.join("host.toml"),
+        "[[bridge]]\nname = \"br0\"\naddresses = [\"10.200.0.1/16\"]\n",
+    )?;
     for (i, ve) in ns.ves.iter().enumerate() {
         let i = i as u32;
         let id = 1000 + i;
@@ -169,14 +214,17 @@ fn write_config(ns: &Namespaces, dir: &Path) -> Result<()> {
 /// Runs vznet apply; returns wall time and the child's peak RSS in KiB.
 fn timed_vznet(ns: &str, dir: &Path) -> Result<(Duration, i64, String)> {
     let me = std::env::current_exe()?;
+    // Output goes to a file: a pipe nobody reads until the child exits would fill
+    // up and block it (apply prints one line per op).
+    let out_file = tempfile::NamedTempFile::new()?;
     let t = Instant::now();
     let child = Command::new("ip")
         .args(["netns", "exec", ns])
         .arg(&me)
         .args(["vznet", "apply", "--config-dir"])
         .arg(dir)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stdout(out_file.reopen()?)
+        .stderr(out_file.reopen()?)
         .spawn()?;
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
@@ -184,13 +232,16 @@ fn timed_vznet(ns: &str, dir: &Path) -> Result<(Duration, i64, String)> {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let d = t.elapsed();
-    ensure!(r == pid, "wait4 failed: {}", std::io::Error::last_os_error());
-    let mut stdout = String::new();
-    if let Some(mut o) = child.stdout {
-        use std::io::Read;
-        let _ = o.read_to_string(&mut stdout);
-    }
-    ensure!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "vznet apply failed: {stdout}");
+    ensure!(
+        r == pid,
+        "wait4 failed: {}",
+        std::io::Error::last_os_error()
+    );
+    let stdout = std::fs::read_to_string(out_file.path())?;
+    ensure!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "vznet apply failed: {stdout}"
+    );
     let last = stdout.lines().last().unwrap_or("").to_string();
     Ok((d, usage.ru_maxrss, last))
 }
@@ -198,8 +249,23 @@ fn timed_vznet(ns: &str, dir: &Path) -> Result<(Duration, i64, String)> {
 fn verify(ns: &Namespaces) -> Result<()> {
     // The last VE must reach the host: every method really wired everything.
     let last = ns.ves.last().context("no VEs")?;
-    let out = Command::new("ip").args(["netns", "exec", last, "ping", "-c", "1", "-W", "2", "10.200.0.1"]).output()?;
-    ensure!(out.status.success(), "VE {last} cannot reach the host after wiring");
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            last,
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "10.200.0.1",
+        ])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "VE {last} cannot reach the host after wiring"
+    );
     Ok(())
 }
 
@@ -236,14 +302,36 @@ fn apply(n: u32) -> Result<()> {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!();
     println!("{:<34}{:>12}{:>16}", "method", "time (ms)", "vs vznet");
-    println!("{:<34}{:>12.1}{:>16}", format!("vznet apply ({vz_changes})"), ms(vz), "1.0x");
-    println!("{:<34}{:>12.1}{:>15.1}x", "shell (ip/echo per step)", ms(shell), ms(shell) / ms(vz));
-    println!("{:<34}{:>12.1}{:>15.1}x", "ip -batch", ms(batch), ms(batch) / ms(vz));
+    println!(
+        "{:<34}{:>12.1}{:>16}",
+        format!("vznet apply ({vz_changes})"),
+        ms(vz),
+        "1.0x"
+    );
+    println!(
+        "{:<34}{:>12.1}{:>15.1}x",
+        "shell (ip/echo per step)",
+        ms(shell),
+        ms(shell) / ms(vz)
+    );
+    println!(
+        "{:<34}{:>12.1}{:>15.1}x",
+        "ip -batch",
+        ms(batch),
+        ms(batch) / ms(vz)
+    );
     println!("{:<34}{:>12.1}", "vznet no-op re-apply", ms(vz_noop));
-    println!("{:<34}{:>12.1}", "vznet peak RSS (MiB)", rss_kib as f64 / 1024.0);
+    println!(
+        "{:<34}{:>12.1}",
+        "vznet peak RSS (MiB)",
+        rss_kib as f64 / 1024.0
+    );
     println!();
     let goals = [
-        (ms(shell) / ms(vz) >= 20.0, "vznet >= 20x faster than the per-command script"),
+        (
+            ms(shell) / ms(vz) >= 20.0,
+            "vznet >= 20x faster than the per-command script",
+        ),
         (ms(batch) > ms(vz), "vznet faster than ip -batch"),
         (ms(vz_noop) < 100.0, "no-op re-apply under 100 ms"),
         ((rss_kib as f64) < 30.0 * 1024.0, "peak RSS under 30 MB"),

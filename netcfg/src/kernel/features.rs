@@ -60,7 +60,9 @@ pub fn probe(features: &[Feature]) -> io::Result<Vec<bool>> {
     std::thread::spawn(move || -> io::Result<Vec<bool>> {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
         let fd = netns::route_socket()?;
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         rt.block_on(async move {
             let handle = netns::handle(fd)?;
             let lower_msg = rtnetlink::LinkBridge::new("vzprobel").build();

@@ -74,7 +74,9 @@ pub struct LinkState {
 impl LinkState {
     /// True when vznet made this link.
     pub fn is_managed(&self) -> bool {
-        self.alias.as_deref().is_some_and(|a| a.starts_with(ALIAS_PREFIX))
+        self.alias
+            .as_deref()
+            .is_some_and(|a| a.starts_with(ALIAS_PREFIX))
     }
 
     fn from_message(msg: &LinkMessage) -> Option<LinkState> {
@@ -244,7 +246,9 @@ impl RouteState {
                 RouteAttribute::Gateway(a) => via = route_addr(a),
                 RouteAttribute::Oif(i) => oif = Some(*i),
                 RouteAttribute::Priority(p) => metric = Some(*p),
-                RouteAttribute::Table(t) if *t != u32::from(RouteHeader::RT_TABLE_MAIN) => return None,
+                RouteAttribute::Table(t) if *t != u32::from(RouteHeader::RT_TABLE_MAIN) => {
+                    return None
+                }
                 _ => {}
             }
         }
@@ -296,7 +300,11 @@ impl NsState {
         let links = read_links(handle).await?;
         let addrs = read_addrs(handle).await?;
         let routes = read_routes(handle).await?;
-        Ok(NsState { links, addrs, routes })
+        Ok(NsState {
+            links,
+            addrs,
+            routes,
+        })
     }
 
     /// The link named `name`.
@@ -345,7 +353,10 @@ async fn read_routes(handle: &Handle) -> Result<Vec<RouteState>, rtnetlink::Erro
     let v6 = rtnetlink::RouteMessageBuilder::<std::net::Ipv6Addr>::new().build();
     let a: Vec<RouteMessage> = handle.route().get(v4).execute().try_collect().await?;
     let b: Vec<RouteMessage> = handle.route().get(v6).execute().try_collect().await?;
-    Ok(a.iter().chain(b.iter()).filter_map(RouteState::from_message).collect())
+    Ok(a.iter()
+        .chain(b.iter())
+        .filter_map(RouteState::from_message)
+        .collect())
 }
 
 /// `RouteProtocol` for vznet's routes.

@@ -108,7 +108,10 @@ impl Config {
             }
             Err(e) => {
                 errors.push(file_error(&host_path, e));
-                (HostConfig::default(), SourceFile::new(&host_path, String::new()))
+                (
+                    HostConfig::default(),
+                    SourceFile::new(&host_path, String::new()),
+                )
             }
         };
 

@@ -150,7 +150,9 @@ impl SourceFile {
             'descend: loop {
                 let children = node.children();
                 for (seg, child, span) in &children {
-                    if span.as_ref().is_some_and(|s| s.contains(&offset) || s.end == offset)
+                    if span
+                        .as_ref()
+                        .is_some_and(|s| s.contains(&offset) || s.end == offset)
                         || child.span().is_some_and(|s| s.contains(&offset))
                     {
                         path.0.push(seg.clone());
@@ -202,7 +204,9 @@ impl<'a> Node<'a> {
     /// Where the node starts; an array of tables at its first entry.
     fn start(&self) -> Option<usize> {
         match self {
-            Node::Item(Item::ArrayOfTables(a)) => a.iter().next().and_then(|t| t.span()).map(|s| s.start),
+            Node::Item(Item::ArrayOfTables(a)) => {
+                a.iter().next().and_then(|t| t.span()).map(|s| s.start)
+            }
             other => other.span().map(|s| s.start),
         }
     }

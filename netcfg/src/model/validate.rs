@@ -71,15 +71,25 @@ pub fn check_ifname(name: &str) -> Result<(), String> {
             name.len()
         ));
     }
-    if name == "." || name == ".." || name.contains(['/', ':']) || name.chars().any(char::is_whitespace) {
-        return Err(format!("interface name {name:?} may not contain '/', ':' or spaces, nor be '.' or '..'"));
+    if name == "."
+        || name == ".."
+        || name.contains(['/', ':'])
+        || name.chars().any(char::is_whitespace)
+    {
+        return Err(format!(
+            "interface name {name:?} may not contain '/', ':' or spaces, nor be '.' or '..'"
+        ));
     }
     Ok(())
 }
 
 /// `/proc/sys/...` for a dotted global key; slashes are accepted too.
 pub fn global_sysctl_path(key: &str) -> std::path::PathBuf {
-    let rel = if key.contains('/') { key.to_string() } else { key.replace('.', "/") };
+    let rel = if key.contains('/') {
+        key.to_string()
+    } else {
+        key.replace('.', "/")
+    };
     Path::new("/proc/sys").join(rel.trim_start_matches('/'))
 }
 
@@ -93,7 +103,13 @@ pub fn interface_sysctl_path(key: &str, ifname: &str) -> Option<std::path::PathB
     if leaf.is_empty() || leaf.contains(['/', '.']) {
         return None;
     }
-    Some(Path::new("/proc/sys/net").join(family).join("conf").join(ifname).join(leaf))
+    Some(
+        Path::new("/proc/sys/net")
+            .join(family)
+            .join("conf")
+            .join(ifname)
+            .join(leaf),
+    )
 }
 
 /// Where a name was first declared, for "also at" notes.
@@ -120,7 +136,11 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
         }
         if let Some(primary) = &bond.primary {
             if !bond.slaves.contains(primary) {
-                c.error(hs, &p.k("primary"), format!("primary {primary:?} is not one of this bond's slaves"));
+                c.error(
+                    hs,
+                    &p.k("primary"),
+                    format!("primary {primary:?} is not one of this bond's slaves"),
+                );
             }
         }
         c.sysctls(hs, &p.k("sysctl"), &bond.sysctl, true);
@@ -131,7 +151,11 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
         c.ifname(hs, &p.k("link"), &vlan.link);
         names.push((vlan.name.clone(), hs, p.k("name")));
         if !(1..=4094).contains(&vlan.id) {
-            c.error(hs, &p.k("id"), format!("VLAN id {} is out of range 1..4094", vlan.id));
+            c.error(
+                hs,
+                &p.k("id"),
+                format!("VLAN id {} is out of range 1..4094", vlan.id),
+            );
         }
         if vlan.link == vlan.name {
             c.error(hs, &p.k("link"), "a VLAN cannot ride on itself".into());
@@ -151,7 +175,10 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
     ) {
         if let Some((other, at)) = ports.get(port) {
             let msg = if other == bridge {
-                format!("{port:?} is listed twice as a port of bridge {bridge:?} (also at {})", at.source.locate(&at.path))
+                format!(
+                    "{port:?} is listed twice as a port of bridge {bridge:?} (also at {})",
+                    at.source.locate(&at.path)
+                )
             } else {
                 format!(
                     "{port:?} cannot be a port of bridge {bridge:?}: it is already a port of bridge {other:?} (at {})",
@@ -160,7 +187,10 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
             };
             c.error(source, &path, msg);
         } else {
-            ports.insert(port.to_string(), (bridge.to_string(), Declared { source, path }));
+            ports.insert(
+                port.to_string(),
+                (bridge.to_string(), Declared { source, path }),
+            );
         }
     }
     for (i, br) in host.bridge.iter().enumerate() {
@@ -170,7 +200,11 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
         for (j, port) in br.ports.iter().enumerate() {
             c.ifname(hs, &p.k("ports").i(j), port);
             if port == &br.name {
-                c.error(hs, &p.k("ports").i(j), "a bridge cannot be its own port".into());
+                c.error(
+                    hs,
+                    &p.k("ports").i(j),
+                    "a bridge cannot be its own port".into(),
+                );
             }
             add_port(&mut c, &mut ports, port, &br.name, hs, p.k("ports").i(j));
         }
@@ -191,22 +225,49 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
         let s = &file.source;
         let stem = s.path().file_stem().and_then(|x| x.to_str()).unwrap_or("");
         if stem != ve.id.to_string() {
-            c.error(s, &KeyPath::key("id"), format!("id {} does not match the file name {stem:?}.toml", ve.id));
+            c.error(
+                s,
+                &KeyPath::key("id"),
+                format!("id {} does not match the file name {stem:?}.toml", ve.id),
+            );
         }
         if let Some(ns) = &ve.netns {
             let path = super::netns_path(ns);
             if ns.is_empty() || (!ns.starts_with('/') && ns.contains('/')) {
-                c.error(s, &KeyPath::key("netns"), format!("invalid netns {ns:?}: a name under /run/netns or an absolute path"));
+                c.error(
+                    s,
+                    &KeyPath::key("netns"),
+                    format!("invalid netns {ns:?}: a name under /run/netns or an absolute path"),
+                );
             } else if !path.exists() {
-                c.error(s, &KeyPath::key("netns"), format!("network namespace {ns:?} does not exist ({} is missing)", path.display()));
+                c.error(
+                    s,
+                    &KeyPath::key("netns"),
+                    format!(
+                        "network namespace {ns:?} does not exist ({} is missing)",
+                        path.display()
+                    ),
+                );
             } else if let Some((other, at)) = netns_users.get(&path) {
                 c.error(
                     s,
                     &KeyPath::key("netns"),
-                    format!("network namespace {ns:?} is already VE {other}'s (at {})", at.source.locate(&at.path)),
+                    format!(
+                        "network namespace {ns:?} is already VE {other}'s (at {})",
+                        at.source.locate(&at.path)
+                    ),
                 );
             } else {
-                netns_users.insert(path, (ve.id, Declared { source: s, path: KeyPath::key("netns") }));
+                netns_users.insert(
+                    path,
+                    (
+                        ve.id,
+                        Declared {
+                            source: s,
+                            path: KeyPath::key("netns"),
+                        },
+                    ),
+                );
             }
         }
         let mut inner: BTreeMap<&str, KeyPath> = BTreeMap::new();
@@ -214,10 +275,22 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
             let p = KeyPath::key("netif").i(n);
             c.ifname(s, &p.k("name"), &netif.name);
             if let Some(first) = inner.insert(&netif.name, p.k("name")) {
-                c.error(s, &p.k("name"), format!("duplicate interface name {:?} in this VE (also at {})", netif.name, s.locate(&first)));
+                c.error(
+                    s,
+                    &p.k("name"),
+                    format!(
+                        "duplicate interface name {:?} in this VE (also at {})",
+                        netif.name,
+                        s.locate(&first)
+                    ),
+                );
             }
             let host_name = ve.host_ifname(n);
-            let host_path = if netif.host_name.is_some() { p.k("host_name") } else { p.k("name") };
+            let host_path = if netif.host_name.is_some() {
+                p.k("host_name")
+            } else {
+                p.k("name")
+            };
             if let Err(why) = check_ifname(&host_name) {
                 c.error(s, &host_path, format!("host-side {why}; set host_name"));
             }
@@ -231,14 +304,26 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
             }
             if let Some(bridge) = &netif.bridge {
                 if !bridge_names.contains(&bridge.as_str()) {
-                    c.error(s, &p.k("bridge"), format!("no bridge {bridge:?} in {}", hs.path().display()));
+                    c.error(
+                        s,
+                        &p.k("bridge"),
+                        format!("no bridge {bridge:?} in {}", hs.path().display()),
+                    );
                 } else {
                     add_port(&mut c, &mut ports, &host_name, bridge, s, p.k("bridge"));
                 }
             }
             if let Some(gw) = netif.gateway {
-                if !netif.addresses.iter().any(|a| a.addr().is_ipv4() == gw.is_ipv4()) {
-                    c.error(s, &p.k("gateway"), format!("gateway {gw} has no address of its family on this interface"));
+                if !netif
+                    .addresses
+                    .iter()
+                    .any(|a| a.addr().is_ipv4() == gw.is_ipv4())
+                {
+                    c.error(
+                        s,
+                        &p.k("gateway"),
+                        format!("gateway {gw} has no address of its family on this interface"),
+                    );
                 }
             }
             c.sysctls(s, &p.k("sysctl"), &netif.sysctl, true);
@@ -246,16 +331,28 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
         if let Some(venet) = &ve.venet {
             let p = KeyPath::key("venet");
             if venet.addresses.is_empty() {
-                c.error(s, &p.k("addresses"), "venet needs at least one address".into());
+                c.error(
+                    s,
+                    &p.k("addresses"),
+                    "venet needs at least one address".into(),
+                );
             }
             let host_name = ve.venet_host_ifname();
-            let hp = if venet.host_name.is_some() { p.k("host_name") } else { p.clone() };
+            let hp = if venet.host_name.is_some() {
+                p.k("host_name")
+            } else {
+                p.clone()
+            };
             if let Err(why) = check_ifname(&host_name) {
                 c.error(s, &hp, format!("host-side {why}; set host_name"));
             }
             names.push((host_name, s, hp));
             if inner.contains_key(VENET_IFNAME) {
-                c.error(s, &p, format!("{VENET_IFNAME:?} is the venet interface's name; rename the netif"));
+                c.error(
+                    s,
+                    &p,
+                    format!("{VENET_IFNAME:?} is the venet interface's name; rename the netif"),
+                );
             }
         }
     }
@@ -264,7 +361,14 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
     let mut seen: BTreeMap<&str, (&SourceFile, &KeyPath)> = BTreeMap::new();
     for (name, source, path) in &names {
         if let Some((s0, p0)) = seen.get(name.as_str()) {
-            c.error(source, path, format!("duplicate interface name {name:?} (also at {})", s0.locate(p0)));
+            c.error(
+                source,
+                path,
+                format!(
+                    "duplicate interface name {name:?} (also at {})",
+                    s0.locate(p0)
+                ),
+            );
         } else {
             seen.insert(name, (source, path));
         }
@@ -275,10 +379,18 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
         for (j, s) in bond.slaves.iter().enumerate() {
             let p = KeyPath::key("bond").i(i).k("slaves").i(j);
             if let Some(first) = slaves.insert(s, p.clone()) {
-                c.error(hs, &p, format!("{s:?} is already a slave (at {})", hs.locate(&first)));
+                c.error(
+                    hs,
+                    &p,
+                    format!("{s:?} is already a slave (at {})", hs.locate(&first)),
+                );
             }
             if let Some((bridge, _)) = ports.get(s.as_str()) {
-                c.error(hs, &p, format!("{s:?} is a bond slave and a port of bridge {bridge:?}"));
+                c.error(
+                    hs,
+                    &p,
+                    format!("{s:?} is a bond slave and a port of bridge {bridge:?}"),
+                );
             }
         }
     }
@@ -297,8 +409,11 @@ fn check_route(c: &mut Checker, s: &SourceFile, p: &KeyPath, route: &super::Rout
     }
     if let (RouteDest::Prefix(net), Some(via)) = (route.to, route.via) {
         if net.addr().is_ipv4() != via.is_ipv4() {
-            c.error(s, &p.k("via"), format!("gateway {via} and destination {net} are of different families"));
+            c.error(
+                s,
+                &p.k("via"),
+                format!("gateway {via} and destination {net} are of different families"),
+            );
         }
     }
 }
-

@@ -33,7 +33,10 @@ impl ConfigDir {
     }
 
     pub fn ve(&self, id: u32, toml: &str) -> Result<()> {
-        Ok(std::fs::write(self.path().join(format!("ve/{id}.toml")), toml)?)
+        Ok(std::fs::write(
+            self.path().join(format!("ve/{id}.toml")),
+            toml,
+        )?)
     }
 }
 
@@ -70,7 +73,18 @@ pub fn snapshot(host: &Host) -> Result<String> {
         for l in arr.iter_mut() {
             if let Some(o) = l.as_object_mut() {
                 // Counters and operational flags move on their own.
-                for k in ["stats64", "operstate", "linkinfo", "flags", "txqlen", "promiscuity", "allmulti", "carrier_changes", "carrier_up_count", "carrier_down_count"] {
+                for k in [
+                    "stats64",
+                    "operstate",
+                    "linkinfo",
+                    "flags",
+                    "txqlen",
+                    "promiscuity",
+                    "allmulti",
+                    "carrier_changes",
+                    "carrier_up_count",
+                    "carrier_down_count",
+                ] {
                     o.remove(k);
                 }
             }
@@ -100,5 +114,8 @@ pub fn snapshot(host: &Host) -> Result<String> {
 
 /// The value of a sysctl in `host`'s netns.
 pub fn sysctl(host: &Host, key: &str) -> Result<String> {
-    Ok(host.run(["cat", &format!("/proc/sys/{}", key)])?.trim().to_string())
+    Ok(host
+        .run(["cat", &format!("/proc/sys/{}", key)])?
+        .trim()
+        .to_string())
 }

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The README's test command: set up, build, run every test (unit, lab host tier,
+# end-to-end in network namespaces). Must run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "test: run as root (the tests create network namespaces)" >&2; exit 1; }
+scripts/setup.sh
+cargo test --workspace --doc -q
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi
