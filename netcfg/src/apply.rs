@@ -272,6 +272,20 @@ impl Engine {
         errors
     }
 
+    /// RTM_SETLINK in `ns`.
+    async fn set_link(
+        &self,
+        ns: &NsName,
+        msg: netlink_packet_route::link::LinkMessage,
+    ) -> io::Result<()> {
+        self.handle(ns)?
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(nl_err)
+    }
+
     async fn ifindex(&self, ns: &NsName, name: &str) -> io::Result<u32> {
         if let Some(i) = self.index.borrow().get(&(ns.clone(), name.to_string())) {
             return Ok(*i);
@@ -321,46 +335,30 @@ impl Engine {
             Op::SetMaster {
                 ns, name, master, ..
             } => {
-                let h = self.handle(ns)?;
                 let msg = match master {
                     Some(m) => LinkUnspec::new_with_name(name)
                         .controller(self.ifindex(ns, m).await?)
                         .build(),
                     None => LinkUnspec::new_with_name(name).nocontroller().build(),
                 };
-                h.link().set(msg).execute().await.map_err(nl_err)
+                self.set_link(ns, msg).await
             }
             Op::SetUp { ns, name, up } => {
                 let b = LinkUnspec::new_with_name(name);
                 let msg = if *up { b.up() } else { b.down() }.build();
-                self.handle(ns)?
-                    .link()
-                    .set(msg)
-                    .execute()
-                    .await
-                    .map_err(nl_err)
+                self.set_link(ns, msg).await
             }
             Op::SetMac { ns, name, mac, .. } => {
                 let msg = LinkUnspec::new_with_name(name)
                     .address(mac.0.to_vec())
                     .build();
-                self.handle(ns)?
-                    .link()
-                    .set(msg)
-                    .execute()
-                    .await
-                    .map_err(nl_err)
+                self.set_link(ns, msg).await
             }
             Op::SetStp { ns, name, stp } => {
                 let msg = LinkMessageBuilder::<LinkBridge>::new(name)
                     .stp_state(stp_state(*stp))
                     .build();
-                self.handle(ns)?
-                    .link()
-                    .set(msg)
-                    .execute()
-                    .await
-                    .map_err(nl_err)
+                self.set_link(ns, msg).await
             }
             Op::AddrAdd { ns, dev, addr } => {
                 let idx = self.ifindex(ns, dev).await?;
