@@ -26,6 +26,11 @@ enum Command {
         #[command(subcommand)]
         what: scenario::bench::Bench,
     },
+    /// The VM tier: boot a kernel with bonding and 802.1Q and run scenarios in it.
+    Vm {
+        #[command(subcommand)]
+        cmd: scenario::vm::Vm,
+    },
     /// Run the vznet command (the lab runs itself as vznet inside namespaces).
     #[command(hide = true, disable_help_flag = true)]
     Vznet {
@@ -43,6 +48,7 @@ fn main() -> ExitCode {
         }
         Command::Demo => scenario::demo::run(),
         Command::Bench { what } => scenario::bench::run(what),
+        Command::Vm { cmd } => scenario::vm::run(cmd),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -100,6 +100,7 @@ impl Engine {
     /// Opens the host netns's socket and one in every VE netns of `desired`.
     /// Must run inside a tokio runtime.
     pub fn new(desired: &Desired) -> io::Result<Engine> {
+        let t = std::time::Instant::now();
         let host = netns::handle(netns::route_socket()?)?;
         let mut names: Vec<String> = desired.ve_ends.iter().map(|e| e.ns.clone()).collect();
         names.extend(desired.routes.keys().flatten().cloned());
@@ -127,6 +128,11 @@ impl Engine {
                 Err(e) => missing.push((name, e)),
             }
         }
+        tracing::info!(
+            namespaces = ves.len() + 1,
+            elapsed_ms = t.elapsed().as_millis() as u64,
+            "sockets open"
+        );
         Ok(Engine {
             host,
             ves,
@@ -154,6 +160,7 @@ impl Engine {
 
     /// Reads every netns and sysctl the config involves.
     pub async fn observe(&self, desired: &Desired) -> Result<Observed, ApplyError> {
+        let t = std::time::Instant::now();
         let host = NsState::read(&self.host)
             .await
             .map_err(|e| ApplyError::Observe {
@@ -190,6 +197,11 @@ impl Engine {
                 cache.insert((Some(n.clone()), l.name.clone()), l.index);
             }
         }
+        tracing::info!(
+            namespaces = ves.len() + 1,
+            elapsed_ms = t.elapsed().as_millis() as u64,
+            "observed"
+        );
         Ok(Observed { host, ves, sysctls })
     }
 
@@ -201,15 +213,28 @@ impl Engine {
 
     /// Plans, applies, verifies; on any failure undoes what it did.
     pub async fn apply(&self, desired: &Desired) -> Result<Report, ApplyError> {
+        let t = std::time::Instant::now();
         let plan = self.plan(desired).await?;
+        tracing::info!(
+            ops = plan.ops.len(),
+            elapsed_ms = t.elapsed().as_millis() as u64,
+            "planned"
+        );
         self.apply_plan(desired, plan).await
     }
 
     /// Applies a plan made earlier, then verifies against `desired`.
     pub async fn apply_plan(&self, desired: &Desired, plan: Plan) -> Result<Report, ApplyError> {
         let mut done: Vec<Op> = Vec::new();
-        for (_, ops) in plan.phases() {
+        for (phase, ops) in plan.phases() {
+            let t = std::time::Instant::now();
             let results = join_all(ops.iter().map(|op| self.run(op))).await;
+            tracing::info!(
+                ?phase,
+                ops = ops.len(),
+                elapsed_ms = t.elapsed().as_millis() as u64,
+                "phase done"
+            );
             let mut failure = None;
             for (op, res) in ops.into_iter().zip(results) {
                 match res {
@@ -231,7 +256,9 @@ impl Engine {
             }
         }
         if !done.is_empty() {
+            let t = std::time::Instant::now();
             let again = self.plan(desired).await?;
+            tracing::info!(elapsed_ms = t.elapsed().as_millis() as u64, "verified");
             if !again.is_empty() {
                 let remaining = again
                     .ops

@@ -133,7 +133,6 @@ impl Desired {
             });
             iface_sysctls(&mut d, &vlan.name, &vlan.sysctl);
         }
-        let vlan_names: Vec<&str> = host.vlan.iter().map(|v| v.name.as_str()).collect();
         for br in &host.bridge {
             d.links.push(LinkSpec {
                 ns: None,
@@ -145,11 +144,10 @@ impl Desired {
                 addrs: br.addresses.clone(),
             });
             for p in &br.ports {
-                if vlan_names.contains(&p.as_str()) {
-                    // A VLAN vznet makes joins its bridge as it is configured.
-                    if let Some(l) = d.links.iter_mut().find(|l| &l.name == p) {
-                        l.master = Some(br.name.clone());
-                    }
+                if let Some(l) = d.links.iter_mut().find(|l| &l.name == p) {
+                    // A bond or VLAN vznet makes is a port it owns: its master is
+                    // part of its spec.
+                    l.master = Some(br.name.clone());
                 } else {
                     d.attachments.push(Attachment {
                         name: p.clone(),

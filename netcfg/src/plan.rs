@@ -289,14 +289,25 @@ fn link_ops(
         }
     }
     let add = |ops: &mut Vec<Op>| {
+        // A veth joins its bridge as it is made (bridges come first); a bond or
+        // VLAN is made before the bridges, so it joins in the attach phase.
+        let joins_at_create = matches!(spec.kind, LinkKind::Veth { .. });
         ops.push(Op::LinkAdd {
             ns: spec.ns.clone(),
             name: spec.name.clone(),
             kind: spec.kind.clone(),
             mac: spec.mac,
-            master: spec.master.clone(),
+            master: spec.master.clone().filter(|_| joins_at_create),
             alias: spec.alias.clone(),
         });
+        if let (Some(master), false) = (&spec.master, joins_at_create) {
+            ops.push(Op::SetMaster {
+                ns: spec.ns.clone(),
+                name: spec.name.clone(),
+                master: Some(master.clone()),
+                old: None,
+            });
+        }
         for addr in &spec.addrs {
             ops.push(Op::AddrAdd {
                 ns: spec.ns.clone(),

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod vm;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -76,9 +76,6 @@ pub struct Bond {
     /// MII link monitoring interval; 0 disables it (and with it failover).
     #[serde(default = "default_miimon")]
     pub miimon_ms: u32,
-    /// Preferred active slave.
-    #[serde(default)]
-    pub primary: Option<String>,
     /// Slave links; they must exist.
     #[serde(default)]
     pub slaves: Vec<String>,

@@ -134,15 +134,6 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
         for (j, s) in bond.slaves.iter().enumerate() {
             c.ifname(hs, &p.k("slaves").i(j), s);
         }
-        if let Some(primary) = &bond.primary {
-            if !bond.slaves.contains(primary) {
-                c.error(
-                    hs,
-                    &p.k("primary"),
-                    format!("primary {primary:?} is not one of this bond's slaves"),
-                );
-            }
-        }
         c.sysctls(hs, &p.k("sysctl"), &bond.sysctl, true);
     }
     for (i, vlan) in host.vlan.iter().enumerate() {
