@@ -86,76 +86,113 @@ fn nl_err(e: rtnetlink::Error) -> io::Error {
     }
 }
 
+/// VE namespaces with an open netlink socket at any one time. Each socket's
+/// connection keeps a 64 KiB read buffer: 1000 VEs at once would cost ~70 MB.
+const WINDOW: usize = 128;
+
 /// One run of vznet against the kernel: the namespaces the config names, a
-/// netlink handle in each, and a name -> ifindex cache.
+/// netlink handle in the host netns and in a window of VE namespaces, and a
+/// name -> ifindex cache.
 #[derive(Debug)]
 pub struct Engine {
     host: Handle,
-    ves: HashMap<String, (File, Handle)>,
+    files: HashMap<String, File>,
     missing: Vec<(String, io::Error)>,
+    open: RefCell<HashMap<String, Handle>>,
     index: RefCell<HashMap<(NsName, String), u32>>,
 }
 
 impl Engine {
-    /// Opens the host netns's socket and one in every VE netns of `desired`.
+    /// Opens the host netns's socket and every VE netns file of `desired`.
     /// Must run inside a tokio runtime.
     pub fn new(desired: &Desired) -> io::Result<Engine> {
-        let t = std::time::Instant::now();
         let host = netns::handle(netns::route_socket()?)?;
         let mut names: Vec<String> = desired.ve_ends.iter().map(|e| e.ns.clone()).collect();
         names.extend(desired.routes.keys().flatten().cloned());
         names.sort();
         names.dedup();
-        let mut files = Vec::new();
+        let mut files = HashMap::new();
         let mut missing = Vec::new();
         for name in names {
             match netns::open(&netns_path(&name)) {
-                Ok(f) => files.push((name, f)),
-                Err(e) => missing.push((name, e)),
-            }
-        }
-        let dup: Vec<File> = files
-            .iter()
-            .map(|(_, f)| f.try_clone())
-            .collect::<io::Result<_>>()?;
-        let sockets = netns::route_sockets(dup)?;
-        let mut ves = HashMap::new();
-        for ((name, file), socket) in files.into_iter().zip(sockets) {
-            match socket {
-                Ok(fd) => {
-                    ves.insert(name, (file, netns::handle(fd)?));
+                Ok(f) => {
+                    files.insert(name, f);
                 }
                 Err(e) => missing.push((name, e)),
             }
         }
-        tracing::info!(
-            namespaces = ves.len() + 1,
-            elapsed_ms = t.elapsed().as_millis() as u64,
-            "sockets open"
-        );
         Ok(Engine {
             host,
-            ves,
+            files,
             missing,
+            open: RefCell::new(HashMap::new()),
             index: RefCell::new(HashMap::new()),
         })
     }
 
-    fn handle(&self, ns: &NsName) -> io::Result<&Handle> {
-        match ns {
-            None => Ok(&self.host),
-            Some(n) => self.ves.get(n).map(|(_, h)| h).ok_or_else(|| {
-                let why = self
-                    .missing
-                    .iter()
-                    .find(|(m, _)| m == n)
-                    .map_or_else(|| "not opened".to_string(), |(_, e)| e.to_string());
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("network namespace {n} is not available: {why}"),
-                )
-            }),
+    fn unavailable(&self, n: &str) -> io::Error {
+        let why = self
+            .missing
+            .iter()
+            .find(|(m, _)| m == n)
+            .map_or_else(|| "not in the config".to_string(), |(_, e)| e.to_string());
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("network namespace {n} is not available: {why}"),
+        )
+    }
+
+    /// Opens sockets in those of `names` that have none, on one helper thread.
+    fn open_handles<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> io::Result<()> {
+        let mut todo = Vec::new();
+        let mut dups = Vec::new();
+        {
+            let open = self.open.borrow();
+            for n in names {
+                if open.contains_key(n) || todo.contains(&n) {
+                    continue;
+                }
+                if let Some(f) = self.files.get(n) {
+                    dups.push(f.try_clone()?);
+                    todo.push(n);
+                }
+            }
         }
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let sockets = netns::route_sockets(dups)?;
+        let mut open = self.open.borrow_mut();
+        for (n, socket) in todo.into_iter().zip(sockets) {
+            // A namespace whose socket fails stays closed; its ops fail by name.
+            if let Ok(fd) = socket {
+                open.insert(n.to_string(), netns::handle(fd)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes every VE socket (their connection tasks end with the last handle).
+    fn close_handles(&self) {
+        self.open.borrow_mut().clear();
+    }
+
+    fn handle(&self, ns: &NsName) -> io::Result<Handle> {
+        let Some(n) = ns else {
+            return Ok(self.host.clone());
+        };
+        if let Some(h) = self.open.borrow().get(n) {
+            return Ok(h.clone());
+        }
+        if !self.files.contains_key(n) {
+            return Err(self.unavailable(n));
+        }
+        self.open_handles([n.as_str()])?;
+        self.open
+            .borrow()
+            .get(n)
+            .cloned()
+            .ok_or_else(|| self.unavailable(n))
     }
 
     /// Reads every netns and sysctl the config involves.
@@ -167,15 +204,25 @@ impl Engine {
                 ns: None,
                 source: nl_err(e),
             })?;
-        let reads = self
-            .ves
+        // Plain threads with blocking sockets, one per core: far cheaper than an
+        // async connection per namespace.
+        let files: Vec<(String, File)> = self
+            .files
             .iter()
-            .map(|(name, (_, h))| async move { (name.clone(), NsState::read(h).await) });
+            .map(|(n, f)| Ok((n.clone(), f.try_clone()?)))
+            .collect::<io::Result<_>>()
+            .map_err(|e| ApplyError::Observe {
+                ns: None,
+                source: e,
+            })?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Blocking here is fine: nothing else runs while vznet observes.
+        let results = crate::kernel::dump::read_namespaces(&files, threads);
         let mut ves = BTreeMap::new();
-        for (name, res) in join_all(reads).await {
+        for ((name, _), res) in files.into_iter().zip(results) {
             let st = res.map_err(|e| ApplyError::Observe {
                 ns: Some(name.clone()),
-                source: nl_err(e),
+                source: e,
             })?;
             ves.insert(name, st);
         }
@@ -228,23 +275,33 @@ impl Engine {
         let mut done: Vec<Op> = Vec::new();
         for (phase, ops) in plan.phases() {
             let t = std::time::Instant::now();
-            let results = join_all(ops.iter().map(|op| self.run(op))).await;
+            let mut failure = None;
+            for chunk in windows(&ops) {
+                if let Err(e) = self.open_handles(chunk.iter().flat_map(|op| op_namespaces(op))) {
+                    // The ops that need these sockets fail one by one and roll back.
+                    tracing::warn!(error = %e, "opening netns sockets");
+                }
+                let results = join_all(chunk.iter().map(|op| self.run(op))).await;
+                self.close_handles();
+                for (op, res) in chunk.iter().zip(results) {
+                    match res {
+                        Ok(()) => done.push((*op).clone()),
+                        Err(e) if failure.is_none() => failure = Some(((*op).clone(), e)),
+                        Err(e) => {
+                            tracing::warn!(%op, error = %e, "op failed after an earlier failure in the same phase")
+                        }
+                    }
+                }
+                if failure.is_some() {
+                    break;
+                }
+            }
             tracing::info!(
                 ?phase,
                 ops = ops.len(),
                 elapsed_ms = t.elapsed().as_millis() as u64,
                 "phase done"
             );
-            let mut failure = None;
-            for (op, res) in ops.into_iter().zip(results) {
-                match res {
-                    Ok(()) => done.push(op.clone()),
-                    Err(e) if failure.is_none() => failure = Some((op.clone(), e)),
-                    Err(e) => {
-                        tracing::warn!(%op, error = %e, "op failed after an earlier failure in the same phase")
-                    }
-                }
-            }
             if let Some((op, source)) = failure {
                 tracing::error!(%op, error = %source, "apply failed; rolling back");
                 let rollback_errors = self.rollback(done).await;
@@ -318,7 +375,7 @@ impl Engine {
             return Ok(*i);
         }
         let h = self.handle(ns)?;
-        let link = state::read_link(h, name).await.map_err(nl_err)?;
+        let link = state::read_link(&h, name).await.map_err(nl_err)?;
         let link = link.ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))?;
         self.index
             .borrow_mut()
@@ -500,12 +557,7 @@ impl Engine {
                     peer = peer.address(m.0.to_vec());
                 }
                 if let Some(pns) = peer_ns {
-                    let (file, _) = self.ves.get(pns).ok_or_else(|| {
-                        io::Error::new(
-                            io::ErrorKind::NotFound,
-                            format!("network namespace {pns} is not available"),
-                        )
-                    })?;
+                    let file = self.files.get(pns).ok_or_else(|| self.unavailable(pns))?;
                     peer = peer.setns_by_fd(file.as_raw_fd());
                 }
                 peer_set = Some((peer_ns.clone(), peer_name.clone()));
@@ -536,6 +588,50 @@ impl Engine {
             mark.await.map_err(nl_err)
         }
     }
+}
+
+/// The VE namespaces an op talks to (its own, and a veth peer's).
+fn op_namespaces(op: &Op) -> Vec<&str> {
+    let mut out: Vec<&str> = op.ns().into_iter().collect();
+    if let Op::LinkAdd {
+        kind: LinkKind::Veth {
+            peer_ns: Some(p), ..
+        },
+        ..
+    }
+    | Op::LinkDel {
+        kind: LinkKind::Veth {
+            peer_ns: Some(p), ..
+        },
+        ..
+    } = op
+    {
+        out.push(p);
+    }
+    out
+}
+
+/// Splits a phase's ops into runs that touch at most WINDOW VE namespaces.
+fn windows<'a>(ops: &[&'a Op]) -> Vec<Vec<&'a Op>> {
+    let mut out: Vec<Vec<&Op>> = Vec::new();
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut cur: Vec<&Op> = Vec::new();
+    for op in ops {
+        let new: Vec<&str> = op_namespaces(op)
+            .into_iter()
+            .filter(|n| !seen.contains(n))
+            .collect();
+        if !cur.is_empty() && seen.len() + new.len() > WINDOW {
+            out.push(std::mem::take(&mut cur));
+            seen.clear();
+        }
+        seen.extend(op_namespaces(op));
+        cur.push(op);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
 }
 
 fn inval<E: std::fmt::Display>(e: E) -> io::Error {

@@ -105,7 +105,10 @@ fn raise_fd_limit() {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
+    // Netlink dumps are built by the kernel as each socket reads: with one worker
+    // per core, the reads of many namespaces run side by side.
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")

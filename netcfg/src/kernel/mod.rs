@@ -1,5 +1,6 @@
 //! The kernel side: netlink over rtnetlink, sysctls, namespaces, features.
 
+pub mod dump;
 pub mod features;
 pub mod netns;
 pub mod state;

@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     BondMode as NlBondMode, InfoBond, InfoBridge, InfoData, InfoKind, InfoVlan, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage,
+    LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -79,7 +79,7 @@ impl LinkState {
             .is_some_and(|a| a.starts_with(ALIAS_PREFIX))
     }
 
-    fn from_message(msg: &LinkMessage) -> Option<LinkState> {
+    pub(crate) fn from_message(msg: &LinkMessage) -> Option<LinkState> {
         let mut link = LinkState {
             index: msg.header.index,
             name: String::new(),
@@ -185,7 +185,7 @@ pub struct AddrState {
 }
 
 impl AddrState {
-    fn from_message(msg: &AddressMessage) -> Option<AddrState> {
+    pub(crate) fn from_message(msg: &AddressMessage) -> Option<AddrState> {
         // IFA_LOCAL is the interface's own address on point-to-point links; prefer it.
         let mut local = None;
         let mut address = None;
@@ -231,7 +231,7 @@ pub struct RouteState {
 }
 
 impl RouteState {
-    fn from_message(msg: &RouteMessage) -> Option<RouteState> {
+    pub(crate) fn from_message(msg: &RouteMessage) -> Option<RouteState> {
         if msg.header.table != RouteHeader::RT_TABLE_MAIN || msg.header.kind != RouteType::Unicast {
             return None;
         }
@@ -328,7 +328,14 @@ impl NsState {
 
 /// Dumps all links.
 pub async fn read_links(handle: &Handle) -> Result<Vec<LinkState>, rtnetlink::Error> {
-    let msgs: Vec<LinkMessage> = handle.link().get().execute().try_collect().await?;
+    // Counters are half of a link message and vznet never reads them.
+    let msgs: Vec<LinkMessage> = handle
+        .link()
+        .get()
+        .set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::SkipStats])
+        .execute()
+        .try_collect()
+        .await?;
     Ok(msgs.iter().filter_map(LinkState::from_message).collect())
 }
 
@@ -349,14 +356,10 @@ async fn read_addrs(handle: &Handle) -> Result<Vec<AddrState>, rtnetlink::Error>
 }
 
 async fn read_routes(handle: &Handle) -> Result<Vec<RouteState>, rtnetlink::Error> {
-    let v4 = rtnetlink::RouteMessageBuilder::<std::net::Ipv4Addr>::new().build();
-    let v6 = rtnetlink::RouteMessageBuilder::<std::net::Ipv6Addr>::new().build();
-    let a: Vec<RouteMessage> = handle.route().get(v4).execute().try_collect().await?;
-    let b: Vec<RouteMessage> = handle.route().get(v6).execute().try_collect().await?;
-    Ok(a.iter()
-        .chain(b.iter())
-        .filter_map(RouteState::from_message)
-        .collect())
+    // AF_UNSPEC: one dump returns every family's routes.
+    let all = rtnetlink::RouteMessageBuilder::<IpAddr>::new().build();
+    let msgs: Vec<RouteMessage> = handle.route().get(all).execute().try_collect().await?;
+    Ok(msgs.iter().filter_map(RouteState::from_message).collect())
 }
 
 /// `RouteProtocol` for vznet's routes.

@@ -84,19 +84,27 @@ impl fmt::Display for Location {
 pub struct SourceFile {
     path: PathBuf,
     text: String,
-    doc: Option<Document<String>>,
+    /// Parsed with spans only when an error must be located: keeping a
+    /// span-preserving document per file costs ~10 KiB each, a lot for 1000 VEs.
+    doc: std::sync::OnceLock<Option<Document<String>>>,
 }
 
 impl SourceFile {
-    /// Keeps `text` from `path`; a TOML syntax error leaves no document (the typed
-    /// parse reports the error).
+    /// Keeps `text` from `path`.
     pub fn new(path: &Path, text: String) -> SourceFile {
-        let doc = Document::parse(text.clone()).ok();
         SourceFile {
             path: path.to_path_buf(),
             text,
-            doc,
+            doc: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The span-preserving document; `None` on a TOML syntax error (the typed
+    /// parse reports that error).
+    fn doc(&self) -> Option<&Document<String>> {
+        self.doc
+            .get_or_init(|| Document::parse(self.text.clone()).ok())
+            .as_ref()
     }
 
     /// The file's path.
@@ -127,7 +135,7 @@ impl SourceFile {
     /// absent; the file's start if nothing matches.
     pub fn locate(&self, path: &KeyPath) -> Location {
         let mut best: Option<Range<usize>> = None;
-        if let Some(doc) = &self.doc {
+        if let Some(doc) = self.doc() {
             let mut node = Node::Table(doc.as_table());
             for seg in &path.0 {
                 match node.child(seg) {
@@ -145,7 +153,7 @@ impl SourceFile {
     /// The key path of the innermost entry whose span contains byte `offset`.
     pub fn path_at(&self, offset: usize) -> KeyPath {
         let mut path = KeyPath::default();
-        if let Some(doc) = &self.doc {
+        if let Some(doc) = self.doc() {
             let mut node = Node::Table(doc.as_table());
             'descend: loop {
                 let children = node.children();

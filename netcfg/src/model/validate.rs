@@ -11,6 +11,8 @@ pub const IFNAME_MAX: usize = 15;
 
 struct Checker<'a> {
     errors: &'a mut Vec<ConfigError>,
+    /// Sysctl files already looked up: 1000 VEs name the same few keys.
+    known_sysctls: BTreeMap<std::path::PathBuf, bool>,
 }
 
 impl Checker<'_> {
@@ -48,7 +50,7 @@ impl Checker<'_> {
                 Some(global_sysctl_path(key))
             };
             match probe {
-                Some(file) if file.exists() => {}
+                Some(file) if *self.known_sysctls.entry(file.clone()).or_insert_with(|| file.exists()) => {}
                 Some(_) if per_interface => self.error(
                     source,
                     &p,
@@ -119,7 +121,10 @@ struct Declared<'a> {
 }
 
 pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
-    let mut c = Checker { errors };
+    let mut c = Checker {
+        errors,
+        known_sysctls: BTreeMap::new(),
+    };
     let hs = &config.host_source;
     let host = &config.host;
     // Every interface name vznet creates in the host netns, with where it is declared.
