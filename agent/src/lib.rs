@@ -1,3 +1,5 @@
 //! vznet's binaries share this library: the `vznet` command's subcommands.
 
 pub mod cli;
+pub mod control;
+pub mod daemon;

@@ -244,7 +244,7 @@ impl Engine {
                 cache.insert((Some(n.clone()), l.name.clone()), l.index);
             }
         }
-        tracing::info!(
+        tracing::debug!(
             namespaces = ves.len() + 1,
             elapsed_ms = t.elapsed().as_millis() as u64,
             "observed"
@@ -262,7 +262,7 @@ impl Engine {
     pub async fn apply(&self, desired: &Desired) -> Result<Report, ApplyError> {
         let t = std::time::Instant::now();
         let plan = self.plan(desired).await?;
-        tracing::info!(
+        tracing::debug!(
             ops = plan.ops.len(),
             elapsed_ms = t.elapsed().as_millis() as u64,
             "planned"
@@ -296,7 +296,7 @@ impl Engine {
                     break;
                 }
             }
-            tracing::info!(
+            tracing::debug!(
                 ?phase,
                 ops = ops.len(),
                 elapsed_ms = t.elapsed().as_millis() as u64,
@@ -315,7 +315,7 @@ impl Engine {
         if !done.is_empty() {
             let t = std::time::Instant::now();
             let again = self.plan(desired).await?;
-            tracing::info!(elapsed_ms = t.elapsed().as_millis() as u64, "verified");
+            tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "verified");
             if !again.is_empty() {
                 let remaining = again
                     .ops

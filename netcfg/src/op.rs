@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{BondMode, MacAddr};
 
@@ -15,7 +15,7 @@ use crate::model::{BondMode, MacAddr};
 pub type NsName = Option<String>;
 
 /// What kind of link to create.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum LinkKind {
     /// A bridge.
@@ -49,7 +49,7 @@ pub enum LinkKind {
 }
 
 /// A route as vznet installs it (protocol vznet, main table).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteSpec {
     /// Destination.
     pub dst: IpNet,
@@ -82,7 +82,7 @@ impl fmt::Display for RouteSpec {
 }
 
 /// One kernel change.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
     /// Write a sysctl (host netns).

@@ -48,6 +48,13 @@ pub struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// vznetd's control socket. When an agent answers there for the same config
+    /// folder and network namespace, plan/apply/status go through it.
+    #[arg(long, global = true, default_value = crate::control::DEFAULT_SOCKET, env = "VZNET_SOCKET")]
+    pub socket: PathBuf,
+    /// Apply directly even if vznetd runs.
+    #[arg(long, global = true)]
+    pub direct: bool,
     /// Subcommand.
     #[command(subcommand)]
     pub command: Command,
@@ -66,6 +73,8 @@ pub enum Command {
     Apply,
     /// Show bridges with their ports (like `brctl show`) and the VEs' interfaces.
     Show,
+    /// Show vznetd's state: applies, drift repairs, last error, unwired VEs.
+    Status,
 }
 
 /// Runs the command line; never panics on bad input.
@@ -148,9 +157,91 @@ fn load(cli: &Cli) -> Result<(Config, Desired), ExitCode> {
     }
 }
 
+/// The agent, if one answers on the socket for this config folder and netns.
+fn agent(cli: &Cli) -> Option<crate::daemon::Status> {
+    if cli.direct {
+        return None;
+    }
+    let reply = crate::control::request(
+        &cli.socket,
+        crate::control::Command::Status,
+        std::time::Duration::from_secs(5),
+    )
+    .ok()?;
+    let status: crate::daemon::Status = serde_json::from_value(reply.result?).ok()?;
+    let ours = std::fs::canonicalize(&cli.config_dir).ok()?;
+    (status.config_dir == ours && status.netns_inode == crate::daemon::netns_inode())
+        .then_some(status)
+}
+
+fn via_agent(cli: &Cli, cmd: crate::control::Command) -> anyhow::Result<ExitCode> {
+    let reply = crate::control::request(&cli.socket, cmd, std::time::Duration::from_secs(600))?;
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&reply)?);
+    }
+    if !reply.ok {
+        let err = reply.error.unwrap_or_default();
+        eprintln!("vznet: vznetd: {err}");
+        let code = if err.starts_with("config rejected") {
+            EXIT_INVALID
+        } else {
+            1
+        };
+        return Ok(ExitCode::from(code));
+    }
+    if !cli.json {
+        let result = reply.result.unwrap_or_default();
+        if let Some(ops) = result.get("ops").and_then(|o| o.as_array()) {
+            for op in ops {
+                match serde_json::from_value::<netcfg::op::Op>(op.clone()) {
+                    Ok(op) => println!("{op}"),
+                    Err(_) => println!("{op}"),
+                }
+            }
+            println!("{} changes (via vznetd)", ops.len());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     if let Command::Show = cli.command {
         return runtime()?.block_on(show::show(cli));
+    }
+    if let Command::Status = cli.command {
+        return match agent(cli) {
+            Some(status) => {
+                if cli.json {
+                    println!("{}", serde_json::to_string_pretty(&status)?);
+                } else {
+                    println!(
+                        "vznetd pid {} up {} s, config {}",
+                        status.pid,
+                        status.uptime_s,
+                        status.config_dir.display()
+                    );
+                    println!("  reconciles {}, applies {}, drift repairs {}, events {}, last reconcile {} ms", status.reconciles, status.applies, status.drift_repairs, status.events, status.last_reconcile_ms);
+                    if let Some(e) = &status.last_error {
+                        println!("  last error: {e}");
+                    }
+                    if let Some(e) = &status.config_error {
+                        println!("  config on disk rejected (running the previous one): {e}");
+                    }
+                    for id in &status.unwired {
+                        println!("  VE {id}: no netns, not wired");
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            None => {
+                eprintln!(
+                    "vznet: no vznetd answers on {} for {}",
+                    cli.socket.display(),
+                    cli.config_dir.display()
+                );
+                Ok(ExitCode::FAILURE)
+            }
+        };
     }
     let (config, desired) = match load(cli) {
         Ok(v) => v,
@@ -170,6 +261,14 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             );
         }
         return Ok(ExitCode::SUCCESS);
+    }
+    if matches!(cli.command, Command::Plan | Command::Apply) && agent(cli).is_some() {
+        let cmd = if let Command::Plan = cli.command {
+            crate::control::Command::Plan
+        } else {
+            crate::control::Command::Apply
+        };
+        return via_agent(cli, cmd);
     }
     if let Some(missing) = missing_features(&desired).context("probing kernel features")? {
         eprintln!("vznet: {missing}; nothing changed");
@@ -211,7 +310,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => Ok(report_error(cli, &e)),
             },
-            Command::Check | Command::Show => unreachable!("handled above"),
+            Command::Check | Command::Show | Command::Status => unreachable!("handled above"),
         }
     })
 }
