@@ -31,6 +31,12 @@ enum Command {
         #[command(subcommand)]
         cmd: scenario::vm::Vm,
     },
+    /// Run the vznetd agent (the lab runs itself as vznetd inside namespaces).
+    #[command(hide = true, disable_help_flag = true)]
+    Vznetd {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Run the vznet command (the lab runs itself as vznet inside namespaces).
     #[command(hide = true, disable_help_flag = true)]
     Vznet {
@@ -45,6 +51,10 @@ fn main() -> ExitCode {
         Command::Vznet { args } => {
             let argv = std::iter::once("vznet".into()).chain(args);
             return agent::cli::main_from(argv);
+        }
+        Command::Vznetd { args } => {
+            let argv = std::iter::once("vznetd".into()).chain(args);
+            return agent::daemon::main_from(argv);
         }
         Command::Demo => scenario::demo::run(),
         Command::Bench { what } => scenario::bench::run(what),

@@ -100,7 +100,12 @@ pub fn netns_inode() -> u64 {
 
 /// Runs the agent; returns the exit code.
 pub fn main() -> ExitCode {
-    let opts = Options::parse();
+    main_from(std::env::args_os())
+}
+
+/// Runs the agent with these arguments (the first is the program name).
+pub fn main_from(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let opts = Options::parse_from(args);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VZNET_LOG")

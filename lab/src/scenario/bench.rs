@@ -20,12 +20,19 @@ pub enum Bench {
         #[arg(long, default_value_t = 1000)]
         ves: u32,
     },
+    /// Drift repair latency of vznetd (median, p99), and its idle RSS and CPU.
+    Drift {
+        /// Number of trials.
+        #[arg(long, default_value_t = 100)]
+        trials: usize,
+    },
 }
 
 /// Runs a benchmark.
 pub fn run(what: Bench) -> Result<()> {
     match what {
         Bench::Apply { ves } => apply(ves),
+        Bench::Drift { trials } => super::drift::run(trials),
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod drift;
 pub mod vm;
 
 use std::path::Path;
