@@ -96,6 +96,7 @@ const WINDOW: usize = 128;
 #[derive(Debug)]
 pub struct Engine {
     host: Handle,
+    host_file: File,
     files: HashMap<String, File>,
     missing: Vec<(String, io::Error)>,
     open: RefCell<HashMap<String, Handle>>,
@@ -107,6 +108,8 @@ impl Engine {
     /// Must run inside a tokio runtime.
     pub fn new(desired: &Desired) -> io::Result<Engine> {
         let host = netns::handle(netns::route_socket()?)?;
+        // The caller's netns, for the reader threads to enter.
+        let host_file = File::open("/proc/thread-self/ns/net")?;
         let mut names: Vec<String> = desired.ve_ends.iter().map(|e| e.ns.clone()).collect();
         names.extend(desired.routes.keys().flatten().cloned());
         names.sort();
@@ -123,6 +126,7 @@ impl Engine {
         }
         Ok(Engine {
             host,
+            host_file,
             files,
             missing,
             open: RefCell::new(HashMap::new()),
@@ -198,18 +202,13 @@ impl Engine {
     /// Reads every netns and sysctl the config involves.
     pub async fn observe(&self, desired: &Desired) -> Result<Observed, ApplyError> {
         let t = std::time::Instant::now();
-        let host = NsState::read(&self.host)
-            .await
-            .map_err(|e| ApplyError::Observe {
-                ns: None,
-                source: nl_err(e),
-            })?;
         // Plain threads with blocking sockets, one per core: far cheaper than an
         // async connection per namespace.
-        let files: Vec<(String, File)> = self
-            .files
-            .iter()
-            .map(|(n, f)| Ok((n.clone(), f.try_clone()?)))
+        // The host first; its dump is large, and the blocking reader reduces each
+        // message as it arrives instead of queueing them all parsed.
+        let files: Vec<(String, File)> = std::iter::once(("".to_string(), &self.host_file))
+            .chain(self.files.iter().map(|(n, f)| (n.clone(), f)))
+            .map(|(n, f)| Ok((n, f.try_clone()?)))
             .collect::<io::Result<_>>()
             .map_err(|e| ApplyError::Observe {
                 ns: None,
@@ -219,11 +218,16 @@ impl Engine {
         // Blocking here is fine: nothing else runs while vznet observes.
         let results = crate::kernel::dump::read_namespaces(&files, threads);
         let mut ves = BTreeMap::new();
-        for ((name, _), res) in files.into_iter().zip(results) {
+        let mut host = NsState::default();
+        for (n, ((name, _), res)) in files.into_iter().zip(results).enumerate() {
             let st = res.map_err(|e| ApplyError::Observe {
-                ns: Some(name.clone()),
+                ns: (n > 0).then(|| name.clone()),
                 source: e,
             })?;
+            if n == 0 {
+                host = st;
+                continue;
+            }
             ves.insert(name, st);
         }
         let mut sysctls = BTreeMap::new();

@@ -18,7 +18,10 @@ pub fn run(trials: usize) -> Result<()> {
     let host = lab.host("host")?;
     let cfg = tempfile::tempdir()?;
     std::fs::create_dir(cfg.path().join("ve"))?;
-    std::fs::write(cfg.path().join("host.toml"), "[[bridge]]\nname = \"br0\"\naddresses = [\"10.50.0.1/24\"]\n")?;
+    std::fs::write(
+        cfg.path().join("host.toml"),
+        "[[bridge]]\nname = \"br0\"\naddresses = [\"10.50.0.1/24\"]\n",
+    )?;
     for n in 0..3u32 {
         let ve = lab.host(&format!("ve{n}"))?;
         std::fs::write(
@@ -44,7 +47,9 @@ pub fn run(trials: usize) -> Result<()> {
         socket.display().to_string(),
     ])?;
     ensure!(
-        wait_until(Duration::from_secs(20), Duration::from_millis(20), || std::os::unix::net::UnixStream::connect(&socket).is_ok()),
+        wait_until(Duration::from_secs(20), Duration::from_millis(20), || {
+            std::os::unix::net::UnixStream::connect(&socket).is_ok()
+        }),
         "vznetd did not start: {}",
         agent.stderr().unwrap_or_default()
     );
@@ -55,13 +60,16 @@ pub fn run(trials: usize) -> Result<()> {
     let cpu0 = cpu_ticks(pid)?;
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(10));
-    let idle_cpu = (cpu_ticks(pid)? - cpu0) as f64 / ticks_per_second() / t0.elapsed().as_secs_f64() * 100.0;
+    let idle_cpu =
+        (cpu_ticks(pid)? - cpu0) as f64 / ticks_per_second() / t0.elapsed().as_secs_f64() * 100.0;
     let idle_rss = rss_kib(pid)?;
 
     let ns = std::fs::File::open(host.netns_path())?;
     let mut lat = std::thread::spawn(move || -> Result<Vec<Duration>> {
         nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         rt.block_on(async move {
             let h = netns::handle(netns::route_socket()?)?;
             let bridge = state::read_link(&h, "br0").await?.context("no br0")?.index;
@@ -69,16 +77,25 @@ pub fn run(trials: usize) -> Result<()> {
             for i in 0..trials {
                 let port = format!("veth{}.0", 700 + i % 3);
                 h.link()
-                    .set(rtnetlink::LinkUnspec::new_with_name(&port).nocontroller().build())
+                    .set(
+                        rtnetlink::LinkUnspec::new_with_name(&port)
+                            .nocontroller()
+                            .build(),
+                    )
                     .execute()
                     .await?;
                 let t = Instant::now();
                 loop {
-                    let l = state::read_link(&h, &port).await?.context("port vanished")?;
+                    let l = state::read_link(&h, &port)
+                        .await?
+                        .context("port vanished")?;
                     if l.master == Some(bridge) {
                         break;
                     }
-                    ensure!(t.elapsed() < Duration::from_secs(10), "port {port} not repaired in 10 s");
+                    ensure!(
+                        t.elapsed() < Duration::from_secs(10),
+                        "port {port} not repaired in 10 s"
+                    );
                     tokio::time::sleep(Duration::from_micros(500)).await;
                 }
                 out.push(t.elapsed());
@@ -95,11 +112,31 @@ pub fn run(trials: usize) -> Result<()> {
     let pct = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1];
     println!("bench drift: {trials} trials of a bridge port removed by hand, vznetd (debounce 20 ms) repairing it");
     println!();
-    println!("{:<40}{:>10}", "drift repair latency median (ms)", format!("{:.1}", ms(pct(0.5))));
-    println!("{:<40}{:>10}", "drift repair latency p99 (ms)", format!("{:.1}", ms(pct(0.99))));
-    println!("{:<40}{:>10}", "drift repair latency max (ms)", format!("{:.1}", ms(lat[lat.len() - 1])));
-    println!("{:<40}{:>10}", "vznetd idle RSS (MiB)", format!("{:.1}", idle_rss as f64 / 1024.0));
-    println!("{:<40}{:>10}", "vznetd idle CPU (% of a core, 10 s)", format!("{idle_cpu:.2}"));
+    println!(
+        "{:<40}{:>10}",
+        "drift repair latency median (ms)",
+        format!("{:.1}", ms(pct(0.5)))
+    );
+    println!(
+        "{:<40}{:>10}",
+        "drift repair latency p99 (ms)",
+        format!("{:.1}", ms(pct(0.99)))
+    );
+    println!(
+        "{:<40}{:>10}",
+        "drift repair latency max (ms)",
+        format!("{:.1}", ms(lat[lat.len() - 1]))
+    );
+    println!(
+        "{:<40}{:>10}",
+        "vznetd idle RSS (MiB)",
+        format!("{:.1}", idle_rss as f64 / 1024.0)
+    );
+    println!(
+        "{:<40}{:>10}",
+        "vznetd idle CPU (% of a core, 10 s)",
+        format!("{idle_cpu:.2}")
+    );
     println!();
     for (ok, what) in [
         (ms(pct(0.99)) < 50.0, "drift repair p99 under 50 ms"),
@@ -132,6 +169,13 @@ fn ticks_per_second() -> f64 {
 
 fn rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
-    Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("VmRSS value")?
+        .parse()?)
 }

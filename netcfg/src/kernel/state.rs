@@ -328,15 +328,17 @@ impl NsState {
 
 /// Dumps all links.
 pub async fn read_links(handle: &Handle) -> Result<Vec<LinkState>, rtnetlink::Error> {
-    // Counters are half of a link message and vznet never reads them.
-    let msgs: Vec<LinkMessage> = handle
+    // Counters are half of a link message and vznet never reads them. Each
+    // message is reduced as it arrives: a parsed LinkMessage is ~10 KiB, and a
+    // host with 1000 VEs has 1000 links.
+    handle
         .link()
         .get()
         .set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::SkipStats])
         .execute()
+        .try_filter_map(|m| futures::future::ready(Ok(LinkState::from_message(&m))))
         .try_collect()
-        .await?;
-    Ok(msgs.iter().filter_map(LinkState::from_message).collect())
+        .await
 }
 
 /// Reads one link by name, `None` if there is none.
@@ -351,15 +353,25 @@ pub async fn read_link(handle: &Handle, name: &str) -> Result<Option<LinkState>,
 }
 
 async fn read_addrs(handle: &Handle) -> Result<Vec<AddrState>, rtnetlink::Error> {
-    let msgs: Vec<AddressMessage> = handle.address().get().execute().try_collect().await?;
-    Ok(msgs.iter().filter_map(AddrState::from_message).collect())
+    handle
+        .address()
+        .get()
+        .execute()
+        .try_filter_map(|m| futures::future::ready(Ok(AddrState::from_message(&m))))
+        .try_collect()
+        .await
 }
 
 async fn read_routes(handle: &Handle) -> Result<Vec<RouteState>, rtnetlink::Error> {
     // AF_UNSPEC: one dump returns every family's routes.
     let all = rtnetlink::RouteMessageBuilder::<IpAddr>::new().build();
-    let msgs: Vec<RouteMessage> = handle.route().get(all).execute().try_collect().await?;
-    Ok(msgs.iter().filter_map(RouteState::from_message).collect())
+    handle
+        .route()
+        .get(all)
+        .execute()
+        .try_filter_map(|m| futures::future::ready(Ok(RouteState::from_message(&m))))
+        .try_collect()
+        .await
 }
 
 /// `RouteProtocol` for vznet's routes.
