@@ -187,7 +187,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
     }
 
     for end in &desired.ve_ends {
-        ve_end_ops(&mut ops, end, desired, observed);
+        ve_end_ops(&mut ops, end, observed);
     }
 
     for (path, value) in &desired.sysctls {
@@ -424,12 +424,7 @@ fn addr_ops(
 
 /// The VE end comes with its veth (`LinkAdd` creates both); here only what
 /// differs on an existing, correctly paired end.
-fn ve_end_ops(
-    ops: &mut Vec<Op>,
-    end: &crate::desired::VeEnd,
-    desired: &Desired,
-    observed: &Observed,
-) {
+fn ve_end_ops(ops: &mut Vec<Op>, end: &crate::desired::VeEnd, observed: &Observed) {
     let ns = Some(end.ns.clone());
     let host_end_recreated = ops
         .iter()
@@ -474,7 +469,6 @@ fn ve_end_ops(
             }
         }
     }
-    let _ = desired;
 }
 
 fn route_ops(ops: &mut Vec<Op>, desired: &Desired, observed: &Observed) -> Result<(), PlanError> {
@@ -560,5 +554,318 @@ fn route_spec_of(r: &RouteState, state: &NsState) -> RouteSpec {
         metric: r
             .metric
             .filter(|m| *m != 0 && !(r.dst.addr().is_ipv6() && *m == 1024)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::{Attachment, LinkSpec, VeEnd};
+    use crate::kernel::state::{AddrState, LinkState, LinkType, RouteState, RTPROT_VZNET};
+
+    fn link(index: u32, name: &str, kind: LinkType, alias: Option<&str>) -> LinkState {
+        LinkState {
+            index,
+            name: name.into(),
+            kind,
+            alias: alias.map(Into::into),
+            mac: None,
+            master: None,
+            up: true,
+            link: None,
+            stp: Some(false),
+            bond_mode: None,
+            miimon_ms: None,
+            vlan_id: None,
+        }
+    }
+
+    fn bridge_spec() -> LinkSpec {
+        LinkSpec {
+            ns: None,
+            name: "br0".into(),
+            kind: LinkKind::Bridge { stp: false },
+            mac: None,
+            master: None,
+            alias: "vznet:bridge".into(),
+            addrs: vec!["10.0.0.1/24".parse().expect("cidr")],
+        }
+    }
+
+    fn veth_desired() -> Desired {
+        let mut d = Desired::default();
+        d.links.push(bridge_spec());
+        d.links.push(LinkSpec {
+            ns: None,
+            name: "veth1.0".into(),
+            kind: LinkKind::Veth {
+                peer_ns: Some("ve1".into()),
+                peer_name: "eth0".into(),
+                peer_mac: None,
+            },
+            mac: None,
+            master: Some("br0".into()),
+            alias: "vznet:ve1:eth0".into(),
+            addrs: vec![],
+        });
+        d.ve_ends.push(VeEnd {
+            ns: "ve1".into(),
+            name: "eth0".into(),
+            mac: None,
+            host_name: "veth1.0".into(),
+            alias: "vznet:ve1:eth0".into(),
+            addrs: vec!["10.0.0.2/24".parse().expect("cidr")],
+        });
+        d.routes.insert(
+            Some("ve1".into()),
+            vec![RouteSpec {
+                dst: "0.0.0.0/0".parse().expect("cidr"),
+                via: Some("10.0.0.1".parse().expect("ip")),
+                dev: Some("eth0".into()),
+                metric: None,
+            }],
+        );
+        d
+    }
+
+    /// The kernel state that `veth_desired` produces.
+    fn veth_observed() -> Observed {
+        let mut host = NsState::default();
+        host.links
+            .push(link(2, "br0", LinkType::Bridge, Some("vznet:bridge")));
+        let mut h = link(3, "veth1.0", LinkType::Veth, Some("vznet:ve1:eth0"));
+        h.master = Some(2);
+        h.link = Some(7);
+        host.links.push(h);
+        host.addrs.push(AddrState {
+            index: 2,
+            addr: "10.0.0.1/24".parse().expect("cidr"),
+        });
+        // The kernel's own IPv6 link-local address is not drift.
+        host.addrs.push(AddrState {
+            index: 3,
+            addr: "fe80::1/64".parse().expect("cidr"),
+        });
+        let mut ve = NsState::default();
+        let mut e = link(7, "eth0", LinkType::Veth, Some("vznet:ve1:eth0"));
+        e.link = Some(3);
+        ve.links.push(e);
+        ve.addrs.push(AddrState {
+            index: 7,
+            addr: "10.0.0.2/24".parse().expect("cidr"),
+        });
+        ve.routes.push(RouteState {
+            dst: "0.0.0.0/0".parse().expect("cidr"),
+            via: Some("10.0.0.1".parse().expect("ip")),
+            oif: Some(7),
+            metric: None,
+            protocol: RTPROT_VZNET,
+            scope_link: false,
+        });
+        // A kernel route vznet does not own.
+        ve.routes.push(RouteState {
+            dst: "10.0.0.0/24".parse().expect("cidr"),
+            via: None,
+            oif: Some(7),
+            metric: None,
+            protocol: 2,
+            scope_link: true,
+        });
+        let mut o = Observed {
+            host,
+            ..Observed::default()
+        };
+        o.ves.insert("ve1".into(), ve);
+        o
+    }
+
+    #[test]
+    fn empty_kernel_gets_everything_in_phase_order() {
+        let d = veth_desired();
+        let mut o = Observed::default();
+        o.ves.insert("ve1".into(), NsState::default());
+        let p = plan(&d, &o).expect("plan");
+        let text: Vec<String> = p.ops.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "+ bridge br0 (stp off)",
+                "+ veth veth1.0 <-> ve1:eth0 master br0",
+                "+ address 10.0.0.1/24 dev br0",
+                "+ address 10.0.0.2/24 dev eth0 (netns ve1)",
+                "+ route default via 10.0.0.1 dev eth0 (netns ve1)",
+            ]
+        );
+        let phases: Vec<Phase> = p.ops.iter().map(Op::phase).collect();
+        assert!(phases.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn matching_kernel_needs_nothing() {
+        let p = plan(&veth_desired(), &veth_observed()).expect("plan");
+        assert!(p.is_empty(), "{:?}", p.ops);
+    }
+
+    #[test]
+    fn a_port_removed_by_hand_is_the_only_change() {
+        let mut o = veth_observed();
+        o.host.links[1].master = None;
+        let p = plan(&veth_desired(), &o).expect("plan");
+        assert_eq!(
+            p.ops,
+            vec![Op::SetMaster {
+                ns: None,
+                name: "veth1.0".into(),
+                master: Some("br0".into()),
+                old: None
+            }]
+        );
+    }
+
+    #[test]
+    fn extra_address_and_stale_managed_route_go_unmanaged_stay() {
+        let mut o = veth_observed();
+        o.host.addrs.push(AddrState {
+            index: 2,
+            addr: "10.9.9.9/32".parse().expect("cidr"),
+        });
+        o.host.routes.push(RouteState {
+            dst: "10.8.0.0/16".parse().expect("cidr"),
+            via: None,
+            oif: Some(2),
+            metric: None,
+            protocol: RTPROT_VZNET,
+            scope_link: true,
+        });
+        o.host.routes.push(RouteState {
+            dst: "10.7.0.0/16".parse().expect("cidr"),
+            via: None,
+            oif: Some(2),
+            metric: None,
+            protocol: 4,
+            scope_link: true,
+        });
+        o.host.links.push(link(9, "mine0", LinkType::Bridge, None));
+        let p = plan(&veth_desired(), &o).expect("plan");
+        let text: Vec<String> = p.ops.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "- address 10.9.9.9/32 dev br0",
+                "- route 10.8.0.0/16 dev br0"
+            ]
+        );
+    }
+
+    #[test]
+    fn unpaired_veth_is_recreated() {
+        let mut o = veth_observed();
+        // The VE netns was recreated: its end is gone.
+        o.ves.insert("ve1".into(), NsState::default());
+        let p = plan(&veth_desired(), &o).expect("plan");
+        let text: Vec<String> = p.ops.iter().map(ToString::to_string).collect();
+        assert!(text.contains(&"- link veth1.0".to_string()), "{text:?}");
+        assert!(
+            text.contains(&"+ veth veth1.0 <-> ve1:eth0 master br0".to_string()),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(&"+ route default via 10.0.0.1 dev eth0 (netns ve1)".to_string()),
+            "{text:?}"
+        );
+        let del = text.iter().position(|t| t == "- link veth1.0");
+        let add = text.iter().position(|t| t.starts_with("+ veth"));
+        assert!(del < add);
+    }
+
+    #[test]
+    fn a_link_vznet_did_not_make_is_never_taken_over() {
+        let mut o = veth_observed();
+        o.host.links[0].alias = None;
+        assert_eq!(
+            plan(&veth_desired(), &o).err(),
+            Some(PlanError::NotOwned {
+                ns: None,
+                name: "br0".into()
+            })
+        );
+    }
+
+    #[test]
+    fn missing_bridge_port_is_an_error_not_a_change() {
+        let mut d = veth_desired();
+        d.attachments.push(Attachment {
+            name: "eth9".into(),
+            master: "br0".into(),
+            bond_slave: false,
+        });
+        assert_eq!(
+            plan(&d, &veth_observed()).err(),
+            Some(PlanError::Missing {
+                role: "bridge port",
+                name: "eth9".into()
+            })
+        );
+    }
+
+    #[test]
+    fn managed_link_dropped_from_config_is_deleted_with_its_addresses() {
+        let mut d = veth_desired();
+        d.links.remove(1);
+        d.ve_ends.clear();
+        d.routes.clear();
+        let p = plan(&d, &veth_observed()).expect("plan");
+        let text: Vec<String> = p.ops.iter().map(ToString::to_string).collect();
+        assert_eq!(text, ["- link veth1.0"]);
+        // Its inverse makes it again.
+        assert!(matches!(p.ops[0].inverse(), Op::LinkAdd { .. }));
+    }
+
+    #[test]
+    fn bond_slaves_go_down_before_joining_and_bonds_join_bridges_after_they_exist() {
+        let mut d = Desired::default();
+        d.links.push(LinkSpec {
+            ns: None,
+            name: "bond0".into(),
+            kind: LinkKind::Bond {
+                mode: crate::model::BondMode::ActiveBackup,
+                miimon_ms: 100,
+            },
+            mac: None,
+            master: Some("br0".into()),
+            alias: "vznet:bond".into(),
+            addrs: vec![],
+        });
+        d.links.push(bridge_spec());
+        d.attachments.push(Attachment {
+            name: "eth0".into(),
+            master: "bond0".into(),
+            bond_slave: true,
+        });
+        let mut o = Observed::default();
+        o.host
+            .links
+            .push(link(5, "eth0", LinkType::Other("veth".into()), None));
+        let p = plan(&d, &o).expect("plan");
+        let pos = |s: &str| {
+            p.ops
+                .iter()
+                .position(|op| op.to_string() == s)
+                .unwrap_or(usize::MAX)
+        };
+        assert!(pos("+ bond bond0 (mode active-backup, miimon 100 ms)") < pos("~ link eth0 down"));
+        assert!(pos("~ link eth0 down") < pos("~ link eth0 master bond0"));
+        assert!(pos("+ bridge br0 (stp off)") < pos("~ link bond0 master br0"));
+        assert!(pos("~ link bond0 master br0") != usize::MAX, "{:?}", p.ops);
+    }
+
+    #[test]
+    fn every_op_inverts_to_its_opposite_and_back() {
+        let d = veth_desired();
+        let mut o = Observed::default();
+        o.ves.insert("ve1".into(), NsState::default());
+        for op in plan(&d, &o).expect("plan").ops {
+            assert_eq!(op.inverse().inverse(), op);
+        }
     }
 }
