@@ -3,3 +3,4 @@
 pub mod cli;
 pub mod control;
 pub mod daemon;
+pub mod ve;

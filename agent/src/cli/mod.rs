@@ -55,6 +55,14 @@ pub struct Cli {
     /// Apply directly even if vznetd runs.
     #[arg(long, global = true)]
     pub direct: bool,
+    /// State folder: VE roots (private/ID) and running VEs (run/ID.pid).
+    #[arg(
+        long,
+        global = true,
+        default_value = "/var/lib/vznet",
+        env = "VZNET_STATE_DIR"
+    )]
+    pub state_dir: PathBuf,
     /// Subcommand.
     #[command(subcommand)]
     pub command: Command,
@@ -75,6 +83,58 @@ pub enum Command {
     Show,
     /// Show vznetd's state: applies, drift repairs, last error, unwired VEs.
     Status,
+    /// Run VEs: a root folder plus their own mount, UTS, IPC, network and PID
+    /// namespaces; starting one wires its network, stopping it unwires it.
+    Ve {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: VeCommand,
+    },
+}
+
+/// `vznet ve` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum VeCommand {
+    /// Make a VE's root from a template (`busybox`: built from the host's static
+    /// busybox; or a folder to copy) and write ve/ID.toml if there is none.
+    Create {
+        /// VE id.
+        id: u32,
+        /// `busybox` or a folder.
+        #[arg(long)]
+        template: String,
+        /// Host name (default veID).
+        #[arg(long)]
+        hostname: Option<String>,
+    },
+    /// Start a VE and wire its network (a failure stops it again).
+    Start {
+        /// VE id.
+        id: u32,
+    },
+    /// Stop a VE: SIGTERM to its init, SIGKILL after --timeout.
+    Stop {
+        /// VE id.
+        id: u32,
+        /// Seconds to wait after SIGTERM.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// Remove a stopped VE's root and file.
+    Destroy {
+        /// VE id.
+        id: u32,
+    },
+    /// VEID NPROC STATUS IP_ADDR HOSTNAME for every VE file.
+    List,
+    /// Run a command inside a running VE.
+    Exec {
+        /// VE id.
+        id: u32,
+        /// The command and its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        argv: Vec<String>,
+    },
 }
 
 /// Runs the command line; never panics on bad input.
@@ -84,6 +144,14 @@ pub fn main() -> ExitCode {
 
 /// Runs the command line with these arguments (the first is the program name).
 pub fn main_from(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    if args.get(1).is_some_and(|a| a == "__ve-init") {
+        let rest: Vec<String> = args[2..]
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        return ExitCode::from(crate::ve::init_main(&rest).clamp(0, 255) as u8);
+    }
     let cli = Cli::parse_from(args);
     raise_fd_limit();
     tracing_subscriber::fmt()
@@ -126,7 +194,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Loads the config or prints its errors; `Err(code)` is the exit code.
 fn load(cli: &Cli) -> Result<(Config, Desired), ExitCode> {
     match Config::load(&cli.config_dir) {
-        Ok(config) => {
+        Ok(mut config) => {
+            crate::ve::overlay_running(&mut config, &cli.state_dir);
             let desired = Desired::from_config(&config);
             Ok((config, desired))
         }
@@ -205,6 +274,9 @@ fn via_agent(cli: &Cli, cmd: crate::control::Command) -> anyhow::Result<ExitCode
 }
 
 fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Ve { cmd } = &cli.command {
+        return ve_command(cli, cmd);
+    }
     if let Command::Show = cli.command {
         return runtime()?.block_on(show::show(cli));
     }
@@ -310,9 +382,86 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => Ok(report_error(cli, &e)),
             },
-            Command::Check | Command::Show | Command::Status => unreachable!("handled above"),
+            Command::Check | Command::Show | Command::Status | Command::Ve { .. } => unreachable!("handled above"),
         }
     })
+}
+
+fn ve_command(cli: &Cli, cmd: &VeCommand) -> anyhow::Result<ExitCode> {
+    use crate::ve;
+    let state = &cli.state_dir;
+    match cmd {
+        VeCommand::Create {
+            id,
+            template,
+            hostname,
+        } => {
+            let root = ve::create(&cli.config_dir, state, *id, template, hostname.as_deref())?;
+            println!("VE {id} created: root {}", root.display());
+        }
+        VeCommand::Start { id } => {
+            let (config, _) = match load(cli) {
+                Ok(v) => v,
+                Err(code) => return Ok(code),
+            };
+            let pid = ve::start(&config, state, *id, || {
+                // The VE now runs: load again so that its netns is in the config.
+                let (_, desired) =
+                    load(cli).map_err(|_| anyhow::anyhow!("config became invalid"))?;
+                if let Some(missing) = missing_features(&desired)? {
+                    anyhow::bail!("{missing}");
+                }
+                runtime()?.block_on(async {
+                    let engine = Engine::new(&desired)?;
+                    let report = engine.apply(&desired).await?;
+                    for op in &report.ops {
+                        println!("{op}");
+                    }
+                    Ok(())
+                })
+            })?;
+            println!("VE {id} started (init pid {pid})");
+        }
+        VeCommand::Stop { id, timeout } => {
+            ve::stop(state, *id, std::time::Duration::from_secs(*timeout))?;
+            println!("VE {id} stopped");
+        }
+        VeCommand::Destroy { id } => {
+            ve::destroy(&cli.config_dir, state, *id)?;
+            println!("VE {id} destroyed");
+        }
+        VeCommand::List => {
+            let (config, _) = match load(cli) {
+                Ok(v) => v,
+                Err(code) => return Ok(code),
+            };
+            let list = ve::list(&config, state);
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!(
+                    "{:>6} {:>6} {:<8} {:<20} HOSTNAME",
+                    "VEID", "NPROC", "STATUS", "IP_ADDR"
+                );
+                for v in &list {
+                    let ip = if v.ip_addr.is_empty() {
+                        "-".to_string()
+                    } else {
+                        v.ip_addr.join(",")
+                    };
+                    println!(
+                        "{:>6} {:>6} {:<8} {:<20} {}",
+                        v.veid, v.nproc, v.status, ip, v.hostname
+                    );
+                }
+            }
+        }
+        VeCommand::Exec { id, argv } => {
+            let code = ve::exec(state, *id, argv)?;
+            return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn report_error(cli: &Cli, e: &ApplyError) -> ExitCode {

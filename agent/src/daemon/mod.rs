@@ -142,8 +142,10 @@ struct Agent {
 }
 
 impl Agent {
-    fn load(dir: &Path) -> Result<Desired, String> {
-        let config = Config::load(dir).map_err(|e| e.to_string())?;
+    fn load(dir: &Path, state: &Path) -> Result<Desired, String> {
+        let mut config = Config::load(dir).map_err(|e| e.to_string())?;
+        // VEs run by `vznet ve start` are wired through their init's netns.
+        crate::ve::overlay_running(&mut config, state);
         let desired = Desired::from_config(&config);
         if let Some(missing) = missing_features(&desired).map_err(|e| e.to_string())? {
             return Err(missing.to_string());
@@ -207,7 +209,7 @@ impl Agent {
 
     /// Re-reads the config; an invalid one is rejected and the running state kept.
     async fn reload(&mut self, cause: &str) -> Result<Vec<netcfg::op::Op>, String> {
-        match Agent::load(&self.config_dir) {
+        match Agent::load(&self.config_dir, &self.opts.state_dir) {
             Ok(desired) => {
                 self.desired = desired;
                 self.status.config_error = None;
@@ -222,7 +224,7 @@ impl Agent {
     }
 
     async fn plan(&mut self) -> Result<netcfg::plan::Plan, String> {
-        let desired = Agent::load(&self.config_dir)?;
+        let desired = Agent::load(&self.config_dir, &self.opts.state_dir)?;
         let engine = Engine::new(&desired).map_err(|e| e.to_string())?;
         engine.plan(&desired).await.map_err(|e| e.to_string())
     }
@@ -255,7 +257,7 @@ async fn run(opts: Options) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("config folder {}", opts.config_dir.display()))?;
     std::fs::create_dir_all(&opts.state_dir)
         .with_context(|| format!("state folder {}", opts.state_dir.display()))?;
-    let desired = match Agent::load(&config_dir) {
+    let desired = match Agent::load(&config_dir, &opts.state_dir) {
         Ok(d) => d,
         Err(e) => {
             tracing::error!("{e}");

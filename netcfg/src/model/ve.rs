@@ -24,6 +24,9 @@ pub struct VeConfig {
     /// Wire an existing network namespace: a name under /run/netns or an absolute path.
     #[serde(default)]
     pub netns: Option<String>,
+    /// The VE's init, run by `vznet ve start` (default `/sbin/init`).
+    #[serde(default)]
+    pub init: Option<Vec<String>>,
     /// Bridged veth interfaces (`vzctl set --netif_add`).
     #[serde(default)]
     pub netif: Vec<Netif>,

@@ -72,8 +72,16 @@ pub fn snapshot(host: &Host) -> Result<String> {
     if let Some(arr) = links.as_array_mut() {
         for l in arr.iter_mut() {
             if let Some(o) = l.as_object_mut() {
-                // Counters and operational flags move on their own.
+                // Counters, operational flags and offload limits (a bridge
+                // recomputes them as ports come and go) move on their own.
                 for k in [
+                    "tso_max_size",
+                    "tso_max_segs",
+                    "gso_max_size",
+                    "gso_max_segs",
+                    "gro_max_size",
+                    "gso_ipv4_max_size",
+                    "gro_ipv4_max_size",
                     "stats64",
                     "operstate",
                     "linkinfo",

@@ -1,0 +1,164 @@
+//! The VE's first process. `vznet ve start` runs `vznet __ve-init ...` with new
+//! mount, UTS, IPC, network and PID namespaces unshared; this process stays in
+//! the host's PID namespace, forks the VE's PID 1, records its host pid, and
+//! waits for it. PID 1 pivots into the root, mounts /proc, /sys and a minimal
+//! /dev, sets the hostname and execs the VE's init.
+
+use std::ffi::CString;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{chdir, execv, fork, pivot_root, sethostname, ForkResult};
+
+/// `vznet __ve-init ROOT HOSTNAME PIDFILE INIT [ARGS...]`; never returns on success
+/// of the VE's PID 1; returns the exit code the VE's init exited with.
+pub fn init_main(args: &[String]) -> i32 {
+    let [root, hostname, pidfile, init @ ..] = args else {
+        eprintln!("__ve-init: usage: ROOT HOSTNAME PIDFILE INIT [ARGS...]");
+        return 2;
+    };
+    if init.is_empty() {
+        eprintln!("__ve-init: no init command");
+        return 2;
+    }
+    // SAFETY: single-threaded here (a fresh exec), so fork is sound.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            if let Err(e) = pid1(Path::new(root), hostname, init) {
+                eprintln!("VE init: {e:#}");
+            }
+            // SAFETY: leaving the child without running the parent's destructors.
+            unsafe { libc::_exit(127) }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            let start = super::runtime::start_time(child.as_raw() as u32).unwrap_or(0);
+            if let Err(e) = std::fs::write(pidfile, format!("{} {start}\n", child.as_raw())) {
+                eprintln!("__ve-init: writing {pidfile}: {e}");
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                return 1;
+            }
+            loop {
+                match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(_, code)) => return code,
+                    Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+                    Ok(_) => continue,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => return 1,
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("__ve-init: fork: {e}");
+            1
+        }
+    }
+}
+
+/// Brings the VE's loopback up (SIOCSIFFLAGS; no netlink needed for this).
+fn loopback_up() -> Result<()> {
+    // SAFETY: a plain socket and two ioctls on a zeroed ifreq we own.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        anyhow::ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        let ok = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) == 0 && {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) == 0
+        };
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        anyhow::ensure!(ok, "bringing lo up: {err}");
+    }
+    Ok(())
+}
+
+fn pid1(root: &Path, hostname: &str, init: &[String]) -> Result<()> {
+    sethostname(hostname).context("sethostname")?;
+    loopback_up()?;
+    // Nothing mounted here may leak back to the host.
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .context("making / private")?;
+    mount(
+        Some(root),
+        root,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .context("binding the root")?;
+    let old = root.join(".oldroot");
+    std::fs::create_dir_all(&old)?;
+    pivot_root(root, &old).context("pivot_root")?;
+    chdir("/")?;
+    umount2("/.oldroot", MntFlags::MNT_DETACH).context("detaching the old root")?;
+    let _ = std::fs::remove_dir("/.oldroot");
+    for d in ["/proc", "/sys", "/dev", "/tmp"] {
+        std::fs::create_dir_all(d)?;
+    }
+    mount(
+        Some("proc"),
+        "/proc",
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .context("mounting /proc")?;
+    mount(
+        Some("sysfs"),
+        "/sys",
+        Some("sysfs"),
+        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .context("mounting /sys")?;
+    mount(
+        Some("tmpfs"),
+        "/dev",
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID,
+        Some("mode=755,size=64k"),
+    )
+    .context("mounting /dev")?;
+    for (name, major, minor) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ] {
+        mknod(
+            format!("/dev/{name}").as_str(),
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(major, minor),
+        )
+        .with_context(|| format!("mknod /dev/{name}"))?;
+    }
+    mount(
+        Some("tmpfs"),
+        "/tmp",
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        None::<&str>,
+    )
+    .context("mounting /tmp")?;
+    let argv: Vec<CString> = init
+        .iter()
+        .map(|a| CString::new(a.as_str()))
+        .collect::<Result<_, _>>()?;
+    let prog = argv.first().context("empty init")?;
+    execv(prog, &argv).with_context(|| format!("exec {}", init[0]))?;
+    Ok(())
+}
