@@ -5,7 +5,7 @@ need=()
 # qemu + a kernel with bonding/8021q/dummy modules for the VM tier (the running
 # kernel is untouched); busybox-static for minimal VE roots.
 for pkg in iproute2 nftables iputils-ping procps kmod ca-certificates gcc \
-           qemu-system-x86 linux-image-amd64 busybox-static python3-venv; do
+           qemu-system-x86 linux-image-amd64 busybox-static python3-venv keepalived; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -7,12 +7,12 @@
 //! - [`machine`]: the Initialize/Backup/Master state machine of RFC 5798/9568 §6.4 and
 //!   RFC 3768 §6.4. It takes `(now, event)` and returns [`machine::Action`]s; it owns no
 //!   socket and reads no clock, so tests drive hours of protocol in microseconds.
-//!
-//! The I/O shell (raw sockets, gratuitous ARP, unsolicited NA, VIP add/remove) lives
-//! elsewhere and stays thin: it feeds received datagrams through
-//! [`reception::receive_ipv4`] / [`reception::receive_ipv6`], hands the result to
-//! [`machine::Machine::handle`], performs the returned actions and sleeps until
-//! [`machine::Machine::poll_timeout`].
+//! - `io` (feature `io`, on by default): the Linux shell (raw sockets, gratuitous ARP,
+//!   unsolicited NA, VIP add/remove over rtnetlink) and the tokio `io::Instance` runner.
+//!   It stays thin: it feeds received datagrams through [`reception::receive_ipv4`] /
+//!   [`reception::receive_ipv6`], hands the result to [`machine::Machine::handle`],
+//!   performs the returned actions and sleeps until [`machine::Machine::poll_timeout`].
+//!   The rest of the crate never depends on it.
 //!
 //! ```
 //! use std::net::{IpAddr, Ipv4Addr};
@@ -44,6 +44,8 @@
 //! ```
 
 pub mod config;
+#[cfg(feature = "io")]
+pub mod io;
 pub mod machine;
 pub mod reception;
 pub mod time;

@@ -1,0 +1,464 @@
+//! `vznet-vrrp` in network namespaces: routers and a client on one switch, alone and
+//! against Debian's keepalived. Needs root, iproute2, iputils-ping and keepalived.
+#![cfg(feature = "cli")]
+
+mod lan;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use lan::{
+    log_has, stop_vznet, vznet_state, wait_vznet_state, KeepalivedInstance, Lan, VIP4, VIP6,
+};
+
+/// Long enough for any convergence at 100 ms adverts, short enough to fail fast.
+const CONVERGE: Duration = Duration::from_secs(5);
+/// How long a Master must stay the only one once elected (several Master_Down_Intervals
+/// at 100 ms).
+const HOLD: Duration = Duration::from_millis(600);
+/// Pings after a failover: the client may need a retry while its ARP entry moves.
+const PING: Duration = Duration::from_secs(5);
+
+/// VRRPv3, 100 ms, one IPv4 VIP /24, at `priority`.
+fn v3_ipv4(priority: &str) -> Vec<&str> {
+    vec![
+        "--vrid",
+        "51",
+        "--version",
+        "3",
+        "--interval-ms",
+        "100",
+        "--vip",
+        "10.0.0.100/24",
+        "--priority",
+        priority,
+    ]
+}
+
+#[test]
+fn higher_priority_wins_election() -> Result<()> {
+    let lan = Lan::new("vrrp_election", 2)?;
+    let low = lan.start_vznet(1, &v3_ipv4("100"))?;
+    let high = lan.start_vznet(2, &v3_ipv4("200"))?;
+    lan.expect_sole_master(2, VIP4, CONVERGE, HOLD);
+    assert!(wait_vznet_state(&high, "Master", CONVERGE));
+    assert_eq!(vznet_state(&low).as_deref(), Some("Backup"));
+    assert!(lan.client_reaches(VIP4, PING), "VIP does not answer");
+
+    // The Backup heard the Master's adverts and dropped none of them.
+    let backup = stop_vznet(&low)?;
+    assert!(backup.adverts_received > 0, "{backup:?}");
+    assert_eq!(backup.dropped, 0, "{backup:?}");
+    assert_eq!(backup.adverts_sent, 0, "{backup:?}");
+    let master = stop_vznet(&high)?;
+    assert!(master.adverts_sent > 0, "{master:?}");
+    Ok(())
+}
+
+#[test]
+fn sigkill_of_master_backup_takes_over() -> Result<()> {
+    let lan = Lan::new("vrrp_sigkill", 2)?;
+    let master = lan.start_vznet(1, &v3_ipv4("200"))?;
+    let backup = lan.start_vznet(2, &v3_ipv4("100"))?;
+    lan.expect_sole_master(1, VIP4, CONVERGE, HOLD);
+    assert!(lan.client_reaches(VIP4, PING));
+
+    let killed = Instant::now();
+    lan.crash(1, &master)?;
+    assert!(wait_vznet_state(&backup, "Master", CONVERGE));
+    // Master_Down_Interval: 3 * 100 ms + Skew_Time (60 ms at priority 100).
+    let took = killed.elapsed();
+    assert!(took < Duration::from_secs(2), "takeover took {took:?}");
+    lan.expect_sole_master(2, VIP4, CONVERGE, Duration::ZERO);
+    assert!(
+        lan.client_reaches(VIP4, PING),
+        "VIP does not answer after failover"
+    );
+    Ok(())
+}
+
+#[test]
+fn graceful_stop_hands_over_after_skew_time() -> Result<()> {
+    // 1 s adverts: Master_Down_Interval is 3.6 s at priority 100, Skew_Time 0.6 s, so
+    // a takeover well under 3 s can only come from the priority-0 advert.
+    let args = |priority| {
+        vec![
+            "--vrid",
+            "51",
+            "--interval-ms",
+            "1000",
+            "--vip",
+            "10.0.0.100/24",
+            "--priority",
+            priority,
+        ]
+    };
+    let lan = Lan::new("vrrp_graceful", 2)?;
+    let master = lan.start_vznet(1, &args("200"))?;
+    let backup = lan.start_vznet(2, &args("100"))?;
+    lan.expect_sole_master(1, VIP4, Duration::from_secs(8), Duration::ZERO);
+    assert!(wait_vznet_state(&backup, "Backup", CONVERGE));
+
+    let stopping = Instant::now();
+    let counters = stop_vznet(&master)?;
+    assert!(counters.adverts_sent > 0);
+    assert!(
+        !lan.has_vip(1, VIP4),
+        "a stopped Master must remove its VIP"
+    );
+    assert!(wait_vznet_state(&backup, "Master", CONVERGE));
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_millis(2500), "handover took {took:?}");
+    let log = backup.stdout()?;
+    assert!(log.contains("reason=MasterReleased"), "{log}");
+    lan.expect_sole_master(2, VIP4, CONVERGE, Duration::ZERO);
+    assert!(lan.client_reaches(VIP4, PING));
+    Ok(())
+}
+
+#[test]
+fn higher_priority_router_preempts_on_return_unless_told_not_to() -> Result<()> {
+    let lan = Lan::new("vrrp_preempt", 2)?;
+    let first = lan.start_vznet(1, &v3_ipv4("200"))?;
+    let backup = lan.start_vznet(2, &v3_ipv4("100"))?;
+    lan.expect_sole_master(1, VIP4, CONVERGE, HOLD);
+
+    lan.crash(1, &first)?;
+    lan.expect_sole_master(2, VIP4, CONVERGE, Duration::ZERO);
+    lan.revive(1)?;
+    let returned = lan.start_vznet(1, &v3_ipv4("200"))?;
+    // Preempt_Mode (default): the Backup at 200 discards the Master's adverts at 100
+    // and takes over after Master_Down_Interval; the old Master yields.
+    lan.expect_sole_master(1, VIP4, CONVERGE, HOLD);
+    assert_eq!(vznet_state(&returned).as_deref(), Some("Master"));
+    assert!(wait_vznet_state(&backup, "Backup", CONVERGE));
+    assert!(log_has(&backup, "reason=HigherPriorityAdvert"));
+    assert!(lan.client_reaches(VIP4, PING));
+
+    // With --no-preempt the returning router stays Backup.
+    lan.crash(1, &returned)?;
+    lan.expect_sole_master(2, VIP4, CONVERGE, Duration::ZERO);
+    lan.revive(1)?;
+    let mut args = v3_ipv4("200");
+    args.push("--no-preempt");
+    let polite = lan.start_vznet(1, &args)?;
+    assert!(wait_vznet_state(&polite, "Backup", CONVERGE));
+    lan.expect_sole_master(2, VIP4, CONVERGE, Duration::from_secs(1));
+    assert_eq!(vznet_state(&polite).as_deref(), Some("Backup"));
+    Ok(())
+}
+
+#[test]
+fn link_loss_stops_the_master_and_link_return_restarts_it() -> Result<()> {
+    let lan = Lan::new("vrrp_link", 2)?;
+    let first = lan.start_vznet(1, &v3_ipv4("200"))?;
+    let backup = lan.start_vznet(2, &v3_ipv4("100"))?;
+    lan.expect_sole_master(1, VIP4, CONVERGE, HOLD);
+
+    lan.router(1).ip(["link", "set", lan::IFACE, "down"])?;
+    assert!(wait_vznet_state(&first, "Initialize", CONVERGE));
+    assert!(log_has(&first, "reason=InterfaceDown"));
+    // The VIP goes with the link (RFC 5798 §6.4.3 leaves Master for Initialize).
+    lan.expect_sole_master(2, VIP4, CONVERGE, Duration::ZERO);
+    assert!(wait_vznet_state(&backup, "Master", CONVERGE));
+
+    lan.router(1).ip(["link", "set", lan::IFACE, "up"])?;
+    assert!(wait_vznet_state(&first, "Master", CONVERGE));
+    assert!(log_has(&first, "reason=InterfaceUp"));
+    lan.expect_sole_master(1, VIP4, CONVERGE, HOLD);
+    assert!(lan.client_reaches(VIP4, PING));
+    Ok(())
+}
+
+/// The address owner (priority 255) protects its own address: Master at once, and its
+/// address stays on its interface whatever happens to the VRRP process.
+///
+/// A Backup that took the owner's address over must accept packets from it to hear
+/// the owner return: Linux drops IPv4 packets whose source is a local address as
+/// martians unless `accept_local` is set on the interface.
+#[test]
+fn address_owner_keeps_its_own_address() -> Result<()> {
+    let owned = "10.0.0.1";
+    let args = |priority| {
+        vec![
+            "--vrid",
+            "51",
+            "--interval-ms",
+            "100",
+            "--vip",
+            "10.0.0.1/24",
+            "--priority",
+            priority,
+        ]
+    };
+    let lan = Lan::new("vrrp_owner", 2)?;
+    lan.router(2).run([
+        "sh",
+        "-c",
+        "echo 1 > /proc/sys/net/ipv4/conf/eth0/accept_local",
+    ])?;
+    let owner = lan.start_vznet(1, &args("255"))?;
+    assert!(wait_vznet_state(&owner, "Master", CONVERGE));
+    let backup = lan.start_vznet(2, &args("100"))?;
+    assert!(wait_vznet_state(&backup, "Backup", CONVERGE));
+    lan.expect_sole_master(1, owned, CONVERGE, HOLD);
+
+    lan.crash(1, &owner)?;
+    assert!(wait_vznet_state(&backup, "Master", CONVERGE));
+    assert!(lan.client_reaches(owned, PING));
+    lan.revive(1)?;
+    let owner = lan.start_vznet(1, &args("255"))?;
+    assert!(wait_vznet_state(&backup, "Backup", CONVERGE));
+    lan.expect_sole_master(1, owned, CONVERGE, HOLD);
+
+    stop_vznet(&owner)?;
+    assert!(lan.has_vip(1, owned), "the owner's own address was removed");
+    Ok(())
+}
+
+#[test]
+fn unicast_peers_elect_and_fail_over() -> Result<()> {
+    let lan = Lan::new("vrrp_unicast", 2)?;
+    let mut a1 = v3_ipv4("200");
+    a1.extend(["--unicast-peer", "10.0.0.2"]);
+    let mut a2 = v3_ipv4("100");
+    a2.extend(["--unicast-peer", "10.0.0.1"]);
+    let master = lan.start_vznet(1, &a1)?;
+    let backup = lan.start_vznet(2, &a2)?;
+    lan.expect_sole_master(1, VIP4, CONVERGE, HOLD);
+    assert!(wait_vznet_state(&backup, "Backup", CONVERGE));
+    lan.crash(1, &master)?;
+    assert!(wait_vznet_state(&backup, "Master", CONVERGE));
+    lan.expect_sole_master(2, VIP4, CONVERGE, Duration::ZERO);
+    assert!(lan.client_reaches(VIP4, PING));
+    let counters = stop_vznet(&backup)?;
+    assert!(counters.adverts_received > 0, "{counters:?}");
+    assert_eq!(counters.dropped, 0, "{counters:?}");
+    Ok(())
+}
+
+#[test]
+fn ipv6_v3_election_and_failover() -> Result<()> {
+    let args = |priority| {
+        vec![
+            "--vrid",
+            "51",
+            "--interval-ms",
+            "100",
+            "--vip",
+            "fd00::100/64",
+            "--priority",
+            priority,
+        ]
+    };
+    let lan = Lan::new("vrrp_ipv6", 2)?;
+    let low = lan.start_vznet(1, &args("100"))?;
+    let high = lan.start_vznet(2, &args("200"))?;
+    // vznet-vrrp waits for its link-local address to pass DAD before it starts.
+    lan.expect_sole_master(2, VIP6, Duration::from_secs(10), HOLD);
+    assert!(wait_vznet_state(&high, "Master", CONVERGE));
+    assert_eq!(vznet_state(&low).as_deref(), Some("Backup"));
+    assert!(lan.client_reaches(VIP6, PING), "IPv6 VIP does not answer");
+
+    lan.crash(2, &high)?;
+    assert!(wait_vznet_state(&low, "Master", CONVERGE));
+    lan.expect_sole_master(1, VIP6, CONVERGE, Duration::ZERO);
+    assert!(
+        lan.client_reaches(VIP6, PING),
+        "IPv6 VIP does not answer after failover"
+    );
+    Ok(())
+}
+
+// --- keepalived interop -------------------------------------------------------------
+
+fn keepalived_v3_ipv4(priority: u8) -> KeepalivedInstance {
+    KeepalivedInstance {
+        version: 3,
+        priority,
+        advert_int: "0.1",
+        vip: "10.0.0.100/24",
+    }
+}
+
+/// vznet Master, keepalived Backup: both failovers, graceful and not, and preemption
+/// back to vznet.
+#[test]
+fn keepalived_v3_ipv4_with_vznet_master() -> Result<()> {
+    lan::keepalived_path()?;
+    let lan = Lan::new("vrrp_ka_v3_vznet", 2)?;
+    let keepalived = lan.start_keepalived(2, &keepalived_v3_ipv4(100))?;
+    let vznet = lan.start_vznet(1, &v3_ipv4("200"))?;
+    lan.expect_sole_master(1, VIP4, CONVERGE, HOLD);
+    assert!(lan.client_reaches(VIP4, PING));
+
+    // Graceful: keepalived takes over on our priority-0 advert.
+    stop_vznet(&vznet)?;
+    lan.expect_sole_master(2, VIP4, CONVERGE, Duration::ZERO);
+    assert!(lan.client_reaches(VIP4, PING));
+
+    // vznet returns at 200 and preempts keepalived.
+    let vznet = lan.start_vznet(1, &v3_ipv4("200"))?;
+    lan.expect_sole_master(1, VIP4, CONVERGE, HOLD);
+    assert!(lan.client_reaches(VIP4, PING));
+
+    // Crash: keepalived takes over after Master_Down_Interval.
+    lan.crash(1, &vznet)?;
+    lan.expect_sole_master(2, VIP4, CONVERGE, Duration::ZERO);
+    assert!(lan.client_reaches(VIP4, PING));
+    assert!(keepalived.is_running()?);
+    Ok(())
+}
+
+/// keepalived Master, vznet Backup: vznet takes over on a crash and on keepalived's
+/// priority 0, and yields when keepalived returns with a higher priority.
+#[test]
+fn keepalived_v3_ipv4_with_keepalived_master() -> Result<()> {
+    lan::keepalived_path()?;
+    let lan = Lan::new("vrrp_ka_v3_ka", 2)?;
+    let keepalived = lan.start_keepalived(1, &keepalived_v3_ipv4(200))?;
+    let vznet = lan.start_vznet(2, &v3_ipv4("100"))?;
+    lan.expect_sole_master(1, VIP4, CONVERGE, HOLD);
+    assert!(wait_vznet_state(&vznet, "Backup", CONVERGE));
+    assert!(lan.client_reaches(VIP4, PING));
+
+    lan.crash(1, &keepalived)?;
+    assert!(wait_vznet_state(&vznet, "Master", CONVERGE));
+    lan.expect_sole_master(2, VIP4, CONVERGE, Duration::ZERO);
+    assert!(lan.client_reaches(VIP4, PING));
+
+    lan.revive(1)?;
+    let keepalived = lan.start_keepalived(1, &keepalived_v3_ipv4(200))?;
+    lan.expect_sole_master(1, VIP4, CONVERGE, HOLD);
+    assert!(wait_vznet_state(&vznet, "Backup", CONVERGE));
+    assert!(lan.client_reaches(VIP4, PING));
+
+    keepalived.terminate(Duration::from_secs(5))?;
+    assert!(wait_vznet_state(&vznet, "Master", CONVERGE));
+    lan.expect_sole_master(2, VIP4, CONVERGE, Duration::ZERO);
+    assert!(log_has(&vznet, "reason=MasterReleased"));
+    assert!(lan.client_reaches(VIP4, PING));
+    let counters = stop_vznet(&vznet)?;
+    assert_eq!(counters.dropped, 0, "{counters:?}");
+    Ok(())
+}
+
+/// keepalived checksums VRRPv3 over IPv4 with the pseudo-header; RFC 9568 does not.
+/// Mismatched, each side drops the other's adverts (counted as bad_checksum) and both
+/// become Master: the setting matters, and the counter shows why.
+#[test]
+fn keepalived_v3_ipv4_checksum_mismatch_is_counted() -> Result<()> {
+    lan::keepalived_path()?;
+    let lan = Lan::new("vrrp_ka_checksum", 2)?;
+    let _keepalived = lan.start_keepalived(2, &keepalived_v3_ipv4(100))?;
+    let mut args = v3_ipv4("200");
+    args.extend(["--checksum", "without-pseudo-header"]);
+    let vznet = lan.start_vznet(1, &args)?;
+    let both = lab::wait_until(CONVERGE, lan::POLL, || lan.vip_holders(VIP4) == [1, 2]);
+    assert!(both, "holders: {:?}", lan.vip_holders(VIP4));
+    let counters = stop_vznet(&vznet)?;
+    assert!(counters.drops.contains("bad_checksum"), "{counters:?}");
+    assert_eq!(counters.adverts_received, 0, "{counters:?}");
+    Ok(())
+}
+
+/// VRRPv2 at keepalived's 1 s: vznet Master -> crash -> keepalived Master; vznet back
+/// as a lower-priority Backup; keepalived stops -> vznet Master.
+#[test]
+fn keepalived_v2_ipv4_failover_both_ways() -> Result<()> {
+    lan::keepalived_path()?;
+    let v2 = |priority| {
+        vec![
+            "--vrid",
+            "51",
+            "--version",
+            "2",
+            "--interval-ms",
+            "1000",
+            "--vip",
+            "10.0.0.100/24",
+            "--priority",
+            priority,
+        ]
+    };
+    let slow = Duration::from_secs(10);
+    let lan = Lan::new("vrrp_ka_v2", 2)?;
+    let keepalived = lan.start_keepalived(
+        2,
+        &KeepalivedInstance {
+            version: 2,
+            priority: 100,
+            advert_int: "1",
+            vip: "10.0.0.100/24",
+        },
+    )?;
+    let vznet = lan.start_vznet(1, &v2("200"))?;
+    lan.expect_sole_master(1, VIP4, slow, Duration::from_millis(1500));
+    assert!(lan.client_reaches(VIP4, PING));
+
+    lan.crash(1, &vznet)?;
+    lan.expect_sole_master(2, VIP4, slow, Duration::ZERO);
+    assert!(lan.client_reaches(VIP4, PING));
+
+    lan.revive(1)?;
+    let vznet = lan.start_vznet(1, &v2("50"))?;
+    assert!(wait_vznet_state(&vznet, "Backup", CONVERGE));
+    // Longer than vznet's Master_Down_Interval (3.8 s at priority 50): keepalived's
+    // adverts hold it in Backup.
+    lan.expect_sole_master(2, VIP4, CONVERGE, Duration::from_secs(4));
+    assert_eq!(vznet_state(&vznet).as_deref(), Some("Backup"));
+
+    keepalived.terminate(Duration::from_secs(5))?;
+    assert!(wait_vznet_state(&vznet, "Master", slow));
+    lan.expect_sole_master(1, VIP4, CONVERGE, Duration::ZERO);
+    assert!(lan.client_reaches(VIP4, PING));
+    let counters = stop_vznet(&vznet)?;
+    assert_eq!(counters.dropped, 0, "{counters:?}");
+    Ok(())
+}
+
+/// VRRPv3 over IPv6 against keepalived, in both roles.
+#[test]
+fn keepalived_v3_ipv6_failover_both_ways() -> Result<()> {
+    lan::keepalived_path()?;
+    let ka = |priority| KeepalivedInstance {
+        version: 3,
+        priority,
+        advert_int: "0.1",
+        vip: "fd00::100/64",
+    };
+    let vz = |priority| {
+        vec![
+            "--vrid",
+            "51",
+            "--interval-ms",
+            "100",
+            "--vip",
+            "fd00::100/64",
+            "--priority",
+            priority,
+        ]
+    };
+    let lan = Lan::new("vrrp_ka_v3_ipv6", 2)?;
+    lan.wait_link_local(1)?;
+    lan.wait_link_local(2)?;
+    let keepalived = lan.start_keepalived(2, &ka(100))?;
+    let vznet = lan.start_vznet(1, &vz("200"))?;
+    lan.expect_sole_master(1, VIP6, CONVERGE, HOLD);
+    assert!(lan.client_reaches(VIP6, PING));
+
+    lan.crash(1, &vznet)?;
+    lan.expect_sole_master(2, VIP6, CONVERGE, Duration::ZERO);
+    assert!(lan.client_reaches(VIP6, PING));
+
+    lan.revive(1)?;
+    let vznet = lan.start_vznet(1, &vz("50"))?;
+    assert!(wait_vznet_state(&vznet, "Backup", CONVERGE));
+    lan.expect_sole_master(2, VIP6, CONVERGE, HOLD);
+
+    lan.crash(2, &keepalived)?;
+    assert!(wait_vznet_state(&vznet, "Master", CONVERGE));
+    lan.expect_sole_master(1, VIP6, CONVERGE, Duration::ZERO);
+    assert!(lan.client_reaches(VIP6, PING));
+    Ok(())
+}
