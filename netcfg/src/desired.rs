@@ -73,6 +73,9 @@ pub struct Desired {
     pub routes: BTreeMap<NsName, Vec<RouteSpec>>,
     /// VEs with network config but no netns (not running): not wired now.
     pub unwired: Vec<u32>,
+    /// VRRP virtual IPs by interface (host netns): the VRRP instance adds and
+    /// removes them, so plan never touches them.
+    pub vips: Vec<(String, IpNet)>,
 }
 
 /// The alias of a VE's link.
@@ -157,6 +160,11 @@ impl Desired {
                 }
             }
             iface_sysctls(&mut d, &br.name, &br.sysctl);
+        }
+        for v in &host.vrrp {
+            for a in &v.virtual_ips {
+                d.vips.push((v.interface.clone(), *a));
+            }
         }
         let mut host_routes = Vec::new();
         for r in &host.route {

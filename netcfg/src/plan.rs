@@ -389,13 +389,17 @@ fn link_ops(
             up: true,
         });
     }
-    addr_ops(
-        ops,
-        &spec.ns,
-        &spec.name,
-        &spec.addrs,
-        host.addrs_of(link.index).collect(),
-    );
+    // A VRRP virtual IP comes and goes with mastership: not drift.
+    let have = host
+        .addrs_of(link.index)
+        .filter(|a| {
+            !desired
+                .vips
+                .iter()
+                .any(|(dev, vip)| dev == &spec.name && vip.addr() == a.addr())
+        })
+        .collect();
+    addr_ops(ops, &spec.ns, &spec.name, &spec.addrs, have);
     Ok(())
 }
 
@@ -857,6 +861,21 @@ mod tests {
         assert!(pos("~ link eth0 down") < pos("~ link eth0 master bond0"));
         assert!(pos("+ bridge br0 (stp off)") < pos("~ link bond0 master br0"));
         assert!(pos("~ link bond0 master br0") != usize::MAX, "{:?}", p.ops);
+    }
+
+    #[test]
+    fn a_vrrp_virtual_ip_on_a_managed_link_is_not_drift() {
+        let mut d = veth_desired();
+        d.vips
+            .push(("br0".into(), "10.0.0.100/24".parse().expect("cidr")));
+        let mut o = veth_observed();
+        o.host.addrs.push(AddrState {
+            index: 2,
+            addr: "10.0.0.100/24".parse().expect("cidr"),
+        });
+        assert!(plan(&d, &o).expect("plan").is_empty());
+        // Without the VRRP instance it would go.
+        assert_eq!(plan(&veth_desired(), &o).expect("plan").ops.len(), 1);
     }
 
     #[test]

@@ -30,6 +30,8 @@ const CASES: &[Case] = &[
     Case { name: "bad MAC", host: GOOD_HOST, ve: "id = 7\n[[netif]]\nname = \"eth0\"\nmac = \"00:11:22\"\n", at: "ve/7.toml:4:7: netif[0].mac", says: "invalid MAC address" },
     Case { name: "unknown sysctl", host: "[sysctl]\n\"net.ipv4.no_such_knob\" = 1\n", ve: "", at: "host.toml:2:1: sysctl.\"net.ipv4.no_such_knob\"", says: "unknown sysctl" },
     Case { name: "id and file name differ", host: GOOD_HOST, ve: "id = 8\n", at: "ve/7.toml:1:1: id", says: "does not match the file name" },
+    Case { name: "VRRP VRID 0", host: "[[vrrp]]\nname = \"VI_1\"\ninterface = \"br0\"\nvrid = 0\nvirtual_ips = [\"10.0.0.100/24\"]\n", ve: "", at: "host.toml:4:1: vrrp[0].vrid", says: "VRID 0 is reserved" },
+    Case { name: "VRRPv3 interval", host: "[[vrrp]]\nname = \"VI_1\"\ninterface = \"br0\"\nvrid = 5\nadvert_interval_ms = 15\nvirtual_ips = [\"10.0.0.100/24\"]\n", ve: "", at: "host.toml:5:1: vrrp[0].advert_interval_ms", says: "centiseconds" },
     Case { name: "TOML syntax", host: "[[bridge]\nname = \"br0\"\n", ve: "", at: "host.toml:1:", says: "" },
 ];
 

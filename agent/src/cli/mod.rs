@@ -302,6 +302,46 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                     for id in &status.unwired {
                         println!("  VE {id}: no netns, not wired");
                     }
+                    if !status.vrrp.is_empty() {
+                        println!(
+                            "\n{:<12}{:<12}{:>5} {:<8}{:>5} {:<26}{:>8}{:>8}  drops",
+                            "instance",
+                            "interface",
+                            "vrid",
+                            "state",
+                            "prio",
+                            "master",
+                            "sent",
+                            "rcvd"
+                        );
+                        for v in &status.vrrp {
+                            let master =
+                                v.master.map_or_else(|| "-".to_string(), |m| m.to_string());
+                            let drops = if let Some(e) = &v.error {
+                                e.clone()
+                            } else if v.drops.is_empty() {
+                                "-".into()
+                            } else {
+                                v.drops
+                                    .iter()
+                                    .map(|(k, n)| format!("{k}={n}"))
+                                    .collect::<Vec<_>>()
+                                    .join(",")
+                            };
+                            println!(
+                                "{:<12}{:<12}{:>5} {:<8}{:>5} {:<26}{:>8}{:>8}  {}",
+                                v.name,
+                                v.interface,
+                                v.vrid,
+                                v.state,
+                                v.priority,
+                                master,
+                                v.adverts_sent,
+                                v.adverts_received,
+                                drops
+                            );
+                        }
+                    }
                 }
                 Ok(ExitCode::SUCCESS)
             }

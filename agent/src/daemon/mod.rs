@@ -6,6 +6,7 @@
 
 mod control;
 mod notify;
+pub mod vrrp;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -90,6 +91,9 @@ pub struct Status {
     pub unwired: Vec<u32>,
     /// Kernel events seen.
     pub events: u64,
+    /// VRRP instances.
+    #[serde(default)]
+    pub vrrp: Vec<vrrp::VrrpStatus>,
 }
 
 /// The inode of the calling thread's netns.
@@ -137,12 +141,14 @@ struct Agent {
     opts: Options,
     config_dir: PathBuf,
     desired: Desired,
+    vrrp_config: Vec<netcfg::model::Vrrp>,
+    vrrp: vrrp::Instances,
     status: Status,
     started: Instant,
 }
 
 impl Agent {
-    fn load(dir: &Path, state: &Path) -> Result<Desired, String> {
+    fn load(dir: &Path, state: &Path) -> Result<(Desired, Vec<netcfg::model::Vrrp>), String> {
         let mut config = Config::load(dir).map_err(|e| e.to_string())?;
         // VEs run by `vznet ve start` are wired through their init's netns.
         crate::ve::overlay_running(&mut config, state);
@@ -150,7 +156,7 @@ impl Agent {
         if let Some(missing) = missing_features(&desired).map_err(|e| e.to_string())? {
             return Err(missing.to_string());
         }
-        Ok(desired)
+        Ok((desired, config.host.vrrp))
     }
 
     /// One full plan and, if anything differs, apply. `cause` is logged with
@@ -210,10 +216,13 @@ impl Agent {
     /// Re-reads the config; an invalid one is rejected and the running state kept.
     async fn reload(&mut self, cause: &str) -> Result<Vec<netcfg::op::Op>, String> {
         match Agent::load(&self.config_dir, &self.opts.state_dir) {
-            Ok(desired) => {
+            Ok((desired, vrrp)) => {
                 self.desired = desired;
+                self.vrrp_config = vrrp;
                 self.status.config_error = None;
-                self.reconcile(cause).await
+                let r = self.reconcile(cause).await;
+                self.vrrp.sync(&self.vrrp_config).await;
+                r
             }
             Err(e) => {
                 tracing::error!(error = %e, "new config rejected; keeping the running state");
@@ -224,13 +233,14 @@ impl Agent {
     }
 
     async fn plan(&mut self) -> Result<netcfg::plan::Plan, String> {
-        let desired = Agent::load(&self.config_dir, &self.opts.state_dir)?;
+        let (desired, _) = Agent::load(&self.config_dir, &self.opts.state_dir)?;
         let engine = Engine::new(&desired).map_err(|e| e.to_string())?;
         engine.plan(&desired).await.map_err(|e| e.to_string())
     }
 
     fn status(&self) -> Status {
         let mut s = self.status.clone();
+        s.vrrp = self.vrrp.status();
         s.uptime_s = self.started.elapsed().as_secs();
         s
     }
@@ -257,7 +267,7 @@ async fn run(opts: Options) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("config folder {}", opts.config_dir.display()))?;
     std::fs::create_dir_all(&opts.state_dir)
         .with_context(|| format!("state folder {}", opts.state_dir.display()))?;
-    let desired = match Agent::load(&config_dir, &opts.state_dir) {
+    let (desired, vrrp_config) = match Agent::load(&config_dir, &opts.state_dir) {
         Ok(d) => d,
         Err(e) => {
             tracing::error!("{e}");
@@ -274,6 +284,8 @@ async fn run(opts: Options) -> anyhow::Result<ExitCode> {
         },
         config_dir,
         desired,
+        vrrp_config,
+        vrrp: vrrp::Instances::default(),
         opts,
         started: Instant::now(),
     };
@@ -284,6 +296,8 @@ async fn run(opts: Options) -> anyhow::Result<ExitCode> {
     if let Err(e) = agent.reconcile("start").await {
         tracing::error!(error = %e, "initial apply failed; will retry");
     }
+    // VRRP after the network it runs on exists.
+    agent.vrrp.sync(&agent.vrrp_config).await;
     let listener = control::bind(&agent.opts.socket)
         .with_context(|| format!("control socket {}", agent.opts.socket.display()))?;
     let (req_tx, mut req_rx) = mpsc::channel::<control::Pending>(16);
@@ -324,7 +338,10 @@ async fn run(opts: Options) -> anyhow::Result<ExitCode> {
                     let _ = agent.reconcile(&cause).await;
                 }
             }
-            _ = tick.tick() => { let _ = agent.reconcile("periodic").await; }
+            _ = tick.tick() => {
+                let _ = agent.reconcile("periodic").await;
+                agent.vrrp.sync(&agent.vrrp_config).await;
+            }
             _ = hup.recv() => { let _ = agent.reload("reload").await; }
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -336,7 +353,8 @@ async fn run(opts: Options) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    tracing::info!("stopping; the network stays as it is");
+    agent.vrrp.shutdown().await;
+    tracing::info!("stopping; the network stays as it is (VRRP instances handed over)");
     let _ = std::fs::remove_file(&agent.opts.socket);
     Ok(ExitCode::SUCCESS)
 }

@@ -27,6 +27,77 @@ pub struct HostConfig {
     /// Routes in the host's main table.
     #[serde(default)]
     pub route: Vec<Route>,
+    /// VRRP instances (run by vznetd; their virtual IPs are theirs, not netcfg's).
+    #[serde(default)]
+    pub vrrp: Vec<Vrrp>,
+}
+
+/// The VRRPv3 IPv4 checksum variant (RFC 9568 vs keepalived/FRR).
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum VrrpChecksum {
+    /// Include the IPv4 pseudo-header (keepalived's and FRR's default).
+    #[default]
+    WithPseudoHeader,
+    /// Leave it out (RFC 9568, Cisco, Juniper).
+    WithoutPseudoHeader,
+}
+
+/// One VRRP instance (a virtual router on one interface).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Vrrp {
+    /// Instance name (`VI_1`).
+    pub name: String,
+    /// Interface the adverts and virtual IPs use.
+    pub interface: String,
+    /// Virtual router id, 1..255.
+    pub vrid: u8,
+    /// 1..254; 255 for the address owner.
+    #[serde(default = "default_priority")]
+    pub priority: u8,
+    /// 2 (RFC 3768, IPv4 only) or 3 (RFC 5798/9568).
+    #[serde(default = "default_version")]
+    pub version: u8,
+    /// Advertisement interval: v2 whole seconds, v3 multiples of 10 ms.
+    #[serde(default = "default_interval")]
+    pub advert_interval_ms: u32,
+    /// The virtual addresses (all IPv4 or all IPv6), with prefix lengths.
+    pub virtual_ips: Vec<IpNet>,
+    /// Preempt a lower-priority master (default on).
+    #[serde(default = "default_true")]
+    pub preempt: bool,
+    /// Delay before preempting after start.
+    #[serde(default)]
+    pub preempt_delay_ms: u64,
+    /// Accept mode (RFC 5798 6.1).
+    #[serde(default)]
+    pub accept: bool,
+    /// Send to these peers instead of multicast.
+    #[serde(default)]
+    pub unicast_peers: Vec<IpAddr>,
+    /// VRRPv3 over IPv4 checksum variant.
+    #[serde(default)]
+    pub checksum: VrrpChecksum,
+    /// VRRPv2 simple password (at most 8 bytes).
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+fn default_priority() -> u8 {
+    100
+}
+
+fn default_version() -> u8 {
+    3
+}
+
+fn default_interval() -> u32 {
+    1000
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// Bonding modes vznet drives (the kernel's names).

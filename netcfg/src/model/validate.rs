@@ -211,6 +211,36 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
         }
         c.sysctls(hs, &p.k("sysctl"), &br.sysctl, true);
     }
+    let mut vrrp_names: BTreeMap<&str, KeyPath> = BTreeMap::new();
+    let mut vrrp_ids: BTreeMap<(&str, u8, bool), KeyPath> = BTreeMap::new();
+    for (i, v) in host.vrrp.iter().enumerate() {
+        let p = KeyPath::key("vrrp").i(i);
+        check_vrrp(&mut c, hs, &p, v);
+        if let Some(first) = vrrp_names.insert(&v.name, p.k("name")) {
+            c.error(
+                hs,
+                &p.k("name"),
+                format!(
+                    "duplicate VRRP instance name {:?} (also at {})",
+                    v.name,
+                    hs.locate(&first)
+                ),
+            );
+        }
+        let v4 = v.virtual_ips.first().is_none_or(|a| a.addr().is_ipv4());
+        if let Some(first) = vrrp_ids.insert((&v.interface, v.vrid, v4), p.k("vrid")) {
+            c.error(
+                hs,
+                &p.k("vrid"),
+                format!(
+                    "VRID {} is already used on {} for this address family (at {})",
+                    v.vrid,
+                    v.interface,
+                    hs.locate(&first)
+                ),
+            );
+        }
+    }
     for (i, route) in host.route.iter().enumerate() {
         let p = KeyPath::key("route").i(i);
         check_route(&mut c, hs, &p, route);
@@ -389,6 +419,103 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
                 );
             }
         }
+    }
+}
+
+fn check_vrrp(c: &mut Checker, s: &SourceFile, p: &KeyPath, v: &super::Vrrp) {
+    if v.name.is_empty() {
+        c.error(s, &p.k("name"), "instance name is empty".into());
+    }
+    c.ifname(s, &p.k("interface"), &v.interface);
+    if v.vrid == 0 {
+        c.error(s, &p.k("vrid"), "VRID 0 is reserved: use 1..255".into());
+    }
+    if v.priority == 0 {
+        c.error(
+            s,
+            &p.k("priority"),
+            "priority 0 is reserved for a master that stops: use 1..255".into(),
+        );
+    }
+    match v.version {
+        2 => {
+            if !v.advert_interval_ms.is_multiple_of(1000)
+                || !(1000..=255_000).contains(&v.advert_interval_ms)
+            {
+                c.error(
+                    s,
+                    &p.k("advert_interval_ms"),
+                    format!(
+                        "VRRPv2 intervals are whole seconds, 1..255 s; {} ms is not",
+                        v.advert_interval_ms
+                    ),
+                );
+            }
+            if v.virtual_ips.iter().any(|a| a.addr().is_ipv6()) {
+                c.error(
+                    s,
+                    &p.k("virtual_ips"),
+                    "VRRPv2 is IPv4 only: use version = 3 for IPv6".into(),
+                );
+            }
+        }
+        3 => {
+            if !v.advert_interval_ms.is_multiple_of(10)
+                || !(10..=40_950).contains(&v.advert_interval_ms)
+            {
+                c.error(
+                    s,
+                    &p.k("advert_interval_ms"),
+                    format!(
+                        "VRRPv3 intervals are centiseconds, 10..40950 ms; {} ms is not",
+                        v.advert_interval_ms
+                    ),
+                );
+            }
+            if v.password.is_some() {
+                c.error(
+                    s,
+                    &p.k("password"),
+                    "VRRPv3 has no authentication (RFC 5798 9): remove password".into(),
+                );
+            }
+        }
+        other => c.error(
+            s,
+            &p.k("version"),
+            format!("VRRP version {other}: use 2 or 3"),
+        ),
+    }
+    if v.virtual_ips.is_empty() {
+        c.error(
+            s,
+            &p.k("virtual_ips"),
+            "at least one virtual IP is needed".into(),
+        );
+    } else if v
+        .virtual_ips
+        .iter()
+        .any(|a| a.addr().is_ipv4() != v.virtual_ips[0].addr().is_ipv4())
+    {
+        c.error(
+            s,
+            &p.k("virtual_ips"),
+            "one instance's virtual IPs must be all IPv4 or all IPv6".into(),
+        );
+    }
+    if v.virtual_ips.len() > 255 {
+        c.error(
+            s,
+            &p.k("virtual_ips"),
+            "at most 255 virtual IPs fit in an advert".into(),
+        );
+    }
+    if v.password.as_ref().is_some_and(|pw| pw.len() > 8) {
+        c.error(
+            s,
+            &p.k("password"),
+            "a VRRPv2 password is at most 8 bytes".into(),
+        );
     }
 }
 

@@ -1,0 +1,159 @@
+//! VRRP in vznetd: two routers whose `[[vrrp]]` VIP sits on a bridge vznet
+//! manages. The master holds the VIP (and netcfg's drift repair leaves it
+//! alone), `vznet status` shows the instances, and a graceful stop of the
+//! master hands the VIP over while a client keeps reaching it.
+
+mod common;
+
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use common::{ConfigDir, VZNET};
+use lab::{wait_until, Host, Lab, Process};
+
+const VZNETD: &str = env!("CARGO_BIN_EXE_vznetd-under-test");
+
+struct Router {
+    host: Host,
+    cfg: ConfigDir,
+    socket: PathBuf,
+    _state: tempfile::TempDir,
+}
+
+fn router(lab: &Lab, sw: &lab::Switch, name: &str, addr: &str, priority: u8) -> Result<Router> {
+    let host = lab.host(name)?;
+    lab.link(&host, "eth0", sw, &format!("p{name}"))?;
+    let cfg = ConfigDir::new()?;
+    cfg.host(&format!(
+        r#"
+[[bridge]]
+name = "br0"
+ports = ["eth0"]
+addresses = ["{addr}/24"]
+
+[[vrrp]]
+name = "VI_1"
+interface = "br0"
+vrid = 51
+priority = {priority}
+version = 3
+advert_interval_ms = 100
+virtual_ips = ["10.70.0.100/24"]
+"#
+    ))?;
+    let state = tempfile::tempdir()?;
+    let socket = state.path().join("vznetd.sock");
+    Ok(Router {
+        host,
+        cfg,
+        socket,
+        _state: state,
+    })
+}
+
+impl Router {
+    fn start(&self) -> Result<Process> {
+        let p = self.host.spawn([
+            VZNETD.to_string(),
+            "--config-dir".into(),
+            self.cfg.path().display().to_string(),
+            "--state-dir".into(),
+            self._state.path().join("state").display().to_string(),
+            "--socket".into(),
+            self.socket.display().to_string(),
+            "--interval".into(),
+            "1s".into(),
+        ])?;
+        ensure!(
+            wait_until(Duration::from_secs(20), Duration::from_millis(20), || {
+                UnixStream::connect(&self.socket).is_ok()
+            }),
+            "vznetd did not start: {}",
+            p.stderr().unwrap_or_default()
+        );
+        Ok(p)
+    }
+
+    fn vrrp_state(&self) -> Option<String> {
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                self.host.name(),
+                VZNET,
+                "status",
+                "--json",
+                "--config-dir",
+            ])
+            .arg(self.cfg.path())
+            .arg("--socket")
+            .arg(&self.socket)
+            .output()
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["vrrp"][0]["state"].as_str().map(str::to_string)
+    }
+
+    fn has_vip(&self) -> bool {
+        self.host
+            .addresses("br0")
+            .is_ok_and(|a| a.iter().any(|x| x.addr.to_string() == "10.70.0.100"))
+    }
+}
+
+#[test]
+fn vznetd_runs_vrrp_on_a_managed_bridge_and_hands_over_on_stop() -> Result<()> {
+    let lab = Lab::new("vznetd_vrrp")?;
+    let sw = lab.switch("sw")?;
+    let client = lab.host("client")?;
+    lab.link(&client, "eth0", &sw, "pc")?;
+    client.add_address("eth0", "10.70.0.10/24")?;
+    let r1 = router(&lab, &sw, "r1", "10.70.0.1", 150)?;
+    let r2 = router(&lab, &sw, "r2", "10.70.0.2", 100)?;
+    let p1 = r1.start()?;
+    let _p2 = r2.start()?;
+
+    ensure!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(50), || r1
+            .vrrp_state()
+            .as_deref()
+            == Some("Master")
+            && r2.vrrp_state().as_deref() == Some("Backup")),
+        "no election: r1 {:?} r2 {:?}\n{}",
+        r1.vrrp_state(),
+        r2.vrrp_state(),
+        p1.stderr().unwrap_or_default()
+    );
+    assert!(r1.has_vip() && !r2.has_vip());
+    assert!(
+        client.ping("10.70.0.1"),
+        "r1 answers: {}",
+        r1.host.ip(["-d", "link"]).unwrap_or_default()
+    );
+    assert!(client.ping("10.70.0.100"), "VIP answers");
+    // Periodic reconciles (1 s) must leave the VIP on the managed bridge.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        r1.has_vip(),
+        "netcfg removed the VRRP VIP: {}",
+        p1.stderr().unwrap_or_default()
+    );
+    assert!(
+        !p1.stderr()?.contains("10.70.0.100/24 dev br0"),
+        "VIP treated as drift"
+    );
+
+    // Graceful stop: priority 0, the backup takes over at once.
+    p1.terminate(Duration::from_secs(10))?;
+    assert!(!r1.has_vip(), "stopped master keeps the VIP");
+    ensure!(
+        wait_until(Duration::from_secs(5), Duration::from_millis(20), || r2
+            .has_vip()),
+        "backup did not take over"
+    );
+    assert!(client.ping("10.70.0.100"), "VIP answers after handover");
+    assert_eq!(r2.vrrp_state().as_deref(), Some("Master"));
+    Ok(())
+}
