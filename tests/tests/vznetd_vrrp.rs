@@ -65,6 +65,9 @@ impl Router {
             self.socket.display().to_string(),
             "--interval".into(),
             "1s".into(),
+            // Loopback of the router's own netns.
+            "--metrics".into(),
+            "127.0.0.1:9633".into(),
         ])?;
         ensure!(
             wait_until(Duration::from_secs(20), Duration::from_millis(20), || {
@@ -94,6 +97,24 @@ impl Router {
             .ok()?;
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
         v["vrrp"][0]["state"].as_str().map(str::to_string)
+    }
+
+    /// GET /metrics from inside the router's netns.
+    fn metrics(&self) -> Result<String> {
+        let ns = std::fs::File::open(self.host.netns_path())?;
+        std::thread::spawn(move || -> Result<String> {
+            use std::io::{Read, Write};
+            use std::os::fd::AsFd;
+            nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
+            let mut s = std::net::TcpStream::connect("127.0.0.1:9633")?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("metrics thread panicked"))?
     }
 
     fn has_vip(&self) -> bool {
@@ -127,6 +148,13 @@ fn vznetd_runs_vrrp_on_a_managed_bridge_and_hands_over_on_stop() -> Result<()> {
         p1.stderr().unwrap_or_default()
     );
     assert!(r1.has_vip() && !r2.has_vip());
+    let m = r1.metrics()?;
+    assert!(m.starts_with("HTTP/1.1 200 OK"), "{m}");
+    assert!(
+        m.contains("vznet_vrrp_state{instance=\"VI_1\",state=\"Master\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("vznet_reconciles_total"), "{m}");
     assert!(
         client.ping("10.70.0.1"),
         "r1 answers: {}",

@@ -5,6 +5,7 @@
 //! full reconcile, SIGHUP (reload), SIGTERM/SIGINT (exit) and control requests.
 
 mod control;
+mod metrics;
 mod notify;
 pub mod vrrp;
 mod watch;
@@ -46,6 +47,10 @@ pub struct Options {
     /// Quiet time after a kernel event before re-planning.
     #[arg(long, default_value = "20ms", value_parser = parse_duration)]
     pub debounce: Duration,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off by default; e.g.
+    /// 127.0.0.1:9633).
+    #[arg(long)]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -301,6 +306,13 @@ async fn run(opts: Options) -> anyhow::Result<ExitCode> {
     let listener = control::bind(&agent.opts.socket)
         .with_context(|| format!("control socket {}", agent.opts.socket.display()))?;
     let (req_tx, mut req_rx) = mpsc::channel::<control::Pending>(16);
+    if let Some(addr) = agent.opts.metrics {
+        let l = metrics::bind(addr)
+            .await
+            .with_context(|| format!("metrics listener {addr}"))?;
+        tracing::info!(%addr, "serving /metrics");
+        tokio::spawn(metrics::serve(l, req_tx.clone()));
+    }
     tokio::spawn(control::serve(listener, req_tx));
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;

@@ -1,0 +1,208 @@
+//! An optional Prometheus text-format listener (`--metrics 127.0.0.1:9633`):
+//! GET /metrics answers from the same status the control socket serves. It asks
+//! the main loop for a snapshot, so it never reads state concurrently.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+use super::control::Pending;
+use super::Status;
+use crate::control::Command;
+
+/// Binds the listener.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves scrapes forever.
+pub async fn serve(listener: TcpListener, tx: mpsc::Sender<Pending>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = scrape(stream, tx).await {
+                tracing::debug!(error = %e, "metrics request");
+            }
+        });
+    }
+}
+
+async fn scrape(mut stream: TcpStream, tx: mpsc::Sender<Pending>) -> std::io::Result<()> {
+    // The request head only; 8 KiB is plenty for a scraper and bounds a bad peer.
+    let mut buf = vec![0u8; 8192];
+    let mut n = 0;
+    while n < buf.len() {
+        let r = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            stream.read(&mut buf[n..]),
+        )
+        .await;
+        match r {
+            Ok(Ok(0)) | Err(_) => break,
+            Ok(Ok(k)) => n += k,
+            Ok(Err(e)) => return Err(e),
+        }
+        if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let head = String::from_utf8_lossy(&buf[..n]);
+    let path = head.split_whitespace().nth(1).unwrap_or("");
+    let (code, body) =
+        if head.starts_with("GET ") && (path == "/metrics" || path.starts_with("/metrics?")) {
+            let (reply_tx, reply_rx) = oneshot::channel();
+            let status = match tx.send((Command::Status, reply_tx)).await {
+                Ok(()) => reply_rx
+                    .await
+                    .ok()
+                    .and_then(|r| r.result)
+                    .and_then(|v| serde_json::from_value::<Status>(v).ok()),
+                Err(_) => None,
+            };
+            match status {
+                Some(s) => ("200 OK", render(&s)),
+                None => ("503 Service Unavailable", "agent busy\n".to_string()),
+            }
+        } else {
+            ("404 Not Found", "try /metrics\n".to_string())
+        };
+    let resp = format!(
+        "HTTP/1.1 {code}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(resp.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The Prometheus text exposition of a status.
+pub fn render(s: &Status) -> String {
+    let mut o = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
+        let _ = writeln!(
+            o,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    metric(
+        "vznet_applies_total",
+        "counter",
+        "Reconciles that changed something.",
+        s.applies as f64,
+    );
+    metric(
+        "vznet_reconciles_total",
+        "counter",
+        "Full plans run.",
+        s.reconciles as f64,
+    );
+    metric(
+        "vznet_drift_repairs_total",
+        "counter",
+        "Ops that repaired drift.",
+        s.drift_repairs as f64,
+    );
+    metric(
+        "vznet_kernel_events_total",
+        "counter",
+        "Netlink events seen.",
+        s.events as f64,
+    );
+    metric(
+        "vznet_last_reconcile_seconds",
+        "gauge",
+        "Duration of the last reconcile.",
+        s.last_reconcile_ms as f64 / 1000.0,
+    );
+    metric(
+        "vznet_reconcile_failing",
+        "gauge",
+        "1 if the last reconcile failed.",
+        f64::from(u8::from(s.last_error.is_some())),
+    );
+    metric(
+        "vznet_config_rejected",
+        "gauge",
+        "1 if the config on disk was rejected.",
+        f64::from(u8::from(s.config_error.is_some())),
+    );
+    metric(
+        "vznet_unwired_ves",
+        "gauge",
+        "VEs with network config but no netns.",
+        s.unwired.len() as f64,
+    );
+    metric(
+        "vznet_uptime_seconds",
+        "gauge",
+        "Seconds since the agent started.",
+        s.uptime_s as f64,
+    );
+    if !s.vrrp.is_empty() {
+        let _ = writeln!(o, "# HELP vznet_vrrp_state VRRP state per instance (1 for the current one).\n# TYPE vznet_vrrp_state gauge");
+        for v in &s.vrrp {
+            for state in ["Initialize", "Backup", "Master", "Failed"] {
+                let _ = writeln!(
+                    o,
+                    "vznet_vrrp_state{{instance=\"{}\",state=\"{state}\"}} {}",
+                    escape(&v.name),
+                    u8::from(v.state == state)
+                );
+            }
+        }
+        for (name, help, get) in [
+            (
+                "vznet_vrrp_priority",
+                "Effective priority.",
+                (|v: &super::vrrp::VrrpStatus| v.priority as u64)
+                    as fn(&super::vrrp::VrrpStatus) -> u64,
+            ),
+            ("vznet_vrrp_adverts_sent_total", "Adverts sent.", |v| {
+                v.adverts_sent
+            }),
+            (
+                "vznet_vrrp_adverts_received_total",
+                "Adverts received.",
+                |v| v.adverts_received,
+            ),
+            (
+                "vznet_vrrp_master_transitions_total",
+                "Transitions to Master.",
+                |v| v.master_transitions,
+            ),
+        ] {
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for v in &s.vrrp {
+                let _ = writeln!(o, "{name}{{instance=\"{}\"}} {}", escape(&v.name), get(v));
+            }
+        }
+        let _ = writeln!(o, "# HELP vznet_vrrp_drops_total Adverts dropped, by reason.\n# TYPE vznet_vrrp_drops_total counter");
+        for v in &s.vrrp {
+            for (reason, n) in &v.drops {
+                let _ = writeln!(
+                    o,
+                    "vznet_vrrp_drops_total{{instance=\"{}\",reason=\"{}\"}} {n}",
+                    escape(&v.name),
+                    escape(reason)
+                );
+            }
+        }
+    }
+    o
+}
