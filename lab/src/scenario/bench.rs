@@ -32,6 +32,13 @@ pub enum Bench {
         #[arg(long, default_value_t = 100)]
         trials: usize,
     },
+    /// VRRP failover time (median, p99) of vznet-vrrp and keepalived side by side:
+    /// SIGKILL the Master, time until the VIP answers a client again.
+    Vrrp {
+        /// Number of trials per implementation and advert interval.
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
+    },
 }
 
 /// Runs a benchmark.
@@ -39,6 +46,7 @@ pub fn run(what: Bench) -> Result<()> {
     match what {
         Bench::Apply { ves, no_ipv6 } => apply(ves, no_ipv6),
         Bench::Drift { trials } => super::drift::run(trials),
+        Bench::Vrrp { trials } => super::vrrp_bench::run(trials),
     }
 }
 

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod demo;
 pub mod drift;
 pub mod vm;
+pub mod vrrp_bench;
 
 use std::path::Path;
 use std::process::{Command, Output};
