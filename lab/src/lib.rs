@@ -30,6 +30,7 @@
 mod address;
 mod command;
 mod host;
+mod keepalived;
 mod lab;
 mod link;
 mod marker;
@@ -43,6 +44,7 @@ use std::time::{Duration, Instant};
 pub use address::Address;
 pub use command::CommandError;
 pub use host::{Endpoint, Host, Root, Switch};
+pub use keepalived::{keepalived_path, spawn_keepalived};
 pub use lab::Lab;
 pub use link::LinkInfo;
 pub use name::{IFNAME_MAX, IFNAME_SUFFIX_MAX};

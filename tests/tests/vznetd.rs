@@ -10,10 +10,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use common::{sysctl, vznet, ConfigDir};
+use common::{spawn_vznetd, sysctl, vznet, ConfigDir, VZNETD};
 use lab::{wait_until, Host, Lab, Process};
-
-const VZNETD: &str = env!("CARGO_BIN_EXE_vznetd-under-test");
 
 struct Setup {
     lab: Lab,
@@ -75,25 +73,13 @@ addresses = ["10.40.0.1/24"]
 
 impl Setup {
     fn start(&self, extra: &[&str]) -> Result<Process> {
-        let mut argv = vec![
-            VZNETD.to_string(),
-            "--config-dir".into(),
-            self.cfg.path().display().to_string(),
-            "--state-dir".into(),
-            self.state.path().join("state").display().to_string(),
-            "--socket".into(),
-            self.socket.display().to_string(),
-        ];
-        argv.extend(extra.iter().map(|s| s.to_string()));
-        let p = self.host.spawn(argv)?;
-        ensure!(
-            wait_until(Duration::from_secs(20), Duration::from_millis(20), || {
-                UnixStream::connect(&self.socket).is_ok()
-            }),
-            "vznetd did not start: {}",
-            p.stderr().unwrap_or_default()
-        );
-        Ok(p)
+        spawn_vznetd(
+            &self.host,
+            &self.cfg,
+            &self.state.path().join("state"),
+            &self.socket,
+            extra,
+        )
     }
 
     fn vznet(&self, args: &[&str]) -> Result<std::process::Output> {

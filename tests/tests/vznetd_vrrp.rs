@@ -5,15 +5,12 @@
 
 mod common;
 
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use common::{ConfigDir, VZNET};
+use common::{spawn_vznetd, ConfigDir, VZNET};
 use lab::{wait_until, Host, Lab, Process};
-
-const VZNETD: &str = env!("CARGO_BIN_EXE_vznetd-under-test");
 
 struct Router {
     host: Host,
@@ -55,28 +52,15 @@ virtual_ips = ["10.70.0.100/24"]
 
 impl Router {
     fn start(&self) -> Result<Process> {
-        let p = self.host.spawn([
-            VZNETD.to_string(),
-            "--config-dir".into(),
-            self.cfg.path().display().to_string(),
-            "--state-dir".into(),
-            self._state.path().join("state").display().to_string(),
-            "--socket".into(),
-            self.socket.display().to_string(),
-            "--interval".into(),
-            "1s".into(),
-            // Loopback of the router's own netns.
-            "--metrics".into(),
-            "127.0.0.1:9633".into(),
-        ])?;
-        ensure!(
-            wait_until(Duration::from_secs(20), Duration::from_millis(20), || {
-                UnixStream::connect(&self.socket).is_ok()
-            }),
-            "vznetd did not start: {}",
-            p.stderr().unwrap_or_default()
-        );
-        Ok(p)
+        // Metrics on the loopback of the router's own netns.
+        let extra = ["--interval", "1s", "--metrics", "127.0.0.1:9633"];
+        spawn_vznetd(
+            &self.host,
+            &self.cfg,
+            &self._state.path().join("state"),
+            &self.socket,
+            &extra,
+        )
     }
 
     fn vrrp_state(&self) -> Option<String> {

@@ -285,7 +285,7 @@ fn keepalived_v3_ipv4(priority: u8) -> KeepalivedInstance {
 /// back to vznet.
 #[test]
 fn keepalived_v3_ipv4_with_vznet_master() -> Result<()> {
-    lan::keepalived_path()?;
+    lab::keepalived_path()?;
     let lan = Lan::new("vrrp_ka_v3_vznet", 2)?;
     let keepalived = lan.start_keepalived(2, &keepalived_v3_ipv4(100))?;
     let vznet = lan.start_vznet(1, &v3_ipv4("200"))?;
@@ -314,7 +314,7 @@ fn keepalived_v3_ipv4_with_vznet_master() -> Result<()> {
 /// priority 0, and yields when keepalived returns with a higher priority.
 #[test]
 fn keepalived_v3_ipv4_with_keepalived_master() -> Result<()> {
-    lan::keepalived_path()?;
+    lab::keepalived_path()?;
     let lan = Lan::new("vrrp_ka_v3_ka", 2)?;
     let keepalived = lan.start_keepalived(1, &keepalived_v3_ipv4(200))?;
     let vznet = lan.start_vznet(2, &v3_ipv4("100"))?;
@@ -348,7 +348,7 @@ fn keepalived_v3_ipv4_with_keepalived_master() -> Result<()> {
 /// become Master: the setting matters, and the counter shows why.
 #[test]
 fn keepalived_v3_ipv4_checksum_mismatch_is_counted() -> Result<()> {
-    lan::keepalived_path()?;
+    lab::keepalived_path()?;
     let lan = Lan::new("vrrp_ka_checksum", 2)?;
     let _keepalived = lan.start_keepalived(2, &keepalived_v3_ipv4(100))?;
     let mut args = v3_ipv4("200");
@@ -366,7 +366,7 @@ fn keepalived_v3_ipv4_checksum_mismatch_is_counted() -> Result<()> {
 /// as a lower-priority Backup; keepalived stops -> vznet Master.
 #[test]
 fn keepalived_v2_ipv4_failover_both_ways() -> Result<()> {
-    lan::keepalived_path()?;
+    lab::keepalived_path()?;
     let v2 = |priority| {
         vec![
             "--vrid",
@@ -420,7 +420,7 @@ fn keepalived_v2_ipv4_failover_both_ways() -> Result<()> {
 /// VRRPv3 over IPv6 against keepalived, in both roles.
 #[test]
 fn keepalived_v3_ipv6_failover_both_ways() -> Result<()> {
-    lan::keepalived_path()?;
+    lab::keepalived_path()?;
     let ka = |priority| KeepalivedInstance {
         version: 3,
         priority,

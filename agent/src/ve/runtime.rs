@@ -114,7 +114,8 @@ pub fn start(
         });
     }
     let mut child = cmd.spawn().context("starting the VE")?;
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Generous: on a loaded host the init's exec and pivot_root can take a while.
+    let deadline = Instant::now() + Duration::from_secs(30);
     let pid = loop {
         if let Some(pid) = running(state, id) {
             break pid;
@@ -127,7 +128,7 @@ pub fn start(
         }
         ensure!(
             Instant::now() < deadline,
-            "VE {id} did not start within 10 s"
+            "VE {id} did not start within 30 s"
         );
         std::thread::sleep(Duration::from_millis(5));
     };

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context, Result};
-use lab::{wait_until, Host, Lab, Process};
+use lab::{keepalived_path, wait_until, Host, Lab, Process};
 
 const IFACE: &str = "eth0";
 const VIP: &str = "10.0.0.100";
@@ -202,16 +202,6 @@ fn vznet_vrrp_path() -> Result<PathBuf> {
     Ok(path)
 }
 
-fn keepalived_path() -> Result<PathBuf> {
-    for dir in ["/usr/sbin", "/usr/local/sbin", "/sbin", "/usr/bin"] {
-        let p = PathBuf::from(dir).join("keepalived");
-        if p.exists() {
-            return Ok(p);
-        }
-    }
-    bail!("keepalived is not installed: `apt-get install -y keepalived` (Debian's 2.2.7)")
-}
-
 fn keepalived_config(priority: u32, advert_int: &str) -> String {
     format!(
         "global_defs {{\n  router_id vznet_bench\n}}\n\
@@ -308,24 +298,11 @@ impl Bench {
                 // one names a live process.
                 self.starts += 1;
                 let dir = self.scratch.path().join(format!("r{i}-{}", self.starts));
-                std::fs::create_dir_all(&dir)?;
-                let conf = dir.join("keepalived.conf");
-                std::fs::write(&conf, keepalived_config(priority, advert_int))?;
-                let path = |name: &str| dir.join(name).display().to_string();
-                self.router(i).spawn([
-                    self.keepalived.display().to_string(),
-                    "--dont-fork".into(),
-                    "--log-console".into(),
-                    "--log-detail".into(),
-                    "--no-syslog".into(),
-                    "--vrrp".into(),
-                    "--use-file".into(),
-                    conf.display().to_string(),
-                    format!("--pid={}", path("keepalived.pid")),
-                    format!("--vrrp_pid={}", path("vrrp.pid")),
-                    format!("--checkers_pid={}", path("checkers.pid")),
-                    format!("--bfd_pid={}", path("bfd.pid")),
-                ])
+                lab::spawn_keepalived(
+                    self.router(i),
+                    &dir,
+                    &keepalived_config(priority, advert_int),
+                )
             }
         }
     }

@@ -12,6 +12,41 @@ use lab::Host;
 /// The vznet binary built for these tests.
 pub const VZNET: &str = env!("CARGO_BIN_EXE_vznet-under-test");
 
+/// The vznetd binary built for these tests.
+pub const VZNETD: &str = env!("CARGO_BIN_EXE_vznetd-under-test");
+
+/// Starts vznetd in `host` for `cfg` (state under `state`, control socket at
+/// `socket`, then `extra` flags) and waits until its socket answers.
+pub fn spawn_vznetd(
+    host: &Host,
+    cfg: &ConfigDir,
+    state: &Path,
+    socket: &Path,
+    extra: &[&str],
+) -> Result<lab::Process> {
+    let mut argv = vec![
+        VZNETD.to_string(),
+        "--config-dir".into(),
+        cfg.path().display().to_string(),
+        "--state-dir".into(),
+        state.display().to_string(),
+        "--socket".into(),
+        socket.display().to_string(),
+    ];
+    argv.extend(extra.iter().map(|s| s.to_string()));
+    let p = host.spawn(argv)?;
+    anyhow::ensure!(
+        lab::wait_until(
+            std::time::Duration::from_secs(20),
+            std::time::Duration::from_millis(20),
+            || std::os::unix::net::UnixStream::connect(socket).is_ok()
+        ),
+        "vznetd did not start: {}",
+        p.stderr().unwrap_or_default()
+    );
+    Ok(p)
+}
+
 /// A config folder.
 pub struct ConfigDir {
     pub dir: tempfile::TempDir,

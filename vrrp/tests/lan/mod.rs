@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Display;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -23,18 +22,6 @@ pub const VRID: u8 = 51;
 
 /// How often the wait helpers look.
 pub const POLL: Duration = Duration::from_millis(20);
-
-/// Whether keepalived is installed (`apt-get install keepalived`); the interop tests
-/// fail with this hint rather than skip, so a CI without it does not pass silently.
-pub fn keepalived_path() -> Result<PathBuf> {
-    for dir in ["/usr/sbin", "/usr/local/sbin", "/sbin", "/usr/bin"] {
-        let p = PathBuf::from(dir).join("keepalived");
-        if p.exists() {
-            return Ok(p);
-        }
-    }
-    bail!("keepalived is not installed: `apt-get install -y keepalived` (Debian's 2.2.7)")
-}
 
 /// A switch, a client (.254 / ::254) and routers r1..rN (.1.. / ::1..), all on
 /// 10.0.0.0/24 and fd00::/64.
@@ -101,25 +88,7 @@ impl Lan {
     pub fn start_keepalived(&self, i: usize, instance: &KeepalivedInstance) -> Result<Process> {
         let n = self.starts.fetch_add(1, Ordering::Relaxed);
         let dir = self.scratch.path().join(format!("r{i}-{n}"));
-        std::fs::create_dir_all(&dir)?;
-        let conf = dir.join("keepalived.conf");
-        std::fs::write(&conf, instance.config())?;
-        let path = |name: &str| dir.join(name).display().to_string();
-        let argv = [
-            keepalived_path()?.display().to_string(),
-            "--dont-fork".into(),
-            "--log-console".into(),
-            "--log-detail".into(),
-            "--no-syslog".into(),
-            "--vrrp".into(),
-            "--use-file".into(),
-            conf.display().to_string(),
-            format!("--pid={}", path("keepalived.pid")),
-            format!("--vrrp_pid={}", path("vrrp.pid")),
-            format!("--checkers_pid={}", path("checkers.pid")),
-            format!("--bfd_pid={}", path("bfd.pid")),
-        ];
-        self.router(i).spawn(argv)
+        lab::spawn_keepalived(self.router(i), &dir, &instance.config())
     }
 
     /// Whether router `i` has `vip` on its LAN interface.
