@@ -168,7 +168,33 @@ pub fn stop(state: &Path, id: u32, timeout: Duration) -> Result<()> {
         "VE {id} (pid {pid}) did not die"
     );
     let _ = std::fs::remove_file(pid_file(state, id));
-    Ok(())
+    remove_host_ends(id)
+}
+
+/// The kernel destroys a dead VE's netns (and with it the veth pairs) in a
+/// worker, later; delete the host ends now so that stop is done when it returns.
+/// Deleting one end of a veth deletes the pair, and routes on it go with it.
+fn remove_host_ends(id: u32) -> Result<()> {
+    let marker = format!("{}ve{id}:", netcfg::kernel::state::ALIAS_PREFIX);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let h = netcfg::kernel::netns::handle(netcfg::kernel::netns::route_socket()?)?;
+        let links = netcfg::kernel::state::read_links(&h).await?;
+        for l in links
+            .iter()
+            .filter(|l| l.alias.as_deref().is_some_and(|a| a.starts_with(&marker)))
+        {
+            match h.link().del(l.index).execute().await {
+                Ok(()) => {}
+                // Already gone with the netns.
+                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => {}
+                Err(e) => return Err(anyhow::anyhow!("deleting {}: {e}", l.name)),
+            }
+        }
+        Ok(())
+    })
 }
 
 /// A line of `vznet ve list`.
