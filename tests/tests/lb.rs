@@ -501,3 +501,200 @@ backends = [ { ve = 1 } ]
     ensure!(site.wait_all("up"), "ve1 never came back");
     Ok(())
 }
+
+#[test]
+fn round_robin_walks_the_slot_table_exactly() -> Result<()> {
+    let mut site = Site::new(
+        "lb_rr",
+        3,
+        r#"[[virtual_server]]
+vip = "10.71.0.100"
+port = 80
+scheduler = "round-robin"
+backends = [ { ve = 1 }, { ve = 2, weight = 2 }, { ve = 3 } ]
+"#,
+    )?;
+    for i in 1..=3 {
+        site.start_backend(i, 80)?;
+    }
+    let _agent = site.start_agent()?;
+    wait_serving(&site, 80)?;
+    let st = site.status()?;
+    let slots = st["virtual_servers"][0]["slots"].as_u64().unwrap_or(0) as usize;
+    ensure!(slots > 0, "{st}");
+    // Any `slots` consecutive connections visit every slot once.
+    let counts = site.spread(80, slots)?;
+    for (i, b) in st["virtual_servers"][0]["backends"]
+        .as_array()
+        .context("backends")?
+        .iter()
+        .enumerate()
+    {
+        let want = b["slots"].as_u64().unwrap_or(0) as usize;
+        let got = counts.get(&format!("ve{}", i + 1)).copied().unwrap_or(0);
+        ensure!(
+            got == want,
+            "ve{}: {got} connections, holds {want} slots: {counts:?}",
+            i + 1
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn below_quorum_new_connections_go_to_the_sorry_server() -> Result<()> {
+    let mut site = Site::new(
+        "lb_sorry",
+        3,
+        r#"[[virtual_server]]
+vip = "10.71.0.100"
+port = 80
+quorum = 2
+sorry_server = { address = "10.71.1.13" }
+check = { kind = "tcp", interval_ms = 100, timeout_ms = 100, fall = 1, rise = 1 }
+backends = [ { ve = 1 }, { ve = 2 } ]
+"#,
+    )?;
+    for i in 1..=3 {
+        site.start_backend(i, 80)?;
+    }
+    let _agent = site.start_agent()?;
+    ensure!(site.wait_all("up"), "backends never came up");
+    wait_serving(&site, 80)?;
+    let counts = site.spread(80, 100)?;
+    ensure!(
+        !counts.contains_key("ve3") && !counts.contains_key(""),
+        "{counts:?}"
+    );
+    site.kill_backend(2, 80)?;
+    ensure!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            site.status()
+                .is_ok_and(|s| s["virtual_servers"][0]["below_quorum"] == true)
+        }),
+        "never went below quorum: {}",
+        site.status()?
+    );
+    let counts = site.spread(80, 50)?;
+    ensure!(counts.get("ve3") == Some(&50), "{counts:?}");
+    Ok(())
+}
+
+/// Two LB hosts hold the VIP by VRRP (vznetd runs both); backends sit on a
+/// second segment and are reached with masquerade, so either host can serve.
+#[test]
+fn sigkill_of_the_vrrp_master_moves_the_service_to_the_backup() -> Result<()> {
+    let lab = Lab::new("lb_vrrp")?;
+    let lan = lab.switch("lan")?;
+    let back = lab.switch("back")?;
+    let client = lab.host("c")?;
+    lab.link(&client, "eth0", &lan, "pc")?;
+    client.add_address("eth0", "10.72.0.9/24")?;
+    let mut servers = Vec::new();
+    for i in 1..=2 {
+        let b = lab.host(&format!("b{i}"))?;
+        lab.link(&b, "eth0", &back, &format!("pb{i}"))?;
+        b.add_address("eth0", format!("10.72.1.1{i}/24"))?;
+        servers.push(b.spawn([LB_BACKEND.to_string(), format!("b{i}"), "0.0.0.0:80".into()])?);
+    }
+    let mut routers = Vec::new();
+    for (n, prio) in [(1u8, 150u8), (2, 100)] {
+        let h = lab.host(&format!("r{n}"))?;
+        lab.link(&h, "eth0", &lan, &format!("pr{n}"))?;
+        lab.link(&h, "eth1", &back, &format!("qr{n}"))?;
+        let cfg = ConfigDir::new()?;
+        cfg.host(&format!(
+            r#"[sysctl]
+"net.ipv4.ip_forward" = 1
+
+[[bridge]]
+name = "brc"
+ports = ["eth0"]
+addresses = ["10.72.0.{n}/24"]
+
+[[bridge]]
+name = "brv"
+ports = ["eth1"]
+addresses = ["10.72.1.{n}/24"]
+
+[[vrrp]]
+name = "VI_LB"
+interface = "brc"
+vrid = 52
+priority = {prio}
+advert_interval_ms = 100
+virtual_ips = ["10.72.0.100/24"]
+
+[[virtual_server]]
+vip = "10.72.0.100"
+port = 80
+masquerade = true
+check = {{ kind = "tcp", interval_ms = 200, timeout_ms = 100, fall = 3, rise = 2 }}
+backends = [ {{ address = "10.72.1.11" }}, {{ address = "10.72.1.12" }} ]
+"#
+        ))?;
+        let state = tempfile::tempdir()?;
+        let socket = state.path().join("vznetd.sock");
+        let agent = spawn_vznetd(&h, &cfg, &state.path().join("s"), &socket, &[])?;
+        routers.push((h, cfg, state, agent));
+    }
+    let vip: SocketAddr = "10.72.0.100:80".parse()?;
+    let has_vip = |h: &Host| {
+        h.addresses("brc")
+            .is_ok_and(|a| a.iter().any(|x| x.addr.to_string() == "10.72.0.100"))
+    };
+    ensure!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            has_vip(&routers[0].0)
+        }),
+        "r1 never became master"
+    );
+    let ns = client.netns_path();
+    ensure!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            lab::in_netns(&ns, move || lab::ask_name(vip, TIMEOUT)).is_ok()
+        }),
+        "the service never answered through r1"
+    );
+    // Same bridge name on both hosts, different MACs (derived from each host's
+    // machine-id): identical ones would break the shared segment.
+    let mac = |h: &Host| h.link("brc").map(|l| l.mac.clone());
+    ensure!(
+        mac(&routers[0].0)? != mac(&routers[1].0)?,
+        "both routers' brc have the same MAC"
+    );
+    // The host dies: its agent is killed and its LAN port goes dark.
+    let killed = Instant::now();
+    routers[0].3.kill()?;
+    routers[0].0.ip(["link", "set", "eth0", "down"])?;
+    ensure!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+            has_vip(&routers[1].0)
+        }),
+        "r2 never took the VIP"
+    );
+    let ns = client.netns_path();
+    let answered = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        let ns = ns.clone();
+        lab::in_netns(&ns, move || lab::ask_name(vip, Duration::from_millis(300))).is_ok()
+    });
+    ensure!(answered, "the service did not answer through r2");
+    eprintln!(
+        "service back through r2 {:?} after the kill",
+        killed.elapsed()
+    );
+    let counts: BTreeMap<String, usize> = lab::in_netns(&client.netns_path(), move || {
+        let mut c = BTreeMap::new();
+        for _ in 0..100 {
+            *c.entry(lab::ask_name(vip, TIMEOUT).unwrap_or_default())
+                .or_insert(0) += 1;
+        }
+        Ok(c)
+    })?;
+    ensure!(
+        !counts.contains_key("") && counts.len() == 2,
+        "after failover every connection should succeed on both backends: {counts:?}"
+    );
+    drop(servers);
+    Ok(())
+}
