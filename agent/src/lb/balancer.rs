@@ -118,6 +118,7 @@ pub struct Balancer {
     nft: Nft,
     services: Vec<Service>,
     next_id: u32,
+    last_apply: Duration,
 }
 
 /// Ids per table before a rebuild renumbers them.
@@ -132,6 +133,7 @@ impl Balancer {
             nft,
             services: Vec::new(),
             next_id: 0,
+            last_apply: Duration::ZERO,
         }
     }
 
@@ -368,6 +370,12 @@ impl Balancer {
         Ok((total.slots_changed > 0).then_some(total))
     }
 
+    /// How long the kernel transaction of the last commit took (the rest of a
+    /// commit is computing the slot table and building the document).
+    pub fn last_apply(&self) -> Duration {
+        self.last_apply
+    }
+
     /// Whether any backend is still in slow start.
     pub fn ramping(&self) -> bool {
         self.services
@@ -526,7 +534,9 @@ impl Balancer {
         let doc = batch.to_nftables();
         let n = doc.objects.len();
         if n > 0 {
+            let t = Instant::now();
             self.nft.apply(&doc)?;
+            self.last_apply = t.elapsed();
         }
         Ok(n)
     }
