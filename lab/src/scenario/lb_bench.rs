@@ -131,8 +131,12 @@ fn tcp_check(interval_ms: u64, timeout_ms: u64, fall: u32, rise: u32) -> HealthC
     }
 }
 
-/// (backends, slots, median ms, p99 ms, initial sync ms) per backend count.
-fn commit_latency(commits: usize) -> Result<Vec<(usize, usize, f64, f64, f64)>> {
+/// One row of the commit table: backends, slots, median ms, p99 ms, initial
+/// sync ms.
+type CommitRow = (usize, usize, f64, f64, f64);
+
+/// A [`CommitRow`] per backend count.
+fn commit_latency(commits: usize) -> Result<Vec<CommitRow>> {
     let lab = Lab::new("bench_lb_commit")?;
     let host = lab.host("h")?;
     let nft = nft::Nft::new(Some(&host.netns_path()))?;
