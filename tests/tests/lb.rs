@@ -102,7 +102,7 @@ addresses = ["10.71.1.1/24"]
             &self.cfg,
             &self.state.path().join("state"),
             &self.socket,
-            &["--interval", "5s"],
+            &["--interval", "5s", "--metrics", "127.0.0.1:9633"],
         )
     }
 
@@ -301,6 +301,22 @@ backends = [ { ve = 1, weight = 1 }, { ve = 2, weight = 1 }, { ve = 3, weight = 
         st["virtual_servers"][0]["backends"][2]["transitions"].as_u64() == Some(2),
         "ve3 should have gone down and up once: {st}"
     );
+    let metrics = lab::in_netns(&site.lb.netns_path(), || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect("127.0.0.1:9633")?;
+        s.set_read_timeout(Some(TIMEOUT))?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })?;
+    for want in [
+        "vznet_lb_backend_up{service=\"10.71.0.100:80/tcp\",backend=\"10.71.1.13:80\"} 1",
+        "vznet_lb_backend_weight{service=\"10.71.0.100:80/tcp\",backend=\"10.71.1.13:80\"} 2",
+        "vznet_lb_below_quorum{service=\"10.71.0.100:80/tcp\"} 0",
+    ] {
+        ensure!(metrics.contains(want), "{want} not in metrics:\n{metrics}");
+    }
     Ok(())
 }
 
