@@ -157,6 +157,23 @@ fn every_shape_is_accepted_and_backend_changes_edit_only_elements() -> Result<()
         "{:?}",
         status[0].backends
     );
+    // Someone flushes the ruleset: repair notices and rebuilds; a second repair
+    // finds nothing to do.
+    ensure!(
+        !balancer.repair(Instant::now())?,
+        "repair rebuilt an intact table"
+    );
+    host.run(["nft", "flush", "ruleset"])?;
+    ensure!(
+        balancer.repair(Instant::now())?,
+        "repair missed a flushed ruleset"
+    );
+    ensure!(!balancer.repair(Instant::now())?);
+    let listing = host.run(["nft", "list", "table", "inet", "vznet_lb"])?;
+    ensure!(
+        listing.contains("10.9.1.3") && listing.contains("ip6 daddr fd00:9::1 udp dport 53"),
+        "{listing}"
+    );
     balancer.clear()?;
     ensure!(
         !host
