@@ -247,25 +247,7 @@ backends = [ {list} ]
 "#
             ),
         )?;
-        let socket = cfg.path().join("vznetd.sock");
-        let me = std::env::current_exe()?;
-        let agent = lb.spawn([
-            me.display().to_string(),
-            "vznetd".into(),
-            "--config-dir".into(),
-            cfg.path().display().to_string(),
-            "--state-dir".into(),
-            cfg.path().join("state").display().to_string(),
-            "--socket".into(),
-            socket.display().to_string(),
-        ])?;
-        ensure!(
-            wait_until(Duration::from_secs(20), Duration::from_millis(20), || {
-                std::os::unix::net::UnixStream::connect(&socket).is_ok()
-            }),
-            "vznetd did not start: {}",
-            agent.stderr().unwrap_or_default()
-        );
+        let agent = super::spawn_vznetd(&lb, cfg.path())?;
         // Many short connections from one client: reuse TIME_WAIT ports.
         client.run(["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"])?;
         client.run(["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000"])?;
