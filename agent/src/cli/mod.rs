@@ -1,5 +1,6 @@
 //! The `vznet` command line.
 
+mod set;
 mod show;
 
 use std::path::PathBuf;
@@ -108,11 +109,22 @@ pub enum VeCommand {
         hostname: Option<String>,
     },
     /// Start a VE and wire its network (a failure stops it again).
+    ///
+    /// Order: the `pre_start` hook (a failure aborts, nothing is made), the
+    /// VE's cgroups and limits (cpu_weight, memory_limit), its init in new
+    /// namespaces, its network, the `post_start` hook (a failure is reported,
+    /// the VE keeps running).
+    #[command(verbatim_doc_comment)]
     Start {
         /// VE id.
         id: u32,
     },
     /// Stop a VE: SIGTERM to its init, SIGKILL after --timeout.
+    ///
+    /// Order: the `pre_stop` hook, SIGTERM/SIGKILL, its host links, cgroups
+    /// and live changes (`ve set` without --save) removed, the `post_stop`
+    /// hook. Hook failures are reported and never block a stop.
+    #[command(verbatim_doc_comment)]
     Stop {
         /// VE id.
         id: u32,
@@ -127,6 +139,45 @@ pub enum VeCommand {
     },
     /// VEID NPROC STATUS IP_ADDR HOSTNAME for every VE file.
     List,
+    /// An interactive shell inside a running VE (all its namespaces and
+    /// cgroups), like `vzctl enter`.
+    Enter {
+        /// VE id.
+        id: u32,
+        /// The shell, a path inside the VE.
+        #[arg(long, default_value = "/bin/sh")]
+        shell: String,
+    },
+    /// Change a VE's network, live and/or in its file, like `vzctl set`.
+    ///
+    /// On a running VE the change is applied at once (only that VE's part of
+    /// the plan, verified, rolled back on failure). Without --save it lasts
+    /// until the VE stops: it is kept in STATE/run/ID.live.toml, which vznet
+    /// and vznetd merge into ve/ID.toml while the VE runs (so vznetd keeps it
+    /// rather than repair it away). With --save ve/ID.toml is edited too
+    /// (comments and layout kept). A stopped VE needs --save. On any error
+    /// nothing changes.
+    #[command(verbatim_doc_comment)]
+    Set {
+        /// VE id.
+        id: u32,
+        /// Add a bridged veth: IF[,MAC,HOST_IF,HOST_MAC,BRIDGE] (empty fields
+        /// take defaults: random MACs, host name vethID.N, no bridge).
+        #[arg(long = "netif-add", value_name = "IF,MAC,HOST_IF,HOST_MAC,BRIDGE", value_parser = parse_netif_arg)]
+        netif_add: Vec<netcfg::model::Netif>,
+        /// Remove a veth by its name inside the VE.
+        #[arg(long = "netif-del", value_name = "IF")]
+        netif_del: Vec<String>,
+        /// Add a routed (venet) address.
+        #[arg(long, value_name = "IP")]
+        ipadd: Vec<std::net::IpAddr>,
+        /// Remove a routed (venet) address.
+        #[arg(long, value_name = "IP")]
+        ipdel: Vec<std::net::IpAddr>,
+        /// Also write the change to ve/ID.toml.
+        #[arg(long)]
+        save: bool,
+    },
     /// Run a command inside a running VE.
     Exec {
         /// VE id.
@@ -193,9 +244,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Loads the config or prints its errors; `Err(code)` is the exit code.
 fn load(cli: &Cli) -> Result<(Config, Desired), ExitCode> {
-    match Config::load(&cli.config_dir) {
-        Ok(mut config) => {
-            crate::ve::overlay_running(&mut config, &cli.state_dir);
+    let loaded = Config::load(&cli.config_dir).and_then(|mut config| {
+        crate::ve::overlay_running(&mut config, &cli.state_dir)?;
+        Ok(config)
+    });
+    match loaded {
+        Ok(config) => {
             let desired = Desired::from_config(&config);
             Ok((config, desired))
         }
@@ -216,11 +270,7 @@ fn load(cli: &Cli) -> Result<(Config, Desired), ExitCode> {
             for e in &errors.0 {
                 eprintln!("error: {e}");
             }
-            eprintln!(
-                "vznet: {} error(s) in {}; nothing changed",
-                errors.0.len(),
-                cli.config_dir.display()
-            );
+            print_errors_tail(cli, errors.0.len());
             Err(ExitCode::from(EXIT_INVALID))
         }
     }
@@ -444,26 +494,25 @@ fn ve_command(cli: &Cli, cmd: &VeCommand) -> anyhow::Result<ExitCode> {
                 Ok(v) => v,
                 Err(code) => return Ok(code),
             };
-            let pid = ve::start(&config, state, *id, || {
-                // The VE now runs: load again so that its netns is in the config.
-                let (_, desired) =
-                    load(cli).map_err(|_| anyhow::anyhow!("config became invalid"))?;
-                if let Some(missing) = missing_features(&desired)? {
-                    anyhow::bail!("{missing}");
-                }
-                runtime()?.block_on(async {
-                    let engine = Engine::new(&desired)?;
-                    let report = engine.apply(&desired).await?;
-                    for op in &report.ops {
-                        println!("{op}");
-                    }
-                    Ok(())
-                })
-            })?;
+            let pid = ve::start(&config, state, *id, || wire(cli))?;
             println!("VE {id} started (init pid {pid})");
         }
         VeCommand::Stop { id, timeout } => {
-            ve::stop(state, *id, std::time::Duration::from_secs(*timeout))?;
+            let file = ve::ve_file(&cli.config_dir, *id);
+            let stopped = ve::stop(
+                state,
+                *id,
+                file.as_ref(),
+                &cli.config_dir,
+                std::time::Duration::from_secs(*timeout),
+            );
+            // vznetd must forget the VE's netns and live changes either way.
+            if agent(cli).is_some() {
+                if let Err(e) = agent_reload(cli) {
+                    eprintln!("vznet: warning: vznetd did not reload: {e:#}");
+                }
+            }
+            stopped?;
             println!("VE {id} stopped");
         }
         VeCommand::Destroy { id } => {
@@ -500,8 +549,95 @@ fn ve_command(cli: &Cli, cmd: &VeCommand) -> anyhow::Result<ExitCode> {
             let code = ve::exec(state, *id, argv)?;
             return Ok(ExitCode::from(code.clamp(0, 255) as u8));
         }
+        VeCommand::Enter { id, shell } => {
+            let ve_conf = ve::ve_file(&cli.config_dir, *id);
+            let root = ve_conf.as_ref().map_or_else(
+                || state.join("private").join(id.to_string()),
+                |v| ve::root_of(v, state),
+            );
+            let code = ve::enter(state, *id, &root, Some(shell))?;
+            return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+        }
+        VeCommand::Set {
+            id,
+            netif_add,
+            netif_del,
+            ipadd,
+            ipdel,
+            save,
+        } => {
+            use crate::ve::change::Change;
+            let mut changes: Vec<Change> = Vec::new();
+            changes.extend(
+                netif_del
+                    .iter()
+                    .map(|n| Change::NetifDel { name: n.clone() }),
+            );
+            changes.extend(
+                netif_add
+                    .iter()
+                    .map(|n| Change::NetifAdd { netif: n.clone() }),
+            );
+            changes.extend(ipdel.iter().map(|ip| Change::IpDel { ip: *ip }));
+            changes.extend(ipadd.iter().map(|ip| Change::IpAdd { ip: *ip }));
+            return set::set(cli, *id, &changes, *save);
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_errors_tail(cli: &Cli, n: usize) {
+    eprintln!(
+        "vznet: {n} error(s) in {}; nothing changed",
+        cli.config_dir.display()
+    );
+}
+
+fn parse_netif_arg(s: &str) -> Result<netcfg::model::Netif, String> {
+    crate::ve::change::parse_netif(s)
+}
+
+/// Asks vznetd to re-read the config (with the VEs that run now and their live
+/// changes) and apply it; an error if it refused.
+fn agent_reload(cli: &Cli) -> anyhow::Result<Vec<netcfg::op::Op>> {
+    let reply = crate::control::request(
+        &cli.socket,
+        crate::control::Command::Reload,
+        std::time::Duration::from_secs(600),
+    )?;
+    if !reply.ok {
+        anyhow::bail!("vznetd: {}", reply.error.unwrap_or_default());
+    }
+    let ops = reply
+        .result
+        .and_then(|r| r.get("ops").cloned())
+        .and_then(|o| serde_json::from_value(o).ok())
+        .unwrap_or_default();
+    Ok(ops)
+}
+
+/// Wires the VEs that run now: through vznetd when it runs for this config
+/// (it must learn of the VE's netns, or it would take its links for strays),
+/// else directly.
+fn wire(cli: &Cli) -> anyhow::Result<()> {
+    if agent(cli).is_some() {
+        for op in agent_reload(cli)? {
+            println!("{op}");
+        }
+        return Ok(());
+    }
+    let (_, desired) = load(cli).map_err(|_| anyhow::anyhow!("config became invalid"))?;
+    if let Some(missing) = missing_features(&desired)? {
+        anyhow::bail!("{missing}");
+    }
+    runtime()?.block_on(async {
+        let engine = Engine::new(&desired)?;
+        let report = engine.apply(&desired).await?;
+        for op in &report.ops {
+            println!("{op}");
+        }
+        Ok(())
+    })
 }
 
 fn report_error(cli: &Cli, e: &ApplyError) -> ExitCode {

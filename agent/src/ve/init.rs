@@ -13,6 +13,11 @@ use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{chdir, execv, fork, pivot_root, sethostname, ForkResult};
 
+/// The `cgroup.procs` files (one per line) the VE's PID 1 joins before it
+/// pivots, so that it and everything it starts is counted and limited; the
+/// `__ve-init` supervisor itself stays out.
+pub const CGROUP_ENV: &str = "VZNET_VE_CGROUP_PROCS";
+
 /// `vznet __ve-init ROOT HOSTNAME PIDFILE INIT [ARGS...]`; never returns on success
 /// of the VE's PID 1; returns the exit code the VE's init exited with.
 pub fn init_main(args: &[String]) -> i32 {
@@ -27,6 +32,11 @@ pub fn init_main(args: &[String]) -> i32 {
     // SAFETY: single-threaded here (a fresh exec), so fork is sound.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
+            if let Err(e) = join_cgroups() {
+                eprintln!("VE init: {e:#}");
+                // SAFETY: leaving the child without running the parent's destructors.
+                unsafe { libc::_exit(126) }
+            }
             if let Err(e) = pid1(Path::new(root), hostname, init) {
                 eprintln!("VE init: {e:#}");
             }
@@ -55,6 +65,15 @@ pub fn init_main(args: &[String]) -> i32 {
             1
         }
     }
+}
+
+fn join_cgroups() -> Result<()> {
+    let list = std::env::var(CGROUP_ENV).unwrap_or_default();
+    std::env::remove_var(CGROUP_ENV);
+    for path in list.lines().filter(|l| !l.is_empty()) {
+        std::fs::write(path, "0").with_context(|| format!("joining cgroup {path}"))?;
+    }
+    Ok(())
 }
 
 /// Brings the VE's loopback up (SIOCSIFFLAGS; no netlink needed for this).

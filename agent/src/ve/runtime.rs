@@ -1,4 +1,4 @@
-//! Start, stop, inspect and enter VEs.
+//! Start, stop and list VEs.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -6,11 +6,15 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use netcfg::model::{Config, VeConfig};
-use nix::sched::{setns, unshare, CloneFlags};
+use netcfg::model::{Config, ConfigErrors, VeConfig};
+use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::Serialize;
+
+use super::cgroup::Group;
+use super::change::{overlay_file, Overlay};
+use super::hook;
 
 fn pid_file(state: &Path, id: u32) -> PathBuf {
     state.join("run").join(format!("{id}.pid"))
@@ -37,15 +41,69 @@ pub fn running(state: &Path, id: u32) -> Option<u32> {
 }
 
 /// Points every running VE without a `netns` at its init's netns, so that
-/// netcfg wires (and keeps) it like any other.
-pub fn overlay_running(config: &mut Config, state: &Path) {
+/// netcfg wires (and keeps) it like any other, and merges the live changes of
+/// `vznet ve set` (without `--save`) into it. The merged config is validated
+/// again: a file edited since into conflict with a live change is an error.
+pub fn overlay_running(config: &mut Config, state: &Path) -> Result<(), ConfigErrors> {
+    let mut merged = false;
+    let mut errors = Vec::new();
     for file in &mut config.ves {
-        if file.ve.netns.is_none() {
-            if let Some(pid) = running(state, file.ve.id) {
-                file.ve.netns = Some(format!("/proc/{pid}/ns/net"));
+        if file.ve.netns.is_some() {
+            continue;
+        }
+        let Some(pid) = running(state, file.ve.id) else {
+            continue;
+        };
+        file.ve.netns = Some(format!("/proc/{pid}/ns/net"));
+        match Overlay::read(state, file.ve.id, pid) {
+            Ok(Some(o)) => {
+                for c in &o.change {
+                    c.apply(&mut file.ve);
+                }
+                merged = true;
             }
+            Ok(None) => {}
+            Err(e) => errors.push(netcfg::model::ConfigError {
+                location: netcfg::model::Location {
+                    file: overlay_file(state, file.ve.id),
+                    line: 1,
+                    column: 1,
+                },
+                key: String::new(),
+                message: format!("{e:#}"),
+            }),
         }
     }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    if merged {
+        config.validate().map_err(|ConfigErrors(es)| {
+            ConfigErrors(
+                es.into_iter()
+                    .map(|mut e| {
+                        e.message += " (with the live changes of `vznet ve set` merged in)";
+                        e
+                    })
+                    .collect(),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The VE's file, read on its own and unvalidated: enough to find its hooks
+/// and root when the rest of the config is broken (a VE must always stop).
+pub fn ve_file(config_dir: &Path, id: u32) -> Option<VeConfig> {
+    let text = std::fs::read_to_string(config_dir.join("ve").join(format!("{id}.toml"))).ok()?;
+    toml::from_str(&text).ok()
+}
+
+/// The VE's root folder.
+pub fn root_of(ve: &VeConfig, state: &Path) -> PathBuf {
+    ve.root
+        .clone()
+        .unwrap_or_else(|| state.join("private").join(ve.id.to_string()))
 }
 
 fn ve(config: &Config, id: u32) -> Result<&VeConfig> {
@@ -57,8 +115,10 @@ fn ve(config: &Config, id: u32) -> Result<&VeConfig> {
     })
 }
 
-/// Starts a VE and wires its network; on any failure the VE is stopped again.
-/// `wire` applies the whole config (netcfg) once the VE's netns exists.
+/// Starts a VE and wires its network; on any failure the VE is stopped again
+/// and nothing it made stays. `wire` applies the config once the VE's netns
+/// exists. Order: pre-start hook (its failure aborts), cgroups and limits,
+/// the init, wiring, post-start hook (its failure is reported only).
 pub fn start(
     config: &Config,
     state: &Path,
@@ -74,10 +134,7 @@ pub fn start(
         "VE {id} names an existing netns ({}); vznet ve start runs VEs that have their own",
         ve.netns.as_deref().unwrap_or("")
     );
-    let root = ve
-        .root
-        .clone()
-        .unwrap_or_else(|| state.join("private").join(id.to_string()));
+    let root = root_of(ve, state);
     ensure!(
         root.is_dir(),
         "VE {id} has no root at {} (vznet ve create {id} --template busybox)",
@@ -85,17 +142,72 @@ pub fn start(
     );
     let init = ve.init.clone().unwrap_or_else(|| vec!["/sbin/init".into()]);
     let hostname = ve.hostname.clone().unwrap_or_else(|| format!("ve{id}"));
+    let file = config.dir.join("ve").join(format!("{id}.toml"));
+    let env = |state_name, pid| hook::Env {
+        id,
+        state: state_name,
+        root: &root,
+        hostname: &hostname,
+        config: &file,
+        pid,
+    };
+    hook::run(
+        "pre_start",
+        ve.hooks.pre_start.as_ref(),
+        &env("starting", None),
+    )
+    .with_context(|| format!("VE {id} not started"))?;
     std::fs::create_dir_all(state.join("run"))?;
+    // Live changes belong to one run.
+    let _ = std::fs::remove_file(overlay_file(state, id));
+    let group = Group::create(state, id, ve).with_context(|| format!("VE {id}'s cgroups"))?;
+    let pid = match spawn_init(state, id, &root, &hostname, &init, &group) {
+        Ok(pid) => pid,
+        Err(e) => {
+            let _ = group.remove(state, id);
+            return Err(e);
+        }
+    };
+    if let Err(e) = wire() {
+        let _ = stop_init(state, id, Duration::from_secs(5));
+        let _ = group.remove(state, id);
+        return Err(e.context(format!("wiring VE {id}; the VE was stopped again")));
+    }
+    if let Err(e) = hook::run(
+        "post_start",
+        ve.hooks.post_start.as_ref(),
+        &env("running", Some(pid)),
+    ) {
+        eprintln!("vznet: warning: VE {id} runs, but {e:#}");
+    }
+    Ok(pid)
+}
+
+/// Runs `vznet __ve-init` in new namespaces and waits for its pid file.
+fn spawn_init(
+    state: &Path,
+    id: u32,
+    root: &Path,
+    hostname: &str,
+    init: &[String],
+    group: &Group,
+) -> Result<u32> {
     let pidfile = pid_file(state, id);
     let _ = std::fs::remove_file(&pidfile);
     let log = std::fs::File::create(state.join("run").join(format!("{id}.log")))?;
     let me = std::env::current_exe()?;
+    let procs: Vec<String> = group
+        .procs_files()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
     let mut cmd = Command::new(me);
     cmd.arg("__ve-init")
-        .arg(&root)
-        .arg(&hostname)
+        .arg(root)
+        .arg(hostname)
         .arg(&pidfile)
-        .args(&init);
+        .args(init)
+        .env(super::init::CGROUP_ENV, procs.join("\n"));
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -130,37 +242,84 @@ pub fn start(
             Instant::now() < deadline,
             "VE {id} did not start within 30 s"
         );
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
     };
     // The starter must not leave a zombie behind; the VE lives on, reparented.
     std::thread::spawn(move || {
         let _ = child.wait();
     });
-    if let Err(e) = wire() {
-        let _ = stop(state, id, Duration::from_secs(5));
-        return Err(e.context(format!("wiring VE {id}; the VE was stopped again")));
-    }
     Ok(pid)
+}
+
+/// Stops a VE: pre-stop hook, SIGTERM to its init, SIGKILL after `timeout`,
+/// its host links, cgroups and live changes removed, post-stop hook. Hook
+/// failures are reported, never block the stop. `ve` is its file (for hooks),
+/// if readable.
+pub fn stop(
+    state: &Path,
+    id: u32,
+    ve: Option<&VeConfig>,
+    config_dir: &Path,
+    timeout: Duration,
+) -> Result<()> {
+    let Some(pid) = running(state, id) else {
+        let _ = std::fs::remove_file(pid_file(state, id));
+        bail!("VE {id} is not running");
+    };
+    let root = ve.map_or_else(
+        || state.join("private").join(id.to_string()),
+        |v| root_of(v, state),
+    );
+    let hostname = ve
+        .and_then(|v| v.hostname.clone())
+        .unwrap_or_else(|| format!("ve{id}"));
+    let file = config_dir.join("ve").join(format!("{id}.toml"));
+    let env = |state_name, pid| hook::Env {
+        id,
+        state: state_name,
+        root: &root,
+        hostname: &hostname,
+        config: &file,
+        pid,
+    };
+    let hooks = ve.map(|v| v.hooks.clone()).unwrap_or_default();
+    if let Err(e) = hook::run(
+        "pre_stop",
+        hooks.pre_stop.as_ref(),
+        &env("stopping", Some(pid)),
+    ) {
+        eprintln!("vznet: warning: {e:#}; stopping VE {id} anyway");
+    }
+    stop_init(state, id, timeout)?;
+    let mut result = Ok(());
+    if let Some(g) = Group::recorded(state, id) {
+        result = g.remove(state, id);
+    }
+    let _ = std::fs::remove_file(overlay_file(state, id));
+    if let Err(e) = hook::run("post_stop", hooks.post_stop.as_ref(), &env("stopped", None)) {
+        eprintln!("vznet: warning: VE {id} stopped, but {e:#}");
+    }
+    result
 }
 
 /// SIGTERM to the VE's init, SIGKILL after `timeout`. Its namespaces, and the
 /// veth pairs and routes that hang on its netns, go with it.
-pub fn stop(state: &Path, id: u32, timeout: Duration) -> Result<()> {
+fn stop_init(state: &Path, id: u32, timeout: Duration) -> Result<()> {
     let Some(pid) = running(state, id) else {
         let _ = std::fs::remove_file(pid_file(state, id));
-        bail!("VE {id} is not running");
+        return remove_host_ends(id);
     };
     let p = Pid::from_raw(pid as i32);
     let _ = kill(p, Signal::SIGTERM);
     let deadline = Instant::now() + timeout;
     while running(state, id).is_some() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(5));
     }
     if running(state, id).is_some() {
         let _ = kill(p, Signal::SIGKILL);
         let deadline = Instant::now() + Duration::from_secs(5);
         while running(state, id).is_some() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
     ensure!(
@@ -232,7 +391,11 @@ pub fn list(config: &Config, state: &Path) -> Vec<VeInfo> {
             }
             VeInfo {
                 veid: ve.id,
-                nproc: pid.map_or(0, nproc),
+                nproc: pid.map_or(0, |p| {
+                    Group::recorded(state, ve.id)
+                        .and_then(|g| g.nproc())
+                        .unwrap_or_else(|| nproc(p))
+                }),
                 status: if pid.is_some() { "running" } else { "stopped" },
                 ip_addr,
                 hostname: ve.hostname.clone().unwrap_or_default(),
@@ -242,6 +405,7 @@ pub fn list(config: &Config, state: &Path) -> Vec<VeInfo> {
         .collect()
 }
 
+/// Processes in the VE's PID namespace, for a VE without a recorded cgroup.
 fn nproc(pid: u32) -> usize {
     let Ok(ns) = std::fs::read_link(format!("/proc/{pid}/ns/pid")) else {
         return 0;
@@ -258,45 +422,4 @@ fn nproc(pid: u32) -> usize {
                 .count()
         })
         .unwrap_or(0)
-}
-
-/// Runs `argv` inside a running VE's namespaces (mount, UTS, IPC, network; its
-/// children also in the VE's PID namespace) and returns its exit code.
-pub fn exec(state: &Path, id: u32, argv: &[String]) -> Result<i32> {
-    let pid = running(state, id).with_context(|| format!("VE {id} is not running"))?;
-    let prog = argv.first().context("nothing to run")?;
-    let open = |ns: &str| {
-        std::fs::File::open(format!("/proc/{pid}/ns/{ns}"))
-            .with_context(|| format!("VE {id}'s {ns} namespace"))
-    };
-    let (net, uts, ipc, pidns, mnt) = (
-        open("net")?,
-        open("uts")?,
-        open("ipc")?,
-        open("pid")?,
-        open("mnt")?,
-    );
-    let mut cmd = Command::new(prog);
-    cmd.args(&argv[1..]);
-    // SAFETY: only async-signal-safe syscalls between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            use std::os::fd::AsFd;
-            for (f, flag) in [
-                (&net, CloneFlags::CLONE_NEWNET),
-                (&uts, CloneFlags::CLONE_NEWUTS),
-                (&ipc, CloneFlags::CLONE_NEWIPC),
-                (&pidns, CloneFlags::CLONE_NEWPID),
-                // Mount last: after it, /proc paths are the VE's.
-                (&mnt, CloneFlags::CLONE_NEWNS),
-            ] {
-                setns(f.as_fd(), flag).map_err(std::io::Error::from)?;
-            }
-            nix::unistd::chdir("/").map_err(std::io::Error::from)
-        });
-    }
-    let status = cmd
-        .status()
-        .with_context(|| format!("running {prog} in VE {id}"))?;
-    Ok(status.code().unwrap_or(128))
 }

@@ -33,6 +33,110 @@ pub struct VeConfig {
     /// Routed mode (`vzctl set --ipadd`): /32 routes and proxy ARP on the host.
     #[serde(default)]
     pub venet: Option<Venet>,
+    /// Relative CPU weight, 1..10000 (cgroup v2 `cpu.weight`; default 100). On a
+    /// cgroup v1 cpu controller it becomes `cpu.shares = weight * 1024 / 100`.
+    #[serde(default)]
+    pub cpu_weight: Option<u32>,
+    /// Memory limit: bytes, or a number with K, M, G or T (binary: "256M").
+    /// cgroup v2 `memory.max`, or v1 `memory.limit_in_bytes`.
+    #[serde(default)]
+    pub memory_limit: Option<ByteSize>,
+    /// Commands run around start and stop (argv, no shell).
+    #[serde(default)]
+    pub hooks: Hooks,
+}
+
+/// User hooks: argv arrays run by `vznet ve start`/`stop` on the host, with
+/// `VEID`, `VE_STATE`, `VE_ROOT`, `VE_HOSTNAME`, `VE_CONFIG` (and `VE_PID`
+/// while the VE runs) in their environment. No shell is involved.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// Before anything is made; a failure aborts the start.
+    #[serde(default, alias = "pre-start")]
+    pub pre_start: Option<Vec<String>>,
+    /// After the VE runs and is wired; a failure is reported, the VE keeps running.
+    #[serde(default, alias = "post-start")]
+    pub post_start: Option<Vec<String>>,
+    /// Before the VE's init is signalled; a failure is reported, the stop goes on.
+    #[serde(default, alias = "pre-stop")]
+    pub pre_stop: Option<Vec<String>>,
+    /// After the VE and its links and cgroups are gone; a failure is reported.
+    #[serde(default, alias = "post-stop")]
+    pub post_stop: Option<Vec<String>>,
+}
+
+impl Hooks {
+    /// Each hook that is set, with its key.
+    pub fn each(&self) -> impl Iterator<Item = (&'static str, &Vec<String>)> {
+        [
+            ("pre_start", &self.pre_start),
+            ("post_start", &self.post_start),
+            ("pre_stop", &self.pre_stop),
+            ("post_stop", &self.post_stop),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+    }
+}
+
+/// A size in bytes, written as an integer or as "256M" (K, M, G, T: powers of 1024).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ByteSize, String> {
+        let t = s.trim();
+        let bad = || {
+            format!(
+                "invalid size {s:?}: use bytes or a number with K, M, G or T (\"256M\" is 256 MiB)"
+            )
+        };
+        let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(digits);
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        let unit = unit.trim().to_ascii_uppercase();
+        let shift = match unit.trim_end_matches("IB").trim_end_matches('B') {
+            "" => 0,
+            "K" => 10,
+            "M" => 20,
+            "G" => 30,
+            "T" => 40,
+            _ => return Err(bad()),
+        };
+        n.checked_mul(1u64 << shift).map(ByteSize).ok_or_else(bad)
+    }
+}
+
+impl std::fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ByteSize, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Str(String),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a size: bytes or a string such as \"256M\"")
+        })? {
+            Raw::Int(n) => Ok(ByteSize(n)),
+            Raw::Str(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 /// A veth pair: one end in the VE, the other on the host (usually a bridge port).
@@ -74,4 +178,38 @@ pub struct Venet {
     /// Host-side name; default `venet<ID>`.
     #[serde(default)]
     pub host_name: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_in_binary_units_and_bad_ones_are_named() {
+        assert_eq!("256M".parse::<ByteSize>(), Ok(ByteSize(256 << 20)));
+        assert_eq!("1G".parse::<ByteSize>(), Ok(ByteSize(1 << 30)));
+        assert_eq!("512KiB".parse::<ByteSize>(), Ok(ByteSize(512 << 10)));
+        assert_eq!("4096".parse::<ByteSize>(), Ok(ByteSize(4096)));
+        for bad in ["", "M", "12X", "-1M", "99999999999T"] {
+            let e = bad.parse::<ByteSize>().expect_err("must fail");
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn hooks_take_both_spellings_and_sizes_both_forms() {
+        let ve: VeConfig = toml::from_str(
+            "id = 1\nmemory_limit = \"64M\"\ncpu_weight = 50\n[hooks]\npre-start = [\"/bin/true\"]\npost_stop = [\"/bin/echo\", \"x\"]\n",
+        )
+        .expect("test input");
+        assert_eq!(ve.memory_limit, Some(ByteSize(64 << 20)));
+        assert_eq!(
+            ve.hooks.pre_start.as_deref(),
+            Some(&["/bin/true".to_string()][..])
+        );
+        assert_eq!(ve.hooks.each().count(), 2);
+        let e =
+            toml::from_str::<VeConfig>("id = 1\nmemory_limit = \"lots\"\n").expect_err("must fail");
+        assert!(e.to_string().contains("invalid size \"lots\""), "{e}");
+    }
 }
