@@ -97,11 +97,13 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum VeCommand {
     /// Make a VE's root from a template (`busybox`: built from the host's static
-    /// busybox; or a folder to copy) and write ve/ID.toml if there is none.
+    /// busybox; a folder to copy; or a tar archive, plain or gzip, whose
+    /// entries must be relative without `..`) and write ve/ID.toml if there is
+    /// none.
     Create {
         /// VE id.
         id: u32,
-        /// `busybox` or a folder.
+        /// `busybox`, a folder, or FILE.tar / FILE.tar.gz.
         #[arg(long)]
         template: String,
         /// Host name (default veID).
@@ -480,6 +482,9 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
 fn ve_command(cli: &Cli, cmd: &VeCommand) -> anyhow::Result<ExitCode> {
     use crate::ve;
     let state = &cli.state_dir;
+    if !matches!(cmd, VeCommand::Create { .. } | VeCommand::Destroy { .. }) {
+        ve::cgroup::ensure_visible()?;
+    }
     match cmd {
         VeCommand::Create {
             id,

@@ -120,6 +120,84 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Makes the cgroup hierarchies visible to this process. `ip netns exec`
+/// mounts a fresh sysfs over /sys, which hides /sys/fs/cgroup: when no cgroup
+/// hierarchy is mounted here although the process belongs to some (per
+/// /proc/self/cgroup), this process moves to a mount namespace of its own
+/// (a slave of the current one: nothing propagates back) and mounts them
+/// again where the host has them: cgroup2 at /sys/fs/cgroup, or, when v1
+/// hierarchies exist too, at /sys/fs/cgroup/unified beside
+/// /sys/fs/cgroup/<controllers>. Call it before any thread starts.
+pub fn ensure_visible() -> Result<()> {
+    use nix::mount::{mount, MsFlags};
+    let layout = Layout::detect().context("reading /proc/self/mountinfo")?;
+    if layout.unified.is_some() || !layout.v1.is_empty() {
+        return Ok(());
+    }
+    let text = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut v2 = false;
+    let mut v1: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        if let (Some(_), Some(ctrls), Some(_)) = (parts.next(), parts.next(), parts.next()) {
+            if ctrls.is_empty() {
+                v2 = true;
+            } else if ctrls
+                .split(',')
+                .any(|c| matches!(c, "cpu" | "memory" | "pids"))
+            {
+                v1.push(ctrls.to_string());
+            }
+        }
+    }
+    if !v2 && v1.is_empty() {
+        return Ok(());
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .context("a private mount namespace for the cgroup mounts")?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .context("making / a slave mount")?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let top = Path::new("/sys/fs/cgroup");
+    if v1.is_empty() {
+        mount(Some("cgroup2"), top, Some("cgroup2"), flags, None::<&str>)
+            .context("mounting cgroup2 at /sys/fs/cgroup")?;
+        return Ok(());
+    }
+    mount(Some("tmpfs"), top, Some("tmpfs"), flags, Some("mode=755"))
+        .context("mounting a tmpfs at /sys/fs/cgroup")?;
+    if v2 {
+        let dir = top.join("unified");
+        fs::create_dir_all(&dir)?;
+        mount(Some("cgroup2"), &dir, Some("cgroup2"), flags, None::<&str>)
+            .with_context(|| format!("mounting cgroup2 at {}", dir.display()))?;
+    }
+    for ctrls in v1 {
+        let dir = top.join(&ctrls);
+        fs::create_dir_all(&dir)?;
+        mount(
+            Some("cgroup"),
+            &dir,
+            Some("cgroup"),
+            flags,
+            Some(ctrls.as_str()),
+        )
+        .with_context(|| {
+            format!(
+                "mounting the cgroup v1 hierarchy {ctrls} at {}",
+                dir.display()
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// The calling process's group in the unified hierarchy (`0::/path`) and in
 /// each v1 hierarchy (`N:ctrl,ctrl:/path`), from /proc/self/cgroup.
 fn own_groups() -> (PathBuf, BTreeMap<String, PathBuf>) {
