@@ -629,6 +629,19 @@ fn wire(cli: &Cli) -> anyhow::Result<()> {
         for op in agent_reload(cli)? {
             println!("{op}");
         }
+        // vznetd finds running VEs in its own --state-dir.
+        if let Some(status) = agent(cli) {
+            if let Some(id) = status
+                .unwired
+                .iter()
+                .find(|id| crate::ve::running(&cli.state_dir, **id).is_some())
+            {
+                anyhow::bail!(
+                    "vznetd does not see VE {id} running: start vznetd with --state-dir {}",
+                    cli.state_dir.display()
+                );
+            }
+        }
         return Ok(());
     }
     let (_, desired) = load(cli).map_err(|_| anyhow::anyhow!("config became invalid"))?;
