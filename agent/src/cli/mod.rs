@@ -118,8 +118,9 @@ pub enum VeCommand {
     /// the VE keeps running).
     #[command(verbatim_doc_comment)]
     Start {
-        /// VE id.
-        id: u32,
+        /// VE ids: several start side by side and are wired with one apply.
+        #[arg(required = true, num_args = 1..)]
+        ids: Vec<u32>,
     },
     /// Stop a VE: SIGTERM to its init, SIGKILL after --timeout.
     ///
@@ -128,8 +129,9 @@ pub enum VeCommand {
     /// hook. Hook failures are reported and never block a stop.
     #[command(verbatim_doc_comment)]
     Stop {
-        /// VE id.
-        id: u32,
+        /// VE ids: several stop side by side.
+        #[arg(required = true, num_args = 1..)]
+        ids: Vec<u32>,
         /// Seconds to wait after SIGTERM.
         #[arg(long, default_value_t = 10)]
         timeout: u64,
@@ -494,31 +496,36 @@ fn ve_command(cli: &Cli, cmd: &VeCommand) -> anyhow::Result<ExitCode> {
             let root = ve::create(&cli.config_dir, state, *id, template, hostname.as_deref())?;
             println!("VE {id} created: root {}", root.display());
         }
-        VeCommand::Start { id } => {
+        VeCommand::Start { ids } => {
             let (config, _) = match load(cli) {
                 Ok(v) => v,
                 Err(code) => return Ok(code),
             };
-            let pid = ve::start(&config, state, *id, || wire(cli))?;
-            println!("VE {id} started (init pid {pid})");
+            for (id, pid) in ve::start(&config, state, ids, || wire(cli))? {
+                println!("VE {id} started (init pid {pid})");
+            }
         }
-        VeCommand::Stop { id, timeout } => {
-            let file = ve::ve_file(&cli.config_dir, *id);
+        VeCommand::Stop { ids, timeout } => {
+            let ves: Vec<_> = ids
+                .iter()
+                .map(|id| (*id, ve::ve_file(&cli.config_dir, *id)))
+                .collect();
             let stopped = ve::stop(
                 state,
-                *id,
-                file.as_ref(),
+                &ves,
                 &cli.config_dir,
                 std::time::Duration::from_secs(*timeout),
             );
-            // vznetd must forget the VE's netns and live changes either way.
+            // vznetd must forget the VEs' netns and live changes either way.
             if agent(cli).is_some() {
                 if let Err(e) = agent_reload(cli) {
                     eprintln!("vznet: warning: vznetd did not reload: {e:#}");
                 }
             }
             stopped?;
-            println!("VE {id} stopped");
+            for id in ids {
+                println!("VE {id} stopped");
+            }
         }
         VeCommand::Destroy { id } => {
             ve::destroy(&cli.config_dir, state, *id)?;

@@ -29,9 +29,26 @@ pub fn init_main(args: &[String]) -> i32 {
         eprintln!("__ve-init: no init command");
         return 2;
     }
+    // PID 1 shares this process's mount namespace: once it pivots, this
+    // process's root is the VE's too, and the pid file's path (and the host's
+    // /proc) are gone from its view. PID 1 therefore waits on this pipe until
+    // the pid file is written.
+    let (gate_r, gate_w) = match nix::unistd::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("__ve-init: pipe: {e}");
+            return 1;
+        }
+    };
     // SAFETY: single-threaded here (a fresh exec), so fork is sound.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
+            drop(gate_w);
+            let mut gate = std::fs::File::from(gate_r);
+            let mut buf = [0u8; 1];
+            // EOF when the parent is done (or died: then the start fails anyway).
+            let _ = std::io::Read::read(&mut gate, &mut buf);
+            drop(gate);
             if let Err(e) = join_cgroups() {
                 eprintln!("VE init: {e:#}");
                 // SAFETY: leaving the child without running the parent's destructors.
@@ -44,8 +61,14 @@ pub fn init_main(args: &[String]) -> i32 {
             unsafe { libc::_exit(127) }
         }
         Ok(ForkResult::Parent { child }) => {
+            drop(gate_r);
             let start = super::runtime::start_time(child.as_raw() as u32).unwrap_or(0);
-            if let Err(e) = std::fs::write(pidfile, format!("{} {start}\n", child.as_raw())) {
+            // Written whole, then renamed: readers never see half a pid file.
+            let tmp = format!("{pidfile}.tmp");
+            let written = std::fs::write(&tmp, format!("{} {start}\n", child.as_raw()))
+                .and_then(|()| std::fs::rename(&tmp, pidfile));
+            drop(gate_w);
+            if let Err(e) = written {
                 eprintln!("__ve-init: writing {pidfile}: {e}");
                 let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
                 return 1;

@@ -115,75 +115,130 @@ fn ve(config: &Config, id: u32) -> Result<&VeConfig> {
     })
 }
 
-/// Starts a VE and wires its network; on any failure the VE is stopped again
-/// and nothing it made stays. `wire` applies the config once the VE's netns
-/// exists. Order: pre-start hook (its failure aborts), cgroups and limits,
-/// the init, wiring, post-start hook (its failure is reported only).
+/// What `start` needs of one VE, checked before anything is made.
+struct Prepared<'a> {
+    id: u32,
+    ve: &'a VeConfig,
+    root: PathBuf,
+    init: Vec<String>,
+    hostname: String,
+    file: PathBuf,
+}
+
+impl Prepared<'_> {
+    fn env(&self, state: &'static str, pid: Option<u32>) -> hook::Env<'_> {
+        hook::Env {
+            id: self.id,
+            state,
+            root: &self.root,
+            hostname: &self.hostname,
+            config: &self.file,
+            pid,
+        }
+    }
+}
+
+/// Starts VEs and wires their network with one apply; on any failure every VE
+/// of the call is stopped again and nothing they made stays. `wire` applies
+/// the config once their netns exist. Per VE, in order: pre-start hook (a
+/// failure aborts the whole call before anything is made), cgroups and limits,
+/// the init; then, for all at once, the wiring; then each post-start hook (a
+/// failure is reported only). The inits start side by side. Returns each
+/// VE's init pid.
 pub fn start(
     config: &Config,
     state: &Path,
-    id: u32,
+    ids: &[u32],
     wire: impl FnOnce() -> Result<()>,
-) -> Result<u32> {
-    let ve = ve(config, id)?;
-    if let Some(pid) = running(state, id) {
-        bail!("VE {id} is already running (pid {pid})");
+) -> Result<Vec<(u32, u32)>> {
+    let mut todo = Vec::new();
+    for &id in ids {
+        let ve = ve(config, id)?;
+        if let Some(pid) = running(state, id) {
+            bail!("VE {id} is already running (pid {pid})");
+        }
+        ensure!(
+            ve.netns.is_none(),
+            "VE {id} names an existing netns ({}); vznet ve start runs VEs that have their own",
+            ve.netns.as_deref().unwrap_or("")
+        );
+        let root = root_of(ve, state);
+        ensure!(
+            root.is_dir(),
+            "VE {id} has no root at {} (vznet ve create {id} --template busybox)",
+            root.display()
+        );
+        todo.push(Prepared {
+            id,
+            ve,
+            root,
+            init: ve.init.clone().unwrap_or_else(|| vec!["/sbin/init".into()]),
+            hostname: ve.hostname.clone().unwrap_or_else(|| format!("ve{id}")),
+            file: config.dir.join("ve").join(format!("{id}.toml")),
+        });
     }
-    ensure!(
-        ve.netns.is_none(),
-        "VE {id} names an existing netns ({}); vznet ve start runs VEs that have their own",
-        ve.netns.as_deref().unwrap_or("")
-    );
-    let root = root_of(ve, state);
-    ensure!(
-        root.is_dir(),
-        "VE {id} has no root at {} (vznet ve create {id} --template busybox)",
-        root.display()
-    );
-    let init = ve.init.clone().unwrap_or_else(|| vec!["/sbin/init".into()]);
-    let hostname = ve.hostname.clone().unwrap_or_else(|| format!("ve{id}"));
-    let file = config.dir.join("ve").join(format!("{id}.toml"));
-    let env = |state_name, pid| hook::Env {
-        id,
-        state: state_name,
-        root: &root,
-        hostname: &hostname,
-        config: &file,
-        pid,
-    };
-    hook::run(
-        "pre_start",
-        ve.hooks.pre_start.as_ref(),
-        &env("starting", None),
-    )
-    .with_context(|| format!("VE {id} not started"))?;
+    for p in &todo {
+        hook::run(
+            "pre_start",
+            p.ve.hooks.pre_start.as_ref(),
+            &p.env("starting", None),
+        )
+        .with_context(|| format!("VE {} not started", p.id))?;
+    }
     std::fs::create_dir_all(state.join("run"))?;
-    // Live changes belong to one run.
-    let _ = std::fs::remove_file(overlay_file(state, id));
-    let group = Group::create(state, id, ve).with_context(|| format!("VE {id}'s cgroups"))?;
-    let pid = match spawn_init(state, id, &root, &hostname, &init, &group) {
-        Ok(pid) => pid,
-        Err(e) => {
-            let _ = group.remove(state, id);
-            return Err(e);
+    let mut made: Vec<(u32, Group)> = Vec::new();
+    let undo = |made: &[(u32, Group)]| {
+        for (id, group) in made {
+            let _ = stop_inits(state, &[*id], Duration::from_secs(5));
+            let _ = group.remove(state, *id);
         }
     };
+    let mut children = Vec::new();
+    for p in &todo {
+        // Live changes belong to one run.
+        let _ = std::fs::remove_file(overlay_file(state, p.id));
+        let spawned = Group::create(state, p.id, p.ve)
+            .with_context(|| format!("VE {}'s cgroups", p.id))
+            .and_then(|group| {
+                made.push((p.id, group.clone()));
+                spawn_init(state, p.id, &p.root, &p.hostname, &p.init, &group)
+            });
+        match spawned {
+            Ok(child) => children.push((p.id, child)),
+            Err(e) => {
+                undo(&made);
+                return Err(e);
+            }
+        }
+    }
+    let mut pids = Vec::new();
+    for (id, child) in children {
+        match wait_running(state, id, child) {
+            Ok(pid) => pids.push((id, pid)),
+            Err(e) => {
+                undo(&made);
+                return Err(e);
+            }
+        }
+    }
     if let Err(e) = wire() {
-        let _ = stop_init(state, id, Duration::from_secs(5));
-        let _ = group.remove(state, id);
-        return Err(e.context(format!("wiring VE {id}; the VE was stopped again")));
+        undo(&made);
+        let list: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        return Err(e.context(format!("wiring VE {}; stopped again", list.join(", "))));
     }
-    if let Err(e) = hook::run(
-        "post_start",
-        ve.hooks.post_start.as_ref(),
-        &env("running", Some(pid)),
-    ) {
-        eprintln!("vznet: warning: VE {id} runs, but {e:#}");
+    for (p, (_, pid)) in todo.iter().zip(&pids) {
+        if let Err(e) = hook::run(
+            "post_start",
+            p.ve.hooks.post_start.as_ref(),
+            &p.env("running", Some(*pid)),
+        ) {
+            eprintln!("vznet: warning: VE {} runs, but {e:#}", p.id);
+        }
     }
-    Ok(pid)
+    Ok(pids)
 }
 
-/// Runs `vznet __ve-init` in new namespaces and waits for its pid file.
+/// Runs `vznet __ve-init` in new namespaces.
 fn spawn_init(
     state: &Path,
     id: u32,
@@ -191,7 +246,7 @@ fn spawn_init(
     hostname: &str,
     init: &[String],
     group: &Group,
-) -> Result<u32> {
+) -> Result<std::process::Child> {
     let pidfile = pid_file(state, id);
     let _ = std::fs::remove_file(&pidfile);
     let log = std::fs::File::create(state.join("run").join(format!("{id}.log")))?;
@@ -225,7 +280,11 @@ fn spawn_init(
             .map_err(std::io::Error::from)
         });
     }
-    let mut child = cmd.spawn().context("starting the VE")?;
+    cmd.spawn().with_context(|| format!("starting VE {id}"))
+}
+
+/// Waits for a spawned init's pid file.
+fn wait_running(state: &Path, id: u32, mut child: std::process::Child) -> Result<u32> {
     // Generous: on a loaded host the init's exec and pivot_root can take a while.
     let deadline = Instant::now() + Duration::from_secs(30);
     let pid = loop {
@@ -251,100 +310,163 @@ fn spawn_init(
     Ok(pid)
 }
 
-/// Stops a VE: pre-stop hook, SIGTERM to its init, SIGKILL after `timeout`,
-/// its host links, cgroups and live changes removed, post-stop hook. Hook
-/// failures are reported, never block the stop. `ve` is its file (for hooks),
-/// if readable.
+/// Stops VEs, each given with its file (for hooks) if readable: pre-stop
+/// hooks, SIGTERM to every init, SIGKILL after `timeout`, their host links,
+/// cgroups and live changes removed, post-stop hooks. Hook failures are
+/// reported and never block a stop. VEs that are not running are an error
+/// after the others have stopped.
 pub fn stop(
     state: &Path,
-    id: u32,
-    ve: Option<&VeConfig>,
+    ves: &[(u32, Option<VeConfig>)],
     config_dir: &Path,
     timeout: Duration,
 ) -> Result<()> {
-    let Some(pid) = running(state, id) else {
-        let _ = std::fs::remove_file(pid_file(state, id));
-        bail!("VE {id} is not running");
-    };
-    let root = ve.map_or_else(
-        || state.join("private").join(id.to_string()),
-        |v| root_of(v, state),
-    );
-    let hostname = ve
-        .and_then(|v| v.hostname.clone())
-        .unwrap_or_else(|| format!("ve{id}"));
-    let file = config_dir.join("ve").join(format!("{id}.toml"));
-    let env = |state_name, pid| hook::Env {
-        id,
-        state: state_name,
-        root: &root,
-        hostname: &hostname,
-        config: &file,
-        pid,
-    };
-    let hooks = ve.map(|v| v.hooks.clone()).unwrap_or_default();
-    if let Err(e) = hook::run(
-        "pre_stop",
-        hooks.pre_stop.as_ref(),
-        &env("stopping", Some(pid)),
-    ) {
-        eprintln!("vznet: warning: {e:#}; stopping VE {id} anyway");
+    struct Stopping {
+        id: u32,
+        pid: u32,
+        root: PathBuf,
+        hostname: String,
+        file: PathBuf,
+        hooks: netcfg::model::Hooks,
     }
-    stop_init(state, id, timeout)?;
-    let mut result = Ok(());
-    if let Some(g) = Group::recorded(state, id) {
-        result = g.remove(state, id);
+    impl Stopping {
+        fn env(&self, state: &'static str, pid: Option<u32>) -> hook::Env<'_> {
+            hook::Env {
+                id: self.id,
+                state,
+                root: &self.root,
+                hostname: &self.hostname,
+                config: &self.file,
+                pid,
+            }
+        }
     }
-    let _ = std::fs::remove_file(overlay_file(state, id));
-    if let Err(e) = hook::run("post_stop", hooks.post_stop.as_ref(), &env("stopped", None)) {
-        eprintln!("vznet: warning: VE {id} stopped, but {e:#}");
+    let mut errors = Vec::new();
+    let mut todo = Vec::new();
+    for (id, ve) in ves {
+        let id = *id;
+        let Some(pid) = running(state, id) else {
+            let _ = std::fs::remove_file(pid_file(state, id));
+            errors.push(format!("VE {id} is not running"));
+            continue;
+        };
+        let v = ve.as_ref();
+        todo.push(Stopping {
+            id,
+            pid,
+            root: v.map_or_else(
+                || state.join("private").join(id.to_string()),
+                |v| root_of(v, state),
+            ),
+            hostname: v
+                .and_then(|v| v.hostname.clone())
+                .unwrap_or_else(|| format!("ve{id}")),
+            file: config_dir.join("ve").join(format!("{id}.toml")),
+            hooks: v.map(|v| v.hooks.clone()).unwrap_or_default(),
+        });
     }
-    result
+    for s in &todo {
+        if let Err(e) = hook::run(
+            "pre_stop",
+            s.hooks.pre_stop.as_ref(),
+            &s.env("stopping", Some(s.pid)),
+        ) {
+            eprintln!("vznet: warning: {e:#}; stopping VE {} anyway", s.id);
+        }
+    }
+    let ids: Vec<u32> = todo.iter().map(|s| s.id).collect();
+    if let Err(e) = stop_inits(state, &ids, timeout) {
+        errors.push(format!("{e:#}"));
+    }
+    for s in &todo {
+        if let Some(g) = Group::recorded(state, s.id) {
+            if let Err(e) = g.remove(state, s.id) {
+                errors.push(format!("VE {}: {e:#}", s.id));
+            }
+        }
+        let _ = std::fs::remove_file(overlay_file(state, s.id));
+        if let Err(e) = hook::run(
+            "post_stop",
+            s.hooks.post_stop.as_ref(),
+            &s.env("stopped", None),
+        ) {
+            eprintln!("vznet: warning: VE {} stopped, but {e:#}", s.id);
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        bail!("{}", errors.join("; "))
+    }
 }
 
-/// SIGTERM to the VE's init, SIGKILL after `timeout`. Its namespaces, and the
-/// veth pairs and routes that hang on its netns, go with it.
-fn stop_init(state: &Path, id: u32, timeout: Duration) -> Result<()> {
-    let Some(pid) = running(state, id) else {
-        let _ = std::fs::remove_file(pid_file(state, id));
-        return remove_host_ends(id);
+/// SIGTERM to the VEs' inits, SIGKILL after `timeout`. Their namespaces, and
+/// the veth pairs and routes that hang on their netns, go with them.
+fn stop_inits(state: &Path, ids: &[u32], timeout: Duration) -> Result<()> {
+    let pids: Vec<(u32, u32)> = ids
+        .iter()
+        .filter_map(|&id| running(state, id).map(|p| (id, p)))
+        .collect();
+    for (_, pid) in &pids {
+        let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGTERM);
+    }
+    let alive = || -> Vec<(u32, u32)> {
+        pids.iter()
+            .copied()
+            .filter(|(id, _)| running(state, *id).is_some())
+            .collect()
     };
-    let p = Pid::from_raw(pid as i32);
-    let _ = kill(p, Signal::SIGTERM);
     let deadline = Instant::now() + timeout;
-    while running(state, id).is_some() && Instant::now() < deadline {
+    while !alive().is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
-    if running(state, id).is_some() {
-        let _ = kill(p, Signal::SIGKILL);
+    let left = alive();
+    if !left.is_empty() {
+        for (_, pid) in &left {
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
+        }
         let deadline = Instant::now() + Duration::from_secs(5);
-        while running(state, id).is_some() && Instant::now() < deadline {
+        while !alive().is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+    let left = alive();
     ensure!(
-        running(state, id).is_none(),
-        "VE {id} (pid {pid}) did not die"
+        left.is_empty(),
+        "VE(s) did not die: {}",
+        left.iter()
+            .map(|(id, pid)| format!("{id} (pid {pid})"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
-    let _ = std::fs::remove_file(pid_file(state, id));
-    remove_host_ends(id)
+    for id in ids {
+        let _ = std::fs::remove_file(pid_file(state, *id));
+    }
+    remove_host_ends(ids)
 }
 
 /// The kernel destroys a dead VE's netns (and with it the veth pairs) in a
 /// worker, later; delete the host ends now so that stop is done when it returns.
 /// Deleting one end of a veth deletes the pair, and routes on it go with it.
-fn remove_host_ends(id: u32) -> Result<()> {
-    let marker = format!("{}ve{id}:", netcfg::kernel::state::ALIAS_PREFIX);
+fn remove_host_ends(ids: &[u32]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let markers: Vec<String> = ids
+        .iter()
+        .map(|id| format!("{}ve{id}:", netcfg::kernel::state::ALIAS_PREFIX))
+        .collect();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         let h = netcfg::kernel::netns::handle(netcfg::kernel::netns::route_socket()?)?;
         let links = netcfg::kernel::state::read_links(&h).await?;
-        for l in links
-            .iter()
-            .filter(|l| l.alias.as_deref().is_some_and(|a| a.starts_with(&marker)))
-        {
+        for l in links.iter().filter(|l| {
+            l.alias
+                .as_deref()
+                .is_some_and(|a| markers.iter().any(|m| a.starts_with(m.as_str())))
+        }) {
             match h.link().del(l.index).execute().await {
                 Ok(()) => {}
                 // Already gone with the netns.

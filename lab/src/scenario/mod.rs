@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod demo;
 pub mod drift;
+pub mod ve_bench;
 pub mod vm;
 pub mod vrrp_bench;
 
