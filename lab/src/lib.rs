@@ -37,6 +37,7 @@ mod marker;
 mod name;
 mod netns;
 mod process;
+mod service;
 mod sweep;
 
 use std::time::{Duration, Instant};
@@ -49,6 +50,7 @@ pub use lab::Lab;
 pub use link::LinkInfo;
 pub use name::{IFNAME_MAX, IFNAME_SUFFIX_MAX};
 pub use process::Process;
+pub use service::{ask_name, in_netns, serve_backend, KeepAlive};
 pub use sweep::SweepReport;
 
 /// Calls `condition` every `poll_interval` until it returns true or `timeout` passes;

@@ -24,9 +24,23 @@ pub(crate) fn exists(name: &str) -> bool {
     path(name).exists()
 }
 
-/// Creates namespace `name`.
+/// Where `ip netns exec` finds files to bind over `/etc` for namespace `name`.
+fn etc_dir(name: &str) -> PathBuf {
+    Path::new("/etc/netns").join(name)
+}
+
+/// Creates namespace `name`, with its own `/etc/machine-id` for everything run
+/// in it through `ip netns exec`: each lab host is a machine, so what a host
+/// derives from its identity (vznet's bridge MACs) differs between hosts.
 pub(crate) fn add(name: &str) -> Result<()> {
-    ip(["netns", "add", name]).map(drop)
+    ip(["netns", "add", name])?;
+    let dir = etc_dir(name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let uuid =
+        std::fs::read_to_string("/proc/sys/kernel/random/uuid").context("reading a random uuid")?;
+    let id: String = uuid.trim().chars().filter(|c| *c != '-').collect();
+    std::fs::write(dir.join("machine-id"), format!("{id}\n"))
+        .with_context(|| format!("writing {}/machine-id", dir.display()))
 }
 
 /// Names of every namespace in `/run/netns`.
@@ -39,6 +53,12 @@ pub(crate) fn list() -> Vec<String> {
 /// `ip netns del` only unmounts the name: a process left inside would keep the namespace,
 /// and its interfaces, alive, so the processes go first.
 pub(crate) fn delete(name: &str) -> Result<()> {
+    match std::fs::remove_dir_all(etc_dir(name)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing {}", etc_dir(name).display()))
+        }
+        _ => {}
+    }
     if !exists(name) {
         return Ok(());
     }

@@ -141,7 +141,7 @@ impl Desired {
                 ns: None,
                 name: br.name.clone(),
                 kind: LinkKind::Bridge { stp: br.stp },
-                mac: Some(br.mac.unwrap_or_else(|| MacAddr::derived(&br.name))),
+                mac: Some(br.mac.unwrap_or_else(|| MacAddr::for_bridge(&br.name))),
                 master: None,
                 alias: format!("{ALIAS_PREFIX}bridge"),
                 addrs: br.addresses.clone(),

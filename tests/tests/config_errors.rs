@@ -32,6 +32,10 @@ const CASES: &[Case] = &[
     Case { name: "id and file name differ", host: GOOD_HOST, ve: "id = 8\n", at: "ve/7.toml:1:1: id", says: "does not match the file name" },
     Case { name: "VRRP VRID 0", host: "[[vrrp]]\nname = \"VI_1\"\ninterface = \"br0\"\nvrid = 0\nvirtual_ips = [\"10.0.0.100/24\"]\n", ve: "", at: "host.toml:4:1: vrrp[0].vrid", says: "VRID 0 is reserved" },
     Case { name: "VRRPv3 interval", host: "[[vrrp]]\nname = \"VI_1\"\ninterface = \"br0\"\nvrid = 5\nadvert_interval_ms = 15\nvirtual_ips = [\"10.0.0.100/24\"]\n", ve: "", at: "host.toml:5:1: vrrp[0].advert_interval_ms", says: "centiseconds" },
+    Case { name: "source-hash without a seed", host: "[[virtual_server]]\nvip = \"10.0.0.100\"\nport = 80\nscheduler = \"source-hash\"\nbackends = [ { address = \"10.0.0.5\" } ]\n", ve: "", at: "host.toml:4:1: virtual_server[0].scheduler", says: "explicit hash_seed" },
+    Case { name: "backend VE unknown", host: "[[virtual_server]]\nvip = \"10.0.0.100\"\nport = 80\nbackends = [ { ve = 42 } ]\n", ve: "", at: "host.toml:4:16: virtual_server[0].backends[0].ve", says: "no VE 42" },
+    Case { name: "backend weight 0", host: "[[virtual_server]]\nvip = \"10.0.0.100\"\nport = 80\nbackends = [ { address = \"10.0.0.5\", weight = 0 } ]\n", ve: "", at: "host.toml:4:38: virtual_server[0].backends[0].weight", says: "out of range 1..=1000" },
+    Case { name: "check kind", host: "[[virtual_server]]\nvip = \"10.0.0.100\"\nport = 80\ncheck = { kind = \"icmp\" }\nbackends = [ { address = \"10.0.0.5\" } ]\n", ve: "", at: "host.toml:4:18: virtual_server[0].check.kind", says: "unknown variant `icmp`" },
     Case { name: "TOML syntax", host: "[[bridge]\nname = \"br0\"\n", ve: "", at: "host.toml:1:", says: "" },
 ];
 

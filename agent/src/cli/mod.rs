@@ -396,6 +396,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                             );
                         }
                     }
+                    print_virtual_servers(&status.virtual_servers);
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -678,4 +679,43 @@ fn report_error(cli: &Cli, e: &ApplyError) -> ExitCode {
     }
     eprintln!("vznet: {e}");
     ExitCode::from(code)
+}
+
+/// The virtual-server part of `vznet status`, like `ipvsadm -L`.
+fn print_virtual_servers(services: &[crate::lb::ServiceStatus]) {
+    for vs in services {
+        println!(
+            "\nvirtual server {} ({} {}:{}), {}, {} slots, {} commits{}",
+            vs.name,
+            vs.protocol,
+            vs.vip,
+            vs.port,
+            vs.scheduler,
+            vs.slots,
+            vs.commits,
+            if vs.below_quorum {
+                ", BELOW QUORUM (sorry server)"
+            } else {
+                ""
+            }
+        );
+        println!(
+            "  {:<28}{:<6}{:>7}{:>8}{:>7}{:>9}{:>9}  last error",
+            "backend", "state", "weight", "in use", "slots", "checks", "failed"
+        );
+        for b in &vs.backends {
+            let addr = std::net::SocketAddr::new(b.address, b.port).to_string();
+            println!(
+                "  {:<28}{:<6}{:>7}{:>8}{:>7}{:>9}{:>9}  {}",
+                addr,
+                b.state,
+                b.weight,
+                b.effective_weight,
+                b.slots,
+                b.checks_ok,
+                b.checks_failed,
+                b.last_error.as_deref().unwrap_or("-")
+            );
+        }
+    }
 }

@@ -99,6 +99,9 @@ pub struct Status {
     /// VRRP instances.
     #[serde(default)]
     pub vrrp: Vec<vrrp::VrrpStatus>,
+    /// Virtual servers and their backends.
+    #[serde(default)]
+    pub virtual_servers: Vec<crate::lb::ServiceStatus>,
 }
 
 /// The inode of the calling thread's netns.
@@ -142,18 +145,28 @@ pub fn main_from(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
     }
 }
 
+/// A loaded config: the network, the VRRP instances, the virtual servers.
+type Loaded = (
+    Desired,
+    Vec<netcfg::model::Vrrp>,
+    Vec<crate::lb::ServiceSpec>,
+);
+
 struct Agent {
     opts: Options,
     config_dir: PathBuf,
     desired: Desired,
     vrrp_config: Vec<netcfg::model::Vrrp>,
     vrrp: vrrp::Instances,
+    lb_specs: Vec<crate::lb::ServiceSpec>,
+    /// Started on first use, so hosts without virtual servers need no nftables.
+    lb: Option<crate::lb::LoadBalancer>,
     status: Status,
     started: Instant,
 }
 
 impl Agent {
-    fn load(dir: &Path, state: &Path) -> Result<(Desired, Vec<netcfg::model::Vrrp>), String> {
+    fn load(dir: &Path, state: &Path) -> Result<Loaded, String> {
         let mut config = Config::load(dir).map_err(|e| e.to_string())?;
         // VEs run by `vznet ve start` are wired through their init's netns.
         crate::ve::overlay_running(&mut config, state).map_err(|e| e.to_string())?;
@@ -161,7 +174,25 @@ impl Agent {
         if let Some(missing) = missing_features(&desired).map_err(|e| e.to_string())? {
             return Err(missing.to_string());
         }
-        Ok((desired, config.host.vrrp))
+        let lb = crate::lb::specs(&config)?;
+        Ok((desired, config.host.vrrp, lb))
+    }
+
+    /// Hands the virtual servers to the load balancer (starting it if needed).
+    async fn sync_lb(&mut self) -> Result<(), String> {
+        if self.lb.is_none() {
+            if self.lb_specs.is_empty() {
+                return Ok(());
+            }
+            self.lb = Some(crate::lb::LoadBalancer::spawn().map_err(|e| e.to_string())?);
+        }
+        let Some(lb) = &self.lb else { return Ok(()) };
+        let r = lb.sync(self.lb_specs.clone()).await;
+        if let Err(e) = &r {
+            tracing::error!(error = %e, "load balancer sync failed");
+            self.status.last_error = Some(e.clone());
+        }
+        r
     }
 
     /// One full plan and, if anything differs, apply. `cause` is logged with
@@ -221,13 +252,15 @@ impl Agent {
     /// Re-reads the config; an invalid one is rejected and the running state kept.
     async fn reload(&mut self, cause: &str) -> Result<Vec<netcfg::op::Op>, String> {
         match Agent::load(&self.config_dir, &self.opts.state_dir) {
-            Ok((desired, vrrp)) => {
+            Ok((desired, vrrp, lb)) => {
                 self.desired = desired;
                 self.vrrp_config = vrrp;
+                self.lb_specs = lb;
                 self.status.config_error = None;
                 let r = self.reconcile(cause).await;
                 self.vrrp.sync(&self.vrrp_config).await;
-                r
+                let lb = self.sync_lb().await;
+                r.and_then(|ops| lb.map(|()| ops))
             }
             Err(e) => {
                 tracing::error!(error = %e, "new config rejected; keeping the running state");
@@ -238,14 +271,17 @@ impl Agent {
     }
 
     async fn plan(&mut self) -> Result<netcfg::plan::Plan, String> {
-        let (desired, _) = Agent::load(&self.config_dir, &self.opts.state_dir)?;
+        let (desired, _, _) = Agent::load(&self.config_dir, &self.opts.state_dir)?;
         let engine = Engine::new(&desired).map_err(|e| e.to_string())?;
         engine.plan(&desired).await.map_err(|e| e.to_string())
     }
 
-    fn status(&self) -> Status {
+    async fn status(&self) -> Status {
         let mut s = self.status.clone();
         s.vrrp = self.vrrp.status();
+        if let Some(lb) = &self.lb {
+            s.virtual_servers = lb.status().await;
+        }
         s.uptime_s = self.started.elapsed().as_secs();
         s
     }
@@ -256,7 +292,9 @@ impl Agent {
             Err(e) => Reply::err(e),
         };
         match cmd {
-            Command::Status => Reply::ok(serde_json::to_value(self.status()).unwrap_or_default()),
+            Command::Status => {
+                Reply::ok(serde_json::to_value(self.status().await).unwrap_or_default())
+            }
             Command::Apply => ops_reply(self.reload("apply").await),
             Command::Reload => ops_reply(self.reload("reload").await),
             Command::Plan => match self.plan().await {
@@ -272,7 +310,7 @@ async fn run(opts: Options) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("config folder {}", opts.config_dir.display()))?;
     std::fs::create_dir_all(&opts.state_dir)
         .with_context(|| format!("state folder {}", opts.state_dir.display()))?;
-    let (desired, vrrp_config) = match Agent::load(&config_dir, &opts.state_dir) {
+    let (desired, vrrp_config, lb_specs) = match Agent::load(&config_dir, &opts.state_dir) {
         Ok(d) => d,
         Err(e) => {
             tracing::error!("{e}");
@@ -291,6 +329,8 @@ async fn run(opts: Options) -> anyhow::Result<ExitCode> {
         desired,
         vrrp_config,
         vrrp: vrrp::Instances::default(),
+        lb_specs,
+        lb: None,
         opts,
         started: Instant::now(),
     };
@@ -303,6 +343,9 @@ async fn run(opts: Options) -> anyhow::Result<ExitCode> {
     }
     // VRRP after the network it runs on exists.
     agent.vrrp.sync(&agent.vrrp_config).await;
+    // Virtual servers: their rules are in place whether or not this host holds
+    // the VIP now.
+    let _ = agent.sync_lb().await;
     let listener = control::bind(&agent.opts.socket)
         .with_context(|| format!("control socket {}", agent.opts.socket.display()))?;
     let (req_tx, mut req_rx) = mpsc::channel::<control::Pending>(16);

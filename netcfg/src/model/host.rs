@@ -30,6 +30,9 @@ pub struct HostConfig {
     /// VRRP instances (run by vznetd; their virtual IPs are theirs, not netcfg's).
     #[serde(default)]
     pub vrrp: Vec<Vrrp>,
+    /// Load-balanced services (run by vznetd with nftables).
+    #[serde(default)]
+    pub virtual_server: Vec<super::VirtualServer>,
 }
 
 /// The VRRPv3 IPv4 checksum variant (RFC 9568 vs keepalived/FRR).

@@ -15,6 +15,20 @@ impl MacAddr {
         self.0[0] & 1 == 1
     }
 
+    /// A bridge's default MAC: derived from this machine's identity
+    /// (`/etc/machine-id`) and the bridge name, so it is stable on this host and
+    /// differs from the same-named bridge of every other host on the segment
+    /// (two VRRP peers both have `br104`).
+    pub fn for_bridge(name: &str) -> MacAddr {
+        static MACHINE_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let id = MACHINE_ID.get_or_init(|| {
+            std::fs::read_to_string("/etc/machine-id")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default()
+        });
+        MacAddr::derived(&format!("{id}/{name}"))
+    }
+
     /// A stable locally administered unicast address derived from `seed`.
     ///
     /// Bridges get one so their MAC never follows the lowest port MAC (a VE port

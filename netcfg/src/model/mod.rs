@@ -2,6 +2,7 @@
 //! validated. Every error names file, line, column and key.
 
 mod host;
+pub mod lb;
 mod mac;
 mod source;
 pub mod validate;
@@ -13,6 +14,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use host::{Bond, BondMode, Bridge, HostConfig, Route, RouteDest, Vlan, Vrrp, VrrpChecksum};
+pub use lb::{
+    Backend as LbBackend, CheckKind, HealthCheck, LbProtocol, OnFailure, Scheduler, SorryServer,
+    VirtualServer,
+};
 pub use mac::{MacAddr, MacParseError};
 pub use source::{KeyPath, Location, Seg, SourceFile};
 pub use ve::{ByteSize, Hooks, Netif, VeConfig, Venet};

@@ -241,6 +241,7 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
             );
         }
     }
+    check_virtual_servers(&mut c, config);
     for (i, route) in host.route.iter().enumerate() {
         let p = KeyPath::key("route").i(i);
         check_route(&mut c, hs, &p, route);
@@ -581,6 +582,150 @@ fn check_route(c: &mut Checker, s: &SourceFile, p: &KeyPath, route: &super::Rout
                 &p.k("via"),
                 format!("gateway {via} and destination {net} are of different families"),
             );
+        }
+    }
+}
+
+fn check_virtual_servers(c: &mut Checker, config: &Config) {
+    let s = &config.host_source;
+    let mut seen: BTreeMap<(std::net::IpAddr, u16, super::LbProtocol), KeyPath> = BTreeMap::new();
+    for (i, vs) in config.host.virtual_server.iter().enumerate() {
+        let p = KeyPath::key("virtual_server").i(i);
+        if vs.port == 0 {
+            c.error(s, &p.k("port"), "port 0 is not a service port".into());
+        }
+        if let Some(first) = seen.insert((vs.vip, vs.port, vs.protocol), p.k("vip")) {
+            c.error(
+                s,
+                &p.k("vip"),
+                format!(
+                    "{} is already a virtual server (at {})",
+                    vs.display_name(),
+                    s.locate(&first)
+                ),
+            );
+        }
+        if vs.scheduler == super::Scheduler::SourceHash && vs.hash_seed.is_none() {
+            c.error(
+                s,
+                &p.k("scheduler"),
+                "source-hash needs an explicit hash_seed, shared by every host that may hold the VIP"
+                    .into(),
+            );
+        }
+        if vs.quorum == 0 {
+            c.error(s, &p.k("quorum"), "quorum must be at least 1".into());
+        }
+        if vs.on_backend_failure == super::OnFailure::Reset && vs.protocol != super::LbProtocol::Tcp
+        {
+            c.error(
+                s,
+                &p.k("on_backend_failure"),
+                "reset sends TCP resets: it needs protocol = \"tcp\"".into(),
+            );
+        }
+        if vs.backends.is_empty() {
+            c.error(
+                s,
+                &p.k("backends"),
+                "a virtual server needs at least one backend".into(),
+            );
+        }
+        for (j, b) in vs.backends.iter().enumerate() {
+            let bp = p.k("backends").i(j);
+            if !(1..=super::lb::MAX_WEIGHT).contains(&b.weight) {
+                c.error(
+                    s,
+                    &bp.k("weight"),
+                    format!(
+                        "weight {} is out of range 1..={}",
+                        b.weight,
+                        super::lb::MAX_WEIGHT
+                    ),
+                );
+            }
+            if b.port == Some(0) {
+                c.error(s, &bp.k("port"), "port 0 is not a service port".into());
+            }
+            match (b.ve, b.address) {
+                (Some(_), Some(_)) | (None, None) => c.error(
+                    s,
+                    &bp,
+                    "give exactly one of ve = ID or address = \"IP\"".into(),
+                ),
+                (None, Some(a)) if a.is_ipv4() != vs.vip.is_ipv4() => c.error(
+                    s,
+                    &bp.k("address"),
+                    format!("{a} is not of the VIP's address family ({})", vs.vip),
+                ),
+                (Some(id), None) => {
+                    if let Err(why) = super::lb::ve_address(config, id, vs.vip.is_ipv4()) {
+                        c.error(s, &bp.k("ve"), why);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(sorry) = &vs.sorry_server {
+            if sorry.address.is_ipv4() != vs.vip.is_ipv4() {
+                c.error(
+                    s,
+                    &p.k("sorry_server").k("address"),
+                    format!("{} is not of the VIP's address family", sorry.address),
+                );
+            }
+        }
+        if let Some(check) = &vs.check {
+            let cp = p.k("check");
+            if check.interval_ms == 0 {
+                c.error(
+                    s,
+                    &cp.k("interval_ms"),
+                    "interval_ms must be above 0".into(),
+                );
+            }
+            if check.timeout_ms == 0 {
+                c.error(s, &cp.k("timeout_ms"), "timeout_ms must be above 0".into());
+            }
+            if check.fall == 0 {
+                c.error(s, &cp.k("fall"), "fall must be at least 1".into());
+            }
+            if check.rise == 0 {
+                c.error(s, &cp.k("rise"), "rise must be at least 1".into());
+            }
+            match check.kind {
+                super::CheckKind::Command => match &check.command {
+                    Some(argv) if !argv.is_empty() && !argv[0].is_empty() => {}
+                    _ => c.error(
+                        s,
+                        &cp.k("command"),
+                        "kind = \"command\" needs command = [\"/path/to/program\", ...]".into(),
+                    ),
+                },
+                _ if check.command.is_some() => c.error(
+                    s,
+                    &cp.k("command"),
+                    "command is only used with kind = \"command\"".into(),
+                ),
+                _ => {}
+            }
+            if let Some(path) = &check.path {
+                if check.kind != super::CheckKind::Http {
+                    c.error(
+                        s,
+                        &cp.k("path"),
+                        "path is only used with kind = \"http\"".into(),
+                    );
+                } else if !path.starts_with('/')
+                    || path.chars().any(|ch| ch.is_control() || ch == ' ')
+                {
+                    c.error(
+                        s,
+                        &cp.k("path"),
+                        format!("{path:?} is not an HTTP path (starts with /, no spaces or control characters)"),
+                    );
+                }
+            }
         }
     }
 }
