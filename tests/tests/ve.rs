@@ -722,3 +722,142 @@ fn a_tar_template_unpacks_and_runs_and_a_climbing_one_is_refused() -> Result<()>
     assert!(!rt.cfg.path().join("ve/852.toml").exists());
     Ok(())
 }
+
+/// ICMP echo requests a netns has received (`InEchos` of /proc/net/snmp, as
+/// read by a process in that netns).
+fn in_echos(snmp: &str) -> Result<u64> {
+    let mut lines = snmp.lines().filter(|l| l.starts_with("Icmp:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        anyhow::bail!("no Icmp lines in {snmp}");
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "InEchos")
+        .and_then(|(_, v)| v.parse().ok())
+        .context("no InEchos")
+}
+
+fn mac_netif(n: u32) -> String {
+    format!(
+        "\n[[netif]]\nname = \"eth0\"\nmac = \"02:00:00:00:00:{n:02x}\"\nbridge = \"br0\"\naddresses = [\"10.60.0.{n}/24\"]\n"
+    )
+}
+
+#[test]
+fn a_ve_that_spoofs_another_ves_ip_or_mac_reaches_nobody_and_ve_firewalls_filter() -> Result<()> {
+    let lab = Lab::new("ve_spoof")?;
+    let host = lab.host("host")?;
+    let rt = runtime(&host)?;
+    // 861 has no anti-spoofing (the control), 862 the default; 863 the target.
+    rt.create(861, &("anti_spoof = false\n".to_string() + &mac_netif(61)))?;
+    rt.create(862, &mac_netif(62))?;
+    rt.create(863, &mac_netif(63))?;
+    // 864 filters: only the host may ping it.
+    rt.create(
+        864,
+        &(mac_netif(64)
+            + "\n[firewall]\ninput = \"drop\"\n[[firewall.allow]]\nproto = \"icmp\"\nfrom = [\"10.60.0.1/32\"]\n"),
+    )?;
+    rt.ok(&["ve", "start", "861", "862", "863", "864"])?;
+    for id in [861, 862, 863, 864] {
+        rt.started.borrow_mut().push(id);
+    }
+    let tables = host.run(["nft", "list", "tables"])?;
+    assert!(
+        tables.contains("table bridge vznet_ve862") && !tables.contains("vznet_ve861"),
+        "{tables}"
+    );
+    let echos_863 = || -> Result<u64> { in_echos(&rt.exec(863, &["/bin/cat", "/proc/net/snmp"])?) };
+    let echos_host = || -> Result<u64> { in_echos(&host.run(["cat", "/proc/net/snmp"])?) };
+    let ping = |id: u32, args: &[&str]| -> Result<bool> {
+        let mut a = vec!["ve", "exec"];
+        let ids = id.to_string();
+        a.push(&ids);
+        a.extend_from_slice(&["--", "/bin/ping", "-c", "2", "-W", "1"]);
+        a.extend_from_slice(args);
+        Ok(rt.vznet(&a)?.status.success())
+    };
+    // Honest traffic passes (and fills the ARP caches used below).
+    for id in [861, 862] {
+        assert!(ping(id, &["10.60.0.63"])?, "VE {id} -> 863");
+        assert!(ping(id, &["10.60.0.1"])?, "VE {id} -> host");
+    }
+    // IP spoofing: 862 sends as 861, 861 as 862.
+    rt.exec(
+        862,
+        &["/bin/ip", "addr", "add", "10.60.0.61/32", "dev", "eth0"],
+    )?;
+    rt.exec(
+        861,
+        &["/bin/ip", "addr", "add", "10.60.0.62/32", "dev", "eth0"],
+    )?;
+    let (t0, h0) = (echos_863()?, echos_host()?);
+    ping(862, &["-I", "10.60.0.61", "10.60.0.63"])?;
+    ping(862, &["-I", "10.60.0.61", "10.60.0.1"])?;
+    assert_eq!(echos_863()?, t0, "862's spoofed IP reached 863");
+    assert_eq!(echos_host()?, h0, "862's spoofed IP reached the host");
+    ping(861, &["-I", "10.60.0.62", "10.60.0.63"])?;
+    assert!(
+        echos_863()? > t0,
+        "control: without anti-spoofing the spoofed ping arrives"
+    );
+    rt.exec(
+        862,
+        &["/bin/ip", "addr", "del", "10.60.0.61/32", "dev", "eth0"],
+    )?;
+    // MAC spoofing: 862 takes 861's MAC.
+    rt.exec(
+        862,
+        &[
+            "/bin/ip",
+            "link",
+            "set",
+            "dev",
+            "eth0",
+            "address",
+            "02:00:00:00:00:3d",
+        ],
+    )?;
+    let (t1, h1) = (echos_863()?, echos_host()?);
+    ping(862, &["10.60.0.63"])?;
+    ping(862, &["10.60.0.1"])?;
+    assert_eq!(echos_863()?, t1, "862 with a foreign MAC reached 863");
+    assert_eq!(echos_host()?, h1, "862 with a foreign MAC reached the host");
+    rt.exec(
+        861,
+        &[
+            "/bin/ip",
+            "link",
+            "set",
+            "dev",
+            "eth0",
+            "address",
+            "02:00:00:00:00:3e",
+        ],
+    )?;
+    assert!(
+        ping(861, &["10.60.0.63"])?,
+        "control: 861 with another MAC still reaches 863"
+    );
+
+    // 864's own firewall: the host may ping it, 863 may not.
+    assert!(host.ping("10.60.0.64"), "host -> 864 is allowed");
+    assert!(
+        !ping(863, &["10.60.0.64"])?,
+        "863 -> 864 is dropped by 864's firewall"
+    );
+
+    // The host's rules follow `ve set` (a venet address may leave by the
+    // bridged port too); stop removes them.
+    rt.ok(&["ve", "set", "862", "--ipadd", "10.70.2.62"])?;
+    let table = host.run(["nft", "list", "table", "bridge", "vznet_ve862"])?;
+    assert!(
+        table.contains("10.70.2.62") && table.contains("veth862.0"),
+        "{table}"
+    );
+    rt.ok(&["ve", "stop", "862"])?;
+    let tables = host.run(["nft", "list", "tables"])?;
+    assert!(!tables.contains("vznet_ve862"), "{tables}");
+    Ok(())
+}

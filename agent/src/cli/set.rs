@@ -122,6 +122,12 @@ pub(super) fn set(cli: &Cli, id: u32, changes: &[Change], save: bool) -> anyhow:
     } else {
         live_apply(&effective, &before, &after)
     };
+    // The host's anti-spoofing rules follow the VE's netifs and addresses.
+    let applied = applied.and_then(|ops| {
+        let ports = crate::ve::firewall::antispoof_ports(&after, pid)?;
+        crate::ve::firewall::set_antispoof(&[(id, ports)])?;
+        Ok(ops)
+    });
     match applied {
         Ok(ops) => {
             for op in &ops {

@@ -11,6 +11,7 @@
 pub mod cgroup;
 pub mod change;
 mod enter;
+pub mod firewall;
 pub mod hook;
 mod init;
 mod runtime;

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::cgroup::Group;
 use super::change::{overlay_file, Overlay};
+use super::firewall;
 use super::hook;
 
 fn pid_file(state: &Path, id: u32) -> PathBuf {
@@ -226,6 +227,23 @@ pub fn start(
         let list: Vec<String> = ids.iter().map(ToString::to_string).collect();
         return Err(e.context(format!("wiring VE {}; stopped again", list.join(", "))));
     }
+    // Filters after wiring: the ports exist, and their MACs can be read.
+    let filtered = (|| -> Result<()> {
+        let mut spoof = Vec::new();
+        for (p, (_, pid)) in todo.iter().zip(&pids) {
+            firewall::apply_ve_firewall(p.ve, *pid)?;
+            spoof.push((p.id, firewall::antispoof_ports(p.ve, *pid)?));
+        }
+        if spoof.iter().any(|(_, ports)| !ports.is_empty()) {
+            firewall::set_antispoof(&spoof)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = filtered {
+        undo(&made);
+        let _ = firewall::remove_antispoof(ids);
+        return Err(e.context("VE(s) stopped again"));
+    }
     for (p, (_, pid)) in todo.iter().zip(&pids) {
         if let Err(e) = hook::run(
             "post_start",
@@ -376,6 +394,9 @@ pub fn stop(
     }
     let ids: Vec<u32> = todo.iter().map(|s| s.id).collect();
     if let Err(e) = stop_inits(state, &ids, timeout) {
+        errors.push(format!("{e:#}"));
+    }
+    if let Err(e) = firewall::remove_antispoof(&ids) {
         errors.push(format!("{e:#}"));
     }
     for s in &todo {

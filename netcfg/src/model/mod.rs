@@ -20,7 +20,7 @@ pub use lb::{
 };
 pub use mac::{MacAddr, MacParseError};
 pub use source::{KeyPath, Location, Seg, SourceFile};
-pub use ve::{ByteSize, Hooks, Netif, VeConfig, Venet};
+pub use ve::{ByteSize, Firewall, FwPolicy, FwProto, FwRule, Hooks, Netif, VeConfig, Venet};
 
 /// A sysctl value as written: an integer or a string.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -541,6 +541,22 @@ fn check_ve_runtime(c: &mut Checker, s: &SourceFile, ve: &super::VeConfig) {
             );
         }
     }
+    if let Some(fw) = &ve.firewall {
+        for (i, r) in fw.allow.iter().enumerate() {
+            let p = KeyPath::key("firewall").k("allow").i(i);
+            if !r.ports.is_empty() && !matches!(r.proto, super::FwProto::Tcp | super::FwProto::Udp)
+            {
+                c.error(
+                    s,
+                    &p.k("ports"),
+                    "ports need proto = \"tcp\" or \"udp\"".into(),
+                );
+            }
+            if r.ports.contains(&0) {
+                c.error(s, &p.k("ports"), "port 0 is not a port".into());
+            }
+        }
+    }
     for (key, argv) in ve.hooks.each() {
         let p = KeyPath::key("hooks").k(key);
         match argv.first() {

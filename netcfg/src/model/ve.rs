@@ -44,6 +44,74 @@ pub struct VeConfig {
     /// Commands run around start and stop (argv, no shell).
     #[serde(default)]
     pub hooks: Hooks,
+    /// nftables rules inside the VE's netns (applied by `vznet ve start`).
+    #[serde(default)]
+    pub firewall: Option<Firewall>,
+    /// On the host, drop frames from the VE's bridged ports whose source MAC or
+    /// IP is not the VE's own (applied by `vznet ve start` and `ve set`).
+    #[serde(default = "yes")]
+    pub anti_spoof: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The VE's own packet filter, in its netns: traffic to the VE that no rule
+/// accepts meets `input`. Established/related traffic and loopback are always
+/// accepted.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Firewall {
+    /// Policy for incoming traffic: "accept" (default) or "drop".
+    #[serde(default)]
+    pub input: FwPolicy,
+    /// What is accepted.
+    #[serde(default)]
+    pub allow: Vec<FwRule>,
+}
+
+/// A chain policy.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FwPolicy {
+    /// Accept.
+    #[default]
+    Accept,
+    /// Drop.
+    Drop,
+}
+
+/// One accept rule.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FwRule {
+    /// Protocol: "tcp", "udp", "icmp", "icmpv6" or "any" (default).
+    #[serde(default)]
+    pub proto: FwProto,
+    /// Destination ports (tcp and udp only); empty: all.
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// Source prefixes; empty: any.
+    #[serde(default)]
+    pub from: Vec<IpNet>,
+}
+
+/// A protocol a rule matches.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FwProto {
+    /// Any protocol.
+    #[default]
+    Any,
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// ICMP.
+    Icmp,
+    /// ICMPv6.
+    Icmpv6,
 }
 
 /// User hooks: argv arrays run by `vznet ve start`/`stop` on the host, with
