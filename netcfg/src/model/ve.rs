@@ -280,4 +280,26 @@ mod tests {
             toml::from_str::<VeConfig>("id = 1\nmemory_limit = \"lots\"\n").expect_err("must fail");
         assert!(e.to_string().contains("invalid size \"lots\""), "{e}");
     }
+
+    #[test]
+    fn runtime_keys_are_validated_with_file_line_and_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("host.toml"), "").expect("host");
+        std::fs::create_dir(dir.path().join("ve")).expect("ve dir");
+        std::fs::write(
+            dir.path().join("ve/1.toml"),
+            "id = 1\ncpu_weight = 0\n[hooks]\npre_start = [\"true\"]\n[firewall]\n[[firewall.allow]]\nproto = \"icmp\"\nports = [22]\n",
+        )
+        .expect("ve file");
+        let errors = crate::model::Config::load(dir.path())
+            .expect_err("invalid")
+            .to_string();
+        for want in [
+            "1.toml:2:1: cpu_weight: cpu_weight 0 is out of range",
+            "1.toml:4:14: hooks.pre_start[0]: hook program \"true\" must be an absolute path",
+            "1.toml:8:1: firewall.allow[0].ports: ports need proto",
+        ] {
+            assert!(errors.contains(want), "{want}\nin:\n{errors}");
+        }
+    }
 }
