@@ -123,7 +123,9 @@ pub(super) fn set(cli: &Cli, id: u32, changes: &[Change], save: bool) -> anyhow:
         live_apply(&effective, &before, &after)
     };
     // The host's anti-spoofing rules follow the VE's netifs and addresses.
+    let mut network_changed = false;
     let applied = applied.and_then(|ops| {
+        network_changed = true;
         let ports = crate::ve::firewall::antispoof_ports(&after, pid)?;
         crate::ve::firewall::set_antispoof(&[(id, ports)])?;
         Ok(ops)
@@ -149,10 +151,25 @@ pub(super) fn set(cli: &Cli, id: u32, changes: &[Change], save: bool) -> anyhow:
             let _ = old_overlay
                 .unwrap_or_else(|| Overlay::new(pid))
                 .write(state, id);
+            let mut undone = true;
             if agent(cli).is_some() {
-                let _ = agent_reload(cli);
+                undone = agent_reload(cli).is_ok();
+            } else if network_changed {
+                // The network part went through: take it back to the state
+                // the restored files describe.
+                undone = match load(cli) {
+                    Ok((config, _)) => live_apply(&config, &after, &before).is_ok(),
+                    Err(_) => false,
+                };
             }
-            eprintln!("vznet: ve set: {e:#}; nothing changed");
+            if undone {
+                eprintln!("vznet: ve set: {e:#}; nothing changed");
+            } else {
+                eprintln!(
+                    "vznet: ve set: {e:#}; the files were restored but the running VE may \
+                     differ: run `vznet apply`"
+                );
+            }
             Ok(ExitCode::FAILURE)
         }
     }
