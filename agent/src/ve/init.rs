@@ -13,9 +13,9 @@ use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{chdir, execv, fork, pivot_root, sethostname, ForkResult};
 
-/// The `cgroup.procs` files (one per line) the VE's PID 1 joins before it
-/// pivots, so that it and everything it starts is counted and limited; the
-/// `__ve-init` supervisor itself stays out.
+/// The `cgroup.procs` files (one per line) the VE's PID 1 is moved into
+/// before it runs anything, so that it and everything it starts is counted
+/// and limited; the `__ve-init` supervisor itself stays out.
 pub const CGROUP_ENV: &str = "VZNET_VE_CGROUP_PROCS";
 
 /// `vznet __ve-init ROOT HOSTNAME PIDFILE INIT [ARGS...]`; never returns on success
@@ -49,11 +49,7 @@ pub fn init_main(args: &[String]) -> i32 {
             // EOF when the parent is done (or died: then the start fails anyway).
             let _ = std::io::Read::read(&mut gate, &mut buf);
             drop(gate);
-            if let Err(e) = join_cgroups() {
-                eprintln!("VE init: {e:#}");
-                // SAFETY: leaving the child without running the parent's destructors.
-                unsafe { libc::_exit(126) }
-            }
+            std::env::remove_var(CGROUP_ENV);
             if let Err(e) = pid1(Path::new(root), hostname, init) {
                 eprintln!("VE init: {e:#}");
             }
@@ -62,6 +58,13 @@ pub fn init_main(args: &[String]) -> i32 {
         }
         Ok(ForkResult::Parent { child }) => {
             drop(gate_r);
+            // Into its cgroups before the pid file exists: once `start` sees
+            // the VE running, its limits hold and NPROC counts it.
+            if let Err(e) = join_cgroups(child.as_raw() as u32) {
+                eprintln!("__ve-init: {e:#}");
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                return 1;
+            }
             let start = super::runtime::start_time(child.as_raw() as u32).unwrap_or(0);
             // Written whole, then renamed: readers never see half a pid file.
             let tmp = format!("{pidfile}.tmp");
@@ -90,11 +93,11 @@ pub fn init_main(args: &[String]) -> i32 {
     }
 }
 
-fn join_cgroups() -> Result<()> {
+fn join_cgroups(pid: u32) -> Result<()> {
     let list = std::env::var(CGROUP_ENV).unwrap_or_default();
-    std::env::remove_var(CGROUP_ENV);
     for path in list.lines().filter(|l| !l.is_empty()) {
-        std::fs::write(path, "0").with_context(|| format!("joining cgroup {path}"))?;
+        std::fs::write(path, pid.to_string())
+            .with_context(|| format!("moving the VE's init into cgroup {path}"))?;
     }
     Ok(())
 }
