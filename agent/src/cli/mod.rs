@@ -114,8 +114,16 @@ pub enum VeCommand {
     ///
     /// Order: the `pre_start` hook (a failure aborts, nothing is made), the
     /// VE's cgroups and limits (cpu_weight, memory_limit), its init in new
-    /// namespaces, its network, the `post_start` hook (a failure is reported,
-    /// the VE keeps running).
+    /// namespaces, its network, its [firewall] (inside) and anti-spoofing
+    /// rules (host bridge ports), the `post_start` hook (a failure is
+    /// reported, the VE keeps running). Several ids start side by side and
+    /// are wired with one apply; any failure stops them all again.
+    ///
+    /// Hooks ([hooks] in ve/ID.toml: pre_start, post_start, pre_stop,
+    /// post_stop) are argv arrays with an absolute program, run on the host
+    /// without a shell, with VEID, VE_STATE (starting/running/stopping/
+    /// stopped), VE_ROOT, VE_HOSTNAME, VE_CONFIG, VE_HOOK and, while the VE
+    /// runs, VE_PID in the environment; killed after 60 s.
     #[command(verbatim_doc_comment)]
     Start {
         /// VE ids: several start side by side and are wired with one apply.
