@@ -37,6 +37,16 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// A load-balancing test backend: `lab backend NAME ADDR:PORT [DOWN_FILE]`.
+    #[command(hide = true)]
+    Backend {
+        /// Name it answers with.
+        name: String,
+        /// Listen address.
+        listen: std::net::SocketAddr,
+        /// While this file exists, health GETs answer 503.
+        down_file: Option<std::path::PathBuf>,
+    },
     /// Run the vznet command (the lab runs itself as vznet inside namespaces).
     #[command(hide = true, disable_help_flag = true)]
     Vznet {
@@ -60,6 +70,11 @@ fn main() -> ExitCode {
             let argv = std::iter::once("vznetd".into()).chain(args);
             return agent::daemon::main_from(argv);
         }
+        Command::Backend {
+            name,
+            listen,
+            down_file,
+        } => lab::serve_backend(&name, listen, down_file),
         Command::Demo => scenario::demo::run(),
         Command::Bench { what } => scenario::bench::run(what),
         Command::Vm { cmd } => scenario::vm::run(cmd),

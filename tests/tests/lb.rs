@@ -102,7 +102,7 @@ addresses = ["10.71.1.1/24"]
             &self.cfg,
             &self.state.path().join("state"),
             &self.socket,
-            &["--interval", "5s"],
+            &["--interval", "5s", "--metrics", "127.0.0.1:9633"],
         )
     }
 
@@ -118,6 +118,22 @@ addresses = ["10.71.1.1/24"]
         ])?;
         self.backends.insert(format!("{name}:{port}"), p);
         Ok(())
+    }
+
+    /// Starts a backend on `port` in every VE and the agent, and waits until
+    /// every backend is up and the VIP answers.
+    fn serve(&mut self, port: u16) -> Result<Process> {
+        for i in 1..=self.ves.len() {
+            self.start_backend(i, port)?;
+        }
+        let agent = self.start_agent()?;
+        ensure!(
+            self.wait_all("up"),
+            "backends never came up: {}",
+            self.status()?
+        );
+        wait_serving(self, port)?;
+        Ok(agent)
     }
 
     fn kill_backend(&mut self, i: usize, port: u16) -> Result<()> {
@@ -201,16 +217,7 @@ check = { kind = "tcp", interval_ms = 200, timeout_ms = 100, fall = 3, rise = 2 
 backends = [ { ve = 1, weight = 1 }, { ve = 2, weight = 1 }, { ve = 3, weight = 2 } ]
 "#,
     )?;
-    for i in 1..=3 {
-        site.start_backend(i, 80)?;
-    }
-    let _agent = site.start_agent()?;
-    ensure!(
-        site.wait_all("up"),
-        "backends never came up: {}",
-        site.status()?
-    );
-    wait_serving(&site, 80)?;
+    let _agent = site.serve(80)?;
 
     // Distribution: within 10% of the weights over 3000 connections.
     let counts = site.spread(80, 3000)?;
@@ -301,6 +308,22 @@ backends = [ { ve = 1, weight = 1 }, { ve = 2, weight = 1 }, { ve = 3, weight = 
         st["virtual_servers"][0]["backends"][2]["transitions"].as_u64() == Some(2),
         "ve3 should have gone down and up once: {st}"
     );
+    let metrics = lab::in_netns(&site.lb.netns_path(), || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect("127.0.0.1:9633")?;
+        s.set_read_timeout(Some(TIMEOUT))?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })?;
+    for want in [
+        "vznet_lb_backend_up{service=\"10.71.0.100:80/tcp\",backend=\"10.71.1.13:80\"} 1",
+        "vznet_lb_backend_weight{service=\"10.71.0.100:80/tcp\",backend=\"10.71.1.13:80\"} 2",
+        "vznet_lb_below_quorum{service=\"10.71.0.100:80/tcp\"} 0",
+    ] {
+        ensure!(metrics.contains(want), "{want} not in metrics:\n{metrics}");
+    }
     Ok(())
 }
 
@@ -317,12 +340,7 @@ backends = [ {{ ve = 1 }}, {{ ve = 2 }}, {{ ve = 3 }}{extra} ]
         )
     };
     let mut site = Site::new("lb_keepalive", 3, &vs(""))?;
-    for i in 1..=3 {
-        site.start_backend(i, 80)?;
-    }
-    let _agent = site.start_agent()?;
-    ensure!(site.wait_all("up"), "backends never came up");
-    wait_serving(&site, 80)?;
+    let _agent = site.serve(80)?;
 
     let addr = site.vip(80);
     let (tx, rx) = std::sync::mpsc::channel::<()>();
@@ -381,11 +399,7 @@ hash_seed = 1234
 backends = [ { ve = 1 }, { ve = 2 }, { ve = 3 } ]
 "#,
     )?;
-    for i in 1..=3 {
-        site.start_backend(i, 80)?;
-    }
-    let _agent = site.start_agent()?;
-    wait_serving(&site, 80)?;
+    let _agent = site.serve(80)?;
     let counts = site.spread(80, 200)?;
     ensure!(counts.len() == 1 && !counts.contains_key(""), "{counts:?}");
     // A second client address: still sticky, to whichever backend it hashes to.
@@ -514,11 +528,7 @@ scheduler = "round-robin"
 backends = [ { ve = 1 }, { ve = 2, weight = 2 }, { ve = 3 } ]
 "#,
     )?;
-    for i in 1..=3 {
-        site.start_backend(i, 80)?;
-    }
-    let _agent = site.start_agent()?;
-    wait_serving(&site, 80)?;
+    let _agent = site.serve(80)?;
     let st = site.status()?;
     let slots = st["virtual_servers"][0]["slots"].as_u64().unwrap_or(0) as usize;
     ensure!(slots > 0, "{st}");
@@ -555,12 +565,7 @@ check = { kind = "tcp", interval_ms = 100, timeout_ms = 100, fall = 1, rise = 1 
 backends = [ { ve = 1 }, { ve = 2 } ]
 "#,
     )?;
-    for i in 1..=3 {
-        site.start_backend(i, 80)?;
-    }
-    let _agent = site.start_agent()?;
-    ensure!(site.wait_all("up"), "backends never came up");
-    wait_serving(&site, 80)?;
+    let _agent = site.serve(80)?;
     let counts = site.spread(80, 100)?;
     ensure!(
         !counts.contains_key("ve3") && !counts.contains_key(""),

@@ -204,5 +204,78 @@ pub fn render(s: &Status) -> String {
             }
         }
     }
+    lb_metrics(&mut o, &s.virtual_servers);
     o
+}
+
+/// Per virtual server and backend: health, weight in use, slots, checks.
+fn lb_metrics(o: &mut String, services: &[crate::lb::ServiceStatus]) {
+    if services.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "# HELP vznet_lb_below_quorum 1 while a virtual server's live weight is below its quorum.\n# TYPE vznet_lb_below_quorum gauge");
+    for vs in services {
+        let _ = writeln!(
+            o,
+            "vznet_lb_below_quorum{{service=\"{}\"}} {}",
+            escape(&vs.name),
+            u8::from(vs.below_quorum)
+        );
+    }
+    let _ = writeln!(o, "# HELP vznet_lb_commits_total nftables transactions that changed a virtual server.\n# TYPE vznet_lb_commits_total counter");
+    for vs in services {
+        let _ = writeln!(
+            o,
+            "vznet_lb_commits_total{{service=\"{}\"}} {}",
+            escape(&vs.name),
+            vs.commits
+        );
+    }
+    type Get = fn(&crate::lb::BackendStatus) -> u64;
+    let per_backend: [(&str, &str, Get); 5] = [
+        (
+            "vznet_lb_backend_up",
+            "1 while the backend passes its health checks.",
+            |b| u64::from(b.state == "up"),
+        ),
+        (
+            "vznet_lb_backend_weight",
+            "Weight in use (0 when down, ramping in slow start).",
+            |b| u64::from(b.effective_weight),
+        ),
+        (
+            "vznet_lb_backend_slots",
+            "Slots the backend holds in the slot table.",
+            |b| b.slots as u64,
+        ),
+        (
+            "vznet_lb_backend_checks_ok_total",
+            "Health checks passed.",
+            |b| b.checks_ok,
+        ),
+        (
+            "vznet_lb_backend_checks_failed_total",
+            "Health checks failed.",
+            |b| b.checks_failed,
+        ),
+    ];
+    for (name, help, get) in per_backend {
+        let kind = if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for vs in services {
+            for b in &vs.backends {
+                let _ = writeln!(
+                    o,
+                    "{name}{{service=\"{}\",backend=\"{}\"}} {}",
+                    escape(&vs.name),
+                    std::net::SocketAddr::new(b.address, b.port),
+                    get(b)
+                );
+            }
+        }
+    }
 }

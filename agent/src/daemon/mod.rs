@@ -396,6 +396,9 @@ async fn run(opts: Options) -> anyhow::Result<ExitCode> {
             _ = tick.tick() => {
                 let _ = agent.reconcile("periodic").await;
                 agent.vrrp.sync(&agent.vrrp_config).await;
+                if let Some(lb) = &agent.lb {
+                    lb.repair().await;
+                }
             }
             _ = hup.recv() => { let _ = agent.reload("reload").await; }
             _ = term.recv() => break,

@@ -118,6 +118,9 @@ pub struct Balancer {
     nft: Nft,
     services: Vec<Service>,
     next_id: u32,
+    last_apply: Duration,
+    /// A commit failed: the kernel may not match `services`; rebuild next time.
+    dirty: bool,
 }
 
 /// Ids per table before a rebuild renumbers them.
@@ -132,6 +135,8 @@ impl Balancer {
             nft,
             services: Vec::new(),
             next_id: 0,
+            last_apply: Duration::ZERO,
+            dirty: false,
         }
     }
 
@@ -142,12 +147,20 @@ impl Balancer {
     pub fn sync(&mut self, specs: &[ServiceSpec], now: Instant) -> Result<Commit, nft::Error> {
         let shapes: Vec<ServiceShape> =
             specs.iter().enumerate().map(|(i, s)| shape(i, s)).collect();
-        let same_shape = self.services.len() == specs.len()
+        // Masquerade and the sorry server are set up at a rebuild, so a change
+        // of either is one too.
+        let same_shape = !self.dirty
+            && self.services.len() == specs.len()
             && self
                 .services
                 .iter()
                 .zip(&shapes)
-                .all(|(s, sh)| s.shape == *sh);
+                .zip(specs)
+                .all(|((s, sh), spec)| {
+                    s.shape == *sh
+                        && s.spec.config.masquerade == spec.config.masquerade
+                        && s.spec.config.sorry_server == spec.config.sorry_server
+                });
         if same_shape && self.next_id + 2 * count_backends(specs) < MAX_IDS {
             let mut batch = Batch::new();
             let mut total = Commit::default();
@@ -247,6 +260,7 @@ impl Balancer {
         }
         let n = self.services.len();
         total.commands = self.commit(batch, n)?;
+        self.dirty = false;
         Ok(total)
     }
 
@@ -368,6 +382,12 @@ impl Balancer {
         Ok((total.slots_changed > 0).then_some(total))
     }
 
+    /// How long the kernel transaction of the last commit took (the rest of a
+    /// commit is computing the slot table and building the document).
+    pub fn last_apply(&self) -> Duration {
+        self.last_apply
+    }
+
     /// Whether any backend is still in slow start.
     pub fn ramping(&self) -> bool {
         self.services
@@ -385,6 +405,31 @@ impl Balancer {
         t.sort();
         t.dedup();
         t
+    }
+
+    /// Checks that the kernel still has the table with one rule per virtual
+    /// server (someone may have flushed the ruleset) and that no commit failed;
+    /// otherwise rebuilds it. Returns whether it rebuilt.
+    pub fn repair(&mut self, now: Instant) -> Result<bool, nft::Error> {
+        if self.services.is_empty() {
+            return Ok(false);
+        }
+        if !self.dirty && self.rules_in_kernel().ok() == Some(self.services.len()) {
+            return Ok(false);
+        }
+        let specs: Vec<ServiceSpec> = self.services.iter().map(|s| s.spec.clone()).collect();
+        let shapes = specs.iter().enumerate().map(|(i, s)| shape(i, s)).collect();
+        self.rebuild(&specs, shapes, now)?;
+        Ok(true)
+    }
+
+    fn rules_in_kernel(&self) -> Result<usize, nft::Error> {
+        let mut batch = Batch::new();
+        batch.add_cmd(nft::schema::schema::NfCmd::List(ruleset::services_chain()));
+        let v = self.nft.query(&batch.to_nftables())?;
+        Ok(v["nftables"]
+            .as_array()
+            .map_or(0, |a| a.iter().filter(|o| o.get("rule").is_some()).count()))
     }
 
     /// Removes vznet's table.
@@ -526,7 +571,12 @@ impl Balancer {
         let doc = batch.to_nftables();
         let n = doc.objects.len();
         if n > 0 {
-            self.nft.apply(&doc)?;
+            let t = Instant::now();
+            if let Err(e) = self.nft.apply(&doc) {
+                self.dirty = true;
+                return Err(e);
+            }
+            self.last_apply = t.elapsed();
         }
         Ok(n)
     }

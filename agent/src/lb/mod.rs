@@ -40,6 +40,7 @@ pub fn specs(config: &Config) -> Result<Vec<ServiceSpec>, String> {
 enum Msg {
     Sync(Vec<ServiceSpec>, oneshot::Sender<Result<(), String>>),
     Status(oneshot::Sender<Vec<ServiceStatus>>),
+    Repair,
 }
 
 /// The agent's load balancer: a task that owns the [`Balancer`] and the health
@@ -76,6 +77,12 @@ impl LoadBalancer {
             .map_err(|_| "load balancer task stopped".to_string())?;
         rx.await
             .map_err(|_| "load balancer task stopped".to_string())?
+    }
+
+    /// Rebuilds the kernel table if it went missing or a commit failed (the
+    /// agent calls this at every periodic reconcile).
+    pub async fn repair(&self) {
+        let _ = self.tx.send(Msg::Repair).await;
     }
 
     /// Status of every virtual server.
@@ -120,6 +127,11 @@ async fn run(mut balancer: Balancer, mut rx: mpsc::Receiver<Msg>) {
                 Some(Msg::Status(reply)) => {
                     let _ = reply.send(status(&balancer, &probes));
                 }
+                Some(Msg::Repair) => match balancer.repair(Instant::now()) {
+                    Ok(true) => tracing::warn!(cause = "table missing or a commit failed", "load balancer table rebuilt"),
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(error = %e, "load balancer repair failed"),
+                },
             },
             Some((target, result)) = results.recv() => {
                 if !checkers.contains_key(&target) {

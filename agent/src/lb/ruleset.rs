@@ -190,6 +190,16 @@ fn table() -> NfListObject<'static> {
     })
 }
 
+/// The chain holding one rule per virtual server (for listing).
+pub fn services_chain() -> NfListObject<'static> {
+    NfListObject::Chain(Chain {
+        family: FAMILY,
+        table: TABLE.into(),
+        name: "services".into(),
+        ..Chain::default()
+    })
+}
+
 /// Removes the table if it is there (add-then-delete never fails on absence).
 pub fn remove(batch: &mut Batch<'static>) {
     batch.add(table());
@@ -228,12 +238,7 @@ pub fn skeleton(batch: &mut Batch<'static>, services: &[ServiceShape]) {
         NfHook::Forward,
         0,
     ));
-    batch.add(NfListObject::Chain(Chain {
-        family: FAMILY,
-        table: TABLE.into(),
-        name: "services".into(),
-        ..Chain::default()
-    }));
+    batch.add(services_chain());
     for hook in ["prerouting", "output"] {
         batch.add(rule(
             hook,

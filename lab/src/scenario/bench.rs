@@ -46,6 +46,20 @@ pub enum Bench {
         #[arg(long, default_value_t = 20)]
         trials: usize,
     },
+    /// Load balancer: commit latency of a one-backend change at 10, 100 and
+    /// 1000 backends, new connections/s through the VIP vs straight to the
+    /// backend, and health-check reaction time.
+    Lb {
+        /// One-backend changes (each down then up) timed per backend count.
+        #[arg(long, default_value_t = 100)]
+        commits: usize,
+        /// Seconds per connection-rate run (four runs).
+        #[arg(long, default_value_t = 3)]
+        rate_seconds: u64,
+        /// Health reaction trials.
+        #[arg(long, default_value_t = 20)]
+        health_trials: usize,
+    },
 }
 
 /// Runs a benchmark.
@@ -55,6 +69,15 @@ pub fn run(what: Bench) -> Result<()> {
         Bench::Drift { trials } => super::drift::run(trials),
         Bench::Vrrp { trials } => super::vrrp_bench::run(trials),
         Bench::Ve { count } => super::ve_bench::run(count),
+        Bench::Lb {
+            commits,
+            rate_seconds,
+            health_trials,
+        } => super::lb_bench::run(super::lb_bench::Options {
+            commits,
+            rate_seconds,
+            health_trials,
+        }),
     }
 }
 

@@ -9,7 +9,7 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use lab::{wait_until, Lab};
+use lab::Lab;
 use netcfg::kernel::{netns, state};
 
 /// Runs the drift benchmark.
@@ -34,25 +34,7 @@ pub fn run(trials: usize) -> Result<()> {
             ),
         )?;
     }
-    let socket = cfg.path().join("vznetd.sock");
-    let me = std::env::current_exe()?;
-    let agent = host.spawn([
-        me.display().to_string(),
-        "vznetd".into(),
-        "--config-dir".into(),
-        cfg.path().display().to_string(),
-        "--state-dir".into(),
-        cfg.path().join("state").display().to_string(),
-        "--socket".into(),
-        socket.display().to_string(),
-    ])?;
-    ensure!(
-        wait_until(Duration::from_secs(20), Duration::from_millis(20), || {
-            std::os::unix::net::UnixStream::connect(&socket).is_ok()
-        }),
-        "vznetd did not start: {}",
-        agent.stderr().unwrap_or_default()
-    );
+    let agent = super::spawn_vznetd(&host, cfg.path())?;
 
     // Idle: let start-up settle, then measure 10 s of nothing.
     std::thread::sleep(Duration::from_secs(2));

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod demo;
 pub mod drift;
 pub mod ve_bench;
+pub mod lb_bench;
 pub mod vm;
 pub mod vrrp_bench;
 
@@ -37,4 +38,31 @@ pub fn vznet_ok(ns: &str, args: &[&str], config_dir: &Path) -> Result<String> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Starts this binary as `vznetd` in `host` for the config folder `dir` (state
+/// and control socket inside it) and waits until its socket answers.
+pub fn spawn_vznetd(host: &lab::Host, dir: &Path) -> Result<lab::Process> {
+    let socket = dir.join("vznetd.sock");
+    let me = std::env::current_exe().context("finding the lab binary")?;
+    let agent = host.spawn([
+        me.display().to_string(),
+        "vznetd".into(),
+        "--config-dir".into(),
+        dir.display().to_string(),
+        "--state-dir".into(),
+        dir.join("state").display().to_string(),
+        "--socket".into(),
+        socket.display().to_string(),
+    ])?;
+    anyhow::ensure!(
+        lab::wait_until(
+            std::time::Duration::from_secs(20),
+            std::time::Duration::from_millis(20),
+            || std::os::unix::net::UnixStream::connect(&socket).is_ok()
+        ),
+        "vznetd did not start: {}",
+        agent.stderr().unwrap_or_default()
+    );
+    Ok(agent)
 }
