@@ -56,6 +56,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `lab vznet ve start` runs this binary again as the VE's `__ve-init`.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "__ve-init") {
+        return agent::cli::main_from(std::env::args_os());
+    }
     let cli = Cli::parse();
     let res = match cli.command {
         Command::Vznet { args } => {

@@ -276,6 +276,19 @@ impl Engine {
 
     /// Applies a plan made earlier, then verifies against `desired`.
     pub async fn apply_plan(&self, desired: &Desired, plan: Plan) -> Result<Report, ApplyError> {
+        self.apply_plan_where(desired, plan, &|_| true).await
+    }
+
+    /// Like [`Engine::apply_plan`] for only the ops `keep` selects: the rest of
+    /// the plan is neither run nor verified (a change to one VE leaves drift
+    /// elsewhere to whoever owns it).
+    pub async fn apply_plan_where(
+        &self,
+        desired: &Desired,
+        mut plan: Plan,
+        keep: &dyn Fn(&Op) -> bool,
+    ) -> Result<Report, ApplyError> {
+        plan.ops.retain(|op| keep(op));
         let mut done: Vec<Op> = Vec::new();
         for (phase, ops) in plan.phases() {
             let t = std::time::Instant::now();
@@ -318,7 +331,8 @@ impl Engine {
         }
         if !done.is_empty() {
             let t = std::time::Instant::now();
-            let again = self.plan(desired).await?;
+            let mut again = self.plan(desired).await?;
+            again.ops.retain(|op| keep(op));
             tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "verified");
             if !again.is_empty() {
                 let remaining = again

@@ -169,7 +169,7 @@ impl Agent {
     fn load(dir: &Path, state: &Path) -> Result<Loaded, String> {
         let mut config = Config::load(dir).map_err(|e| e.to_string())?;
         // VEs run by `vznet ve start` are wired through their init's netns.
-        crate::ve::overlay_running(&mut config, state);
+        crate::ve::overlay_running(&mut config, state).map_err(|e| e.to_string())?;
         let desired = Desired::from_config(&config);
         if let Some(missing) = missing_features(&desired).map_err(|e| e.to_string())? {
             return Err(missing.to_string());

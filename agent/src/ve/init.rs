@@ -13,6 +13,11 @@ use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{chdir, execv, fork, pivot_root, sethostname, ForkResult};
 
+/// The `cgroup.procs` files (one per line) the VE's PID 1 is moved into
+/// before it runs anything, so that it and everything it starts is counted
+/// and limited; the `__ve-init` supervisor itself stays out.
+pub const CGROUP_ENV: &str = "VZNET_VE_CGROUP_PROCS";
+
 /// `vznet __ve-init ROOT HOSTNAME PIDFILE INIT [ARGS...]`; never returns on success
 /// of the VE's PID 1; returns the exit code the VE's init exited with.
 pub fn init_main(args: &[String]) -> i32 {
@@ -24,9 +29,27 @@ pub fn init_main(args: &[String]) -> i32 {
         eprintln!("__ve-init: no init command");
         return 2;
     }
+    // PID 1 shares this process's mount namespace: once it pivots, this
+    // process's root is the VE's too, and the pid file's path (and the host's
+    // /proc) are gone from its view. PID 1 therefore waits on this pipe until
+    // the pid file is written.
+    let (gate_r, gate_w) = match nix::unistd::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("__ve-init: pipe: {e}");
+            return 1;
+        }
+    };
     // SAFETY: single-threaded here (a fresh exec), so fork is sound.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
+            drop(gate_w);
+            let mut gate = std::fs::File::from(gate_r);
+            let mut buf = [0u8; 1];
+            // EOF when the parent is done (or died: then the start fails anyway).
+            let _ = std::io::Read::read(&mut gate, &mut buf);
+            drop(gate);
+            std::env::remove_var(CGROUP_ENV);
             if let Err(e) = pid1(Path::new(root), hostname, init) {
                 eprintln!("VE init: {e:#}");
             }
@@ -34,8 +57,21 @@ pub fn init_main(args: &[String]) -> i32 {
             unsafe { libc::_exit(127) }
         }
         Ok(ForkResult::Parent { child }) => {
+            drop(gate_r);
+            // Into its cgroups before the pid file exists: once `start` sees
+            // the VE running, its limits hold and NPROC counts it.
+            if let Err(e) = join_cgroups(child.as_raw() as u32) {
+                eprintln!("__ve-init: {e:#}");
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                return 1;
+            }
             let start = super::runtime::start_time(child.as_raw() as u32).unwrap_or(0);
-            if let Err(e) = std::fs::write(pidfile, format!("{} {start}\n", child.as_raw())) {
+            // Written whole, then renamed: readers never see half a pid file.
+            let tmp = format!("{pidfile}.tmp");
+            let written = std::fs::write(&tmp, format!("{} {start}\n", child.as_raw()))
+                .and_then(|()| std::fs::rename(&tmp, pidfile));
+            drop(gate_w);
+            if let Err(e) = written {
                 eprintln!("__ve-init: writing {pidfile}: {e}");
                 let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
                 return 1;
@@ -55,6 +91,15 @@ pub fn init_main(args: &[String]) -> i32 {
             1
         }
     }
+}
+
+fn join_cgroups(pid: u32) -> Result<()> {
+    let list = std::env::var(CGROUP_ENV).unwrap_or_default();
+    for path in list.lines().filter(|l| !l.is_empty()) {
+        std::fs::write(path, pid.to_string())
+            .with_context(|| format!("moving the VE's init into cgroup {path}"))?;
+    }
+    Ok(())
 }
 
 /// Brings the VE's loopback up (SIOCSIFFLAGS; no netlink needed for this).

@@ -3,13 +3,21 @@
 //! VE's netns is `/proc/PID/ns/net` of its init); stopping it ends the netns, and
 //! with it every veth pair and route that hung on it.
 //!
-//! State lives in `STATE/run/ID.pid` (the init's host pid and start time) and
-//! `STATE/private/ID` (the default root).
+//! State lives in `STATE/run/ID.pid` (the init's host pid and start time),
+//! `STATE/run/ID.cgroup` (its cgroup folders), `STATE/run/ID.live.toml` (live
+//! changes by `vznet ve set` without `--save`) and `STATE/private/ID` (the
+//! default root).
 
+pub mod cgroup;
+pub mod change;
+mod enter;
+pub mod firewall;
+pub mod hook;
 mod init;
 mod runtime;
 mod template;
 
+pub use enter::{enter, exec};
 pub use init::init_main;
-pub use runtime::{exec, list, overlay_running, running, start, stop, VeInfo};
+pub use runtime::{list, overlay_running, root_of, running, start, stop, ve_file, VeInfo};
 pub use template::{create, destroy};

@@ -1,4 +1,4 @@
-//! Start, stop, inspect and enter VEs.
+//! Start, stop and list VEs.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -6,11 +6,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use netcfg::model::{Config, VeConfig};
-use nix::sched::{setns, unshare, CloneFlags};
+use netcfg::model::{Config, ConfigErrors, VeConfig};
+use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::Serialize;
+
+use super::cgroup::Group;
+use super::change::{overlay_file, Overlay};
+use super::firewall;
+use super::hook;
 
 fn pid_file(state: &Path, id: u32) -> PathBuf {
     state.join("run").join(format!("{id}.pid"))
@@ -37,15 +42,69 @@ pub fn running(state: &Path, id: u32) -> Option<u32> {
 }
 
 /// Points every running VE without a `netns` at its init's netns, so that
-/// netcfg wires (and keeps) it like any other.
-pub fn overlay_running(config: &mut Config, state: &Path) {
+/// netcfg wires (and keeps) it like any other, and merges the live changes of
+/// `vznet ve set` (without `--save`) into it. The merged config is validated
+/// again: a file edited since into conflict with a live change is an error.
+pub fn overlay_running(config: &mut Config, state: &Path) -> Result<(), ConfigErrors> {
+    let mut merged = false;
+    let mut errors = Vec::new();
     for file in &mut config.ves {
-        if file.ve.netns.is_none() {
-            if let Some(pid) = running(state, file.ve.id) {
-                file.ve.netns = Some(format!("/proc/{pid}/ns/net"));
+        if file.ve.netns.is_some() {
+            continue;
+        }
+        let Some(pid) = running(state, file.ve.id) else {
+            continue;
+        };
+        file.ve.netns = Some(format!("/proc/{pid}/ns/net"));
+        match Overlay::read(state, file.ve.id, pid) {
+            Ok(Some(o)) => {
+                for c in &o.change {
+                    c.apply(&mut file.ve);
+                }
+                merged = true;
             }
+            Ok(None) => {}
+            Err(e) => errors.push(netcfg::model::ConfigError {
+                location: netcfg::model::Location {
+                    file: overlay_file(state, file.ve.id),
+                    line: 1,
+                    column: 1,
+                },
+                key: String::new(),
+                message: format!("{e:#}"),
+            }),
         }
     }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    if merged {
+        config.validate().map_err(|ConfigErrors(es)| {
+            ConfigErrors(
+                es.into_iter()
+                    .map(|mut e| {
+                        e.message += " (with the live changes of `vznet ve set` merged in)";
+                        e
+                    })
+                    .collect(),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The VE's file, read on its own and unvalidated: enough to find its hooks
+/// and root when the rest of the config is broken (a VE must always stop).
+pub fn ve_file(config_dir: &Path, id: u32) -> Option<VeConfig> {
+    let text = std::fs::read_to_string(config_dir.join("ve").join(format!("{id}.toml"))).ok()?;
+    toml::from_str(&text).ok()
+}
+
+/// The VE's root folder.
+pub fn root_of(ve: &VeConfig, state: &Path) -> PathBuf {
+    ve.root
+        .clone()
+        .unwrap_or_else(|| state.join("private").join(ve.id.to_string()))
 }
 
 fn ve(config: &Config, id: u32) -> Result<&VeConfig> {
@@ -57,45 +116,171 @@ fn ve(config: &Config, id: u32) -> Result<&VeConfig> {
     })
 }
 
-/// Starts a VE and wires its network; on any failure the VE is stopped again.
-/// `wire` applies the whole config (netcfg) once the VE's netns exists.
+/// What `start` needs of one VE, checked before anything is made.
+struct Prepared<'a> {
+    id: u32,
+    ve: &'a VeConfig,
+    root: PathBuf,
+    init: Vec<String>,
+    hostname: String,
+    file: PathBuf,
+}
+
+impl Prepared<'_> {
+    fn env(&self, state: &'static str, pid: Option<u32>) -> hook::Env<'_> {
+        hook::Env {
+            id: self.id,
+            state,
+            root: &self.root,
+            hostname: &self.hostname,
+            config: &self.file,
+            pid,
+        }
+    }
+}
+
+/// Starts VEs and wires their network with one apply; on any failure every VE
+/// of the call is stopped again and nothing they made stays. `wire` applies
+/// the config once their netns exist. Per VE, in order: pre-start hook (a
+/// failure aborts the whole call before anything is made), cgroups and limits,
+/// the init; then, for all at once, the wiring; then each post-start hook (a
+/// failure is reported only). The inits start side by side. Returns each
+/// VE's init pid.
 pub fn start(
     config: &Config,
     state: &Path,
-    id: u32,
+    ids: &[u32],
     wire: impl FnOnce() -> Result<()>,
-) -> Result<u32> {
-    let ve = ve(config, id)?;
-    if let Some(pid) = running(state, id) {
-        bail!("VE {id} is already running (pid {pid})");
+) -> Result<Vec<(u32, u32)>> {
+    let mut todo = Vec::new();
+    for &id in ids {
+        let ve = ve(config, id)?;
+        if let Some(pid) = running(state, id) {
+            bail!("VE {id} is already running (pid {pid})");
+        }
+        ensure!(
+            ve.netns.is_none(),
+            "VE {id} names an existing netns ({}); vznet ve start runs VEs that have their own",
+            ve.netns.as_deref().unwrap_or("")
+        );
+        let root = root_of(ve, state);
+        ensure!(
+            root.is_dir(),
+            "VE {id} has no root at {} (vznet ve create {id} --template busybox)",
+            root.display()
+        );
+        todo.push(Prepared {
+            id,
+            ve,
+            root,
+            init: ve.init.clone().unwrap_or_else(|| vec!["/sbin/init".into()]),
+            hostname: ve.hostname.clone().unwrap_or_else(|| format!("ve{id}")),
+            file: config.dir.join("ve").join(format!("{id}.toml")),
+        });
     }
-    ensure!(
-        ve.netns.is_none(),
-        "VE {id} names an existing netns ({}); vznet ve start runs VEs that have their own",
-        ve.netns.as_deref().unwrap_or("")
-    );
-    let root = ve
-        .root
-        .clone()
-        .unwrap_or_else(|| state.join("private").join(id.to_string()));
-    ensure!(
-        root.is_dir(),
-        "VE {id} has no root at {} (vznet ve create {id} --template busybox)",
-        root.display()
-    );
-    let init = ve.init.clone().unwrap_or_else(|| vec!["/sbin/init".into()]);
-    let hostname = ve.hostname.clone().unwrap_or_else(|| format!("ve{id}"));
+    for p in &todo {
+        hook::run(
+            "pre_start",
+            p.ve.hooks.pre_start.as_ref(),
+            &p.env("starting", None),
+        )
+        .with_context(|| format!("VE {} not started", p.id))?;
+    }
     std::fs::create_dir_all(state.join("run"))?;
+    let mut made: Vec<(u32, Group)> = Vec::new();
+    let undo = |made: &[(u32, Group)]| {
+        for (id, group) in made {
+            let _ = stop_inits(state, &[*id], Duration::from_secs(5));
+            let _ = group.remove(state, *id);
+        }
+    };
+    let mut children = Vec::new();
+    for p in &todo {
+        // Live changes belong to one run.
+        let _ = std::fs::remove_file(overlay_file(state, p.id));
+        let spawned = Group::create(state, p.id, p.ve)
+            .with_context(|| format!("VE {}'s cgroups", p.id))
+            .and_then(|group| {
+                made.push((p.id, group.clone()));
+                spawn_init(state, p.id, &p.root, &p.hostname, &p.init, &group)
+            });
+        match spawned {
+            Ok(child) => children.push((p.id, child)),
+            Err(e) => {
+                undo(&made);
+                return Err(e);
+            }
+        }
+    }
+    let mut pids = Vec::new();
+    for (id, child) in children {
+        match wait_running(state, id, child) {
+            Ok(pid) => pids.push((id, pid)),
+            Err(e) => {
+                undo(&made);
+                return Err(e);
+            }
+        }
+    }
+    if let Err(e) = wire() {
+        undo(&made);
+        let list: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        return Err(e.context(format!("wiring VE {}; stopped again", list.join(", "))));
+    }
+    // Filters after wiring: the ports exist, and their MACs can be read.
+    let filtered = (|| -> Result<()> {
+        let mut spoof = Vec::new();
+        for (p, (_, pid)) in todo.iter().zip(&pids) {
+            firewall::apply_ve_firewall(p.ve, *pid)?;
+            spoof.push((p.id, firewall::antispoof_ports(p.ve, *pid)?));
+        }
+        if spoof.iter().any(|(_, ports)| !ports.is_empty()) {
+            firewall::set_antispoof(&spoof)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = filtered {
+        undo(&made);
+        let _ = firewall::remove_antispoof(ids);
+        return Err(e.context("VE(s) stopped again"));
+    }
+    for (p, (_, pid)) in todo.iter().zip(&pids) {
+        if let Err(e) = hook::run(
+            "post_start",
+            p.ve.hooks.post_start.as_ref(),
+            &p.env("running", Some(*pid)),
+        ) {
+            eprintln!("vznet: warning: VE {} runs, but {e:#}", p.id);
+        }
+    }
+    Ok(pids)
+}
+
+/// Runs `vznet __ve-init` in new namespaces.
+fn spawn_init(
+    state: &Path,
+    id: u32,
+    root: &Path,
+    hostname: &str,
+    init: &[String],
+    group: &Group,
+) -> Result<std::process::Child> {
     let pidfile = pid_file(state, id);
     let _ = std::fs::remove_file(&pidfile);
     let log = std::fs::File::create(state.join("run").join(format!("{id}.log")))?;
     let me = std::env::current_exe()?;
+    let procs: Vec<String> = group
+        .procs_files()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
     let mut cmd = Command::new(me);
     cmd.arg("__ve-init")
-        .arg(&root)
-        .arg(&hostname)
+        .arg(root)
+        .arg(hostname)
         .arg(&pidfile)
-        .args(&init);
+        .args(init)
+        .env(super::init::CGROUP_ENV, procs.join("\n"));
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -113,7 +298,11 @@ pub fn start(
             .map_err(std::io::Error::from)
         });
     }
-    let mut child = cmd.spawn().context("starting the VE")?;
+    cmd.spawn().with_context(|| format!("starting VE {id}"))
+}
+
+/// Waits for a spawned init's pid file.
+fn wait_running(state: &Path, id: u32, mut child: std::process::Child) -> Result<u32> {
     // Generous: on a loaded host the init's exec and pivot_root can take a while.
     let deadline = Instant::now() + Duration::from_secs(30);
     let pid = loop {
@@ -130,62 +319,175 @@ pub fn start(
             Instant::now() < deadline,
             "VE {id} did not start within 30 s"
         );
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
     };
     // The starter must not leave a zombie behind; the VE lives on, reparented.
     std::thread::spawn(move || {
         let _ = child.wait();
     });
-    if let Err(e) = wire() {
-        let _ = stop(state, id, Duration::from_secs(5));
-        return Err(e.context(format!("wiring VE {id}; the VE was stopped again")));
-    }
     Ok(pid)
 }
 
-/// SIGTERM to the VE's init, SIGKILL after `timeout`. Its namespaces, and the
-/// veth pairs and routes that hang on its netns, go with it.
-pub fn stop(state: &Path, id: u32, timeout: Duration) -> Result<()> {
-    let Some(pid) = running(state, id) else {
-        let _ = std::fs::remove_file(pid_file(state, id));
-        bail!("VE {id} is not running");
-    };
-    let p = Pid::from_raw(pid as i32);
-    let _ = kill(p, Signal::SIGTERM);
-    let deadline = Instant::now() + timeout;
-    while running(state, id).is_some() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
+/// Stops VEs, each given with its file (for hooks) if readable: pre-stop
+/// hooks, SIGTERM to every init, SIGKILL after `timeout`, their host links,
+/// cgroups and live changes removed, post-stop hooks. Hook failures are
+/// reported and never block a stop. VEs that are not running are an error
+/// after the others have stopped.
+pub fn stop(
+    state: &Path,
+    ves: &[(u32, Option<VeConfig>)],
+    config_dir: &Path,
+    timeout: Duration,
+) -> Result<()> {
+    struct Stopping {
+        id: u32,
+        pid: u32,
+        root: PathBuf,
+        hostname: String,
+        file: PathBuf,
+        hooks: netcfg::model::Hooks,
     }
-    if running(state, id).is_some() {
-        let _ = kill(p, Signal::SIGKILL);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while running(state, id).is_some() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
+    impl Stopping {
+        fn env(&self, state: &'static str, pid: Option<u32>) -> hook::Env<'_> {
+            hook::Env {
+                id: self.id,
+                state,
+                root: &self.root,
+                hostname: &self.hostname,
+                config: &self.file,
+                pid,
+            }
         }
     }
+    let mut errors = Vec::new();
+    let mut todo = Vec::new();
+    for (id, ve) in ves {
+        let id = *id;
+        let Some(pid) = running(state, id) else {
+            let _ = std::fs::remove_file(pid_file(state, id));
+            errors.push(format!("VE {id} is not running"));
+            continue;
+        };
+        let v = ve.as_ref();
+        todo.push(Stopping {
+            id,
+            pid,
+            root: v.map_or_else(
+                || state.join("private").join(id.to_string()),
+                |v| root_of(v, state),
+            ),
+            hostname: v
+                .and_then(|v| v.hostname.clone())
+                .unwrap_or_else(|| format!("ve{id}")),
+            file: config_dir.join("ve").join(format!("{id}.toml")),
+            hooks: v.map(|v| v.hooks.clone()).unwrap_or_default(),
+        });
+    }
+    for s in &todo {
+        if let Err(e) = hook::run(
+            "pre_stop",
+            s.hooks.pre_stop.as_ref(),
+            &s.env("stopping", Some(s.pid)),
+        ) {
+            eprintln!("vznet: warning: {e:#}; stopping VE {} anyway", s.id);
+        }
+    }
+    let ids: Vec<u32> = todo.iter().map(|s| s.id).collect();
+    if let Err(e) = stop_inits(state, &ids, timeout) {
+        errors.push(format!("{e:#}"));
+    }
+    if let Err(e) = firewall::remove_antispoof(&ids) {
+        errors.push(format!("{e:#}"));
+    }
+    for s in &todo {
+        if let Some(g) = Group::recorded(state, s.id) {
+            if let Err(e) = g.remove(state, s.id) {
+                errors.push(format!("VE {}: {e:#}", s.id));
+            }
+        }
+        let _ = std::fs::remove_file(overlay_file(state, s.id));
+        if let Err(e) = hook::run(
+            "post_stop",
+            s.hooks.post_stop.as_ref(),
+            &s.env("stopped", None),
+        ) {
+            eprintln!("vznet: warning: VE {} stopped, but {e:#}", s.id);
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        bail!("{}", errors.join("; "))
+    }
+}
+
+/// SIGTERM to the VEs' inits, SIGKILL after `timeout`. Their namespaces, and
+/// the veth pairs and routes that hang on their netns, go with them.
+fn stop_inits(state: &Path, ids: &[u32], timeout: Duration) -> Result<()> {
+    let pids: Vec<(u32, u32)> = ids
+        .iter()
+        .filter_map(|&id| running(state, id).map(|p| (id, p)))
+        .collect();
+    for (_, pid) in &pids {
+        let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGTERM);
+    }
+    let alive = || -> Vec<(u32, u32)> {
+        pids.iter()
+            .copied()
+            .filter(|(id, _)| running(state, *id).is_some())
+            .collect()
+    };
+    let deadline = Instant::now() + timeout;
+    while !alive().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let left = alive();
+    if !left.is_empty() {
+        for (_, pid) in &left {
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !alive().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let left = alive();
     ensure!(
-        running(state, id).is_none(),
-        "VE {id} (pid {pid}) did not die"
+        left.is_empty(),
+        "VE(s) did not die: {}",
+        left.iter()
+            .map(|(id, pid)| format!("{id} (pid {pid})"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
-    let _ = std::fs::remove_file(pid_file(state, id));
-    remove_host_ends(id)
+    for id in ids {
+        let _ = std::fs::remove_file(pid_file(state, *id));
+    }
+    remove_host_ends(ids)
 }
 
 /// The kernel destroys a dead VE's netns (and with it the veth pairs) in a
 /// worker, later; delete the host ends now so that stop is done when it returns.
 /// Deleting one end of a veth deletes the pair, and routes on it go with it.
-fn remove_host_ends(id: u32) -> Result<()> {
-    let marker = format!("{}ve{id}:", netcfg::kernel::state::ALIAS_PREFIX);
+fn remove_host_ends(ids: &[u32]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let markers: Vec<String> = ids
+        .iter()
+        .map(|id| format!("{}ve{id}:", netcfg::kernel::state::ALIAS_PREFIX))
+        .collect();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         let h = netcfg::kernel::netns::handle(netcfg::kernel::netns::route_socket()?)?;
         let links = netcfg::kernel::state::read_links(&h).await?;
-        for l in links
-            .iter()
-            .filter(|l| l.alias.as_deref().is_some_and(|a| a.starts_with(&marker)))
-        {
+        for l in links.iter().filter(|l| {
+            l.alias
+                .as_deref()
+                .is_some_and(|a| markers.iter().any(|m| a.starts_with(m.as_str())))
+        }) {
             match h.link().del(l.index).execute().await {
                 Ok(()) => {}
                 // Already gone with the netns.
@@ -232,7 +534,11 @@ pub fn list(config: &Config, state: &Path) -> Vec<VeInfo> {
             }
             VeInfo {
                 veid: ve.id,
-                nproc: pid.map_or(0, nproc),
+                nproc: pid.map_or(0, |p| {
+                    Group::recorded(state, ve.id)
+                        .and_then(|g| g.nproc())
+                        .unwrap_or_else(|| nproc(p))
+                }),
                 status: if pid.is_some() { "running" } else { "stopped" },
                 ip_addr,
                 hostname: ve.hostname.clone().unwrap_or_default(),
@@ -242,6 +548,7 @@ pub fn list(config: &Config, state: &Path) -> Vec<VeInfo> {
         .collect()
 }
 
+/// Processes in the VE's PID namespace, for a VE without a recorded cgroup.
 fn nproc(pid: u32) -> usize {
     let Ok(ns) = std::fs::read_link(format!("/proc/{pid}/ns/pid")) else {
         return 0;
@@ -258,45 +565,4 @@ fn nproc(pid: u32) -> usize {
                 .count()
         })
         .unwrap_or(0)
-}
-
-/// Runs `argv` inside a running VE's namespaces (mount, UTS, IPC, network; its
-/// children also in the VE's PID namespace) and returns its exit code.
-pub fn exec(state: &Path, id: u32, argv: &[String]) -> Result<i32> {
-    let pid = running(state, id).with_context(|| format!("VE {id} is not running"))?;
-    let prog = argv.first().context("nothing to run")?;
-    let open = |ns: &str| {
-        std::fs::File::open(format!("/proc/{pid}/ns/{ns}"))
-            .with_context(|| format!("VE {id}'s {ns} namespace"))
-    };
-    let (net, uts, ipc, pidns, mnt) = (
-        open("net")?,
-        open("uts")?,
-        open("ipc")?,
-        open("pid")?,
-        open("mnt")?,
-    );
-    let mut cmd = Command::new(prog);
-    cmd.args(&argv[1..]);
-    // SAFETY: only async-signal-safe syscalls between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            use std::os::fd::AsFd;
-            for (f, flag) in [
-                (&net, CloneFlags::CLONE_NEWNET),
-                (&uts, CloneFlags::CLONE_NEWUTS),
-                (&ipc, CloneFlags::CLONE_NEWIPC),
-                (&pidns, CloneFlags::CLONE_NEWPID),
-                // Mount last: after it, /proc paths are the VE's.
-                (&mnt, CloneFlags::CLONE_NEWNS),
-            ] {
-                setns(f.as_fd(), flag).map_err(std::io::Error::from)?;
-            }
-            nix::unistd::chdir("/").map_err(std::io::Error::from)
-        });
-    }
-    let status = cmd
-        .status()
-        .with_context(|| format!("running {prog} in VE {id}"))?;
-    Ok(status.code().unwrap_or(128))
 }

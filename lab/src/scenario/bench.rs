@@ -32,6 +32,13 @@ pub enum Bench {
         #[arg(long, default_value_t = 100)]
         trials: usize,
     },
+    /// VE runtime: start and wire N busybox VEs on a bridge with one call, one
+    /// more alone, stop them; times per VE and total, peak RSS.
+    Ve {
+        /// Number of VEs.
+        #[arg(long, default_value_t = 100)]
+        count: u32,
+    },
     /// VRRP failover time (median, p99) of vznet-vrrp and keepalived side by side:
     /// SIGKILL the Master, time until the VIP answers a client again.
     Vrrp {
@@ -61,6 +68,7 @@ pub fn run(what: Bench) -> Result<()> {
         Bench::Apply { ves, no_ipv6 } => apply(ves, no_ipv6),
         Bench::Drift { trials } => super::drift::run(trials),
         Bench::Vrrp { trials } => super::vrrp_bench::run(trials),
+        Bench::Ve { count } => super::ve_bench::run(count),
         Bench::Lb {
             commits,
             rate_seconds,
@@ -139,7 +147,7 @@ fn disable_ipv6(names: &[String]) -> Result<()> {
 /// requests (a no-op link change in a scratch netns) take under 20 ms, twice in a
 /// row. (Link deletion would wait for RCU grace periods, which stretch whenever
 /// softirqs are busy, so it is not a fair probe.)
-fn settle() -> Result<()> {
+pub(super) fn settle() -> Result<()> {
     let ns = format!("vzb{}-idle", std::process::id() % 100_000);
     ip_batch(None, &format!("netns add {ns}\n"))?;
     let mut batch = String::new();

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod demo;
 pub mod drift;
 pub mod lb_bench;
+pub mod ve_bench;
 pub mod vm;
 pub mod vrrp_bench;
 

@@ -20,7 +20,7 @@ pub use lb::{
 };
 pub use mac::{MacAddr, MacParseError};
 pub use source::{KeyPath, Location, Seg, SourceFile};
-pub use ve::{Netif, VeConfig, Venet};
+pub use ve::{ByteSize, Firewall, FwPolicy, FwProto, FwRule, Hooks, Netif, VeConfig, Venet};
 
 /// A sysctl value as written: an integer or a string.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +157,18 @@ impl Config {
         }
         if errors.is_empty() {
             Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Validates again after a caller changed the typed config (the VE runtime
+    /// merges live changes of running VEs into it).
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut errors = Vec::new();
+        validate::validate(self, &mut errors);
+        if errors.is_empty() {
+            Ok(())
         } else {
             Err(ConfigErrors(errors))
         }

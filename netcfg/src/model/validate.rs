@@ -382,6 +382,7 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
                 );
             }
         }
+        check_ve_runtime(&mut c, s, ve);
     }
 
     // Names vznet creates in the host netns must be unique.
@@ -517,6 +518,65 @@ fn check_vrrp(c: &mut Checker, s: &SourceFile, p: &KeyPath, v: &super::Vrrp) {
             &p.k("password"),
             "a VRRPv2 password is at most 8 bytes".into(),
         );
+    }
+}
+
+/// The runtime's keys of a VE file: cgroup limits and hooks.
+fn check_ve_runtime(c: &mut Checker, s: &SourceFile, ve: &super::VeConfig) {
+    if let Some(w) = ve.cpu_weight {
+        if !(1..=10_000).contains(&w) {
+            c.error(
+                s,
+                &KeyPath::key("cpu_weight"),
+                format!("cpu_weight {w} is out of range 1..10000 (default 100)"),
+            );
+        }
+    }
+    if let Some(m) = ve.memory_limit {
+        if m.0 < 1 << 20 {
+            c.error(
+                s,
+                &KeyPath::key("memory_limit"),
+                format!("memory_limit {} bytes is below 1M: no VE runs in that", m.0),
+            );
+        }
+    }
+    if let Some(fw) = &ve.firewall {
+        for (i, r) in fw.allow.iter().enumerate() {
+            let p = KeyPath::key("firewall").k("allow").i(i);
+            if !r.ports.is_empty() && !matches!(r.proto, super::FwProto::Tcp | super::FwProto::Udp)
+            {
+                c.error(
+                    s,
+                    &p.k("ports"),
+                    "ports need proto = \"tcp\" or \"udp\"".into(),
+                );
+            }
+            if r.ports.contains(&0) {
+                c.error(s, &p.k("ports"), "port 0 is not a port".into());
+            }
+        }
+    }
+    for (key, argv) in ve.hooks.each() {
+        let p = KeyPath::key("hooks").k(key);
+        match argv.first() {
+            None => c.error(
+                s,
+                &p,
+                "a hook needs a command: [\"/path/to/program\", \"arg\"...]".into(),
+            ),
+            Some(prog) if !prog.starts_with('/') => c.error(
+                s,
+                &p.i(0),
+                format!(
+                    "hook program {prog:?} must be an absolute path (no shell, no PATH search)"
+                ),
+            ),
+            Some(_) => {}
+        }
+        if argv.iter().any(|a| a.contains('\0')) {
+            c.error(s, &p, "hook arguments cannot contain NUL".into());
+        }
     }
 }
 

@@ -33,6 +33,178 @@ pub struct VeConfig {
     /// Routed mode (`vzctl set --ipadd`): /32 routes and proxy ARP on the host.
     #[serde(default)]
     pub venet: Option<Venet>,
+    /// Relative CPU weight, 1..10000 (cgroup v2 `cpu.weight`; default 100). On a
+    /// cgroup v1 cpu controller it becomes `cpu.shares = weight * 1024 / 100`.
+    #[serde(default)]
+    pub cpu_weight: Option<u32>,
+    /// Memory limit: bytes, or a number with K, M, G or T (binary: "256M").
+    /// cgroup v2 `memory.max`, or v1 `memory.limit_in_bytes`.
+    #[serde(default)]
+    pub memory_limit: Option<ByteSize>,
+    /// Commands run around start and stop (argv, no shell).
+    #[serde(default)]
+    pub hooks: Hooks,
+    /// nftables rules inside the VE's netns (applied by `vznet ve start`).
+    #[serde(default)]
+    pub firewall: Option<Firewall>,
+    /// On the host, drop frames from the VE's bridged ports whose source MAC or
+    /// IP is not the VE's own (applied by `vznet ve start` and `ve set`).
+    #[serde(default = "yes")]
+    pub anti_spoof: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The VE's own packet filter, in its netns: traffic to the VE that no rule
+/// accepts meets `input`. Established/related traffic and loopback are always
+/// accepted.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Firewall {
+    /// Policy for incoming traffic: "accept" (default) or "drop".
+    #[serde(default)]
+    pub input: FwPolicy,
+    /// What is accepted.
+    #[serde(default)]
+    pub allow: Vec<FwRule>,
+}
+
+/// A chain policy.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FwPolicy {
+    /// Accept.
+    #[default]
+    Accept,
+    /// Drop.
+    Drop,
+}
+
+/// One accept rule.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FwRule {
+    /// Protocol: "tcp", "udp", "icmp", "icmpv6" or "any" (default).
+    #[serde(default)]
+    pub proto: FwProto,
+    /// Destination ports (tcp and udp only); empty: all.
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// Source prefixes; empty: any.
+    #[serde(default)]
+    pub from: Vec<IpNet>,
+}
+
+/// A protocol a rule matches.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FwProto {
+    /// Any protocol.
+    #[default]
+    Any,
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// ICMP.
+    Icmp,
+    /// ICMPv6.
+    Icmpv6,
+}
+
+/// User hooks: argv arrays run by `vznet ve start`/`stop` on the host, with
+/// `VEID`, `VE_STATE`, `VE_ROOT`, `VE_HOSTNAME`, `VE_CONFIG` (and `VE_PID`
+/// while the VE runs) in their environment. No shell is involved.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// Before anything is made; a failure aborts the start.
+    #[serde(default, alias = "pre-start")]
+    pub pre_start: Option<Vec<String>>,
+    /// After the VE runs and is wired; a failure is reported, the VE keeps running.
+    #[serde(default, alias = "post-start")]
+    pub post_start: Option<Vec<String>>,
+    /// Before the VE's init is signalled; a failure is reported, the stop goes on.
+    #[serde(default, alias = "pre-stop")]
+    pub pre_stop: Option<Vec<String>>,
+    /// After the VE and its links and cgroups are gone; a failure is reported.
+    #[serde(default, alias = "post-stop")]
+    pub post_stop: Option<Vec<String>>,
+}
+
+impl Hooks {
+    /// Each hook that is set, with its key.
+    pub fn each(&self) -> impl Iterator<Item = (&'static str, &Vec<String>)> {
+        [
+            ("pre_start", &self.pre_start),
+            ("post_start", &self.post_start),
+            ("pre_stop", &self.pre_stop),
+            ("post_stop", &self.post_stop),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+    }
+}
+
+/// A size in bytes, written as an integer or as "256M" (K, M, G, T: powers of 1024).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ByteSize, String> {
+        let t = s.trim();
+        let bad = || {
+            format!(
+                "invalid size {s:?}: use bytes or a number with K, M, G or T (\"256M\" is 256 MiB)"
+            )
+        };
+        let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(digits);
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        let unit = unit.trim().to_ascii_uppercase();
+        let shift = match unit.trim_end_matches("IB").trim_end_matches('B') {
+            "" => 0,
+            "K" => 10,
+            "M" => 20,
+            "G" => 30,
+            "T" => 40,
+            _ => return Err(bad()),
+        };
+        n.checked_mul(1u64 << shift).map(ByteSize).ok_or_else(bad)
+    }
+}
+
+impl std::fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ByteSize, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Str(String),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a size: bytes or a string such as \"256M\"")
+        })? {
+            Raw::Int(n) => Ok(ByteSize(n)),
+            Raw::Str(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 /// A veth pair: one end in the VE, the other on the host (usually a bridge port).
@@ -74,4 +246,60 @@ pub struct Venet {
     /// Host-side name; default `venet<ID>`.
     #[serde(default)]
     pub host_name: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_in_binary_units_and_bad_ones_are_named() {
+        assert_eq!("256M".parse::<ByteSize>(), Ok(ByteSize(256 << 20)));
+        assert_eq!("1G".parse::<ByteSize>(), Ok(ByteSize(1 << 30)));
+        assert_eq!("512KiB".parse::<ByteSize>(), Ok(ByteSize(512 << 10)));
+        assert_eq!("4096".parse::<ByteSize>(), Ok(ByteSize(4096)));
+        for bad in ["", "M", "12X", "-1M", "99999999999T"] {
+            let e = bad.parse::<ByteSize>().expect_err("must fail");
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn hooks_take_both_spellings_and_sizes_both_forms() {
+        let ve: VeConfig = toml::from_str(
+            "id = 1\nmemory_limit = \"64M\"\ncpu_weight = 50\n[hooks]\npre-start = [\"/bin/true\"]\npost_stop = [\"/bin/echo\", \"x\"]\n",
+        )
+        .expect("test input");
+        assert_eq!(ve.memory_limit, Some(ByteSize(64 << 20)));
+        assert_eq!(
+            ve.hooks.pre_start.as_deref(),
+            Some(&["/bin/true".to_string()][..])
+        );
+        assert_eq!(ve.hooks.each().count(), 2);
+        let e =
+            toml::from_str::<VeConfig>("id = 1\nmemory_limit = \"lots\"\n").expect_err("must fail");
+        assert!(e.to_string().contains("invalid size \"lots\""), "{e}");
+    }
+
+    #[test]
+    fn runtime_keys_are_validated_with_file_line_and_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("host.toml"), "").expect("host");
+        std::fs::create_dir(dir.path().join("ve")).expect("ve dir");
+        std::fs::write(
+            dir.path().join("ve/1.toml"),
+            "id = 1\ncpu_weight = 0\n[hooks]\npre_start = [\"true\"]\n[firewall]\n[[firewall.allow]]\nproto = \"icmp\"\nports = [22]\n",
+        )
+        .expect("ve file");
+        let errors = crate::model::Config::load(dir.path())
+            .expect_err("invalid")
+            .to_string();
+        for want in [
+            "1.toml:2:1: cpu_weight: cpu_weight 0 is out of range",
+            "1.toml:4:14: hooks.pre_start[0]: hook program \"true\" must be an absolute path",
+            "1.toml:8:1: firewall.allow[0].ports: ports need proto",
+        ] {
+            assert!(errors.contains(want), "{want}\nin:\n{errors}");
+        }
+    }
 }
