@@ -763,10 +763,11 @@ fn a_ve_that_spoofs_another_ves_ip_or_mac_reaches_nobody_and_ve_firewalls_filter
     for id in [861, 862, 863, 864] {
         rt.started.borrow_mut().push(id);
     }
-    let tables = host.run(["nft", "list", "tables"])?;
+    // One shared host table; 861 (anti_spoof = false) has no elements in it.
+    let table = host.run(["nft", "list", "table", "bridge", "vznet_antispoof"])?;
     assert!(
-        tables.contains("table bridge vznet_ve862") && !tables.contains("vznet_ve861"),
-        "{tables}"
+        table.contains("veth862.0") && !table.contains("veth861.0"),
+        "{table}"
     );
     let echos_863 = || -> Result<u64> { in_echos(&rt.exec(863, &["/bin/cat", "/proc/net/snmp"])?) };
     let echos_host = || -> Result<u64> { in_echos(&host.run(["cat", "/proc/net/snmp"])?) };
@@ -851,13 +852,13 @@ fn a_ve_that_spoofs_another_ves_ip_or_mac_reaches_nobody_and_ve_firewalls_filter
     // The host's rules follow `ve set` (a venet address may leave by the
     // bridged port too); stop removes them.
     rt.ok(&["ve", "set", "862", "--ipadd", "10.70.2.62"])?;
-    let table = host.run(["nft", "list", "table", "bridge", "vznet_ve862"])?;
-    assert!(
-        table.contains("10.70.2.62") && table.contains("veth862.0"),
-        "{table}"
-    );
+    let table = host.run(["nft", "list", "table", "bridge", "vznet_antispoof"])?;
+    assert!(table.contains("\"veth862.0\" . 10.70.2.62"), "{table}");
     rt.ok(&["ve", "stop", "862"])?;
-    let tables = host.run(["nft", "list", "tables"])?;
-    assert!(!tables.contains("vznet_ve862"), "{tables}");
+    let table = host.run(["nft", "list", "table", "bridge", "vznet_antispoof"])?;
+    assert!(
+        !table.contains("veth862.0") && table.contains("veth863.0"),
+        "stop must take out 862's elements and only those: {table}"
+    );
     Ok(())
 }

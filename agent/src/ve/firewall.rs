@@ -3,10 +3,15 @@
 //! carry the VE's MAC as Ethernet and ARP sender, and one of its addresses as
 //! IPv4/ARP sender (IPv6: its addresses, `::` and link-local).
 //!
-//! Each is one table, replaced whole in one transaction (add, delete, add
-//! again: never fails on absence), so a change is atomic and a stop removes it
-//! with one delete: `inet vznet_fw` in the VE, `bridge vznet_ve<ID>` on the host.
-//! Documents are typed (the `nftables` crate); no string becomes nft syntax.
+//! The VE's filter is one table (`inet vznet_fw` in the VE), replaced whole in
+//! one transaction. The host's anti-spoofing is one shared table, `bridge
+//! vznet_antispoof`, with static rules over four sets keyed by port name
+//! (`ports`, `macs`, `addr4`, `addr6`): starting, changing or stopping a VE
+//! edits only set elements. Per-VE tables were the first design; libnftables
+//! 1.0.6 loads every rule of every table into its cache on each transaction, so
+//! 1000 VE tables made any nftables change on the host (the load balancer's
+//! included) take 0.6 s and 0.5 GB. Documents are typed (the `nftables`
+//! crate); no string becomes nft syntax.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -19,7 +24,9 @@ use nft::schema::{
     expr::{
         Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, SetItem, CT,
     },
-    schema::{Chain, NfListObject, Nftables, Rule, Table},
+    schema::{
+        Chain, Element, NfCmd, NfListObject, Nftables, Rule, Set, SetType, SetTypeValue, Table,
+    },
     stmt::{Match, Operator, Statement},
     types::{NfChainPolicy, NfChainType, NfFamily, NfHook},
 };
@@ -27,10 +34,8 @@ use nft::schema::{
 /// The VE's filter table (inside its netns).
 pub const VE_TABLE: &str = "vznet_fw";
 
-/// The host table of VE `id`'s anti-spoofing rules.
-pub fn host_table(id: u32) -> String {
-    format!("vznet_ve{id}")
-}
+/// The host's anti-spoofing table (bridge family).
+pub const ANTISPOOF_TABLE: &str = "vznet_antispoof";
 
 /// One bridged port of a VE: host-side name, the VE end's MAC, the VE's addresses.
 #[derive(Debug, Clone, PartialEq)]
@@ -214,26 +219,45 @@ pub fn ve_ruleset(fw: &netcfg::model::Firewall) -> Nftables<'static> {
     b.to_nftables()
 }
 
-/// The host's anti-spoofing table for VE `id`: per port, at bridge prerouting,
-/// drop what does not carry the VE's MAC and addresses. No ports: the table
-/// is removed.
-pub fn antispoof_ruleset(id: u32, ports: &[Port]) -> Nftables<'static> {
-    let mut b = Batch::new();
-    antispoof_into(&mut b, id, ports);
-    b.to_nftables()
+const BRIDGE: NfFamily = NfFamily::Bridge;
+
+fn set_decl(name: &str, key: SetTypeValue<'static>) -> NfListObject<'static> {
+    NfListObject::Set(Box::new(Set {
+        family: BRIDGE,
+        table: ANTISPOOF_TABLE.into(),
+        name: Cow::Owned(name.to_string()),
+        set_type: key,
+        ..Set::default()
+    }))
 }
 
-fn antispoof_into(b: &mut Batch<'static>, id: u32, ports: &[Port]) {
-    let f = NfFamily::Bridge;
-    let name = host_table(id);
-    remove(b, f, &name);
-    if ports.is_empty() {
-        return;
+fn concat(a: Expression<'static>, b: Expression<'static>) -> Expression<'static> {
+    Expression::Named(NamedExpression::Concat(vec![a, b]))
+}
+
+fn at(set: &str) -> Expression<'static> {
+    s(&format!("@{set}"))
+}
+
+/// The shared table: sets and the static rules that read them. `add` of a
+/// table, set or chain is a no-op when it exists; the rules are added only
+/// when the chain lacks them.
+fn antispoof_skeleton(b: &mut Batch<'static>, with_rules: bool) {
+    b.add(table(BRIDGE, ANTISPOOF_TABLE));
+    b.add(set_decl("ports", SetTypeValue::Single(SetType::Ifname)));
+    for (name, t) in [
+        ("macs", SetType::EtherAddr),
+        ("addr4", SetType::Ipv4Addr),
+        ("addr6", SetType::Ipv6Addr),
+    ] {
+        b.add(set_decl(
+            name,
+            SetTypeValue::Concatenated(vec![SetType::Ifname, t].into()),
+        ));
     }
-    b.add(table(f, &name));
     b.add(NfListObject::Chain(Chain {
-        family: f,
-        table: Cow::Owned(name.clone()),
+        family: BRIDGE,
+        table: ANTISPOOF_TABLE.into(),
         name: "prerouting".into(),
         _type: Some(NfChainType::Filter),
         hook: Some(NfHook::Prerouting),
@@ -241,38 +265,175 @@ fn antispoof_into(b: &mut Batch<'static>, id: u32, ports: &[Port]) {
         policy: Some(NfChainPolicy::Accept),
         ..Chain::default()
     }));
-    let drop = || Statement::Drop(None);
-    for port in ports {
-        let iif = || cmp(meta(MetaKey::Iifname), Operator::EQ, s(&port.host_name));
-        let mac = s(&port.mac.to_string());
-        let mut v4: Vec<Expression<'static>> = vec![s("0.0.0.0")];
-        v4.extend(
-            port.addrs
-                .iter()
-                .filter(|a| a.is_ipv4())
-                .map(|a| s(&a.to_string())),
-        );
-        let link_local = Expression::Named(NamedExpression::Prefix(Prefix {
-            addr: Box::new(s("fe80::")),
-            len: 10,
-        }));
-        let mut v6: Vec<Expression<'static>> = vec![s("::"), link_local];
-        v6.extend(
-            port.addrs
-                .iter()
-                .filter(|a| a.is_ipv6())
-                .map(|a| s(&a.to_string())),
-        );
-        for check in [
-            cmp(payload("ether", "saddr"), Operator::NEQ, mac.clone()),
-            cmp(payload("arp", "saddr ether"), Operator::NEQ, mac),
-            cmp(payload("arp", "saddr ip"), Operator::NEQ, set(v4.clone())),
-            cmp(payload("ip", "saddr"), Operator::NEQ, set(v4)),
-            cmp(payload("ip6", "saddr"), Operator::NEQ, set(v6)),
-        ] {
-            b.add(rule(f, &name, "prerouting", vec![iif(), check, drop()]));
+    if !with_rules {
+        return;
+    }
+    let iif = || meta(MetaKey::Iifname);
+    let guarded = || cmp(iif(), Operator::EQ, at("ports"));
+    let not_in =
+        |value: Expression<'static>, set: &str| cmp(concat(iif(), value), Operator::NEQ, at(set));
+    let link_local = Expression::Named(NamedExpression::Prefix(Prefix {
+        addr: Box::new(s("fe80::")),
+        len: 10,
+    }));
+    let rules = [
+        vec![
+            guarded(),
+            not_in(payload("ether", "saddr"), "macs"),
+            Statement::Drop(None),
+        ],
+        vec![
+            guarded(),
+            not_in(payload("arp", "saddr ether"), "macs"),
+            Statement::Drop(None),
+        ],
+        vec![
+            guarded(),
+            not_in(payload("arp", "saddr ip"), "addr4"),
+            Statement::Drop(None),
+        ],
+        vec![
+            guarded(),
+            not_in(payload("ip", "saddr"), "addr4"),
+            Statement::Drop(None),
+        ],
+        // Unspecified and link-local IPv6 sources (DAD, router and neighbour
+        // discovery) pass; the MAC rules above have already run.
+        vec![
+            guarded(),
+            cmp(
+                payload("ip6", "saddr"),
+                Operator::EQ,
+                set(vec![s("::"), link_local]),
+            ),
+            Statement::Accept(None),
+        ],
+        vec![
+            guarded(),
+            not_in(payload("ip6", "saddr"), "addr6"),
+            Statement::Drop(None),
+        ],
+    ];
+    for r in rules {
+        b.add(rule(BRIDGE, ANTISPOOF_TABLE, "prerouting", r));
+    }
+}
+
+/// Rules in the shared table's chain (0 when it is not there).
+const ANTISPOOF_RULES: usize = 6;
+
+/// The elements a port contributes: (set, element).
+fn port_elements(port: &Port) -> Vec<(&'static str, Expression<'static>)> {
+    let name = || s(&port.host_name);
+    let mut out = vec![
+        ("ports", name()),
+        ("macs", concat(name(), s(&port.mac.to_string()))),
+        ("addr4", concat(name(), s("0.0.0.0"))),
+    ];
+    for a in &port.addrs {
+        let set = if a.is_ipv4() { "addr4" } else { "addr6" };
+        out.push((set, concat(name(), s(&a.to_string()))));
+    }
+    out
+}
+
+fn element(set: &str, elems: Vec<Expression<'static>>) -> NfListObject<'static> {
+    NfListObject::Element(Element {
+        family: BRIDGE,
+        table: ANTISPOOF_TABLE.into(),
+        name: Cow::Owned(set.to_string()),
+        elem: elems.into(),
+    })
+}
+
+/// An element of one of the sets: (set, port name, element).
+type SetElement = (&'static str, String, Expression<'static>);
+
+/// What the kernel's sets hold now, as (set, port name, element), read back
+/// from libnftables' JSON; and how many rules the chain has.
+fn antispoof_state(nft: &nft::Nft) -> Result<(Vec<SetElement>, usize)> {
+    let mut list = Batch::new();
+    list.add_cmd(NfCmd::List(table(BRIDGE, ANTISPOOF_TABLE)));
+    let Ok(v) = nft.query(&list.to_nftables()) else {
+        return Ok((Vec::new(), 0));
+    };
+    let mut elems = Vec::new();
+    let mut rules = 0;
+    for obj in v["nftables"].as_array().into_iter().flatten() {
+        if obj.get("rule").is_some() {
+            rules += 1;
+        }
+        let Some(set) = obj.get("set") else { continue };
+        let name = match set["name"].as_str() {
+            Some("ports") => "ports",
+            Some("macs") => "macs",
+            Some("addr4") => "addr4",
+            Some("addr6") => "addr6",
+            _ => continue,
+        };
+        for e in set["elem"].as_array().into_iter().flatten() {
+            if let Some(port) = e.as_str() {
+                elems.push((name, port.to_string(), s(port)));
+            } else if let Some([port, value]) = e["concat"].as_array().map(Vec::as_slice) {
+                let (Some(port), Some(value)) = (port.as_str(), value.as_str()) else {
+                    continue;
+                };
+                elems.push((name, port.to_string(), concat(s(port), s(value))));
+            }
         }
     }
+    Ok((elems, rules))
+}
+
+/// One transaction: the skeleton if needed, then for every listed VE its ports'
+/// old elements out and new ones in, and elements of ports that no longer exist
+/// on the host swept out.
+fn antispoof_edit(nft: &nft::Nft, ves: &[(u32, Vec<Port>)]) -> Result<()> {
+    let (current, rules) = antispoof_state(nft)?;
+    if rules == 0 && ves.iter().all(|(_, p)| p.is_empty()) {
+        return Ok(());
+    }
+    let mut b = Batch::new();
+    if rules != ANTISPOOF_RULES {
+        if rules > 0 {
+            b.add_cmd(NfCmd::Flush(nft::schema::schema::FlushObject::Chain(
+                Chain {
+                    family: BRIDGE,
+                    table: ANTISPOOF_TABLE.into(),
+                    name: "prerouting".into(),
+                    ..Chain::default()
+                },
+            )));
+        }
+        antispoof_skeleton(&mut b, true);
+    }
+    let replaced: Vec<&str> = ves
+        .iter()
+        .flat_map(|(_, ports)| ports.iter().map(|p| p.host_name.as_str()))
+        .collect();
+    let mut gone: std::collections::BTreeMap<&str, Vec<Expression<'static>>> = Default::default();
+    for (set, port, e) in current {
+        let exists = nix::net::if_::if_nametoindex(port.as_str()).is_ok();
+        if !exists || replaced.contains(&port.as_str()) {
+            gone.entry(set).or_default().push(e);
+        }
+    }
+    for (set, elems) in gone {
+        b.delete(element(set, elems));
+    }
+    let mut new: std::collections::BTreeMap<&str, Vec<Expression<'static>>> = Default::default();
+    for (_, ports) in ves {
+        for p in ports {
+            for (set, e) in port_elements(p) {
+                new.entry(set).or_default().push(e);
+            }
+        }
+    }
+    for (set, elems) in new {
+        b.add(element(set, elems));
+    }
+    nft.apply(&b.to_nftables())
+        .context("the VEs' anti-spoofing rules (host nftables)")
 }
 
 /// The bridged ports of a running VE, with the MACs its ends really have
@@ -356,33 +517,24 @@ pub fn antispoof_ports(ve: &VeConfig, pid: u32) -> Result<Vec<Port>> {
     ports(ve, Path::new(&format!("/proc/{pid}/ns/net")))
 }
 
-/// Replaces the host's anti-spoofing tables of these VEs in one transaction
-/// (a VE with no ports loses its table).
+/// Puts these VEs' ports into the host's anti-spoofing sets (replacing what
+/// their ports had), in one transaction.
 pub fn set_antispoof(ves: &[(u32, Vec<Port>)]) -> Result<()> {
     if ves.is_empty() {
         return Ok(());
     }
     let nft = nft::Nft::new(None).context("nftables on the host (or set anti_spoof = false)")?;
-    let mut b = Batch::new();
-    for (id, ports) in ves {
-        antispoof_into(&mut b, *id, ports);
-    }
-    nft.apply(&b.to_nftables())
-        .context("the VEs' anti-spoofing rules (host nftables)")
+    antispoof_edit(&nft, ves)
 }
 
-/// Removes the host's anti-spoofing tables of these VEs; without an
-/// nftables backend there can be none.
-pub fn remove_antispoof(ids: &[u32]) -> Result<()> {
+/// Takes the elements of ports that no longer exist (stopped VEs' host ends)
+/// out of the host's anti-spoofing sets; without an nftables backend there
+/// can be none.
+pub fn sweep_antispoof() -> Result<()> {
     let Ok(nft) = nft::Nft::new(None) else {
         return Ok(());
     };
-    let mut b = Batch::new();
-    for id in ids {
-        remove(&mut b, NfFamily::Bridge, &host_table(*id));
-    }
-    nft.apply(&b.to_nftables())
-        .context("removing the VEs' anti-spoofing rules")
+    antispoof_edit(&nft, &[]).context("removing stopped VEs' anti-spoofing elements")
 }
 
 #[cfg(test)]
@@ -390,29 +542,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn antispoof_documents_name_the_port_mac_and_addresses() {
+    fn a_port_contributes_its_name_mac_and_addresses() {
         let port = Port {
             host_name: "veth7.0".into(),
             mac: "02:00:00:00:00:07".parse().expect("mac"),
-            addrs: vec!["10.0.0.7".parse().expect("ip")],
+            addrs: vec![
+                "10.0.0.7".parse().expect("ip"),
+                "fd00::7".parse().expect("ip"),
+            ],
         };
-        let json = serde_json::to_string(&antispoof_ruleset(7, &[port])).expect("json");
+        let json = serde_json::to_string(&port_elements(&port)).expect("json");
         for want in [
-            "\"vznet_ve7\"",
-            "\"bridge\"",
-            "\"veth7.0\"",
+            "veth7.0",
             "02:00:00:00:00:07",
+            "0.0.0.0",
             "10.0.0.7",
-            "saddr ether",
-            "saddr ip",
-            "\"!=\"",
+            "fd00::7",
         ] {
             assert!(json.contains(want), "{want} in {json}");
         }
-        let empty = serde_json::to_string(&antispoof_ruleset(7, &[])).expect("json");
-        assert!(
-            empty.contains("delete") && !empty.contains("prerouting"),
-            "{empty}"
-        );
+        let sets: Vec<&str> = port_elements(&port).iter().map(|(s, _)| *s).collect();
+        assert_eq!(sets, ["ports", "macs", "addr4", "addr4", "addr6"]);
+        let mut b = Batch::new();
+        antispoof_skeleton(&mut b, true);
+        let skeleton = serde_json::to_string(&b.to_nftables()).expect("json");
+        assert_eq!(skeleton.matches("\"rule\"").count(), ANTISPOOF_RULES);
+        assert!(skeleton.contains("\"!=\"") && skeleton.contains("saddr ether"));
     }
 }

@@ -241,7 +241,7 @@ pub fn start(
     })();
     if let Err(e) = filtered {
         undo(&made);
-        let _ = firewall::remove_antispoof(ids);
+        let _ = firewall::sweep_antispoof();
         return Err(e.context("VE(s) stopped again"));
     }
     for (p, (_, pid)) in todo.iter().zip(&pids) {
@@ -396,7 +396,7 @@ pub fn stop(
     if let Err(e) = stop_inits(state, &ids, timeout) {
         errors.push(format!("{e:#}"));
     }
-    if let Err(e) = firewall::remove_antispoof(&ids) {
+    if let Err(e) = firewall::sweep_antispoof() {
         errors.push(format!("{e:#}"));
     }
     for s in &todo {
