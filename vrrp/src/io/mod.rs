@@ -54,16 +54,21 @@
 pub mod gratuitous;
 pub mod instance;
 pub mod link;
+pub mod notify;
+pub mod router;
 pub mod socket;
 pub mod virtual_address;
+pub mod virtual_mac;
 
 use std::net::IpAddr;
 
 use crate::config::ConfigError;
 use crate::wire::AddressFamily;
 
-pub use instance::{Instance, InstanceHandle, InstanceSpec, IoCounters, Status};
+pub use instance::{Instance, InstanceHandle, InstanceSpec, IoCounters, Status, TrackedInterface};
 pub use link::Link;
+pub use notify::NotifyHooks;
+pub use router::Router;
 pub use socket::{AdvertSocket, Datagram};
 pub use virtual_address::VirtualAddressSet;
 
@@ -89,6 +94,12 @@ pub enum Error {
     Socket {
         op: &'static str,
         interface: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("sysctl {key}: {source}")]
+    Sysctl {
+        key: String,
         #[source]
         source: std::io::Error,
     },
