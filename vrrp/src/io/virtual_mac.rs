@@ -11,9 +11,13 @@
 //! Adverts are still received on the parent interface.
 //!
 //! Linux answers ARP for any local address on any interface (`arp_ignore` 0): the
-//! parent would answer for the virtual addresses with its own MAC. As keepalived does,
-//! the parent gets `arp_ignore = 1` (answer only for its own addresses) while a macvlan
-//! of this process uses it, and its old value back after.
+//! parent would answer for the virtual addresses with its own MAC. And when the Master
+//! replies to a host it has no neighbour entry for, the ARP request it sends out of the
+//! parent names the virtual address as sender, with the parent's MAC (`arp_announce`
+//! 0), which moves that host's entry for the virtual address to the parent's MAC. So
+//! while a macvlan of this process uses it, the parent gets `arp_ignore = 1` (answer
+//! only for its own addresses) and `arp_announce = 2` (ask with its own address), and
+//! its old values back after.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -47,9 +51,13 @@ pub fn interface_name(parent_index: u32, vrid: Vrid, family: AddressFamily) -> O
     (name.len() <= 15).then_some(name)
 }
 
-/// Parents whose `arp_ignore` this process changed: how many macvlans use each, and
-/// the value to put back.
-static PARENTS: Mutex<Option<HashMap<String, (usize, String)>>> = Mutex::new(None);
+/// The parent's sysctls set while a macvlan uses it.
+const PARENT_SYSCTLS: [(&str, &str); 2] = [("arp_ignore", "1"), ("arp_announce", "2")];
+
+/// Parents whose sysctls this process changed: how many macvlans use each, and the
+/// values to put back.
+type Saved = Vec<(&'static str, String)>;
+static PARENTS: Mutex<Option<HashMap<String, (usize, Saved)>>> = Mutex::new(None);
 
 fn sysctl_path(family: &str, interface: &str, key: &str) -> std::path::PathBuf {
     std::path::Path::new("/proc/sys/net")
@@ -89,8 +97,13 @@ pub struct VirtualMacLink {
 }
 
 impl VirtualMacLink {
-    /// Creates the macvlan (mode private: macvlans of one parent never talk to each
-    /// other), down. A leftover of the same name (a killed run) is replaced.
+    /// Creates the macvlan, down. A leftover of the same name (a killed run) is
+    /// replaced.
+    ///
+    /// Mode bridge, not private: in private mode the kernel hands a multicast frame
+    /// whose source MAC is one of the parent's own up macvlans to that macvlan only. Two
+    /// Masters of one VRID (a healing split brain) send from the same virtual MAC, so
+    /// each would swallow the other's adverts and never hear them on the parent.
     pub async fn create(
         handle: &rtnetlink::Handle,
         parent: &str,
@@ -112,7 +125,7 @@ impl VirtualMacLink {
         if let Ok(Some(old)) = existing {
             let _ = handle.link().del(old.header.index).execute().await;
         }
-        let message = LinkMacVlan::new(&name, parent_index, MacVlanMode::Private)
+        let message = LinkMacVlan::new(&name, parent_index, MacVlanMode::Bridge)
             .address(mac.to_vec())
             .build();
         handle
@@ -168,9 +181,12 @@ impl VirtualMacLink {
                 if let Some((n, _)) = parents.get_mut(&self.parent) {
                     *n += 1;
                 } else {
-                    let old = read_sysctl("ipv4", &self.parent, "arp_ignore")?;
-                    write_sysctl("ipv4", &self.parent, "arp_ignore", "1")?;
-                    parents.insert(self.parent.clone(), (1, old));
+                    let mut saved = Vec::new();
+                    for (key, value) in PARENT_SYSCTLS {
+                        saved.push((key, read_sysctl("ipv4", &self.parent, key)?));
+                        write_sysctl("ipv4", &self.parent, key, value)?;
+                    }
+                    parents.insert(self.parent.clone(), (1, saved));
                 }
             }
             AddressFamily::Ipv6 => {
@@ -220,8 +236,8 @@ impl VirtualMacLink {
             })
     }
 
-    /// Deletes the macvlan and gives the parent its `arp_ignore` back once no macvlan
-    /// of this process uses it.
+    /// Deletes the macvlan and gives the parent its sysctls back once no macvlan of
+    /// this process uses it.
     pub async fn remove(&self) {
         self.delete().await;
         if self.family == AddressFamily::Ipv4 {
@@ -230,8 +246,10 @@ impl VirtualMacLink {
             if let Some((n, old)) = parents.get_mut(&self.parent) {
                 *n -= 1;
                 if *n == 0 {
-                    if let Err(e) = write_sysctl("ipv4", &self.parent, "arp_ignore", old.as_str()) {
-                        tracing::warn!(interface = %self.parent, error = %e, "cannot restore arp_ignore");
+                    for (key, value) in old.iter() {
+                        if let Err(e) = write_sysctl("ipv4", &self.parent, key, value) {
+                            tracing::warn!(interface = %self.parent, error = %e, "cannot restore {key}");
+                        }
                     }
                     parents.remove(&self.parent);
                 }
