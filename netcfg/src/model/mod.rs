@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use host::{Bond, BondMode, Bridge, HostConfig, Route, RouteDest, Vlan, Vrrp, VrrpChecksum};
+pub use host::{VrrpTrack, VrrpTrackWeighted};
 pub use mac::{MacAddr, MacParseError};
 pub use source::{KeyPath, Location, Seg, SourceFile};
 pub use ve::{Netif, VeConfig, Venet};
