@@ -347,6 +347,7 @@ impl Instance {
                     ifindex: v.index,
                     mac: v.mac,
                     ipv6_source: ipv6_source(config.primary_address),
+                    arp: router.arp_socket(),
                 },
             ),
             None => (
@@ -357,6 +358,7 @@ impl Instance {
                     ifindex: link.index,
                     mac,
                     ipv6_source: ipv6_source(config.primary_address),
+                    arp: router.arp_socket(),
                 },
             ),
         };

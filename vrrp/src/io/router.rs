@@ -60,6 +60,8 @@ struct Inner {
     netlink: rtnetlink::Handle,
     link_changes: broadcast::Sender<LinkChange>,
     sockets: Mutex<HashMap<SocketKey, Weak<SharedSocket>>>,
+    /// Gratuitous ARP, every interface.
+    arp: Arc<socket2::Socket>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -79,6 +81,10 @@ impl Router {
             rtnetlink::new_multicast_connection(&[MulticastGroup::Link])
                 .map_err(|e| Error::socket("open netlink link notifications", "-", e))?;
         tokio::spawn(events);
+        let arp = Arc::new(
+            super::gratuitous::arp_socket()
+                .map_err(|e| Error::socket("open AF_PACKET socket", "-", e))?,
+        );
         let (link_changes, _) = broadcast::channel(LINK_EVENTS_DEPTH);
         let sender = link_changes.clone();
         tokio::spawn(async move {
@@ -95,12 +101,18 @@ impl Router {
                 netlink,
                 link_changes,
                 sockets: Mutex::new(HashMap::new()),
+                arp,
             }),
         })
     }
 
     pub fn netlink(&self) -> &rtnetlink::Handle {
         &self.inner.netlink
+    }
+
+    /// The process's socket for gratuitous ARP.
+    pub fn arp_socket(&self) -> Arc<socket2::Socket> {
+        self.inner.arp.clone()
     }
 
     /// Link changes from now on. Subscribe before querying a link's state, so that no
