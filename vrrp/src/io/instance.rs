@@ -304,7 +304,7 @@ impl Instance {
             .ok_or_else(|| Error::NoHardwareAddress(interface.clone()))?;
         // The primary address belongs to the interface, not to VRRP: an owner's
         // virtual address that is also its own is never added nor removed.
-        let addresses = config
+        let addresses: Vec<(IpAddr, u8)> = config
             .virtual_addresses
             .iter()
             .filter(|a| *a != config.primary_address)
@@ -319,6 +319,8 @@ impl Instance {
         let receive_socket =
             router.socket(&interface, link.index, family, unicast_peers.is_empty())?;
         let inbox = receive_socket.subscribe(config.vrid.get());
+        // Refuses bad prefix lengths before anything is created in the kernel.
+        VirtualAddressSet::new(handle.clone(), link.index, addresses.clone())?;
         let vmac = if use_vmac {
             let link_local = config
                 .primary_address
@@ -338,10 +340,20 @@ impl Instance {
         } else {
             None
         };
-        let (addresses_on, send_socket, announcer) = match &vmac {
-            Some(v) => (
+        let vmac_socket = match &vmac {
+            Some(v) => match router.socket(&v.name, v.index, family, false) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    v.remove().await;
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        let (addresses_on, send_socket, announcer) = match (&vmac, vmac_socket) {
+            (Some(v), Some(socket)) => (
                 v.index,
-                router.socket(&v.name, v.index, family, false)?,
+                socket,
                 Announcer {
                     interface: v.name.clone(),
                     ifindex: v.index,
@@ -350,7 +362,7 @@ impl Instance {
                     arp: router.arp_socket(),
                 },
             ),
-            None => (
+            _ => (
                 link.index,
                 receive_socket,
                 Announcer {

@@ -167,6 +167,7 @@ impl AddressWorker {
                         for e in set.add_all().await {
                             fail("adding virtual address", &e);
                         }
+                        tracing::debug!(instance = %instance, "virtual addresses added");
                     }
                     AddressJob::Remove => {
                         for e in set.remove_all().await {
@@ -181,6 +182,7 @@ impl AddressWorker {
                     AddressJob::Announce => match announcer.announce(announced.iter().copied()) {
                         Ok(n) => {
                             c.announcements_sent.fetch_add(n as u64, Relaxed);
+                            tracing::debug!(instance = %instance, sent = n, "virtual addresses announced");
                         }
                         Err(e) => fail("announcing virtual addresses", &e),
                     },
