@@ -769,3 +769,40 @@ fn virtual_mac_survives_failover() -> Result<()> {
     );
     Ok(())
 }
+
+/// `--use-vmac` over IPv6: the virtual MAC is 00:00:5e:00:02:VRID, and the client's
+/// neighbour entry for the VIP keeps it across a failover.
+#[test]
+fn virtual_mac_ipv6_survives_failover() -> Result<()> {
+    const VMAC6: &str = "00:00:5e:00:02:33"; // VRID 51
+    let args = |priority| {
+        vec![
+            "--vrid",
+            "51",
+            "--interval-ms",
+            "100",
+            "--vip",
+            "fd00::100/64",
+            "--priority",
+            priority,
+            "--use-vmac",
+        ]
+    };
+    let lan = Lan::new("vrrp_vmac6", 2)?;
+    let r1 = lan.start_vznet(1, &args("200"))?;
+    let r2 = lan.start_vznet(2, &args("100"))?;
+    lan.expect_sole_master(1, VIP6, Duration::from_secs(10), HOLD);
+    assert!(lan.client_reaches(VIP6, PING), "IPv6 VIP does not answer");
+    assert_eq!(client_neighbour(&lan, VIP6).as_deref(), Some(VMAC6));
+
+    lan.crash(1, &r1)?;
+    assert!(wait_vznet_state(&r2, "Master", CONVERGE));
+    assert!(
+        lan.client_reaches(VIP6, PING),
+        "IPv6 VIP lost after failover"
+    );
+    assert_eq!(client_neighbour(&lan, VIP6).as_deref(), Some(VMAC6));
+    let counters = stop_vznet(&r2)?;
+    assert_eq!(counters.send_errors, 0, "{counters:?}");
+    Ok(())
+}
