@@ -806,3 +806,60 @@ fn virtual_mac_ipv6_survives_failover() -> Result<()> {
     assert_eq!(counters.send_errors, 0, "{counters:?}");
     Ok(())
 }
+
+/// Two instances per router on one interface share one socket: each hears only its
+/// own VRID (no unknown_vrid drops), and each VRID elects its own Master.
+#[test]
+fn instances_on_one_interface_each_get_their_vrid() -> Result<()> {
+    let two = |p51: &'static str, p52: &'static str| {
+        vec![
+            "--vrid",
+            "51",
+            "--interval-ms",
+            "100",
+            "--vip",
+            "10.0.0.100/24",
+            "--priority",
+            p51,
+            "--and",
+            "--interface",
+            lan::IFACE,
+            "--vrid",
+            "52",
+            "--interval-ms",
+            "100",
+            "--vip",
+            "10.0.0.101/24",
+            "--priority",
+            p52,
+        ]
+    };
+    let lan = Lan::new("vrrp_two_vrids", 2)?;
+    let r1 = lan.start_vznet(1, &two("200", "100"))?;
+    let r2 = lan.start_vznet(2, &two("100", "200"))?;
+    lan.expect_sole_master(1, VIP4, CONVERGE, HOLD);
+    lan.expect_sole_master(2, "10.0.0.101", CONVERGE, HOLD);
+    assert!(lan.client_reaches(VIP4, PING) && lan.client_reaches("10.0.0.101", PING));
+    // Each router is Backup for one VRID: that instance heard the peer's Master.
+    for (p, backup_of) in [(&r1, "vrid52@"), (&r2, "vrid51@")] {
+        p.terminate(Duration::from_secs(5))?;
+        let out = p.stdout()?;
+        let finals: Vec<&str> = out
+            .lines()
+            .filter(|l| l.contains("final counters"))
+            .collect();
+        assert_eq!(finals.len(), 2, "{out}");
+        for line in finals {
+            // Nothing dropped: the other VRID's adverts (the peer's Master sends
+            // them on the same interface) never reached this instance.
+            assert!(line.contains("dropped=0 drops=none"), "{line}");
+            let received: u64 = lan::field(line, "adverts_received")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if line.contains(backup_of) {
+                assert!(received > 0, "{line}");
+            }
+        }
+    }
+    Ok(())
+}

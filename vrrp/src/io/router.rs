@@ -310,3 +310,39 @@ pub fn link_change(message: &NetlinkMessage<RouteNetlinkMessage>) -> Option<Link
         up: !deleted && is_up(link),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv6Addr;
+
+    #[test]
+    fn vrid_is_read_past_the_ipv4_header_and_its_options() {
+        let v4 = |ihl: u8, vrrp: &[u8]| {
+            let mut d = vec![0u8; usize::from(ihl) * 4];
+            d[0] = 0x40 | ihl;
+            let total = u16::try_from(d.len() + vrrp.len()).expect("small");
+            d[2..4].copy_from_slice(&total.to_be_bytes());
+            d[8] = 255;
+            d[9] = 112;
+            d.extend_from_slice(vrrp);
+            d
+        };
+        let advert = [0x31, 51, 100, 1, 0, 100, 0, 0, 10, 0, 0, 100];
+        let d = v4(5, &advert);
+        assert_eq!(vrid_of(&d, &Datagram::V4 { len: d.len() }), Some(51));
+        let d = v4(6, &advert);
+        assert_eq!(vrid_of(&d, &Datagram::V4 { len: d.len() }), Some(51));
+        let d = v4(5, &[0x31]);
+        assert_eq!(vrid_of(&d, &Datagram::V4 { len: d.len() }), None);
+        assert_eq!(vrid_of(&[0x45], &Datagram::V4 { len: 1 }), None);
+        let v6 = Datagram::V6 {
+            len: 2,
+            source: Ipv6Addr::LOCALHOST,
+            destination: Ipv6Addr::LOCALHOST,
+            hop_limit: 255,
+        };
+        assert_eq!(vrid_of(&[0x31, 7], &v6), Some(7));
+        assert_eq!(vrid_of(&[0x31], &v6), None);
+    }
+}
