@@ -473,10 +473,19 @@ fn keepalived_v3_ipv6_failover_both_ways() -> Result<()> {
 /// lowest) takes over, alone; when it returns it preempts.
 #[test]
 fn three_routers_elect_fail_over_in_priority_order_and_preempt() -> Result<()> {
+    // 200 ms adverts: the Skew_Times of r3 (150: 80 ms) and r1 (50: 160 ms) are 80 ms
+    // apart, a margin a loaded machine keeps.
+    let args = |priority| {
+        let mut a = v3_ipv4(priority);
+        if let Some(i) = a.iter().position(|x| *x == "--interval-ms") {
+            a[i + 1] = "200";
+        }
+        a
+    };
     let lan = Lan::new("vrrp_three", 3)?;
-    let r1 = lan.start_vznet(1, &v3_ipv4("100"))?;
-    let r2 = lan.start_vznet(2, &v3_ipv4("200"))?;
-    let r3 = lan.start_vznet(3, &v3_ipv4("150"))?;
+    let r1 = lan.start_vznet(1, &args("50"))?;
+    let r2 = lan.start_vznet(2, &args("200"))?;
+    let r3 = lan.start_vznet(3, &args("150"))?;
     lan.expect_sole_master(2, VIP4, CONVERGE, HOLD);
     assert!(wait_vznet_state(&r1, "Backup", CONVERGE));
     assert!(wait_vznet_state(&r3, "Backup", CONVERGE));
@@ -489,7 +498,7 @@ fn three_routers_elect_fail_over_in_priority_order_and_preempt() -> Result<()> {
     };
     let before = r1_masters(&r1);
     lan.crash(2, &r2)?;
-    // r3 (150) has the shorter Skew_Time, so it fires first and r1 (100) hears it.
+    // r3 (150) has the shorter Skew_Time, so it fires first and r1 (50) hears it.
     lan.expect_sole_master(3, VIP4, CONVERGE, HOLD);
     assert_eq!(vznet_state(&r3).as_deref(), Some("Master"));
     assert_eq!(vznet_state(&r1).as_deref(), Some("Backup"));
@@ -501,7 +510,7 @@ fn three_routers_elect_fail_over_in_priority_order_and_preempt() -> Result<()> {
     assert!(lan.client_reaches(VIP4, PING));
 
     lan.revive(2)?;
-    let r2 = lan.start_vznet(2, &v3_ipv4("200"))?;
+    let r2 = lan.start_vznet(2, &args("200"))?;
     lan.expect_sole_master(2, VIP4, CONVERGE, HOLD);
     assert!(wait_vznet_state(&r2, "Master", CONVERGE));
     assert!(wait_vznet_state(&r3, "Backup", CONVERGE));
