@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use common::{spawn_vznetd, ConfigDir, VZNET};
+use common::{spawn_vznetd, vznet, ConfigDir, VZNET};
 use lab::{wait_until, Host, Lab, Process};
 
 struct Router {
@@ -20,6 +20,18 @@ struct Router {
 }
 
 fn router(lab: &Lab, sw: &lab::Switch, name: &str, addr: &str, priority: u8) -> Result<Router> {
+    router_with(lab, sw, name, addr, priority, "")
+}
+
+/// A router whose `[[vrrp]]` ends with `extra` (more keys of the instance).
+fn router_with(
+    lab: &Lab,
+    sw: &lab::Switch,
+    name: &str,
+    addr: &str,
+    priority: u8,
+    extra: &str,
+) -> Result<Router> {
     let host = lab.host(name)?;
     lab.link(&host, "eth0", sw, &format!("p{name}"))?;
     let cfg = ConfigDir::new()?;
@@ -38,6 +50,7 @@ priority = {priority}
 version = 3
 advert_interval_ms = 100
 virtual_ips = ["10.70.0.100/24"]
+{extra}
 "#
     ))?;
     let state = tempfile::tempdir()?;
@@ -64,6 +77,12 @@ impl Router {
     }
 
     fn vrrp_state(&self) -> Option<String> {
+        self.vrrp_status()
+            .and_then(|v| v["state"].as_str().map(str::to_string))
+    }
+
+    /// The first instance of `vznet status --json`.
+    fn vrrp_status(&self) -> Option<serde_json::Value> {
         let out = std::process::Command::new("ip")
             .args([
                 "netns",
@@ -80,7 +99,7 @@ impl Router {
             .output()
             .ok()?;
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        v["vrrp"][0]["state"].as_str().map(str::to_string)
+        Some(v["vrrp"][0].clone())
     }
 
     /// GET /metrics from inside the router's netns.
@@ -167,5 +186,140 @@ fn vznetd_runs_vrrp_on_a_managed_bridge_and_hands_over_on_stop() -> Result<()> {
     );
     assert!(client.ping("10.70.0.100"), "VIP answers after handover");
     assert_eq!(r2.vrrp_state().as_deref(), Some("Master"));
+    Ok(())
+}
+
+/// `[[vrrp]]` with `track`, `notify_master` and `use_vmac` in vznetd: the Master's
+/// VIP sits on the virtual MAC interface, its hook sees the state, and its tracked
+/// link going down is a Fault that hands the VIP to the peer until the link returns.
+#[test]
+fn vznetd_vrrp_tracking_notify_and_virtual_mac() -> Result<()> {
+    let lab = Lab::new("vznetd_vrrp_more")?;
+    let sw = lab.switch("sw")?;
+    let client = lab.host("client")?;
+    lab.link(&client, "eth0", &sw, "pc")?;
+    client.add_address("eth0", "10.70.0.10/24")?;
+    let hooks = tempfile::tempdir()?;
+    let env_file = hooks.path().join("master.env");
+    let r1 = router_with(
+        &lab,
+        &sw,
+        "r1",
+        "10.70.0.1",
+        150,
+        &format!(
+            "track = [\"trk0\"]\nuse_vmac = true\nnotify_master = [\"/bin/sh\", \"-c\", \"env > {}\"]\n",
+            env_file.display()
+        ),
+    )?;
+    lab.link(&r1.host, "trk0", &r1.host, "trk1")?;
+    let r2 = router_with(&lab, &sw, "r2", "10.70.0.2", 100, "use_vmac = true\n")?;
+    let p1 = r1.start()?;
+    let _p2 = r2.start()?;
+    let settled = || {
+        wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            r1.vrrp_state().as_deref() == Some("Master")
+                && r2.vrrp_state().as_deref() == Some("Backup")
+        })
+    };
+    ensure!(
+        settled(),
+        "no election: r1 {:?} r2 {:?}\n{}",
+        r1.vrrp_status(),
+        r2.vrrp_status(),
+        p1.stderr().unwrap_or_default()
+    );
+    let status = r1.vrrp_status().unwrap_or_default();
+    let vmac = status["vmac_interface"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("no vmac_interface in {status}"))?;
+    let link = r1.host.ip(["-o", "link", "show", &vmac])?;
+    assert!(link.contains("00:00:5e:00:01:33"), "{link}");
+    assert!(
+        r1.host
+            .addresses(&vmac)?
+            .iter()
+            .any(|a| a.addr.to_string() == "10.70.0.100"),
+        "VIP not on {vmac}"
+    );
+    assert!(client.ping("10.70.0.100"), "VIP answers");
+    ensure!(
+        wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+            std::fs::read_to_string(&env_file).is_ok_and(|e| e.contains("VRRP_STATE=MASTER"))
+        }),
+        "notify_master did not run"
+    );
+    let env = std::fs::read_to_string(&env_file)?;
+    assert!(env.lines().any(|l| l == "VRRP_INSTANCE=VI_1"), "{env}");
+    assert!(env.lines().any(|l| l == "VRRP_INTERFACE=br0"), "{env}");
+
+    r1.host.ip(["link", "set", "trk0", "down"])?;
+    ensure!(
+        wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+            r1.vrrp_state().as_deref() == Some("Fault")
+                && r2.vrrp_state().as_deref() == Some("Master")
+        }),
+        "no fault/takeover: r1 {:?} r2 {:?}",
+        r1.vrrp_status(),
+        r2.vrrp_status()
+    );
+    assert_eq!(
+        r1.vrrp_status().unwrap_or_default()["tracked_down"][0].as_str(),
+        Some("trk0")
+    );
+    assert!(client.ping("10.70.0.100"), "VIP answers from r2");
+    r1.host.ip(["link", "set", "trk0", "up"])?;
+    ensure!(settled(), "r1 did not return from Fault");
+
+    // Graceful stop: the virtual MAC interface goes too.
+    p1.terminate(Duration::from_secs(10))?;
+    let gone = r1.host.ip(["-o", "link", "show", &vmac]);
+    assert!(gone.is_err(), "{vmac} left behind: {gone:?}");
+    Ok(())
+}
+
+/// Bad tracking and notify settings are refused with file, line and key.
+#[test]
+fn vrrp_track_and_notify_errors_are_located() -> Result<()> {
+    let lab = Lab::new("vznetd_vrrp_errors")?;
+    let host = lab.host("h")?;
+    let base = "[[vrrp]]\nname = \"VI_1\"\ninterface = \"br0\"\nvrid = 5\nvirtual_ips = [\"10.0.0.100/24\"]\n";
+    let cases = [
+        (
+            "track = [{ interface = \"eth1\", weight = 300 }]\n",
+            "host.toml:6:",
+            "vrrp[0].track[0]",
+            "out of range",
+        ),
+        (
+            "track = [\"this-name-is-far-too-long\"]\n",
+            "host.toml:6:",
+            "vrrp[0].track[0]",
+            "at most 15",
+        ),
+        (
+            "notify_master = [\"notify.sh\"]\n",
+            "host.toml:6:",
+            "vrrp[0].notify_master",
+            "absolute path",
+        ),
+        (
+            "notify_timeout_ms = 0\n",
+            "host.toml:6:",
+            "vrrp[0].notify_timeout_ms",
+            "out of range",
+        ),
+    ];
+    for (extra, at, key, says) in cases {
+        let cfg = ConfigDir::new()?;
+        cfg.host(&format!("{base}{extra}"))?;
+        let out = vznet(&host, &cfg, &["check"])?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra}: {err}");
+        let want = format!("{}/{at}", cfg.path().display());
+        assert!(err.contains(&want), "{extra}: expected {want:?} in {err}");
+        assert!(err.contains(key) && err.contains(says), "{extra}: {err}");
+    }
     Ok(())
 }

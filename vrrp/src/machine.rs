@@ -14,12 +14,16 @@ use crate::reception::Received;
 use crate::time::Timestamp;
 use crate::wire::{Centiseconds, V2Advert, V3Advert, Version, VirtualAddresses, VrrpRepr};
 
-/// The three states of RFC 5798 §6.4.
+/// The three states of RFC 5798 §6.4, plus Fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
     Initialize,
     Backup,
     Master,
+    /// Not in the RFCs (keepalived's FAULT): started, interface up, but something the
+    /// instance depends on (a tracked interface) is down. Like Initialize it neither
+    /// sends nor holds the virtual addresses; unlike it, it says why.
+    Fault,
 }
 
 /// An input to the machine.
@@ -41,6 +45,12 @@ pub enum Event {
     /// Tracking changed the effective priority. Clamped to 1..=254 (§5.2.4: backups
     /// use 1..=254); ignored by the address owner, whose priority stays 255.
     PriorityChanged(u8),
+    /// Something the instance depends on failed (a tracked interface went down): a
+    /// Master sends priority 0 (its own interface still works) and drops the
+    /// addresses; a Backup stops; both go to [`State::Fault`].
+    FaultRaised,
+    /// The fault is gone: the instance starts again, as at Startup.
+    FaultCleared,
 }
 
 impl From<Received> for Event {
@@ -63,6 +73,10 @@ pub enum TransitionReason {
     Shutdown,
     /// The interface went down.
     InterfaceDown,
+    /// A fault was raised ([`Event::FaultRaised`]).
+    Fault,
+    /// The fault was cleared and the instance started again.
+    FaultCleared,
     /// Master_Down_Timer fired: no advert from a Master for Master_Down_Interval.
     MasterDown,
     /// The Master sent priority 0 and Skew_Time passed (§6.4.2).
@@ -131,6 +145,8 @@ pub struct Machine {
     down_reason: TransitionReason,
     started: bool,
     interface_up: bool,
+    /// [`Event::FaultRaised`] without [`Event::FaultCleared`] since.
+    fault: bool,
     /// Preemption of a lower-priority Master waits until then (config.preempt_delay).
     preempt_hold_until: Timestamp,
     master_address: Option<IpAddr>,
@@ -152,6 +168,7 @@ impl Machine {
             down_reason: TransitionReason::MasterDown,
             started: false,
             interface_up: true,
+            fault: false,
             preempt_hold_until: Timestamp::ZERO,
             master_address: None,
             counters: Counters::default(),
@@ -181,6 +198,11 @@ impl Machine {
 
     pub fn is_interface_up(&self) -> bool {
         self.interface_up
+    }
+
+    /// Whether a fault is raised.
+    pub fn is_faulty(&self) -> bool {
+        self.fault
     }
 
     /// The current Master as far as this router knows: itself when Master, the source
@@ -226,7 +248,7 @@ impl Machine {
     /// When to deliver the next [`Event::Timeout`]; `None` while no timer runs.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         match self.state {
-            State::Initialize => None,
+            State::Initialize | State::Fault => None,
             State::Backup => self.master_down_timer,
             State::Master => self.adver_timer,
         }
@@ -255,7 +277,12 @@ impl Machine {
                     self.started = false;
                     // §6.4.3: a Master sends priority 0 so a Backup takes over after
                     // Skew_Time rather than Master_Down_Interval.
-                    self.stop(TransitionReason::Shutdown, true, &mut actions);
+                    self.stop(
+                        TransitionReason::Shutdown,
+                        true,
+                        State::Initialize,
+                        &mut actions,
+                    );
                 }
             }
             Event::InterfaceUp => {
@@ -269,13 +296,34 @@ impl Machine {
             Event::InterfaceDown => {
                 if self.interface_up {
                     self.interface_up = false;
-                    self.stop(TransitionReason::InterfaceDown, false, &mut actions);
+                    self.stop(
+                        TransitionReason::InterfaceDown,
+                        false,
+                        State::Initialize,
+                        &mut actions,
+                    );
                 }
             }
             Event::PriorityChanged(priority) => {
                 // §5.2.4: the owner's priority is 255, backups use 1..=254.
                 if !self.config.is_owner() {
                     self.priority = priority.clamp(1, OWNER_PRIORITY - 1);
+                }
+            }
+            Event::FaultRaised => {
+                if !self.fault {
+                    self.fault = true;
+                    // The interface still carries adverts: priority 0 hands over after
+                    // Skew_Time instead of Master_Down_Interval (§6.4.3).
+                    self.stop(TransitionReason::Fault, true, State::Fault, &mut actions);
+                }
+            }
+            Event::FaultCleared => {
+                if self.fault {
+                    self.fault = false;
+                    if self.started && self.interface_up {
+                        self.start(now, TransitionReason::FaultCleared, &mut actions);
+                    }
                 }
             }
             Event::Timeout => self.timeout(now, &mut actions),
@@ -288,7 +336,13 @@ impl Machine {
 
     /// §6.4.1: leave Initialize.
     fn start(&mut self, now: Timestamp, reason: TransitionReason, actions: &mut Vec<Action>) {
-        if self.state != State::Initialize {
+        if !matches!(self.state, State::Initialize | State::Fault) {
+            return;
+        }
+        if self.fault {
+            if self.state != State::Fault {
+                self.transition(State::Fault, TransitionReason::Fault, actions);
+            }
             return;
         }
         if self.priority == OWNER_PRIORITY {
@@ -303,22 +357,24 @@ impl Machine {
         }
     }
 
-    /// Back to Initialize, from Backup (§6.4.2: cancel the Master_Down_Timer) or from
-    /// Master (§6.4.3: cancel the Adver_Timer, send priority 0 if the link allows).
+    /// Back to Initialize (or into Fault), from Backup (§6.4.2: cancel the
+    /// Master_Down_Timer) or from Master (§6.4.3: cancel the Adver_Timer, send
+    /// priority 0 if the link allows).
     fn stop(
         &mut self,
         reason: TransitionReason,
         send_priority_zero: bool,
+        to: State,
         actions: &mut Vec<Action>,
     ) {
         let was = self.state;
-        if was == State::Initialize {
+        if was == to || (was == State::Initialize && to == State::Fault) {
             return;
         }
         self.adver_timer = None;
         self.master_down_timer = None;
         self.master_address = None;
-        self.transition(State::Initialize, reason, actions);
+        self.transition(to, reason, actions);
         if was == State::Master {
             if send_priority_zero {
                 self.send_advert(0, actions);
@@ -329,7 +385,7 @@ impl Machine {
 
     fn timeout(&mut self, now: Timestamp, actions: &mut Vec<Action>) {
         match self.state {
-            State::Initialize => {}
+            State::Initialize | State::Fault => {}
             State::Backup => {
                 if self.master_down_timer.is_some_and(|t| t <= now) {
                     // §6.4.2: "If the Master_Down_Timer fires".
@@ -370,7 +426,7 @@ impl Machine {
                 self.counters.priority_zero_received.saturating_add(1);
         }
         match self.state {
-            State::Initialize => {
+            State::Initialize | State::Fault => {
                 self.counters.adverts_ignored = self.counters.adverts_ignored.saturating_add(1);
             }
             State::Backup => self.receive_as_backup(now, advert, source),

@@ -242,11 +242,13 @@ fn hundred_thousand_inputs_never_panic() {
         // Random machine events in between.
         if round % 97 == 0 {
             let i = rng.below(machines.len() as u64) as usize;
-            let event = match rng.below(5) {
+            let event = match rng.below(7) {
                 0 => Event::Shutdown,
                 1 => Event::Startup,
                 2 => Event::InterfaceDown,
                 3 => Event::InterfaceUp,
+                4 => Event::FaultRaised,
+                5 => Event::FaultCleared,
                 _ => Event::PriorityChanged(rng.byte()),
             };
             machines[i].handle(now, event);

@@ -614,3 +614,91 @@ fn v2_adverts_carry_auth_and_whole_seconds() {
         })
     );
 }
+
+#[test]
+fn fault_from_master_sends_priority_zero_and_waits() {
+    let mut m = started(v4_config(Version::V3, 1, 100));
+    let t = to_master(&mut m);
+    let actions = m.handle(t + ms(1), Event::FaultRaised);
+    assert_eq!(
+        actions,
+        vec![
+            Action::StateChanged {
+                from: State::Master,
+                to: State::Fault,
+                reason: TransitionReason::Fault
+            },
+            Action::SendAdvert(m.advert(0)),
+            Action::RemoveVirtualAddresses,
+        ],
+        "a fault elsewhere leaves the link usable: priority 0 hands over fast"
+    );
+    assert!(m.is_faulty());
+    assert_eq!(m.poll_timeout(), None, "no timers in Fault");
+    assert_eq!(m.handle(t + ms(2), Event::FaultRaised), vec![]);
+    // Adverts in Fault are ignored.
+    let before = m.counters().adverts_ignored;
+    assert_eq!(receive(&mut m, t + ms(3), 200, 100, PEER), vec![]);
+    assert_eq!(m.counters().adverts_ignored, before + 1);
+    assert_eq!(m.state(), State::Fault);
+
+    let up = t + ms(10);
+    assert_eq!(
+        m.handle(up, Event::FaultCleared),
+        vec![Action::StateChanged {
+            from: State::Fault,
+            to: State::Backup,
+            reason: TransitionReason::FaultCleared
+        }]
+    );
+    assert_eq!(m.poll_timeout(), Some(up + ms(3600)));
+}
+
+#[test]
+fn fault_and_interface_state_combine() {
+    // Fault before startup: Startup lands in Fault, not Backup.
+    let mut m = machine(v4_config(Version::V3, 1, 100));
+    assert_eq!(m.handle(Timestamp::ZERO, Event::FaultRaised), vec![]);
+    let actions = m.handle(at(ms(1)), Event::Startup);
+    assert_eq!(
+        actions,
+        vec![Action::StateChanged {
+            from: State::Initialize,
+            to: State::Fault,
+            reason: TransitionReason::Fault
+        }]
+    );
+    // The link goes: Initialize; it returns while the fault stays: Fault again.
+    m.handle(at(ms(2)), Event::InterfaceDown);
+    assert_eq!(m.state(), State::Initialize);
+    m.handle(at(ms(3)), Event::InterfaceUp);
+    assert_eq!(m.state(), State::Fault);
+    // Cleared while the link is down: nothing until it is up.
+    m.handle(at(ms(4)), Event::InterfaceDown);
+    assert_eq!(m.handle(at(ms(5)), Event::FaultCleared), vec![]);
+    assert_eq!(m.state(), State::Initialize);
+    m.handle(at(ms(6)), Event::InterfaceUp);
+    assert_eq!(m.state(), State::Backup);
+    // A Backup's fault is silent; Shutdown from Fault goes to Initialize silently.
+    let actions = m.handle(at(ms(7)), Event::FaultRaised);
+    assert_eq!(sent_priorities(&actions), Vec::<u8>::new());
+    assert_eq!(m.state(), State::Fault);
+    assert_eq!(
+        m.handle(at(ms(8)), Event::Shutdown),
+        vec![Action::StateChanged {
+            from: State::Fault,
+            to: State::Initialize,
+            reason: TransitionReason::Shutdown
+        }]
+    );
+}
+
+#[test]
+fn owner_faults_too() {
+    let mut m = started(v4_config(Version::V3, 1, 255));
+    assert_eq!(m.state(), State::Master);
+    m.handle(at(ms(1)), Event::FaultRaised);
+    assert_eq!(m.state(), State::Fault);
+    m.handle(at(ms(2)), Event::FaultCleared);
+    assert_eq!(m.state(), State::Master, "the owner starts as Master again");
+}

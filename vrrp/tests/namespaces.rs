@@ -175,7 +175,7 @@ fn link_loss_stops_the_master_and_link_return_restarts_it() -> Result<()> {
 ///
 /// A Backup that took the owner's address over must accept packets from it to hear
 /// the owner return: Linux drops IPv4 packets whose source is a local address as
-/// martians unless `accept_local` is set on the interface.
+/// martians unless `accept_local` is set on the interface, which vznet-vrrp does.
 #[test]
 fn address_owner_keeps_its_own_address() -> Result<()> {
     let owned = "10.0.0.1";
@@ -192,15 +192,19 @@ fn address_owner_keeps_its_own_address() -> Result<()> {
         ]
     };
     let lan = Lan::new("vrrp_owner", 2)?;
-    lan.router(2).run([
-        "sh",
-        "-c",
-        "echo 1 > /proc/sys/net/ipv4/conf/eth0/accept_local",
-    ])?;
+    let accept_local = |i: usize| {
+        lan.router(i)
+            .run(["cat", "/proc/sys/net/ipv4/conf/eth0/accept_local"])
+            .map(|v| v.trim().to_owned())
+    };
+    assert_eq!(accept_local(2)?, "0");
     let owner = lan.start_vznet(1, &args("255"))?;
     assert!(wait_vznet_state(&owner, "Master", CONVERGE));
     let backup = lan.start_vznet(2, &args("100"))?;
     assert!(wait_vznet_state(&backup, "Backup", CONVERGE));
+    // vznet-vrrp set it on the Backup (the owner itself never needs it).
+    assert_eq!(accept_local(2)?, "1");
+    assert_eq!(accept_local(1)?, "0");
     lan.expect_sole_master(1, owned, CONVERGE, HOLD);
 
     lan.crash(1, &owner)?;
@@ -460,5 +464,411 @@ fn keepalived_v3_ipv6_failover_both_ways() -> Result<()> {
     assert!(wait_vznet_state(&vznet, "Master", CONVERGE));
     lan.expect_sole_master(1, VIP6, CONVERGE, Duration::ZERO);
     assert!(lan.client_reaches(VIP6, PING));
+    Ok(())
+}
+
+// --- three routers, partitions, tracking, hooks, virtual MAC --------------------------
+
+/// Three routers: the highest priority wins; when it dies the next-highest (not the
+/// lowest) takes over, alone; when it returns it preempts.
+#[test]
+fn three_routers_elect_fail_over_in_priority_order_and_preempt() -> Result<()> {
+    // 200 ms adverts: the Skew_Times of r3 (150: 80 ms) and r1 (50: 160 ms) are 80 ms
+    // apart, a margin a loaded machine keeps.
+    let args = |priority| {
+        let mut a = v3_ipv4(priority);
+        if let Some(i) = a.iter().position(|x| *x == "--interval-ms") {
+            a[i + 1] = "200";
+        }
+        a
+    };
+    let lan = Lan::new("vrrp_three", 3)?;
+    let r1 = lan.start_vznet(1, &args("50"))?;
+    let r2 = lan.start_vznet(2, &args("200"))?;
+    let r3 = lan.start_vznet(3, &args("150"))?;
+    lan.expect_sole_master(2, VIP4, CONVERGE, HOLD);
+    assert!(wait_vznet_state(&r1, "Backup", CONVERGE));
+    assert!(wait_vznet_state(&r3, "Backup", CONVERGE));
+    assert!(lan.client_reaches(VIP4, PING));
+
+    let r1_masters = |p: &lab::Process| {
+        p.stdout()
+            .map(|o| o.matches("to=Master").count())
+            .unwrap_or(0)
+    };
+    let before = r1_masters(&r1);
+    lan.crash(2, &r2)?;
+    // r3 (150) has the shorter Skew_Time, so it fires first and r1 (50) hears it.
+    lan.expect_sole_master(3, VIP4, CONVERGE, HOLD);
+    assert_eq!(vznet_state(&r3).as_deref(), Some("Master"));
+    assert_eq!(vznet_state(&r1).as_deref(), Some("Backup"));
+    assert_eq!(
+        r1_masters(&r1),
+        before,
+        "r1 (lowest priority) became Master after the crash"
+    );
+    assert!(lan.client_reaches(VIP4, PING));
+
+    lan.revive(2)?;
+    let r2 = lan.start_vznet(2, &args("200"))?;
+    lan.expect_sole_master(2, VIP4, CONVERGE, HOLD);
+    assert!(wait_vznet_state(&r2, "Master", CONVERGE));
+    assert!(wait_vznet_state(&r3, "Backup", CONVERGE));
+    assert!(log_has(&r3, "reason=HigherPriorityAdvert"));
+    assert_eq!(vznet_state(&r1).as_deref(), Some("Backup"));
+    assert!(lan.client_reaches(VIP4, PING));
+    for p in [&r1, &r2, &r3] {
+        let c = stop_vznet(p)?;
+        assert_eq!(c.dropped, 0, "{c:?}");
+    }
+    Ok(())
+}
+
+/// Drops IP protocol 112 on the switch's bridge (nftables, bridge family).
+fn partition(lan: &Lan) -> Result<()> {
+    lan.switch.host().run([
+        "nft",
+        "add table bridge vrrp_partition; \
+         add chain bridge vrrp_partition forward { type filter hook forward priority 0; }; \
+         add rule bridge vrrp_partition forward ip protocol 112 drop",
+    ])?;
+    Ok(())
+}
+
+fn heal(lan: &Lan) -> Result<()> {
+    lan.switch
+        .host()
+        .run(["nft", "delete table bridge vrrp_partition"])?;
+    Ok(())
+}
+
+/// A partition that only VRRP crosses no more makes every router Master (split brain);
+/// once healed exactly one stays Master: the highest priority, and among equal
+/// priorities the greatest primary address (RFC 5798 §6.4.3).
+#[test]
+fn split_brain_from_a_partition_heals_to_one_master() -> Result<()> {
+    let lan = Lan::new("vrrp_split", 3)?;
+    let r1 = lan.start_vznet(1, &v3_ipv4("100"))?;
+    let r2 = lan.start_vznet(2, &v3_ipv4("100"))?;
+    let r3 = lan.start_vznet(3, &v3_ipv4("50"))?;
+    // r1 and r2 have equal priorities: whichever Master_Down_Timer fires first wins,
+    // since a Backup does not preempt an equal priority (§6.4.2); the addresses only
+    // break the tie between two Masters.
+    let one = lab::wait_until(CONVERGE, lan::POLL, || {
+        matches!(lan.vip_holders(VIP4).as_slice(), [1] | [2])
+    });
+    assert!(one, "holders {:?}", lan.vip_holders(VIP4));
+
+    partition(&lan)?;
+    let all = lab::wait_until(CONVERGE, lan::POLL, || lan.vip_holders(VIP4) == [1, 2, 3]);
+    assert!(all, "no split brain: holders {:?}", lan.vip_holders(VIP4));
+    for p in [&r1, &r2, &r3] {
+        assert_eq!(vznet_state(p).as_deref(), Some("Master"));
+    }
+
+    heal(&lan)?;
+    // Three Masters: 100 beats 50, and of the two at 100 r2's 10.0.0.2 beats r1's
+    // 10.0.0.1 (§6.4.3).
+    lan.expect_sole_master(2, VIP4, CONVERGE, HOLD);
+    assert!(wait_vznet_state(&r1, "Backup", CONVERGE));
+    assert!(wait_vznet_state(&r3, "Backup", CONVERGE));
+    assert_eq!(vznet_state(&r2).as_deref(), Some("Master"));
+    let r1_log = r1.stdout()?;
+    assert!(
+        r1_log.contains("reason=HigherPriorityAdvert { priority: 100, source: 10.0.0.2 }"),
+        "r1 must yield to the equal priority with the greater address: {r1_log}"
+    );
+    assert!(lan.client_reaches(VIP4, PING));
+    Ok(())
+}
+
+/// `--track IF`: the tracked link down is a fault (priority 0, VIP released, no
+/// adverts); back up, the router starts again and preempts. `--track IF:-150`: the
+/// link down lowers the priority below the peer's, which preempts; back up, the
+/// priority returns and the router preempts back.
+#[test]
+fn tracked_interface_down_faults_or_lowers_priority() -> Result<()> {
+    let lan = Lan::new("vrrp_track", 2)?;
+    let r1 = lan.router(1);
+    lan.lab.link(r1, "up0", r1, "up1")?;
+
+    let mut args = v3_ipv4("200");
+    args.extend(["--track", "up0"]);
+    let tracker = lan.start_vznet(1, &args)?;
+    let peer = lan.start_vznet(2, &v3_ipv4("100"))?;
+    lan.expect_sole_master(1, VIP4, CONVERGE, HOLD);
+
+    r1.ip(["link", "set", "up0", "down"])?;
+    assert!(wait_vznet_state(&tracker, "Fault", CONVERGE));
+    // Priority 0 on the way out: the peer takes over after Skew_Time.
+    assert!(wait_vznet_state(&peer, "Master", CONVERGE));
+    assert!(log_has(&peer, "reason=MasterReleased"));
+    lan.expect_sole_master(2, VIP4, CONVERGE, HOLD);
+    assert_eq!(vznet_state(&tracker).as_deref(), Some("Fault"));
+    assert!(lan.client_reaches(VIP4, PING));
+
+    r1.ip(["link", "set", "up0", "up"])?;
+    lan.expect_sole_master(1, VIP4, CONVERGE, HOLD);
+    assert!(log_has(&tracker, "reason=FaultCleared"));
+    assert!(wait_vznet_state(&peer, "Backup", CONVERGE));
+    stop_vznet(&tracker)?;
+    lan.expect_sole_master(2, VIP4, CONVERGE, Duration::ZERO);
+
+    let mut args = v3_ipv4("200");
+    args.extend(["--track", "up0:-150"]);
+    let weighted = lan.start_vznet(1, &args)?;
+    lan.expect_sole_master(1, VIP4, CONVERGE, HOLD);
+    r1.ip(["link", "set", "up0", "down"])?;
+    // 200 - 150 = 50 < 100: the peer discards the adverts and preempts.
+    lan.expect_sole_master(2, VIP4, CONVERGE, HOLD);
+    assert!(wait_vznet_state(&weighted, "Backup", CONVERGE));
+    assert!(log_has(&weighted, "priority=50"), "{}", weighted.stdout()?);
+    r1.ip(["link", "set", "up0", "up"])?;
+    lan.expect_sole_master(1, VIP4, CONVERGE, HOLD);
+    assert!(log_has(&weighted, "priority=200"));
+    Ok(())
+}
+
+/// Notify hooks run as argv (here an explicit `sh -c`), asynchronously, with the state
+/// in the environment; one that overruns its timeout is killed while the protocol goes
+/// on.
+#[test]
+fn notify_hooks_get_the_state_in_their_environment() -> Result<()> {
+    let lan = Lan::new("vrrp_notify", 2)?;
+    let dir = lan.scratch.path().display().to_string();
+    let master_hook = format!("/bin/sh -c env>{dir}/master.env");
+    let backup_hook = format!("/bin/sh -c env>{dir}/backup.env");
+    let generic = lan.scratch.path().join("generic.sh");
+    std::fs::write(
+        &generic,
+        format!("#!/bin/sh\necho \"$@\" >> {dir}/all.log\n"),
+    )?;
+    std::fs::set_permissions(
+        &generic,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
+    let generic = generic.display().to_string();
+    let mut a1 = v3_ipv4("200");
+    a1.extend(["--name", "VI_hooks", "--notify-master", &master_hook]);
+    a1.extend(["--notify", &generic]);
+    let mut a2 = v3_ipv4("100");
+    a2.extend(["--notify-backup", &backup_hook]);
+    // A Master hook that hangs: killed after 300 ms; the Master's adverts never stop.
+    a2.extend([
+        "--notify-master",
+        "/bin/sleep 30",
+        "--notify-timeout-ms",
+        "300",
+    ]);
+    let r1 = lan.start_vznet(1, &a1)?;
+    let r2 = lan.start_vznet(2, &a2)?;
+    lan.expect_sole_master(1, VIP4, CONVERGE, HOLD);
+
+    let read = |name: &str| std::fs::read_to_string(lan.scratch.path().join(name));
+    let written = lab::wait_until(CONVERGE, lan::POLL, || {
+        read("master.env").is_ok_and(|e| e.contains("VRRP_STATE"))
+            && read("backup.env").is_ok_and(|e| e.contains("VRRP_STATE"))
+    });
+    assert!(written, "hooks did not run: {}", r1.stdout()?);
+    let env = read("master.env")?;
+    for line in [
+        "VRRP_STATE=MASTER",
+        "VRRP_PREVIOUS_STATE=BACKUP",
+        "VRRP_REASON=MasterDown",
+        "VRRP_INSTANCE=VI_hooks",
+        "VRRP_INTERFACE=eth0",
+        "VRRP_VRID=51",
+        "VRRP_PRIORITY=200",
+        "VRRP_VIRTUAL_IPS=10.0.0.100",
+    ] {
+        assert!(env.lines().any(|l| l == line), "{line} missing from {env}");
+    }
+    let env = read("backup.env")?;
+    assert!(env.lines().any(|l| l == "VRRP_STATE=BACKUP"), "{env}");
+    assert!(env.lines().any(|l| l == "VRRP_PRIORITY=100"), "{env}");
+    // The generic hook gets keepalived's arguments: INSTANCE name state priority.
+    let all = lab::wait_until(CONVERGE, lan::POLL, || {
+        read("all.log").is_ok_and(|l| l.contains("INSTANCE VI_hooks MASTER 200"))
+    });
+    assert!(all, "{:?}", read("all.log"));
+    assert!(log_has(&r1, "notify hook ran"));
+
+    // r2 becomes Master: its hanging hook is killed after 300 ms, and meanwhile its
+    // adverts keep it the sole Master.
+    lan.crash(1, &r1)?;
+    lan.expect_sole_master(2, VIP4, CONVERGE, Duration::from_millis(1000));
+    assert!(
+        lab::wait_until(CONVERGE, lan::POLL, || log_has(
+            &r2,
+            "notify hook timed out and was killed"
+        )),
+        "{}",
+        r2.stdout()?
+    );
+    let counters = stop_vznet(&r2)?;
+    assert!(counters.adverts_sent >= 5, "{counters:?}");
+    Ok(())
+}
+
+/// The client's neighbour entry for the VIP.
+fn client_neighbour(lan: &Lan, vip: &str) -> Option<String> {
+    let out = lan.client.ip(["neigh", "show", vip]).ok()?;
+    out.split_whitespace()
+        .skip_while(|w| *w != "lladdr")
+        .nth(1)
+        .map(str::to_owned)
+}
+
+/// `--use-vmac`: the VIP answers from 00:00:5e:00:01:VRID, and after a failover the
+/// client's neighbour entry is unchanged, while the switch learned the new port.
+#[test]
+fn virtual_mac_survives_failover() -> Result<()> {
+    const VMAC: &str = "00:00:5e:00:01:33"; // VRID 51
+    let lan = Lan::new("vrrp_vmac", 2)?;
+    let mut a1 = v3_ipv4("200");
+    a1.push("--use-vmac");
+    let mut a2 = v3_ipv4("100");
+    a2.push("--use-vmac");
+    let r1 = lan.start_vznet(1, &a1)?;
+    let r2 = lan.start_vznet(2, &a2)?;
+    lan.expect_sole_master(1, VIP4, CONVERGE, HOLD);
+    assert!(lan.client_reaches(VIP4, PING));
+    assert_eq!(client_neighbour(&lan, VIP4).as_deref(), Some(VMAC));
+    // The VIP is on the macvlan, not on eth0.
+    let vmac_link = |i: usize| -> Option<String> {
+        let out = lan
+            .router(i)
+            .ip(["-o", "link", "show", "type", "macvlan"])
+            .ok()?;
+        out.lines()
+            .find(|l| l.contains(VMAC))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|n| n.trim().split('@').next().unwrap_or("").to_owned())
+    };
+    let name = vmac_link(1).expect("r1 has a macvlan with the virtual MAC");
+    assert!(lan
+        .router(1)
+        .addresses(&name)?
+        .iter()
+        .any(|a| a.addr.to_string() == VIP4));
+
+    lan.crash(1, &r1)?;
+    assert!(wait_vznet_state(&r2, "Master", CONVERGE));
+    assert!(lan.client_reaches(VIP4, PING), "VIP lost after failover");
+    assert_eq!(
+        client_neighbour(&lan, VIP4).as_deref(),
+        Some(VMAC),
+        "the client saw a new MAC"
+    );
+    // A graceful stop removes the macvlan.
+    assert!(vmac_link(2).is_some());
+    let parent_sysctl = |key: &str| {
+        lan.router(2)
+            .run(["cat", &format!("/proc/sys/net/ipv4/conf/eth0/{key}")])
+            .map(|v| v.trim().to_owned())
+    };
+    assert_eq!(parent_sysctl("arp_ignore")?, "1");
+    stop_vznet(&r2)?;
+    assert_eq!(vmac_link(2), None, "macvlan left behind");
+    assert_eq!(parent_sysctl("arp_ignore")?, "0", "arp_ignore not restored");
+    assert_eq!(
+        parent_sysctl("arp_announce")?,
+        "0",
+        "arp_announce not restored"
+    );
+    Ok(())
+}
+
+/// `--use-vmac` over IPv6: the virtual MAC is 00:00:5e:00:02:VRID, and the client's
+/// neighbour entry for the VIP keeps it across a failover.
+#[test]
+fn virtual_mac_ipv6_survives_failover() -> Result<()> {
+    const VMAC6: &str = "00:00:5e:00:02:33"; // VRID 51
+    let args = |priority| {
+        vec![
+            "--vrid",
+            "51",
+            "--interval-ms",
+            "100",
+            "--vip",
+            "fd00::100/64",
+            "--priority",
+            priority,
+            "--use-vmac",
+        ]
+    };
+    let lan = Lan::new("vrrp_vmac6", 2)?;
+    let r1 = lan.start_vznet(1, &args("200"))?;
+    let r2 = lan.start_vznet(2, &args("100"))?;
+    lan.expect_sole_master(1, VIP6, Duration::from_secs(10), HOLD);
+    assert!(lan.client_reaches(VIP6, PING), "IPv6 VIP does not answer");
+    assert_eq!(client_neighbour(&lan, VIP6).as_deref(), Some(VMAC6));
+
+    lan.crash(1, &r1)?;
+    assert!(wait_vznet_state(&r2, "Master", CONVERGE));
+    assert!(
+        lan.client_reaches(VIP6, PING),
+        "IPv6 VIP lost after failover"
+    );
+    assert_eq!(client_neighbour(&lan, VIP6).as_deref(), Some(VMAC6));
+    let counters = stop_vznet(&r2)?;
+    assert_eq!(counters.send_errors, 0, "{counters:?}");
+    Ok(())
+}
+
+/// Two instances per router on one interface share one socket: each hears only its
+/// own VRID (no unknown_vrid drops), and each VRID elects its own Master.
+#[test]
+fn instances_on_one_interface_each_get_their_vrid() -> Result<()> {
+    let two = |p51: &'static str, p52: &'static str| {
+        vec![
+            "--vrid",
+            "51",
+            "--interval-ms",
+            "100",
+            "--vip",
+            "10.0.0.100/24",
+            "--priority",
+            p51,
+            "--and",
+            "--interface",
+            lan::IFACE,
+            "--vrid",
+            "52",
+            "--interval-ms",
+            "100",
+            "--vip",
+            "10.0.0.101/24",
+            "--priority",
+            p52,
+        ]
+    };
+    let lan = Lan::new("vrrp_two_vrids", 2)?;
+    let r1 = lan.start_vznet(1, &two("200", "100"))?;
+    let r2 = lan.start_vznet(2, &two("100", "200"))?;
+    lan.expect_sole_master(1, VIP4, CONVERGE, HOLD);
+    lan.expect_sole_master(2, "10.0.0.101", CONVERGE, HOLD);
+    assert!(lan.client_reaches(VIP4, PING) && lan.client_reaches("10.0.0.101", PING));
+    // Each router is Backup for one VRID: that instance heard the peer's Master.
+    for (p, backup_of) in [(&r1, "vrid52@"), (&r2, "vrid51@")] {
+        p.terminate(Duration::from_secs(5))?;
+        let out = p.stdout()?;
+        let finals: Vec<&str> = out
+            .lines()
+            .filter(|l| l.contains("final counters"))
+            .collect();
+        assert_eq!(finals.len(), 2, "{out}");
+        for line in finals {
+            // Nothing dropped: the other VRID's adverts (the peer's Master sends
+            // them on the same interface) never reached this instance.
+            assert!(line.contains("dropped=0 drops=none"), "{line}");
+            let received: u64 = lan::field(line, "adverts_received")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if line.contains(backup_of) {
+                assert!(received > 0, "{line}");
+            }
+        }
+    }
     Ok(())
 }

@@ -152,7 +152,7 @@ pub fn render(s: &Status) -> String {
     if !s.vrrp.is_empty() {
         let _ = writeln!(o, "# HELP vznet_vrrp_state VRRP state per instance (1 for the current one).\n# TYPE vznet_vrrp_state gauge");
         for v in &s.vrrp {
-            for state in ["Initialize", "Backup", "Master", "Failed"] {
+            for state in ["Initialize", "Backup", "Master", "Fault", "Failed"] {
                 let _ = writeln!(
                     o,
                     "vznet_vrrp_state{{instance=\"{}\",state=\"{state}\"}} {}",

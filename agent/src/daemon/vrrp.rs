@@ -10,7 +10,7 @@ use std::time::Duration;
 use netcfg::model::{Vrrp, VrrpChecksum};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
-use vrrp::io::{Instance, InstanceHandle, InstanceSpec};
+use vrrp::io::{Instance, InstanceHandle, InstanceSpec, NotifyHooks, Router, TrackedInterface};
 use vrrp::{Centiseconds, InstanceConfig, V2Auth, V3Ipv4Checksum, Version, VirtualAddresses, Vrid};
 
 /// What `vznet status` shows of one instance.
@@ -36,6 +36,12 @@ pub struct VrrpStatus {
     pub master_transitions: u64,
     /// Dropped adverts by reason (non-zero only).
     pub drops: BTreeMap<String, u64>,
+    /// Tracked interfaces that are down.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tracked_down: Vec<String>,
+    /// The virtual MAC interface (`use_vmac`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmac_interface: Option<String>,
     /// Why it is not running.
     pub error: Option<String>,
 }
@@ -50,6 +56,9 @@ struct Running {
 /// The agent's VRRP instances.
 #[derive(Default)]
 pub struct Instances {
+    /// One socket per interface and family and one netlink connection for all
+    /// instances; made with the first.
+    router: Option<Router>,
     running: BTreeMap<String, Running>,
     failed: BTreeMap<String, (Vrrp, String)>,
 }
@@ -112,6 +121,22 @@ fn spec(v: &Vrrp) -> Result<InstanceSpec, String> {
         .map(|a| (a.addr(), a.prefix_len()))
         .collect();
     s.unicast_peers = v.unicast_peers.clone();
+    s.track = v
+        .track
+        .iter()
+        .map(|t| TrackedInterface {
+            name: t.interface().to_owned(),
+            weight: t.weight(),
+        })
+        .collect();
+    s.notify = NotifyHooks {
+        master: v.notify_master.clone(),
+        backup: v.notify_backup.clone(),
+        fault: v.notify_fault.clone(),
+        any: v.notify.clone(),
+        timeout: Duration::from_millis(v.notify_timeout_ms),
+    };
+    s.use_vmac = v.use_vmac;
     Ok(s)
 }
 
@@ -153,8 +178,18 @@ impl Instances {
         }
     }
 
-    async fn start(&self, v: &Vrrp) -> Result<Running, String> {
-        let instance = Instance::new(spec(v)?).await.map_err(|e| e.to_string())?;
+    async fn start(&mut self, v: &Vrrp) -> Result<Running, String> {
+        let router = match &self.router {
+            Some(r) => r.clone(),
+            None => {
+                let r = Router::new().map_err(|e| e.to_string())?;
+                self.router = Some(r.clone());
+                r
+            }
+        };
+        let instance = Instance::with_router(&router, spec(v)?)
+            .await
+            .map_err(|e| e.to_string())?;
         let handle = instance.handle();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -200,6 +235,8 @@ impl Instances {
                         .filter(|(_, n)| *n > 0)
                         .map(|(r, n)| (r.name().to_string(), n))
                         .collect(),
+                    tracked_down: s.tracked_down.clone(),
+                    vmac_interface: s.vmac_interface.clone(),
                     error: None,
                 }
             })

@@ -85,6 +85,77 @@ pub struct Vrrp {
     /// VRRPv2 simple password (at most 8 bytes).
     #[serde(default)]
     pub password: Option<String>,
+    /// Interfaces this instance depends on: `"eth1"` (down: Fault state, no adverts,
+    /// no VIPs) or `{ interface = "eth1", weight = -50 }` (keepalived's rule: a
+    /// negative weight is added to the priority while the interface is down, a
+    /// positive one while it is up).
+    #[serde(default)]
+    pub track: Vec<VrrpTrack>,
+    /// Run on becoming master: argv, never a shell; the state is in the environment
+    /// (`VRRP_STATE`, `VRRP_INSTANCE`, `VRRP_VRID`, ...).
+    #[serde(default)]
+    pub notify_master: Vec<String>,
+    /// Run on becoming backup.
+    #[serde(default)]
+    pub notify_backup: Vec<String>,
+    /// Run on entering fault.
+    #[serde(default)]
+    pub notify_fault: Vec<String>,
+    /// Run on every state change, with keepalived's arguments appended
+    /// (`INSTANCE`, name, state, priority).
+    #[serde(default)]
+    pub notify: Vec<String>,
+    /// A hook still running after this long is killed.
+    #[serde(default = "default_notify_timeout")]
+    pub notify_timeout_ms: u64,
+    /// Carry the VIPs on a macvlan with the virtual router MAC 00:00:5e:00:01:VRID
+    /// (IPv6: 00:00:5e:00:02:VRID).
+    #[serde(default)]
+    pub use_vmac: bool,
+}
+
+/// One tracked interface of a VRRP instance: a name, or a name with a weight.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum VrrpTrack {
+    /// Down: the instance goes to Fault.
+    Interface(String),
+    /// Down (negative weight) or up (positive weight): the weight is added to the
+    /// priority; weight 0 is the same as a plain name.
+    Weighted(VrrpTrackWeighted),
+}
+
+/// `{ interface = "eth1", weight = -50 }`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct VrrpTrackWeighted {
+    /// The tracked interface.
+    pub interface: String,
+    /// -254..=254; 0: fault.
+    #[serde(default)]
+    pub weight: i16,
+}
+
+impl VrrpTrack {
+    /// The tracked interface's name.
+    pub fn interface(&self) -> &str {
+        match self {
+            VrrpTrack::Interface(name) => name,
+            VrrpTrack::Weighted(w) => &w.interface,
+        }
+    }
+
+    /// The weight; 0 means: down is a fault.
+    pub fn weight(&self) -> i16 {
+        match self {
+            VrrpTrack::Interface(_) => 0,
+            VrrpTrack::Weighted(w) => w.weight,
+        }
+    }
+}
+
+fn default_notify_timeout() -> u64 {
+    10_000
 }
 
 fn default_priority() -> u8 {

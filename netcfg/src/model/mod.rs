@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use host::{Bond, BondMode, Bridge, HostConfig, Route, RouteDest, Vlan, Vrrp, VrrpChecksum};
+pub use host::{VrrpTrack, VrrpTrackWeighted};
 pub use lb::{
     Backend as LbBackend, CheckKind, HealthCheck, LbProtocol, OnFailure, Scheduler, SorryServer,
     VirtualServer,

@@ -519,6 +519,48 @@ fn check_vrrp(c: &mut Checker, s: &SourceFile, p: &KeyPath, v: &super::Vrrp) {
             "a VRRPv2 password is at most 8 bytes".into(),
         );
     }
+    for (j, t) in v.track.iter().enumerate() {
+        let tp = p.k("track").i(j);
+        c.ifname(s, &tp, t.interface());
+        if !(-254..=254).contains(&t.weight()) {
+            c.error(
+                s,
+                &tp,
+                format!("track weight {} is out of range: use -254..254", t.weight()),
+            );
+        }
+    }
+    for (key, argv) in [
+        ("notify_master", &v.notify_master),
+        ("notify_backup", &v.notify_backup),
+        ("notify_fault", &v.notify_fault),
+        ("notify", &v.notify),
+    ] {
+        if let Some(program) = argv.first() {
+            if !program.starts_with('/') {
+                c.error(
+                    s,
+                    &p.k(key),
+                    format!(
+                        "{program:?}: the program must be an absolute path (hooks run as argv, without a shell or PATH)"
+                    ),
+                );
+            }
+        }
+        if argv.iter().any(|a| a.contains('\0')) {
+            c.error(s, &p.k(key), "an argument contains a NUL byte".into());
+        }
+    }
+    if !(1..=3_600_000).contains(&v.notify_timeout_ms) {
+        c.error(
+            s,
+            &p.k("notify_timeout_ms"),
+            format!(
+                "notify timeout {} ms is out of range: use 1..3600000",
+                v.notify_timeout_ms
+            ),
+        );
+    }
 }
 
 /// The runtime's keys of a VE file: cgroup limits and hooks.

@@ -22,7 +22,7 @@ use clap::{Parser, ValueEnum};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
-use vrrp::io::{Instance, InstanceSpec};
+use vrrp::io::{Instance, InstanceSpec, NotifyHooks, Router, TrackedInterface};
 use vrrp::{Centiseconds, InstanceConfig, V2Auth, V3Ipv4Checksum, Version, VirtualAddresses, Vrid};
 
 /// What separates the flags of two instances.
@@ -88,6 +88,60 @@ struct InstanceArgs {
     /// Name in logs (default: vridN@INTERFACE).
     #[arg(long)]
     name: Option<String>,
+    /// Track an interface: `IF` (down: Fault state, no adverts, no VIPs) or
+    /// `IF:WEIGHT` (keepalived's rule: a negative weight is added to the priority while
+    /// IF is down, a positive one while it is up). Repeat for more.
+    #[arg(long = "track")]
+    track: Vec<String>,
+    /// Run on becoming Master: a program and its arguments, split on whitespace (no
+    /// shell, no quoting). The state is in the environment (VRRP_STATE, VRRP_INSTANCE,
+    /// VRRP_VRID, ...).
+    #[arg(long)]
+    notify_master: Option<String>,
+    /// Run on becoming Backup (as --notify-master).
+    #[arg(long)]
+    notify_backup: Option<String>,
+    /// Run on entering Fault (as --notify-master).
+    #[arg(long)]
+    notify_fault: Option<String>,
+    /// Run on every state change, with keepalived's arguments appended: INSTANCE,
+    /// the name, the state, the priority.
+    #[arg(long)]
+    notify: Option<String>,
+    /// A notify hook still running after this long is killed.
+    #[arg(long, default_value_t = 10_000)]
+    notify_timeout_ms: u64,
+    /// Put the virtual addresses on a macvlan with the virtual router MAC
+    /// 00:00:5e:00:01:VRID (IPv6: 00:00:5e:00:02:VRID), named vrVRID.IFINDEX.
+    #[arg(long)]
+    use_vmac: bool,
+}
+
+/// `IF` or `IF:WEIGHT`.
+fn parse_track(text: &str) -> Result<TrackedInterface> {
+    let (name, weight) = match text.split_once(':') {
+        Some((n, w)) => (
+            n,
+            w.parse::<i16>()
+                .ok()
+                .filter(|w| (-254..=254).contains(w))
+                .with_context(|| format!("--track {text:?}: the weight must be -254..=254"))?,
+        ),
+        None => (text, 0),
+    };
+    if name.is_empty() {
+        bail!("--track {text:?}: no interface name");
+    }
+    Ok(TrackedInterface {
+        name: name.to_owned(),
+        weight,
+    })
+}
+
+fn argv(text: &Option<String>) -> Vec<String> {
+    text.as_deref()
+        .map(|t| t.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -153,6 +207,19 @@ impl InstanceArgs {
         spec.unicast_peers = self.unicast_peers.clone();
         spec.gratuitous_repeat = (self.gratuitous_repeat_ms > 0)
             .then(|| Duration::from_millis(self.gratuitous_repeat_ms));
+        spec.track = self
+            .track
+            .iter()
+            .map(|t| parse_track(t))
+            .collect::<Result<_>>()?;
+        spec.notify = NotifyHooks {
+            master: argv(&self.notify_master),
+            backup: argv(&self.notify_backup),
+            fault: argv(&self.notify_fault),
+            any: argv(&self.notify),
+            timeout: Duration::from_millis(self.notify_timeout_ms),
+        };
+        spec.use_vmac = self.use_vmac;
         Ok(spec)
     }
 }
@@ -227,12 +294,14 @@ fn main() -> ExitCode {
 }
 
 async fn run(specs: Vec<InstanceSpec>) -> Result<()> {
+    // One socket per interface and family, one netlink connection, for all instances.
+    let router = Router::new().context("opening netlink")?;
     // Every instance is set up before any starts: a typo fails the whole command.
     let mut instances = Vec::new();
     for spec in specs {
         let name = spec.name.clone();
         instances.push(
-            Instance::new(spec)
+            Instance::with_router(&router, spec)
                 .await
                 .with_context(|| format!("setting up instance {name}"))?,
         );
@@ -332,6 +401,45 @@ mod tests {
         assert!(s.config.primary_address.is_unspecified());
         assert_eq!(s.prefix_lengths.len(), 1);
         assert_eq!(s.config.virtual_addresses.len(), 2);
+        assert!(s.track.is_empty() && s.notify.is_empty() && !s.use_vmac);
+
+        let s = spec(&[
+            "--interface",
+            "eth0",
+            "--vrid",
+            "51",
+            "--vip",
+            "192.0.2.100",
+            "--track",
+            "eth1",
+            "--track",
+            "eth2:-60",
+            "--notify-master",
+            "/usr/bin/logger -t vrrp",
+            "--notify",
+            "/bin/true",
+            "--notify-timeout-ms",
+            "500",
+            "--use-vmac",
+        ])?;
+        assert_eq!(
+            s.track,
+            [
+                TrackedInterface {
+                    name: "eth1".into(),
+                    weight: 0
+                },
+                TrackedInterface {
+                    name: "eth2".into(),
+                    weight: -60
+                }
+            ]
+        );
+        assert_eq!(s.notify.master, ["/usr/bin/logger", "-t", "vrrp"]);
+        assert_eq!(s.notify.any, ["/bin/true"]);
+        assert!(s.notify.backup.is_empty());
+        assert_eq!(s.notify.timeout, Duration::from_millis(500));
+        assert!(s.use_vmac);
         Ok(())
     }
 
@@ -349,5 +457,7 @@ mod tests {
         assert!(with(&["--vip", "192.0.2.1", "--version", "4"]).is_err());
         assert!(with(&["--vip", "192.0.2.1", "--password", "far too long"]).is_err());
         assert!(with(&[]).is_err(), "a VIP is required");
+        assert!(with(&["--vip", "192.0.2.1", "--track", "eth1:300"]).is_err());
+        assert!(with(&["--vip", "192.0.2.1", "--track", ":10"]).is_err());
     }
 }

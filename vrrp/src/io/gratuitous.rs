@@ -6,10 +6,14 @@
 //! interface (keepalived's default, and this shell's), that is the address which will
 //! answer for the virtual addresses.
 //!
-//! Each call opens a socket, sends and closes it: announcements are rare, and a socket
-//! kept open would only queue traffic nobody reads.
+//! ARP goes out of one `AF_PACKET` socket that the process keeps (see
+//! [`arp_socket`]): closing a packet socket waits for an RCU grace period (10 ms or
+//! more) in the kernel, which would stall the whole runtime once per announcement. It
+//! is opened with protocol 0, so it receives nothing. The ICMPv6 socket is opened per
+//! call: it would queue every ICMPv6 packet if kept, and closing it does not wait.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, Socket, Type};
 
@@ -77,6 +81,14 @@ pub struct Announcer {
     /// Source of the Neighbor Advertisements: the interface's link-local address.
     /// Unused for IPv4.
     pub ipv6_source: Option<Ipv6Addr>,
+    /// From [`arp_socket`], shared by every announcer of the process.
+    pub arp: Arc<Socket>,
+}
+
+/// A packet socket that receives nothing (protocol 0) and sends ARP payloads on any
+/// interface, the kernel adding the Ethernet header.
+pub fn arp_socket() -> std::io::Result<Socket> {
+    Socket::new(Domain::PACKET, Type::DGRAM.nonblocking().cloexec(), None)
 }
 
 impl Announcer {
@@ -86,7 +98,7 @@ impl Announcer {
         let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = addresses.into_iter().partition(IpAddr::is_ipv4);
         let mut sent = 0;
         if !v4.is_empty() {
-            let socket = self.arp_socket()?;
+            let socket = &self.arp;
             let to = self.broadcast_arp_destination();
             for address in &v4 {
                 if let IpAddr::V4(a) = address {
@@ -125,13 +137,6 @@ impl Announcer {
             }
         }
         Ok(sent)
-    }
-
-    /// A packet socket that receives nothing (protocol 0) and sends ARP payloads, the
-    /// kernel adding the Ethernet header.
-    fn arp_socket(&self) -> Result<Socket, Error> {
-        Socket::new(Domain::PACKET, Type::DGRAM.nonblocking().cloexec(), None)
-            .map_err(|e| Error::socket("open AF_PACKET socket", &self.interface, e))
     }
 
     /// `sockaddr_ll` for an ARP frame to the Ethernet broadcast address on the interface.

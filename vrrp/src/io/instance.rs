@@ -9,29 +9,26 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use netlink_packet_route::RouteNetlinkMessage;
-use rtnetlink::packet_core::NetlinkMessage;
-use rtnetlink::MulticastGroup;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
 use super::gratuitous::Announcer;
-use super::link::{link_notification, Link};
-use super::socket::{AdvertSocket, Datagram};
-use super::virtual_address::{default_prefix_len, VirtualAddressSet};
+use super::link::Link;
+use super::notify::{state_name, Notification, Notifier, NotifyHooks};
+use super::router::{Inbound, Inbox, LinkChange, Router, SharedSocket};
+use super::socket::Datagram;
+use super::virtual_address::{default_prefix_len, AddressJob, AddressWorker, VirtualAddressSet};
+use super::virtual_mac::VirtualMacLink;
 use super::Error;
-use crate::config::InstanceConfig;
+use crate::config::{InstanceConfig, OWNER_PRIORITY};
 use crate::machine::{Action, Counters, Event, Machine, State};
 use crate::reception::{receive_ipv4, receive_ipv6, DropCounters, Received};
 use crate::time::Timestamp;
 use crate::wire::{AddressFamily, Endpoints, VrrpRepr};
-
-/// Largest datagram read: an IPv4 header with options, the VRRP header, 255 IPv6
-/// addresses, and room to spare.
-const RECEIVE_BUFFER: usize = 8192;
 
 /// Default delay of the second round of announcements after becoming Master.
 ///
@@ -66,6 +63,26 @@ pub struct InstanceSpec {
     /// When to announce the virtual addresses a second time after becoming Master;
     /// `None`: once only.
     pub gratuitous_repeat: Option<Duration>,
+    /// Interfaces whose link this instance depends on (keepalived's
+    /// `track_interface`).
+    pub track: Vec<TrackedInterface>,
+    /// Programs to run on state changes.
+    pub notify: NotifyHooks,
+    /// Carry the virtual addresses on a macvlan with the virtual router MAC
+    /// (RFC 5798 §7.3) instead of the interface's own MAC.
+    pub use_vmac: bool,
+}
+
+/// An interface an instance tracks.
+///
+/// `weight` 0: the interface down is a fault ([`State::Fault`]: no adverts, no virtual
+/// addresses). Otherwise keepalived's rule: a negative weight is added to the priority
+/// while the interface is down, a positive one while it is up. The sum is clamped to
+/// 1..=254; the address owner's priority never moves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackedInterface {
+    pub name: String,
+    pub weight: i16,
 }
 
 impl InstanceSpec {
@@ -82,6 +99,9 @@ impl InstanceSpec {
             prefix_lengths: BTreeMap::new(),
             unicast_peers: Vec::new(),
             gratuitous_repeat: Some(DEFAULT_GRATUITOUS_REPEAT),
+            track: Vec::new(),
+            notify: NotifyHooks::default(),
+            use_vmac: false,
         }
     }
 }
@@ -102,6 +122,8 @@ pub struct IoCounters {
     pub address_list_mismatches: u64,
     /// Gratuitous ARPs and unsolicited NAs sent.
     pub announcements_sent: u64,
+    /// Notify hooks started.
+    pub notifications: u64,
     /// Failed additions or removals of virtual addresses, failed announcements.
     pub address_errors: u64,
 }
@@ -120,6 +142,10 @@ pub struct Status {
     pub virtual_addresses_present: bool,
     /// The interface is up with carrier (and its IPv6 primary address usable).
     pub interface_up: bool,
+    /// Tracked interfaces that are down.
+    pub tracked_down: Vec<String>,
+    /// The virtual MAC interface, with `use_vmac`.
+    pub vmac_interface: Option<String>,
     pub machine: Counters,
     pub drops: DropCounters,
     pub io: IoCounters,
@@ -161,13 +187,22 @@ pub struct Instance {
     name: String,
     interface: String,
     machine: Machine,
-    socket: AdvertSocket,
-    virtual_addresses: VirtualAddressSet,
-    announcer: Announcer,
+    /// Where adverts for this instance's VRID arrive.
+    inbox: Inbox,
+    /// Where adverts leave: the interface's socket, or the virtual MAC's.
+    send_socket: Arc<SharedSocket>,
+    /// Adds, removes and announces the virtual addresses.
+    addresses: Option<AddressWorker>,
     netlink: rtnetlink::Handle,
     ifindex: u32,
     /// RTNLGRP_LINK notifications.
-    link_events: LinkEvents,
+    link_changes: broadcast::Receiver<LinkChange>,
+    tracked: Vec<Tracked>,
+    /// The priority before tracking: the configured one, or a handle's.
+    base_priority: u8,
+    hooks: NotifyHooks,
+    notifier: Option<Notifier>,
+    vmac: Option<Arc<VirtualMacLink>>,
     /// IFF_UP and IFF_RUNNING, as last reported.
     link_up: bool,
     /// Until when to wait for the primary address before [`Event::InterfaceUp`].
@@ -185,27 +220,39 @@ pub struct Instance {
     address_list_mismatch: bool,
     /// The actions just carried out announced the addresses.
     fresh_announcement: bool,
+    /// Address errors of this task (the worker counts its own).
+    io_address_errors: u64,
 }
 
-type LinkEvents = futures::channel::mpsc::UnboundedReceiver<(
-    NetlinkMessage<RouteNetlinkMessage>,
-    rtnetlink::sys::SocketAddr,
-)>;
+/// A tracked interface's last known state.
+#[derive(Debug, Clone)]
+struct Tracked {
+    name: String,
+    weight: i16,
+    index: Option<u32>,
+    up: bool,
+}
 
 /// What woke the loop.
 enum Wake {
     Shutdown,
     Control(Control),
-    /// The interface's link changed: up or not.
-    Link(bool),
-    Datagram(std::io::Result<Datagram>),
+    Link(LinkChange),
+    /// Link notifications were lost: query the links again.
+    LinksLagged,
+    Datagram(Inbound),
     Timer,
 }
 
 impl Instance {
-    /// Looks the interface up, completes and validates the config, opens the socket
-    /// and a netlink connection (its task is spawned on the current runtime).
+    /// [`Instance::with_router`] on a [`Router`] of its own.
     pub async fn new(spec: InstanceSpec) -> Result<Instance, Error> {
+        Instance::with_router(&Router::new()?, spec).await
+    }
+
+    /// Looks the interface up, completes and validates the config, and takes its share
+    /// of `router`'s socket for the interface. Many instances should share one router.
+    pub async fn with_router(router: &Router, spec: InstanceSpec) -> Result<Instance, Error> {
         let InstanceSpec {
             name,
             interface,
@@ -213,6 +260,9 @@ impl Instance {
             prefix_lengths,
             unicast_peers,
             gratuitous_repeat,
+            track,
+            notify,
+            use_vmac,
         } = spec;
         let family = config.family();
         if let Some(peer) = unicast_peers
@@ -221,14 +271,24 @@ impl Instance {
         {
             return Err(Error::PeerFamilyMismatch(*peer));
         }
-        let (connection, handle, _) = rtnetlink::new_connection()
-            .map_err(|e| Error::socket("open netlink socket", &interface, e))?;
-        tokio::spawn(connection);
+        let handle = router.netlink().clone();
         // Subscribed before the query, so no change falls between the two.
-        let (events, _, link_events) = rtnetlink::new_multicast_connection(&[MulticastGroup::Link])
-            .map_err(|e| Error::socket("open netlink link notifications", &interface, e))?;
-        tokio::spawn(events);
+        let link_changes = router.link_changes();
         let link = Link::query(&handle, &interface).await?;
+        let mut tracked = Vec::new();
+        for t in track {
+            let (index, up) = match Link::query(&handle, &t.name).await {
+                Ok(l) => (Some(l.index), l.up),
+                Err(Error::InterfaceNotFound(_)) => (None, false),
+                Err(e) => return Err(e),
+            };
+            tracked.push(Tracked {
+                name: t.name,
+                weight: t.weight,
+                index,
+                up,
+            });
+        }
         if config.primary_address.is_unspecified() {
             config.primary_address = link
                 .primary_address(family, &config.virtual_addresses)
@@ -244,7 +304,7 @@ impl Instance {
             .ok_or_else(|| Error::NoHardwareAddress(interface.clone()))?;
         // The primary address belongs to the interface, not to VRRP: an owner's
         // virtual address that is also its own is never added nor removed.
-        let addresses = config
+        let addresses: Vec<(IpAddr, u8)> = config
             .virtual_addresses
             .iter()
             .filter(|a| *a != config.primary_address)
@@ -256,17 +316,77 @@ impl Instance {
                 (a, len)
             })
             .collect();
-        let virtual_addresses = VirtualAddressSet::new(handle.clone(), link.index, addresses)?;
-        let socket = AdvertSocket::open(&interface, link.index, family, unicast_peers.is_empty())?;
-        let announcer = Announcer {
-            interface: interface.clone(),
-            ifindex: link.index,
-            mac,
-            ipv6_source: match config.primary_address {
-                IpAddr::V6(a) => Some(a),
-                IpAddr::V4(_) => None,
-            },
+        let receive_socket =
+            router.socket(&interface, link.index, family, unicast_peers.is_empty())?;
+        let inbox = receive_socket.subscribe(config.vrid.get());
+        // Refuses bad prefix lengths before anything is created in the kernel.
+        VirtualAddressSet::new(handle.clone(), link.index, addresses.clone())?;
+        let vmac = if use_vmac {
+            let link_local = config
+                .primary_address
+                .is_ipv6()
+                .then_some(config.primary_address);
+            let v = VirtualMacLink::create(
+                &handle,
+                &interface,
+                link.index,
+                config.vrid,
+                family,
+                link_local,
+            )
+            .await?;
+            tracing::info!(instance = %name, interface = %v.name, mac = %format_mac(&v.mac), "virtual MAC interface created");
+            Some(Arc::new(v))
+        } else {
+            None
         };
+        let vmac_socket = match &vmac {
+            Some(v) => match router.socket(&v.name, v.index, family, false) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    v.remove().await;
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        let (addresses_on, send_socket, announcer) = match (&vmac, vmac_socket) {
+            (Some(v), Some(socket)) => (
+                v.index,
+                socket,
+                Announcer {
+                    interface: v.name.clone(),
+                    ifindex: v.index,
+                    mac: v.mac,
+                    ipv6_source: ipv6_source(config.primary_address),
+                    arp: router.arp_socket(),
+                },
+            ),
+            _ => (
+                link.index,
+                receive_socket,
+                Announcer {
+                    interface: interface.clone(),
+                    ifindex: link.index,
+                    mac,
+                    ipv6_source: ipv6_source(config.primary_address),
+                    arp: router.arp_socket(),
+                },
+            ),
+        };
+        let virtual_addresses = VirtualAddressSet::new(handle.clone(), addresses_on, addresses)?;
+        let worker = AddressWorker::spawn(
+            name.clone(),
+            virtual_addresses,
+            announcer,
+            config.virtual_addresses.iter().collect(),
+            vmac.clone(),
+        );
+        if vmac.is_none() && family == AddressFamily::Ipv4 && config.priority != OWNER_PRIORITY {
+            allow_local_sources(&name, &interface);
+        }
+        let base_priority = config.priority;
+        let notifier = (!notify.is_empty()).then(|| Notifier::spawn(name.clone(), notify.timeout));
         let drops = DropCounters::default();
         let io = IoCounters::default();
         let status = Status {
@@ -276,6 +396,8 @@ impl Instance {
             master_address: machine.master_address(),
             virtual_addresses_present: false,
             interface_up: machine.is_interface_up(),
+            tracked_down: Vec::new(),
+            vmac_interface: vmac.as_ref().map(|v| v.name.clone()),
             machine: *machine.counters(),
             drops: drops.clone(),
             io,
@@ -286,12 +408,17 @@ impl Instance {
             name,
             interface,
             machine,
-            socket,
-            virtual_addresses,
-            announcer,
+            inbox,
+            send_socket,
+            addresses: Some(worker),
             netlink: handle,
             ifindex: link.index,
-            link_events,
+            link_changes,
+            tracked,
+            base_priority,
+            hooks: notify,
+            notifier,
+            vmac,
             link_up: link.up,
             wait_for_primary: None,
             unicast_peers,
@@ -305,6 +432,7 @@ impl Instance {
             virtual_addresses_present: false,
             address_list_mismatch: false,
             fresh_announcement: false,
+            io_address_errors: 0,
         })
     }
 
@@ -362,17 +490,18 @@ impl Instance {
                 );
             }
         }
-        let startup = if ready {
-            vec![Event::Startup]
+        let mut startup = if ready {
+            vec![]
         } else {
-            vec![Event::InterfaceDown, Event::Startup]
+            vec![Event::InterfaceDown]
         };
+        startup.extend(self.tracking_events());
+        startup.push(Event::Startup);
         for event in startup {
             let actions = self.machine.handle(now(Instant::now()), event);
             self.execute(actions).await;
         }
 
-        let mut buf = vec![0u8; RECEIVE_BUFFER];
         let mut control_open = true;
         let mut link_events_open = true;
         // The second round of announcements, while Master.
@@ -402,56 +531,70 @@ impl Instance {
                         continue;
                     }
                 },
-                message = self.link_events.next(), if link_events_open => match message {
-                    Some((message, _)) => match link_notification(&message, self.ifindex) {
-                        Some(up) => Wake::Link(up),
-                        None => continue,
-                    },
-                    None => {
+                change = self.link_changes.recv(), if link_events_open => match change {
+                    Ok(change) => Wake::Link(change),
+                    Err(RecvError::Lagged(_)) => Wake::LinksLagged,
+                    Err(RecvError::Closed) => {
                         tracing::warn!(instance = %self.name, "link notifications ended");
                         link_events_open = false;
                         continue;
                     }
                 },
-                datagram = self.socket.recv(&mut buf) => Wake::Datagram(datagram),
+                inbound = self.inbox.recv() => match inbound {
+                    Some(i) => Wake::Datagram(i),
+                    None => {
+                        tracing::error!(instance = %self.name, "receive socket closed");
+                        break;
+                    }
+                },
             };
             match wake {
                 Wake::Shutdown => break,
                 Wake::Control(Control::Priority(p)) => {
-                    let actions = self
-                        .machine
-                        .handle(now(Instant::now()), Event::PriorityChanged(p));
-                    self.execute(actions).await;
-                }
-                Wake::Link(up) => {
-                    if up != self.link_up {
-                        self.link_up = up;
-                        tracing::info!(instance = %self.name, interface = %self.interface, up, "link changed");
-                        if up {
-                            // InterfaceUp once the primary address is usable.
-                            self.wait_for_primary = Some(Instant::now() + DAD_WAIT);
-                        } else {
-                            self.wait_for_primary = None;
-                            primary_poll_due = None;
-                            let actions = self
-                                .machine
-                                .handle(now(Instant::now()), Event::InterfaceDown);
-                            self.execute(actions).await;
-                        }
+                    self.base_priority = p;
+                    for event in self.tracking_events() {
+                        let actions = self.machine.handle(now(Instant::now()), event);
+                        self.execute(actions).await;
                     }
                 }
-                Wake::Datagram(Ok(datagram)) => {
+                Wake::LinksLagged => {
+                    tracing::warn!(instance = %self.name, "link notifications lost; querying links again");
+                    let mut changes = Vec::new();
+                    let names: Vec<String> = std::iter::once(self.interface.clone())
+                        .chain(self.tracked.iter().map(|t| t.name.clone()))
+                        .collect();
+                    for name in names {
+                        match Link::query(&self.netlink, &name).await {
+                            Ok(l) => changes.push(LinkChange {
+                                index: l.index,
+                                name: Some(name),
+                                up: l.up,
+                            }),
+                            Err(Error::InterfaceNotFound(_)) => changes.push(LinkChange {
+                                index: 0,
+                                name: Some(name),
+                                up: false,
+                            }),
+                            Err(e) => {
+                                tracing::warn!(instance = %self.name, error = %e, "interface query failed")
+                            }
+                        }
+                    }
+                    for change in changes {
+                        self.link_change(&change, &mut primary_poll_due, &now).await;
+                    }
+                }
+                Wake::Link(change) => {
+                    self.link_change(&change, &mut primary_poll_due, &now).await;
+                }
+                Wake::Datagram(inbound) => {
                     self.io.datagrams_received += 1;
-                    if let Some(received) = self.validate(&buf, datagram) {
+                    if let Some(received) = self.validate(&inbound.bytes, inbound.datagram) {
                         let actions = self
                             .machine
                             .handle(now(Instant::now()), Event::from(received));
                         self.execute(actions).await;
                     }
-                }
-                Wake::Datagram(Err(e)) => {
-                    self.io.receive_errors += 1;
-                    tracing::warn!(instance = %self.name, error = %e, "receive failed");
                 }
                 Wake::Timer => {
                     let at = Instant::now();
@@ -485,14 +628,133 @@ impl Instance {
                         gratuitous_due = self.gratuitous_repeat.map(|d| Instant::now() + d);
                     }
                 }
-                State::Backup | State::Initialize => gratuitous_due = None,
+                State::Backup | State::Initialize | State::Fault => gratuitous_due = None,
             }
         }
         let actions = self.machine.handle(now(Instant::now()), Event::Shutdown);
         self.execute(actions).await;
+        if let Some(worker) = self.addresses.take() {
+            worker.finish(Duration::from_secs(10)).await;
+        }
+        if let Some(v) = self.vmac.take() {
+            v.remove().await;
+        }
         tracing::info!(instance = %self.name, "stopped");
         self.publish();
         self.status.borrow().clone()
+    }
+
+    /// A link notification: the instance's own interface, or a tracked one.
+    async fn link_change(
+        &mut self,
+        change: &LinkChange,
+        primary_poll_due: &mut Option<Instant>,
+        now: &impl Fn(Instant) -> Timestamp,
+    ) {
+        let mut tracking_changed = false;
+        for t in &mut self.tracked {
+            let same = match &change.name {
+                Some(n) => *n == t.name,
+                None => t.index == Some(change.index),
+            };
+            if !same {
+                continue;
+            }
+            if change.index != 0 {
+                t.index = Some(change.index);
+            }
+            if t.up != change.up {
+                t.up = change.up;
+                tracking_changed = true;
+                tracing::info!(instance = %self.name, tracked = %t.name, up = change.up, weight = t.weight, "tracked interface changed");
+            }
+        }
+        if tracking_changed {
+            for event in self.tracking_events() {
+                let actions = self.machine.handle(now(Instant::now()), event);
+                self.execute(actions).await;
+            }
+        }
+        if change.index != self.ifindex || change.up == self.link_up {
+            return;
+        }
+        let up = change.up;
+        self.link_up = up;
+        tracing::info!(instance = %self.name, interface = %self.interface, up, "link changed");
+        if up {
+            // InterfaceUp once the primary address is usable.
+            self.wait_for_primary = Some(Instant::now() + DAD_WAIT);
+        } else {
+            self.wait_for_primary = None;
+            *primary_poll_due = None;
+            let actions = self
+                .machine
+                .handle(now(Instant::now()), Event::InterfaceDown);
+            self.execute(actions).await;
+        }
+    }
+
+    /// The events that bring the machine in line with the tracked interfaces: a fault
+    /// raised or cleared, a new effective priority.
+    fn tracking_events(&self) -> Vec<Event> {
+        let fault = self.tracked.iter().any(|t| t.weight == 0 && !t.up);
+        let mut events = Vec::new();
+        if fault != self.machine.is_faulty() {
+            events.push(if fault {
+                Event::FaultRaised
+            } else {
+                Event::FaultCleared
+            });
+        }
+        let delta: i32 = self
+            .tracked
+            .iter()
+            .filter(|t| (t.weight < 0 && !t.up) || (t.weight > 0 && t.up))
+            .map(|t| i32::from(t.weight))
+            .sum();
+        let priority = (i32::from(self.base_priority) + delta).clamp(1, 254);
+        let priority = u8::try_from(priority).unwrap_or(1);
+        if !self.config().is_owner() && priority != self.machine.priority() {
+            events.push(Event::PriorityChanged(priority));
+        }
+        events
+    }
+
+    /// Queues the notify hooks of a state change.
+    fn notify(&mut self, from: State, to: State, reason: String) {
+        let Some(notifier) = &self.notifier else {
+            return;
+        };
+        let priority = self.machine.priority();
+        let config = self.machine.config();
+        let env = vec![
+            ("VRRP_STATE".to_owned(), state_name(to).to_owned()),
+            (
+                "VRRP_PREVIOUS_STATE".to_owned(),
+                state_name(from).to_owned(),
+            ),
+            ("VRRP_REASON".to_owned(), reason),
+            ("VRRP_INSTANCE".to_owned(), self.name.clone()),
+            ("VRRP_INTERFACE".to_owned(), self.interface.clone()),
+            ("VRRP_VRID".to_owned(), config.vrid.get().to_string()),
+            ("VRRP_PRIORITY".to_owned(), priority.to_string()),
+            (
+                "VRRP_VIRTUAL_IPS".to_owned(),
+                config
+                    .virtual_addresses
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+        ];
+        for argv in self.hooks.for_state(to, &self.name, priority) {
+            self.io.notifications += 1;
+            notifier.notify(Notification {
+                argv,
+                env: env.clone(),
+            });
+        }
     }
 
     /// Whether the primary address can be sent from, or waiting for it is over.
@@ -574,6 +836,17 @@ impl Instance {
         for action in actions {
             match action {
                 Action::StateChanged { from, to, reason } => {
+                    if let Some(v) = &self.vmac {
+                        let result = if to == State::Master {
+                            v.activate().await
+                        } else {
+                            Ok(())
+                        };
+                        if let Err(e) = result {
+                            self.count_address_errors("bringing the virtual MAC up", vec![e]);
+                        }
+                    }
+                    self.notify(from, to, format!("{reason:?}"));
                     tracing::info!(
                         instance = %self.name,
                         interface = %self.interface,
@@ -588,8 +861,7 @@ impl Instance {
                 }
                 Action::SendAdvert(advert) => self.send_advert(&advert).await,
                 Action::AddVirtualAddresses => {
-                    let errors = self.virtual_addresses.add_all().await;
-                    self.count_address_errors("adding virtual address", errors);
+                    self.address_job(AddressJob::Add);
                     self.virtual_addresses_present = true;
                 }
                 Action::RemoveVirtualAddresses => self.remove_virtual_addresses().await,
@@ -623,7 +895,12 @@ impl Instance {
                     continue;
                 }
             };
-            match self.socket.send(&bytes, source, destination).await {
+            match self
+                .send_socket
+                .socket()
+                .send(&bytes, source, destination)
+                .await
+            {
                 Ok(()) => self.io.adverts_sent += 1,
                 Err(e) => {
                     self.io.send_errors += 1;
@@ -639,27 +916,33 @@ impl Instance {
     }
 
     async fn remove_virtual_addresses(&mut self) {
-        let errors = self.virtual_addresses.remove_all().await;
-        self.count_address_errors("removing virtual address", errors);
+        self.address_job(AddressJob::Remove);
         self.virtual_addresses_present = false;
     }
 
     fn announce(&mut self) {
-        let addresses: Vec<IpAddr> = self.config().virtual_addresses.iter().collect();
-        match self.announcer.announce(addresses) {
-            Ok(n) => self.io.announcements_sent += n as u64,
-            Err(e) => self.count_address_errors("announcing virtual addresses", vec![e]),
+        self.address_job(AddressJob::Announce);
+    }
+
+    fn address_job(&self, job: AddressJob) {
+        if let Some(w) = &self.addresses {
+            w.push(job);
         }
     }
 
     fn count_address_errors(&mut self, what: &str, errors: Vec<Error>) {
         for e in errors {
-            self.io.address_errors += 1;
+            self.io_address_errors += 1;
             tracing::error!(instance = %self.name, error = %e, "{what} failed");
         }
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
+        if let Some(w) = &self.addresses {
+            use std::sync::atomic::Ordering::Relaxed;
+            self.io.announcements_sent = w.counters.announcements_sent.load(Relaxed);
+            self.io.address_errors = self.io_address_errors + w.counters.errors.load(Relaxed);
+        }
         let status = Status {
             name: self.name.clone(),
             state: self.machine.state(),
@@ -667,6 +950,13 @@ impl Instance {
             master_address: self.machine.master_address(),
             virtual_addresses_present: self.virtual_addresses_present,
             interface_up: self.machine.is_interface_up(),
+            tracked_down: self
+                .tracked
+                .iter()
+                .filter(|t| !t.up)
+                .map(|t| t.name.clone())
+                .collect(),
+            vmac_interface: self.vmac.as_ref().map(|v| v.name.clone()),
             machine: *self.machine.counters(),
             drops: self.drops.clone(),
             io: self.io,
@@ -704,5 +994,45 @@ async fn sleep_until(due: Option<Instant>) {
     match due {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+fn ipv6_source(primary: IpAddr) -> Option<std::net::Ipv6Addr> {
+    match primary {
+        IpAddr::V6(a) => Some(a),
+        IpAddr::V4(_) => None,
+    }
+}
+
+fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Sets `net.ipv4.conf.<interface>.accept_local` to 1.
+///
+/// A Backup that took over the address owner's address (its virtual address is the
+/// owner's own) must still hear the owner's adverts when it returns, or both stay
+/// Master: their source is then one of this host's addresses, and Linux drops such
+/// packets as martians before any socket sees them, unless `accept_local` is set on the
+/// interface. Nothing tells a Backup in advance whether a peer owns the address, so
+/// every non-owner IPv4 instance sets it. The value is left as is at exit (other
+/// instances may share the interface).
+fn allow_local_sources(instance: &str, interface: &str) {
+    let path = std::path::Path::new("/proc/sys/net/ipv4/conf")
+        .join(interface)
+        .join("accept_local");
+    match std::fs::read_to_string(&path) {
+        Ok(v) if v.trim() == "1" => {}
+        _ => match std::fs::write(&path, "1") {
+            Ok(()) => {
+                tracing::info!(instance, %interface, "set net.ipv4.conf.{interface}.accept_local = 1 (to hear an address owner's adverts)")
+            }
+            Err(e) => {
+                tracing::warn!(instance, %interface, error = %e, "cannot set accept_local; an address owner's adverts will be dropped as martians while this host holds its address")
+            }
+        },
     }
 }

@@ -42,28 +42,39 @@
 //! Needs CAP_NET_RAW (raw and packet sockets) and CAP_NET_ADMIN (addresses), and a tokio
 //! runtime with the `net` and `time` drivers.
 //!
+//! Many instances should share one [`Router`] ([`Instance::with_router`]): one raw
+//! socket per interface and family (datagrams go to the instance of their VRID), one
+//! netlink connection, one packet socket.
+//!
 //! What the shell leaves to the host, as keepalived does without `vrrp_strict`:
 //! - Accept_Mode is not enforced: a non-owner Master answers on the virtual addresses
 //!   whatever [`crate::InstanceConfig::accept_mode`] says (filtering is the firewall's).
-//! - No virtual MAC: the interface's own MAC answers for the virtual addresses, and the
-//!   announcements carry it.
-//! - Address owner over IPv4: a Backup that took the owner's address over drops the
-//!   owner's adverts as martians (their source is now local) unless
-//!   `net.ipv4.conf.<interface>.accept_local` is 1 there.
+//! - Without [`InstanceSpec::use_vmac`], the interface's own MAC answers for the
+//!   virtual addresses, and the announcements carry it ([`virtual_mac`] otherwise).
+//!
+//! What it does set: `net.ipv4.conf.<interface>.accept_local = 1` for IPv4 instances
+//! that are not the address owner. A Backup that took the owner's address over would
+//! otherwise drop the owner's adverts as martians (their source is now local) and stay
+//! Master when the owner returns.
 
 pub mod gratuitous;
 pub mod instance;
 pub mod link;
+pub mod notify;
+pub mod router;
 pub mod socket;
 pub mod virtual_address;
+pub mod virtual_mac;
 
 use std::net::IpAddr;
 
 use crate::config::ConfigError;
 use crate::wire::AddressFamily;
 
-pub use instance::{Instance, InstanceHandle, InstanceSpec, IoCounters, Status};
+pub use instance::{Instance, InstanceHandle, InstanceSpec, IoCounters, Status, TrackedInterface};
 pub use link::Link;
+pub use notify::NotifyHooks;
+pub use router::Router;
 pub use socket::{AdvertSocket, Datagram};
 pub use virtual_address::VirtualAddressSet;
 
@@ -89,6 +100,12 @@ pub enum Error {
     Socket {
         op: &'static str,
         interface: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("sysctl {key}: {source}")]
+    Sysctl {
+        key: String,
         #[source]
         source: std::io::Error,
     },

@@ -25,6 +25,9 @@ use tokio::io::Interest;
 use super::Error;
 use crate::wire::{AddressFamily, IPPROTO_VRRP, MULTICAST_V4, MULTICAST_V6, REQUIRED_HOP_LIMIT};
 
+/// Receive buffer of a socket (the kernel doubles it for its bookkeeping).
+const RECEIVE_BUFFER_BYTES: usize = 4 << 20;
+
 /// A received datagram's length and what the kernel said about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Datagram {
@@ -122,6 +125,12 @@ impl AdvertSocket {
                         .map_err(fail("IPV6_ADD_MEMBERSHIP ff02::12"))?;
                 }
             }
+        }
+        // One socket serves every instance on the interface: instances started
+        // together send in bursts (1000 adverts within a millisecond), which overflow
+        // the default 208 KiB. FORCE passes net.core.rmem_max with CAP_NET_ADMIN.
+        if setsockopt(&socket, sockopt::RcvBufForce, &RECEIVE_BUFFER_BYTES).is_err() {
+            let _ = socket.set_recv_buffer_size(RECEIVE_BUFFER_BYTES);
         }
         // SAFETY: the Socket owns its descriptor, keeps it open until dropped and is
         // never swapped for another while inside the AsyncFd.

@@ -114,3 +114,97 @@ fn errno(e: &rtnetlink::Error) -> Option<i32> {
         _ => None,
     }
 }
+
+/// What the [`AddressWorker`] does, in the order asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressJob {
+    /// Add the virtual addresses.
+    Add,
+    /// Remove them, then take the virtual MAC interface (if any) down.
+    Remove,
+    /// Announce them (gratuitous ARP, unsolicited NA).
+    Announce,
+}
+
+/// Counters the worker keeps for the instance's status.
+#[derive(Debug, Default)]
+pub struct AddressCounters {
+    pub announcements_sent: std::sync::atomic::AtomicU64,
+    pub errors: std::sync::atomic::AtomicU64,
+}
+
+/// Carries out address changes and announcements on a task of its own, one after the
+/// other: the protocol never waits for netlink (with a thousand instances changing
+/// state at once, the kernel's answers queue up for seconds, and an instance waiting
+/// for them would miss its own adverts).
+#[derive(Debug)]
+pub struct AddressWorker {
+    jobs: tokio::sync::mpsc::UnboundedSender<AddressJob>,
+    task: tokio::task::JoinHandle<()>,
+    pub counters: std::sync::Arc<AddressCounters>,
+}
+
+impl AddressWorker {
+    pub fn spawn(
+        instance: String,
+        set: VirtualAddressSet,
+        announcer: super::gratuitous::Announcer,
+        announced: Vec<IpAddr>,
+        vmac: Option<std::sync::Arc<super::virtual_mac::VirtualMacLink>>,
+    ) -> AddressWorker {
+        use std::sync::atomic::Ordering::Relaxed;
+        let counters = std::sync::Arc::new(AddressCounters::default());
+        let c = counters.clone();
+        let (jobs, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            let fail = |what: &str, e: &Error| {
+                c.errors.fetch_add(1, Relaxed);
+                tracing::error!(instance = %instance, error = %e, "{what} failed");
+            };
+            while let Some(job) = rx.recv().await {
+                match job {
+                    AddressJob::Add => {
+                        for e in set.add_all().await {
+                            fail("adding virtual address", &e);
+                        }
+                        tracing::debug!(instance = %instance, "virtual addresses added");
+                    }
+                    AddressJob::Remove => {
+                        for e in set.remove_all().await {
+                            fail("removing virtual address", &e);
+                        }
+                        if let Some(v) = &vmac {
+                            if let Err(e) = v.deactivate().await {
+                                fail("taking the virtual MAC interface down", &e);
+                            }
+                        }
+                    }
+                    AddressJob::Announce => match announcer.announce(announced.iter().copied()) {
+                        Ok(n) => {
+                            c.announcements_sent.fetch_add(n as u64, Relaxed);
+                            tracing::debug!(instance = %instance, sent = n, "virtual addresses announced");
+                        }
+                        Err(e) => fail("announcing virtual addresses", &e),
+                    },
+                }
+            }
+        });
+        AddressWorker {
+            jobs,
+            task,
+            counters,
+        }
+    }
+
+    /// Queues a job; never waits.
+    pub fn push(&self, job: AddressJob) {
+        // The task ends only when this sender is gone.
+        let _ = self.jobs.send(job);
+    }
+
+    /// Lets the queued jobs finish, for at most `timeout`.
+    pub async fn finish(self, timeout: std::time::Duration) {
+        drop(self.jobs);
+        let _ = tokio::time::timeout(timeout, self.task).await;
+    }
+}

@@ -91,11 +91,13 @@ impl Lan {
         lab::spawn_keepalived(self.router(i), &dir, &instance.config())
     }
 
-    /// Whether router `i` has `vip` on its LAN interface.
+    /// Whether router `i` has `vip` on any interface (the LAN's, or a virtual MAC
+    /// interface over it).
     pub fn has_vip(&self, i: usize, vip: &str) -> bool {
+        let needle = format!(" {vip}/");
         self.router(i)
-            .addresses(IFACE)
-            .is_ok_and(|addrs| addrs.iter().any(|a| a.addr.to_string() == vip))
+            .ip(["-o", "addr", "show"])
+            .is_ok_and(|out| out.contains(&needle))
     }
 
     /// The live routers holding `vip`, 1-based.
