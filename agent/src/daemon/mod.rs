@@ -335,6 +335,11 @@ async fn run(opts: Options) -> anyhow::Result<ExitCode> {
         started: Instant::now(),
     };
 
+    // Handlers first: SIGHUP's default action is to terminate, and a client may
+    // signal as soon as the control socket answers.
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let mut events = watch::spawn().context("subscribing to netlink events")?;
     // Adopt what is there: objects that match are left alone, so a restart
     // touches nothing that is already right.
@@ -357,9 +362,6 @@ async fn run(opts: Options) -> anyhow::Result<ExitCode> {
         tokio::spawn(metrics::serve(l, req_tx.clone()));
     }
     tokio::spawn(control::serve(listener, req_tx));
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(agent.opts.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
