@@ -27,6 +27,33 @@ pub struct Env<'a> {
     pub pid: Option<u32>,
 }
 
+/// The VE a hook runs for: what goes into its [`Env`] besides state and pid.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    /// VE id.
+    pub id: u32,
+    /// Root folder.
+    pub root: std::path::PathBuf,
+    /// Host name.
+    pub hostname: String,
+    /// The VE file.
+    pub file: std::path::PathBuf,
+}
+
+impl Subject {
+    /// The environment for a hook run in `state`.
+    pub fn env(&self, state: &'static str, pid: Option<u32>) -> Env<'_> {
+        Env {
+            id: self.id,
+            state,
+            root: &self.root,
+            hostname: &self.hostname,
+            config: &self.file,
+            pid,
+        }
+    }
+}
+
 /// Runs hook `name` (`pre_start`...) if set; an error if it cannot start, exits
 /// non-zero, or outlives [`TIMEOUT`].
 pub fn run(name: &str, argv: Option<&Vec<String>>, env: &Env) -> Result<()> {

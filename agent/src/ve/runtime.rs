@@ -118,25 +118,9 @@ fn ve(config: &Config, id: u32) -> Result<&VeConfig> {
 
 /// What `start` needs of one VE, checked before anything is made.
 struct Prepared<'a> {
-    id: u32,
+    who: hook::Subject,
     ve: &'a VeConfig,
-    root: PathBuf,
     init: Vec<String>,
-    hostname: String,
-    file: PathBuf,
-}
-
-impl Prepared<'_> {
-    fn env(&self, state: &'static str, pid: Option<u32>) -> hook::Env<'_> {
-        hook::Env {
-            id: self.id,
-            state,
-            root: &self.root,
-            hostname: &self.hostname,
-            config: &self.file,
-            pid,
-        }
-    }
 }
 
 /// Starts VEs and wires their network with one apply; on any failure every VE
@@ -170,21 +154,23 @@ pub fn start(
             root.display()
         );
         todo.push(Prepared {
-            id,
+            who: hook::Subject {
+                id,
+                root,
+                hostname: ve.hostname.clone().unwrap_or_else(|| format!("ve{id}")),
+                file: config.dir.join("ve").join(format!("{id}.toml")),
+            },
             ve,
-            root,
             init: ve.init.clone().unwrap_or_else(|| vec!["/sbin/init".into()]),
-            hostname: ve.hostname.clone().unwrap_or_else(|| format!("ve{id}")),
-            file: config.dir.join("ve").join(format!("{id}.toml")),
         });
     }
     for p in &todo {
         hook::run(
             "pre_start",
             p.ve.hooks.pre_start.as_ref(),
-            &p.env("starting", None),
+            &p.who.env("starting", None),
         )
-        .with_context(|| format!("VE {} not started", p.id))?;
+        .with_context(|| format!("VE {} not started", p.who.id))?;
     }
     std::fs::create_dir_all(state.join("run"))?;
     let mut made: Vec<(u32, Group)> = Vec::new();
@@ -197,15 +183,22 @@ pub fn start(
     let mut children = Vec::new();
     for p in &todo {
         // Live changes belong to one run.
-        let _ = std::fs::remove_file(overlay_file(state, p.id));
-        let spawned = Group::create(state, p.id, p.ve)
-            .with_context(|| format!("VE {}'s cgroups", p.id))
+        let _ = std::fs::remove_file(overlay_file(state, p.who.id));
+        let spawned = Group::create(state, p.who.id, p.ve)
+            .with_context(|| format!("VE {}'s cgroups", p.who.id))
             .and_then(|group| {
-                made.push((p.id, group.clone()));
-                spawn_init(state, p.id, &p.root, &p.hostname, &p.init, &group)
+                made.push((p.who.id, group.clone()));
+                spawn_init(
+                    state,
+                    p.who.id,
+                    &p.who.root,
+                    &p.who.hostname,
+                    &p.init,
+                    &group,
+                )
             });
         match spawned {
-            Ok(child) => children.push((p.id, child)),
+            Ok(child) => children.push((p.who.id, child)),
             Err(e) => {
                 undo(&made);
                 return Err(e);
@@ -232,7 +225,7 @@ pub fn start(
         let mut spoof = Vec::new();
         for (p, (_, pid)) in todo.iter().zip(&pids) {
             firewall::apply_ve_firewall(p.ve, *pid)?;
-            spoof.push((p.id, firewall::antispoof_ports(p.ve, *pid)?));
+            spoof.push((p.who.id, firewall::antispoof_ports(p.ve, *pid)?));
         }
         if spoof.iter().any(|(_, ports)| !ports.is_empty()) {
             firewall::set_antispoof(&spoof)?;
@@ -248,9 +241,9 @@ pub fn start(
         if let Err(e) = hook::run(
             "post_start",
             p.ve.hooks.post_start.as_ref(),
-            &p.env("running", Some(*pid)),
+            &p.who.env("running", Some(*pid)),
         ) {
-            eprintln!("vznet: warning: VE {} runs, but {e:#}", p.id);
+            eprintln!("vznet: warning: VE {} runs, but {e:#}", p.who.id);
         }
     }
     Ok(pids)
@@ -340,24 +333,9 @@ pub fn stop(
     timeout: Duration,
 ) -> Result<()> {
     struct Stopping {
-        id: u32,
+        who: hook::Subject,
         pid: u32,
-        root: PathBuf,
-        hostname: String,
-        file: PathBuf,
         hooks: netcfg::model::Hooks,
-    }
-    impl Stopping {
-        fn env(&self, state: &'static str, pid: Option<u32>) -> hook::Env<'_> {
-            hook::Env {
-                id: self.id,
-                state,
-                root: &self.root,
-                hostname: &self.hostname,
-                config: &self.file,
-                pid,
-            }
-        }
     }
     let mut errors = Vec::new();
     let mut todo = Vec::new();
@@ -370,16 +348,18 @@ pub fn stop(
         };
         let v = ve.as_ref();
         todo.push(Stopping {
-            id,
+            who: hook::Subject {
+                id,
+                root: v.map_or_else(
+                    || state.join("private").join(id.to_string()),
+                    |v| root_of(v, state),
+                ),
+                hostname: v
+                    .and_then(|v| v.hostname.clone())
+                    .unwrap_or_else(|| format!("ve{id}")),
+                file: config_dir.join("ve").join(format!("{id}.toml")),
+            },
             pid,
-            root: v.map_or_else(
-                || state.join("private").join(id.to_string()),
-                |v| root_of(v, state),
-            ),
-            hostname: v
-                .and_then(|v| v.hostname.clone())
-                .unwrap_or_else(|| format!("ve{id}")),
-            file: config_dir.join("ve").join(format!("{id}.toml")),
             hooks: v.map(|v| v.hooks.clone()).unwrap_or_default(),
         });
     }
@@ -387,12 +367,12 @@ pub fn stop(
         if let Err(e) = hook::run(
             "pre_stop",
             s.hooks.pre_stop.as_ref(),
-            &s.env("stopping", Some(s.pid)),
+            &s.who.env("stopping", Some(s.pid)),
         ) {
-            eprintln!("vznet: warning: {e:#}; stopping VE {} anyway", s.id);
+            eprintln!("vznet: warning: {e:#}; stopping VE {} anyway", s.who.id);
         }
     }
-    let ids: Vec<u32> = todo.iter().map(|s| s.id).collect();
+    let ids: Vec<u32> = todo.iter().map(|s| s.who.id).collect();
     if let Err(e) = stop_inits(state, &ids, timeout) {
         errors.push(format!("{e:#}"));
     }
@@ -400,18 +380,18 @@ pub fn stop(
         errors.push(format!("{e:#}"));
     }
     for s in &todo {
-        if let Some(g) = Group::recorded(state, s.id) {
-            if let Err(e) = g.remove(state, s.id) {
-                errors.push(format!("VE {}: {e:#}", s.id));
+        if let Some(g) = Group::recorded(state, s.who.id) {
+            if let Err(e) = g.remove(state, s.who.id) {
+                errors.push(format!("VE {}: {e:#}", s.who.id));
             }
         }
-        let _ = std::fs::remove_file(overlay_file(state, s.id));
+        let _ = std::fs::remove_file(overlay_file(state, s.who.id));
         if let Err(e) = hook::run(
             "post_stop",
             s.hooks.post_stop.as_ref(),
-            &s.env("stopped", None),
+            &s.who.env("stopped", None),
         ) {
-            eprintln!("vznet: warning: VE {} stopped, but {e:#}", s.id);
+            eprintln!("vznet: warning: VE {} stopped, but {e:#}", s.who.id);
         }
     }
     if errors.is_empty() {
