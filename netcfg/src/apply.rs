@@ -7,6 +7,8 @@ use std::fs::File;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::rc::Rc;
 
 use futures::future::join_all;
 use netlink_packet_route::link::{BridgeStpState, InfoData, InfoVeth};
@@ -17,11 +19,12 @@ use rtnetlink::{
 };
 
 use crate::desired::Desired;
-use crate::kernel::state::{self, bond_mode_to_nl, vznet_protocol, NsState};
+use crate::kernel::state::{self, bond_mode_to_nl, vznet_protocol};
 use crate::kernel::{netns, sysctl};
 use crate::model::{netns_path, Config};
 use crate::op::{LinkKind, NsName, Op};
 use crate::plan::{self, Observed, Plan, PlanError};
+use crate::unit::Unit;
 
 /// What went wrong, with the op and the kernel's answer.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +73,31 @@ fn rollback_note(errors: &[String]) -> String {
     }
 }
 
+/// How [`Engine::apply_units`] verifies what it applied.
+#[derive(Debug, Clone, Copy)]
+pub enum Verify<'a> {
+    /// Read every netns and sysctl again.
+    Full,
+    /// Read only the host netns, the namespaces the applied ops touched and the
+    /// sysctls of the units that changed, on top of this state (a caller's
+    /// event-maintained view of the rest).
+    Touched(&'a Observed),
+}
+
+/// What [`Engine::apply_units`] did, unit by unit.
+#[derive(Debug, Default)]
+pub struct UnitsReport {
+    /// Units whose ops all ran and verified, with those ops.
+    pub applied: BTreeMap<Unit, Vec<Op>>,
+    /// Units that failed and were rolled back (alone), with why.
+    pub failed: BTreeMap<Unit, ApplyError>,
+    /// VEs not wired (no netns).
+    pub unwired: Vec<u32>,
+    /// The state read to verify; the namespaces of failed units may have changed
+    /// since (their rollback ran after it was read).
+    pub observed: Option<Observed>,
+}
+
 /// The result of a successful apply.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Report {
@@ -93,19 +121,23 @@ const WINDOW: usize = 128;
 /// One run of vznet against the kernel: the namespaces the config names, a
 /// netlink handle in the host netns and in a window of VE namespaces, and a
 /// name -> ifindex cache.
+///
+/// Namespace files are opened when first needed and closed with the engine: an
+/// open file pins its netns, and a VE's netns must die with its last process.
 #[derive(Debug)]
 pub struct Engine {
     host: Handle,
     host_file: File,
-    files: HashMap<String, File>,
-    missing: Vec<(String, io::Error)>,
+    /// Every VE netns the desired state names.
+    names: Vec<String>,
+    files: RefCell<HashMap<String, Rc<File>>>,
+    missing: RefCell<HashMap<String, String>>,
     open: RefCell<HashMap<String, Handle>>,
     index: RefCell<HashMap<(NsName, String), u32>>,
 }
 
 impl Engine {
-    /// Opens the host netns's socket and every VE netns file of `desired`.
-    /// Must run inside a tokio runtime.
+    /// Opens the host netns's socket. Must run inside a tokio runtime.
     pub fn new(desired: &Desired) -> io::Result<Engine> {
         let host = netns::handle(netns::route_socket()?)?;
         // The caller's netns, for the reader threads to enter.
@@ -114,32 +146,48 @@ impl Engine {
         names.extend(desired.routes.keys().flatten().cloned());
         names.sort();
         names.dedup();
-        let mut files = HashMap::new();
-        let mut missing = Vec::new();
-        for name in names {
-            match netns::open(&netns_path(&name)) {
-                Ok(f) => {
-                    files.insert(name, f);
-                }
-                Err(e) => missing.push((name, e)),
-            }
-        }
         Ok(Engine {
             host,
             host_file,
-            files,
-            missing,
+            names,
+            files: RefCell::new(HashMap::new()),
+            missing: RefCell::new(HashMap::new()),
             open: RefCell::new(HashMap::new()),
             index: RefCell::new(HashMap::new()),
         })
     }
 
+    /// The netns file of VE namespace `n`, opened on first use.
+    fn file(&self, n: &str) -> io::Result<Rc<File>> {
+        if let Some(f) = self.files.borrow().get(n) {
+            return Ok(f.clone());
+        }
+        if !self.names.iter().any(|m| m == n) {
+            return Err(self.unavailable(n));
+        }
+        match netns::open(&netns_path(n)) {
+            Ok(f) => {
+                let f = Rc::new(f);
+                self.files.borrow_mut().insert(n.to_string(), f.clone());
+                self.missing.borrow_mut().remove(n);
+                Ok(f)
+            }
+            Err(e) => {
+                self.missing
+                    .borrow_mut()
+                    .insert(n.to_string(), e.to_string());
+                Err(self.unavailable(n))
+            }
+        }
+    }
+
     fn unavailable(&self, n: &str) -> io::Error {
         let why = self
             .missing
-            .iter()
-            .find(|(m, _)| m == n)
-            .map_or_else(|| "not in the config".to_string(), |(_, e)| e.to_string());
+            .borrow()
+            .get(n)
+            .cloned()
+            .unwrap_or_else(|| "not in the config".to_string());
         io::Error::new(
             io::ErrorKind::NotFound,
             format!("network namespace {n} is not available: {why}"),
@@ -150,16 +198,13 @@ impl Engine {
     fn open_handles<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> io::Result<()> {
         let mut todo = Vec::new();
         let mut dups = Vec::new();
-        {
-            let open = self.open.borrow();
-            for n in names {
-                if open.contains_key(n) || todo.contains(&n) {
-                    continue;
-                }
-                if let Some(f) = self.files.get(n) {
-                    dups.push(f.try_clone()?);
-                    todo.push(n);
-                }
+        for n in names {
+            if self.open.borrow().contains_key(n) || todo.contains(&n) {
+                continue;
+            }
+            if let Ok(f) = self.file(n) {
+                dups.push(f.try_clone()?);
+                todo.push(n);
             }
         }
         if todo.is_empty() {
@@ -188,9 +233,7 @@ impl Engine {
         if let Some(h) = self.open.borrow().get(n) {
             return Ok(h.clone());
         }
-        if !self.files.contains_key(n) {
-            return Err(self.unavailable(n));
-        }
+        self.file(n)?;
         self.open_handles([n.as_str()])?;
         self.open
             .borrow()
@@ -199,61 +242,90 @@ impl Engine {
             .ok_or_else(|| self.unavailable(n))
     }
 
-    /// Reads every netns and sysctl the config involves.
+    /// Reads every netns and sysctl the config involves. A VE netns that cannot be
+    /// opened is left out (its ops fail by name); one that cannot be read fails all.
     pub async fn observe(&self, desired: &Desired) -> Result<Observed, ApplyError> {
+        let mut all: Vec<NsName> = vec![None];
+        all.extend(self.names.iter().cloned().map(Some));
+        let paths: Vec<PathBuf> = desired.sysctls.iter().map(|(p, _)| p.clone()).collect();
+        let (observed, mut failed) = self.observe_some(&all, &paths);
+        match failed.pop() {
+            Some((ns, source)) => Err(ApplyError::Observe { ns, source }),
+            None => Ok(observed),
+        }
+    }
+
+    /// Reads the namespaces in `which` (`None`: the host's) and the sysctl files
+    /// `sysctls`. Namespaces that cannot be opened are left out; those that cannot
+    /// be read are returned with their error.
+    pub fn observe_some(
+        &self,
+        which: &[NsName],
+        sysctls: &[PathBuf],
+    ) -> (Observed, Vec<(NsName, io::Error)>) {
         let t = std::time::Instant::now();
-        // Plain threads with blocking sockets, one per core: far cheaper than an
-        // async connection per namespace.
-        // The host first; its dump is large, and the blocking reader reduces each
-        // message as it arrives instead of queueing them all parsed.
-        let files: Vec<(String, File)> = std::iter::once(("".to_string(), &self.host_file))
-            .chain(self.files.iter().map(|(n, f)| (n.clone(), f)))
-            .map(|(n, f)| Ok((n, f.try_clone()?)))
-            .collect::<io::Result<_>>()
-            .map_err(|e| ApplyError::Observe {
-                ns: None,
-                source: e,
-            })?;
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        // Blocking here is fine: nothing else runs while vznet observes.
-        let results = crate::kernel::dump::read_namespaces(&files, threads);
-        let mut ves = BTreeMap::new();
-        let mut host = NsState::default();
-        for (n, ((name, _), res)) in files.into_iter().zip(results).enumerate() {
-            let st = res.map_err(|e| ApplyError::Observe {
-                ns: (n > 0).then(|| name.clone()),
-                source: e,
-            })?;
-            if n == 0 {
-                host = st;
-                continue;
+        let mut failed = Vec::new();
+        let mut files: Vec<(NsName, File)> = Vec::new();
+        for ns in which {
+            let file = match ns {
+                None => self.host_file.try_clone(),
+                Some(n) => match self.file(n) {
+                    Ok(f) => f.try_clone(),
+                    // Not there (yet): planned as empty, its ops fail by name.
+                    Err(_) => continue,
+                },
+            };
+            match file {
+                Ok(f) => files.push((ns.clone(), f)),
+                Err(e) => failed.push((ns.clone(), e)),
             }
-            ves.insert(name, st);
         }
-        let mut sysctls = BTreeMap::new();
-        for (path, _) in &desired.sysctls {
-            let v = sysctl::read(path).map_err(|e| ApplyError::Observe {
-                ns: None,
-                source: e,
-            })?;
-            sysctls.insert(path.clone(), v);
-        }
+        // Plain threads with blocking sockets, one per core: far cheaper than an
+        // async connection per namespace. The host first; its dump is the large
+        // one. Blocking the caller is by design: the agent runs this on its
+        // engine thread, never where protocol timers run.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let named: Vec<(String, File)> = files
+            .into_iter()
+            .map(|(ns, f)| (ns.unwrap_or_default(), f))
+            .collect();
+        let results = crate::kernel::dump::read_namespaces(&named, threads);
+        let mut observed = Observed::default();
         let mut cache = self.index.borrow_mut();
-        cache.clear();
-        for l in &host.links {
-            cache.insert((None, l.name.clone()), l.index);
-        }
-        for (n, st) in &ves {
+        for ((name, _), res) in named.into_iter().zip(results) {
+            let ns = (!name.is_empty()).then_some(name);
+            let st = match res {
+                Ok(st) => st,
+                Err(e) => {
+                    failed.push((ns, e));
+                    continue;
+                }
+            };
+            cache.retain(|(n, _), _| *n != ns);
             for l in &st.links {
-                cache.insert((Some(n.clone()), l.name.clone()), l.index);
+                cache.insert((ns.clone(), l.name.clone()), l.index);
+            }
+            match ns {
+                None => observed.host = st,
+                Some(n) => {
+                    observed.ves.insert(n, st);
+                }
+            }
+        }
+        for path in sysctls {
+            match sysctl::read(path) {
+                Ok(v) => {
+                    observed.sysctls.insert(path.clone(), v);
+                }
+                Err(e) => failed.push((None, e)),
             }
         }
         tracing::debug!(
-            namespaces = ves.len() + 1,
+            namespaces = observed.ves.len() + 1,
             elapsed_ms = t.elapsed().as_millis() as u64,
             "observed"
         );
-        Ok(Observed { host, ves, sysctls })
+        (observed, failed)
     }
 
     /// Observes and plans.
@@ -289,28 +361,82 @@ impl Engine {
         keep: &dyn Fn(&Op) -> bool,
     ) -> Result<Report, ApplyError> {
         plan.ops.retain(|op| keep(op));
-        let mut done: Vec<Op> = Vec::new();
+        let unwired = plan.unwired.clone();
+        let ours = Unit::Host("plan".into());
+        let unit_of = |op: &Op| {
+            if keep(op) {
+                Unit::Host("plan".into())
+            } else {
+                Unit::Host("elsewhere".into())
+            }
+        };
+        let mut report = self
+            .apply_units(desired, plan, &unit_of, Verify::Full)
+            .await;
+        if let Some(e) = report.failed.remove(&ours) {
+            return Err(e);
+        }
+        Ok(Report {
+            ops: report.applied.remove(&ours).unwrap_or_default(),
+            unwired,
+        })
+    }
+
+    /// Applies `plan` unit by unit: the ops of all units run together phase by
+    /// phase, but a unit whose op fails, or that still differs after the apply, is
+    /// rolled back alone (its own ops, in reverse) and the others go on. Rollback
+    /// never undoes another unit's ops. Verification reads the namespaces the
+    /// applied ops touched ([`Verify`]).
+    pub async fn apply_units(
+        &self,
+        desired: &Desired,
+        plan: Plan,
+        unit_of: &dyn Fn(&Op) -> Unit,
+        verify: Verify<'_>,
+    ) -> UnitsReport {
+        let mut done: BTreeMap<Unit, Vec<Op>> = BTreeMap::new();
+        let mut failed: BTreeMap<Unit, ApplyError> = BTreeMap::new();
         for (phase, ops) in plan.phases() {
             let t = std::time::Instant::now();
-            let mut failure = None;
             for chunk in windows(&ops) {
+                let chunk: Vec<&Op> = chunk
+                    .into_iter()
+                    .filter(|op| !failed.contains_key(&unit_of(op)))
+                    .collect();
+                if chunk.is_empty() {
+                    continue;
+                }
                 if let Err(e) = self.open_handles(chunk.iter().flat_map(|op| op_namespaces(op))) {
                     // The ops that need these sockets fail one by one and roll back.
                     tracing::warn!(error = %e, "opening netns sockets");
                 }
                 let results = join_all(chunk.iter().map(|op| self.run(op))).await;
                 self.close_handles();
+                let mut broken: BTreeMap<Unit, (Op, io::Error)> = BTreeMap::new();
                 for (op, res) in chunk.iter().zip(results) {
+                    let unit = unit_of(op);
                     match res {
-                        Ok(()) => done.push((*op).clone()),
-                        Err(e) if failure.is_none() => failure = Some(((*op).clone(), e)),
+                        Ok(()) => done.entry(unit).or_default().push((*op).clone()),
+                        Err(e) if !broken.contains_key(&unit) => {
+                            broken.insert(unit, ((*op).clone(), e));
+                        }
                         Err(e) => {
-                            tracing::warn!(%op, error = %e, "op failed after an earlier failure in the same phase")
+                            tracing::warn!(%op, error = %e, "op failed after an earlier failure of its unit")
                         }
                     }
                 }
-                if failure.is_some() {
-                    break;
+                for (unit, (op, source)) in broken {
+                    tracing::error!(%unit, %op, error = %source, "apply failed; rolling this unit back");
+                    let rollback_errors =
+                        self.rollback(done.remove(&unit).unwrap_or_default()).await;
+                    failed.insert(
+                        unit,
+                        ApplyError::Op {
+                            op: Box::new(op),
+                            source,
+                            rollback_errors,
+                        },
+                    );
                 }
             }
             tracing::debug!(
@@ -319,39 +445,118 @@ impl Engine {
                 elapsed_ms = t.elapsed().as_millis() as u64,
                 "phase done"
             );
-            if let Some((op, source)) = failure {
-                tracing::error!(%op, error = %source, "apply failed; rolling back");
-                let rollback_errors = self.rollback(done).await;
-                return Err(ApplyError::Op {
-                    op: Box::new(op),
-                    source,
-                    rollback_errors,
-                });
-            }
         }
-        if !done.is_empty() {
-            let t = std::time::Instant::now();
-            let mut again = self.plan(desired).await?;
-            again.ops.retain(|op| keep(op));
-            tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "verified");
-            if !again.is_empty() {
-                let remaining = again
-                    .ops
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let rollback_errors = self.rollback(done).await;
-                return Err(ApplyError::Verify {
-                    remaining,
-                    rollback_errors,
-                });
-            }
-        }
-        Ok(Report {
-            ops: done,
+        let mut report = UnitsReport {
             unwired: plan.unwired,
-        })
+            ..UnitsReport::default()
+        };
+        if done.is_empty() {
+            report.failed = failed;
+            return report;
+        }
+        let t = std::time::Instant::now();
+        let observed = self.verify_state(desired, &done, unit_of, verify);
+        let (observed, unreadable) = observed;
+        // Units whose namespaces cannot be read cannot be verified: undo them.
+        let mut remaining: BTreeMap<Unit, Vec<String>> = BTreeMap::new();
+        for (ns, e) in &unreadable {
+            for (unit, ops) in &done {
+                let touched = match ns {
+                    None => true,
+                    Some(n) => ops.iter().any(|op| op_namespaces(op).contains(&n.as_str())),
+                };
+                if touched {
+                    remaining
+                        .entry(unit.clone())
+                        .or_default()
+                        .push(format!("cannot read{}: {e}", ns_suffix(ns)));
+                }
+            }
+        }
+        match plan::plan(desired, &observed) {
+            Ok(again) => {
+                for op in &again.ops {
+                    let unit = unit_of(op);
+                    if done.contains_key(&unit) {
+                        remaining.entry(unit).or_default().push(op.to_string());
+                    }
+                }
+            }
+            Err(e) => {
+                for unit in done.keys() {
+                    remaining
+                        .entry(unit.clone())
+                        .or_default()
+                        .push(e.to_string());
+                }
+            }
+        }
+        tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "verified");
+        for (unit, what) in remaining {
+            let ops = done.remove(&unit).unwrap_or_default();
+            tracing::error!(%unit, remaining = %what.join(", "), "verification failed; rolling this unit back");
+            let rollback_errors = self.rollback(ops).await;
+            failed.insert(
+                unit,
+                ApplyError::Verify {
+                    remaining: what.join(", "),
+                    rollback_errors,
+                },
+            );
+        }
+        report.applied = done;
+        report.failed = failed;
+        report.observed = Some(observed);
+        report
+    }
+
+    /// The state to verify `done` against: what `verify` says, with the sysctls of
+    /// the units that changed read again.
+    fn verify_state(
+        &self,
+        desired: &Desired,
+        done: &BTreeMap<Unit, Vec<Op>>,
+        unit_of: &dyn Fn(&Op) -> Unit,
+        verify: Verify<'_>,
+    ) -> (Observed, Vec<(NsName, io::Error)>) {
+        match verify {
+            Verify::Full => {
+                let mut all: Vec<NsName> = vec![None];
+                all.extend(self.names.iter().cloned().map(Some));
+                let paths: Vec<PathBuf> = desired.sysctls.iter().map(|(p, _)| p.clone()).collect();
+                self.observe_some(&all, &paths)
+            }
+            Verify::Touched(base) => {
+                let mut touched: Vec<NsName> = vec![None];
+                for op in done.values().flatten() {
+                    for ns in op_namespaces(op) {
+                        let ns = Some(ns.to_string());
+                        if !touched.contains(&ns) {
+                            touched.push(ns);
+                        }
+                    }
+                }
+                let paths: Vec<PathBuf> = desired
+                    .sysctls
+                    .iter()
+                    .filter(|(p, v)| {
+                        let probe = Op::Sysctl {
+                            path: p.clone(),
+                            value: v.clone(),
+                            old: None,
+                        };
+                        done.contains_key(&unit_of(&probe))
+                    })
+                    .map(|(p, _)| p.clone())
+                    .collect();
+                let (fresh, failed) = self.observe_some(&touched, &paths);
+                let mut merged = base.clone();
+                merged.host = fresh.host;
+                merged.ves.extend(fresh.ves);
+                merged.sysctls.extend(fresh.sysctls);
+                (merged, failed)
+            }
+        }
     }
 
     async fn rollback(&self, done: Vec<Op>) -> Vec<String> {
@@ -575,7 +780,7 @@ impl Engine {
                     peer = peer.address(m.0.to_vec());
                 }
                 if let Some(pns) = peer_ns {
-                    let file = self.files.get(pns).ok_or_else(|| self.unavailable(pns))?;
+                    let file = self.file(pns)?;
                     peer = peer.setns_by_fd(file.as_raw_fd());
                 }
                 peer_set = Some((peer_ns.clone(), peer_name.clone()));

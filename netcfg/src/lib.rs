@@ -8,3 +8,4 @@ pub mod kernel;
 pub mod model;
 pub mod op;
 pub mod plan;
+pub mod unit;

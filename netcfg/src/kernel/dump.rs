@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::os::fd::AsFd;
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkMessage};
@@ -40,11 +40,22 @@ impl Dumper {
     fn dump(
         &mut self,
         request: RouteNetlinkMessage,
+        each: impl FnMut(RouteNetlinkMessage),
+    ) -> io::Result<()> {
+        self.exchange(request, NLM_F_REQUEST | NLM_F_DUMP, each)
+    }
+
+    /// Sends `request` with `flags` and feeds every reply message to `each` until the
+    /// kernel's done or acknowledgement.
+    fn exchange(
+        &mut self,
+        request: RouteNetlinkMessage,
+        flags: u16,
         mut each: impl FnMut(RouteNetlinkMessage),
     ) -> io::Result<()> {
         self.seq += 1;
         let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        header.flags = flags;
         header.sequence_number = self.seq;
         let mut msg = NetlinkMessage::new(header, NetlinkPayload::from(request));
         msg.finalize();
@@ -110,6 +121,15 @@ impl Dumper {
         })?;
         Ok(st)
     }
+}
+
+/// One request (not a dump) in the calling thread's netns, acknowledged; every reply
+/// message goes to `each`.
+pub(crate) fn request(
+    request: RouteNetlinkMessage,
+    each: impl FnMut(RouteNetlinkMessage),
+) -> io::Result<()> {
+    Dumper::new()?.exchange(request, NLM_F_REQUEST | NLM_F_ACK, each)
 }
 
 /// Reads each namespace in `namespaces` on `threads` threads. Results keep the

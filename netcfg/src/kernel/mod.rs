@@ -1,6 +1,7 @@
 //! The kernel side: netlink over rtnetlink, sysctls, namespaces, features.
 
 pub mod dump;
+pub mod events;
 pub mod features;
 pub mod netns;
 pub mod state;

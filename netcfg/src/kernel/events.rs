@@ -1,0 +1,400 @@
+//! Kernel change notifications of the host netns and of every VE netns, on one
+//! multicast netlink socket, turned into [`Delta`]s that keep an [`NsState`] current
+//! without dumping it again.
+//!
+//! What the kernel does not announce is handled by the caller: IPv4 routes vanish
+//! without an RTM_DELROUTE when their link goes down or away, so [`NsState::apply`]
+//! says when a namespace's routes should be read again; an overrun (ENOBUFS: the
+//! socket's buffer filled and events were lost) means the whole namespace must be
+//! read again. Sysctls send no event vznet can decode (RTM_NEWNETCONF is not in
+//! netlink-packet-route), so they are read from /proc/sys when a plan needs them.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+use netlink_packet_route::RouteNetlinkMessage;
+use tokio::io::unix::AsyncFd;
+
+use super::state::{AddrState, LinkState, NsState, RouteState};
+
+/// rtnetlink multicast groups (linux/rtnetlink.h, `enum rtnetlink_groups`).
+const GROUPS: [u32; 5] = [
+    1,  // RTNLGRP_LINK
+    5,  // RTNLGRP_IPV4_IFADDR
+    7,  // RTNLGRP_IPV4_ROUTE
+    9,  // RTNLGRP_IPV6_IFADDR
+    11, // RTNLGRP_IPV6_ROUTE
+];
+
+/// One change to the state of a namespace.
+#[derive(Debug, Clone)]
+pub enum Delta {
+    /// A link appeared or changed (the message carries all of it).
+    Link(LinkState),
+    /// A link went away.
+    LinkGone(u32),
+    /// An address was added.
+    Addr(AddrState),
+    /// An address was removed.
+    AddrGone(AddrState),
+    /// A route was added or replaced.
+    Route(RouteState),
+    /// A route was removed.
+    RouteGone(RouteState),
+    /// Events were lost: read the namespace again.
+    Overrun,
+}
+
+impl Delta {
+    /// What kind of object changed, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Delta::Link(_) | Delta::LinkGone(_) => "link",
+            Delta::Addr(_) | Delta::AddrGone(_) => "address",
+            Delta::Route(_) | Delta::RouteGone(_) => "route",
+            Delta::Overrun => "overrun",
+        }
+    }
+}
+
+/// What applying a delta requires of the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stale {
+    /// The state is current.
+    No,
+    /// The routes may have changed without events (a link went down or away).
+    Routes,
+    /// Anything may have changed (events were lost).
+    All,
+}
+
+fn same_route(a: &RouteState, b: &RouteState) -> bool {
+    a.dst == b.dst && a.via == b.via && a.oif == b.oif && a.metric == b.metric
+}
+
+impl NsState {
+    /// Brings the state up to date with one event.
+    pub fn apply(&mut self, delta: &Delta) -> Stale {
+        match delta {
+            Delta::Link(link) => {
+                let went_down = match self.links.iter_mut().find(|l| l.index == link.index) {
+                    Some(old) => {
+                        let down = old.up && !link.up;
+                        *old = link.clone();
+                        down
+                    }
+                    None => {
+                        self.links.push(link.clone());
+                        false
+                    }
+                };
+                if went_down {
+                    return Stale::Routes;
+                }
+            }
+            Delta::LinkGone(index) => {
+                self.links.retain(|l| l.index != *index);
+                for l in &mut self.links {
+                    if l.master == Some(*index) {
+                        l.master = None;
+                    }
+                }
+                self.addrs.retain(|a| a.index != *index);
+                self.routes.retain(|r| r.oif != Some(*index));
+                return Stale::Routes;
+            }
+            Delta::Addr(addr) => {
+                if !self
+                    .addrs
+                    .iter()
+                    .any(|a| a.index == addr.index && a.addr == addr.addr)
+                {
+                    self.addrs.push(addr.clone());
+                }
+            }
+            Delta::AddrGone(addr) => {
+                self.addrs
+                    .retain(|a| !(a.index == addr.index && a.addr == addr.addr));
+            }
+            Delta::Route(route) => {
+                self.routes.retain(|r| !same_route(r, route));
+                self.routes.push(route.clone());
+            }
+            Delta::RouteGone(route) => self.routes.retain(|r| !same_route(r, route)),
+            Delta::Overrun => return Stale::All,
+        }
+        Stale::No
+    }
+}
+
+/// Decodes the notifications in one datagram.
+pub fn decode(buf: &[u8], out: &mut Vec<Delta>) {
+    let mut offset = 0;
+    while offset < buf.len() {
+        let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[offset..]) else {
+            // An undecodable message: the state may miss something; read it again.
+            out.push(Delta::Overrun);
+            return;
+        };
+        let len = msg.header.length as usize;
+        if len == 0 {
+            return;
+        }
+        if let NetlinkPayload::InnerMessage(inner) = msg.payload {
+            match inner {
+                RouteNetlinkMessage::NewLink(m) => {
+                    out.extend(LinkState::from_message(&m).map(Delta::Link))
+                }
+                RouteNetlinkMessage::DelLink(m) => out.push(Delta::LinkGone(m.header.index)),
+                RouteNetlinkMessage::NewAddress(m) => {
+                    out.extend(AddrState::from_message(&m).map(Delta::Addr))
+                }
+                RouteNetlinkMessage::DelAddress(m) => {
+                    out.extend(AddrState::from_message(&m).map(Delta::AddrGone))
+                }
+                RouteNetlinkMessage::NewRoute(m) => {
+                    out.extend(RouteState::from_message(&m).map(Delta::Route))
+                }
+                RouteNetlinkMessage::DelRoute(m) => {
+                    out.extend(RouteState::from_message(&m).map(Delta::RouteGone))
+                }
+                _ => {}
+            }
+        }
+        offset += (len + 3) & !3;
+    }
+}
+
+const SOL_NETLINK: libc::c_int = 270;
+const NETLINK_LISTEN_ALL_NSID: libc::c_int = 8;
+
+/// One datagram's worth of events and the namespace they come from: `None` is the
+/// socket's own netns, `Some(nsid)` another one, by its id in the socket's netns (see
+/// [`nsid`]).
+#[derive(Debug)]
+pub struct Batch {
+    /// The peer netns id; `None` for the socket's own netns.
+    pub nsid: Option<i32>,
+    /// What changed.
+    pub deltas: Vec<Delta>,
+}
+
+/// A socket subscribed to the link, address and route events of its own netns and of
+/// every netns that has an id in it (`NETLINK_LISTEN_ALL_NSID`). Holding it pins no
+/// other namespace: a VE's netns still dies with its last process.
+#[derive(Debug)]
+pub struct EventSocket {
+    fd: AsyncFd<OwnedFd>,
+}
+
+impl EventSocket {
+    /// Subscribes in the calling thread's netns. Must run on a tokio runtime with I/O.
+    pub fn new() -> io::Result<EventSocket> {
+        let socket = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_ROUTE)?;
+        let mut socket = socket;
+        socket.bind_auto()?;
+        for g in GROUPS {
+            socket.add_membership(g)?;
+        }
+        socket.set_non_blocking(true)?;
+        // SAFETY: the fd was just created and is owned by `socket`, which is consumed.
+        let fd = unsafe { OwnedFd::from_raw_fd(socket.into_raw_fd()) };
+        setsockopt_int(&fd, SOL_NETLINK, NETLINK_LISTEN_ALL_NSID, 1)?;
+        // A burst (1000 VEs wired at once) is tens of thousands of events; as root
+        // the buffer may exceed net.core.rmem_max. An overrun is survivable (the
+        // caller reads everything again), so a refusal is not an error.
+        let _ = setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 16 << 20);
+        // SAFETY: an OwnedFd keeps its descriptor open and the same for its whole life.
+        let fd = unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)?;
+        Ok(EventSocket { fd })
+    }
+
+    /// Waits for events and returns every batch that is queued.
+    pub async fn recv(&self) -> io::Result<Vec<Batch>> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            let mut out = Vec::new();
+            loop {
+                match guard.try_io(|fd| recv_batch(fd.get_ref())) {
+                    Ok(Ok(Some(batch))) => out.push(batch),
+                    Ok(Ok(None)) => break,
+                    Ok(Err(e)) => return Err(e),
+                    Err(_would_block) => break,
+                }
+            }
+            if !out.is_empty() {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+fn setsockopt_int(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: a valid fd and a c_int option value of the right size.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// One datagram: `Ok(None)` at end of stream; ENOBUFS becomes an overrun batch for the
+/// socket's own netns (the caller cannot tell whose events were lost and reads all).
+fn recv_batch(fd: &OwnedFd) -> io::Result<Option<Batch>> {
+    let mut buf = vec![0u8; 64 * 1024];
+    // Room for one cmsghdr carrying an int, aligned.
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: zeroed msghdr is a valid starting point; pointers below outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: msg points at live buffers of the stated sizes.
+    let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENOBUFS) {
+            return Ok(Some(Batch {
+                nsid: None,
+                deltas: vec![Delta::Overrun],
+            }));
+        }
+        return Err(e);
+    }
+    if n == 0 {
+        return Ok(None);
+    }
+    let mut nsid = None;
+    // SAFETY: walking the control messages the kernel wrote into `control`.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == SOL_NETLINK && (*cmsg).cmsg_type == NETLINK_LISTEN_ALL_NSID {
+                nsid = Some(std::ptr::read_unaligned(
+                    libc::CMSG_DATA(cmsg).cast::<libc::c_int>(),
+                ));
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    let mut deltas = Vec::new();
+    decode(&buf[..n as usize], &mut deltas);
+    Ok(Some(Batch { nsid, deltas }))
+}
+
+/// The id of the netns `ns` in the calling thread's netns, assigning one if it has
+/// none (ids only exist for namespaces the kernel has been told about, e.g. through
+/// a veth whose peer lives there; events from a netns without an id never arrive).
+pub fn nsid(ns: &File) -> io::Result<i32> {
+    use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
+    let fd =
+        u32::try_from(ns.as_raw_fd()).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    let ask = |new: bool| -> io::Result<Option<i32>> {
+        let mut m = NsidMessage::default();
+        m.attributes.push(NsidAttribute::Fd(fd));
+        let req = if new {
+            m.attributes.push(NsidAttribute::Id(-1));
+            RouteNetlinkMessage::NewNsId(m)
+        } else {
+            RouteNetlinkMessage::GetNsId(m)
+        };
+        let mut id = None;
+        super::dump::request(req, |reply| {
+            if let RouteNetlinkMessage::NewNsId(r) = reply {
+                for a in &r.attributes {
+                    if let NsidAttribute::Id(i) = a {
+                        id = Some(*i);
+                    }
+                }
+            }
+        })?;
+        Ok(id.filter(|i| *i >= 0))
+    };
+    if let Some(id) = ask(false)? {
+        return Ok(id);
+    }
+    ask(true)?;
+    ask(false)?.ok_or_else(|| io::Error::other("the kernel assigned no netns id"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::state::LinkType;
+
+    fn link(index: u32, up: bool) -> LinkState {
+        LinkState {
+            index,
+            name: format!("l{index}"),
+            kind: LinkType::Bridge,
+            alias: None,
+            mac: None,
+            master: None,
+            up,
+            link: None,
+            stp: None,
+            bond_mode: None,
+            miimon_ms: None,
+            vlan_id: None,
+        }
+    }
+
+    fn route(oif: u32) -> RouteState {
+        RouteState {
+            dst: "10.0.0.0/24".parse().expect("cidr"),
+            via: None,
+            oif: Some(oif),
+            metric: None,
+            protocol: 249,
+            scope_link: true,
+        }
+    }
+
+    #[test]
+    fn deltas_keep_the_state_current() {
+        let mut st = NsState::default();
+        assert_eq!(st.apply(&Delta::Link(link(2, true))), Stale::No);
+        let mut port = link(3, true);
+        port.master = Some(2);
+        st.apply(&Delta::Link(port));
+        st.apply(&Delta::Addr(AddrState {
+            index: 2,
+            addr: "10.0.0.1/24".parse().expect("cidr"),
+        }));
+        st.apply(&Delta::Route(route(2)));
+        // The same route again replaces, never duplicates.
+        st.apply(&Delta::Route(route(2)));
+        assert_eq!(st.routes.len(), 1);
+        // Down: IPv4 routes go without an event, so the caller must read them again.
+        assert_eq!(st.apply(&Delta::Link(link(2, false))), Stale::Routes);
+        assert_eq!(st.apply(&Delta::LinkGone(2)), Stale::Routes);
+        assert!(st.addrs.is_empty() && st.routes.is_empty());
+        assert_eq!(st.links.len(), 1);
+        assert_eq!(
+            st.links[0].master, None,
+            "a port of a deleted bridge has no master"
+        );
+        assert_eq!(st.apply(&Delta::Overrun), Stale::All);
+    }
+}
