@@ -4,4 +4,5 @@ pub mod cli;
 pub mod control;
 pub mod daemon;
 pub mod lb;
+pub mod status;
 pub mod ve;

@@ -90,8 +90,21 @@ impl Plan {
     }
 }
 
-/// Computes the ops that take `observed` to `desired`.
+/// Computes the ops that take `observed` to `desired`; the first object that cannot
+/// be planned fails the whole plan.
 pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
+    let (plan, mut errors) = plan_all(desired, observed);
+    if errors.is_empty() {
+        Ok(plan)
+    } else {
+        Err(errors.swap_remove(0))
+    }
+}
+
+/// Computes the ops that take `observed` to `desired` for every object that can be
+/// planned, and why the others cannot (the agent repairs the rest and reports those).
+pub fn plan_all(desired: &Desired, observed: &Observed) -> (Plan, Vec<PlanError>) {
+    let mut errors = Vec::new();
     let mut ops = Vec::new();
     let host = &observed.host;
 
@@ -106,12 +119,14 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
     }
 
     for spec in &desired.links {
-        link_ops(&mut ops, spec, desired, observed)?;
+        if let Err(e) = link_ops(&mut ops, spec, desired, observed) {
+            errors.push(e);
+        }
     }
 
     for att in &desired.attachments {
         let Some(port) = host.link(&att.name) else {
-            return Err(PlanError::Missing {
+            errors.push(PlanError::Missing {
                 role: if att.bond_slave {
                     "bond slave"
                 } else {
@@ -119,6 +134,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
                 },
                 name: att.name.clone(),
             });
+            continue;
         };
         let master_now = port
             .master
@@ -201,13 +217,16 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
         }
     }
 
-    route_ops(&mut ops, desired, observed)?;
+    route_ops(&mut ops, desired, observed, &mut errors);
 
     ops.sort_by_key(Op::phase);
-    Ok(Plan {
-        ops,
-        unwired: desired.unwired.clone(),
-    })
+    (
+        Plan {
+            ops,
+            unwired: desired.unwired.clone(),
+        },
+        errors,
+    )
 }
 
 fn kind_matches(spec: &LinkKind, link: &LinkState) -> bool {
@@ -475,7 +494,12 @@ fn ve_end_ops(ops: &mut Vec<Op>, end: &crate::desired::VeEnd, observed: &Observe
     }
 }
 
-fn route_ops(ops: &mut Vec<Op>, desired: &Desired, observed: &Observed) -> Result<(), PlanError> {
+fn route_ops(
+    ops: &mut Vec<Op>,
+    desired: &Desired,
+    observed: &Observed,
+    errors: &mut Vec<PlanError>,
+) {
     // Every netns with desired routes, plus every VE netns (stale managed routes).
     let mut namespaces: BTreeSet<NsName> = desired.routes.keys().cloned().collect();
     namespaces.insert(None);
@@ -522,10 +546,11 @@ fn route_ops(ops: &mut Vec<Op>, desired: &Desired, observed: &Observed) -> Resul
                             .iter()
                             .any(|e| &e.name == dev && Some(&e.ns) == ns.as_ref());
                     if !made && state.link(dev).is_none() {
-                        return Err(PlanError::Missing {
+                        errors.push(PlanError::Missing {
                             role: "route device",
                             name: dev.clone(),
                         });
+                        continue;
                     }
                 }
                 ops.push(Op::RouteAdd {
@@ -535,7 +560,6 @@ fn route_ops(ops: &mut Vec<Op>, desired: &Desired, observed: &Observed) -> Resul
             }
         }
     }
-    Ok(())
 }
 
 /// A configured route without a device matches the kernel's whatever its device.

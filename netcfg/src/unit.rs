@@ -95,6 +95,20 @@ impl Units {
         Unit::Host(name.to_string())
     }
 
+    /// The unit a planning error blocks.
+    pub fn of_error(&self, e: &crate::plan::PlanError) -> Unit {
+        use crate::plan::PlanError;
+        match e {
+            PlanError::NotOwned { ns: Some(ns), .. } => self
+                .ve_namespaces
+                .get(ns)
+                .map_or_else(|| Unit::Host(format!("netns {ns}")), |id| Unit::Ve(*id)),
+            PlanError::NotOwned { ns: None, name } => self.of_host_link(name),
+            PlanError::Missing { name, .. } => self.of_host_link(name),
+            PlanError::NoKernelSupport { what, .. } => Unit::Host(format!("kernel {what}")),
+        }
+    }
+
     /// The unit `op` belongs to.
     pub fn of(&self, op: &Op) -> Unit {
         if let Some(ns) = op.ns() {

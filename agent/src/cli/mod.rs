@@ -1,7 +1,9 @@
 //! The `vznet` command line.
 
+mod agent;
 mod set;
 mod show;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -235,7 +237,7 @@ pub fn main_from(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
 
 /// One netns file and one netlink socket per VE: thousands of VEs need more than
 /// the default 1024 descriptors.
-fn raise_fd_limit() {
+pub(crate) fn raise_fd_limit() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         if soft < hard {
@@ -288,53 +290,6 @@ fn load(cli: &Cli) -> Result<(Config, Desired), ExitCode> {
     }
 }
 
-/// The agent, if one answers on the socket for this config folder and netns.
-fn agent(cli: &Cli) -> Option<crate::daemon::Status> {
-    if cli.direct {
-        return None;
-    }
-    let reply = crate::control::request(
-        &cli.socket,
-        crate::control::Command::Status,
-        std::time::Duration::from_secs(5),
-    )
-    .ok()?;
-    let status: crate::daemon::Status = serde_json::from_value(reply.result?).ok()?;
-    let ours = std::fs::canonicalize(&cli.config_dir).ok()?;
-    (status.config_dir == ours && status.netns_inode == crate::daemon::netns_inode())
-        .then_some(status)
-}
-
-fn via_agent(cli: &Cli, cmd: crate::control::Command) -> anyhow::Result<ExitCode> {
-    let reply = crate::control::request(&cli.socket, cmd, std::time::Duration::from_secs(600))?;
-    if cli.json {
-        println!("{}", serde_json::to_string_pretty(&reply)?);
-    }
-    if !reply.ok {
-        let err = reply.error.unwrap_or_default();
-        eprintln!("vznet: vznetd: {err}");
-        let code = if err.starts_with("config rejected") {
-            EXIT_INVALID
-        } else {
-            1
-        };
-        return Ok(ExitCode::from(code));
-    }
-    if !cli.json {
-        let result = reply.result.unwrap_or_default();
-        if let Some(ops) = result.get("ops").and_then(|o| o.as_array()) {
-            for op in ops {
-                match serde_json::from_value::<netcfg::op::Op>(op.clone()) {
-                    Ok(op) => println!("{op}"),
-                    Err(_) => println!("{op}"),
-                }
-            }
-            println!("{} changes (via vznetd)", ops.len());
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     if let Command::Ve { cmd } = &cli.command {
         return ve_command(cli, cmd);
@@ -343,68 +298,12 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         return runtime()?.block_on(show::show(cli));
     }
     if let Command::Status = cli.command {
-        return match agent(cli) {
+        return match agent::find(cli) {
             Some(status) => {
                 if cli.json {
                     println!("{}", serde_json::to_string_pretty(&status)?);
                 } else {
-                    println!(
-                        "vznetd pid {} up {} s, config {}",
-                        status.pid,
-                        status.uptime_s,
-                        status.config_dir.display()
-                    );
-                    println!("  reconciles {}, applies {}, drift repairs {}, events {}, last reconcile {} ms", status.reconciles, status.applies, status.drift_repairs, status.events, status.last_reconcile_ms);
-                    if let Some(e) = &status.last_error {
-                        println!("  last error: {e}");
-                    }
-                    if let Some(e) = &status.config_error {
-                        println!("  config on disk rejected (running the previous one): {e}");
-                    }
-                    for id in &status.unwired {
-                        println!("  VE {id}: no netns, not wired");
-                    }
-                    if !status.vrrp.is_empty() {
-                        println!(
-                            "\n{:<12}{:<12}{:>5} {:<8}{:>5} {:<26}{:>8}{:>8}  drops",
-                            "instance",
-                            "interface",
-                            "vrid",
-                            "state",
-                            "prio",
-                            "master",
-                            "sent",
-                            "rcvd"
-                        );
-                        for v in &status.vrrp {
-                            let master =
-                                v.master.map_or_else(|| "-".to_string(), |m| m.to_string());
-                            let drops = if let Some(e) = &v.error {
-                                e.clone()
-                            } else if v.drops.is_empty() {
-                                "-".into()
-                            } else {
-                                v.drops
-                                    .iter()
-                                    .map(|(k, n)| format!("{k}={n}"))
-                                    .collect::<Vec<_>>()
-                                    .join(",")
-                            };
-                            println!(
-                                "{:<12}{:<12}{:>5} {:<8}{:>5} {:<26}{:>8}{:>8}  {}",
-                                v.name,
-                                v.interface,
-                                v.vrid,
-                                v.state,
-                                v.priority,
-                                master,
-                                v.adverts_sent,
-                                v.adverts_received,
-                                drops
-                            );
-                        }
-                    }
-                    print_virtual_servers(&status.virtual_servers);
+                    status::print(&status);
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -417,6 +316,16 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         };
+    }
+    // Through the agent before reading the config here: it holds the config and
+    // the kernel's state already.
+    if matches!(cli.command, Command::Plan | Command::Apply) && agent::find(cli).is_some() {
+        let cmd = if let Command::Plan = cli.command {
+            crate::control::Command::Plan
+        } else {
+            crate::control::Command::Apply
+        };
+        return agent::forward(cli, cmd);
     }
     let (config, desired) = match load(cli) {
         Ok(v) => v,
@@ -436,14 +345,6 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             );
         }
         return Ok(ExitCode::SUCCESS);
-    }
-    if matches!(cli.command, Command::Plan | Command::Apply) && agent(cli).is_some() {
-        let cmd = if let Command::Plan = cli.command {
-            crate::control::Command::Plan
-        } else {
-            crate::control::Command::Apply
-        };
-        return via_agent(cli, cmd);
     }
     if let Some(missing) = missing_features(&desired).context("probing kernel features")? {
         eprintln!("vznet: {missing}; nothing changed");
@@ -526,8 +427,8 @@ fn ve_command(cli: &Cli, cmd: &VeCommand) -> anyhow::Result<ExitCode> {
                 std::time::Duration::from_secs(*timeout),
             );
             // vznetd must forget the VEs' netns and live changes either way.
-            if agent(cli).is_some() {
-                if let Err(e) = agent_reload(cli) {
+            if agent::find(cli).is_some() {
+                if let Err(e) = agent::reload(cli) {
                     eprintln!("vznet: warning: vznetd did not reload: {e:#}");
                 }
             }
@@ -618,35 +519,16 @@ fn parse_netif_arg(s: &str) -> Result<netcfg::model::Netif, String> {
     crate::ve::change::parse_netif(s)
 }
 
-/// Asks vznetd to re-read the config (with the VEs that run now and their live
-/// changes) and apply it; an error if it refused.
-fn agent_reload(cli: &Cli) -> anyhow::Result<Vec<netcfg::op::Op>> {
-    let reply = crate::control::request(
-        &cli.socket,
-        crate::control::Command::Reload,
-        std::time::Duration::from_secs(600),
-    )?;
-    if !reply.ok {
-        anyhow::bail!("vznetd: {}", reply.error.unwrap_or_default());
-    }
-    let ops = reply
-        .result
-        .and_then(|r| r.get("ops").cloned())
-        .and_then(|o| serde_json::from_value(o).ok())
-        .unwrap_or_default();
-    Ok(ops)
-}
-
 /// Wires the VEs that run now: through vznetd when it runs for this config
 /// (it must learn of the VE's netns, or it would take its links for strays),
 /// else directly.
 fn wire(cli: &Cli) -> anyhow::Result<()> {
-    if agent(cli).is_some() {
-        for op in agent_reload(cli)? {
+    if agent::find(cli).is_some() {
+        for op in agent::reload(cli)? {
             println!("{op}");
         }
         // vznetd finds running VEs in its own --state-dir.
-        if let Some(status) = agent(cli) {
+        if let Some(status) = agent::find(cli) {
             if let Some(id) = status
                 .unwired
                 .iter()
@@ -687,43 +569,4 @@ fn report_error(cli: &Cli, e: &ApplyError) -> ExitCode {
     }
     eprintln!("vznet: {e}");
     ExitCode::from(code)
-}
-
-/// The virtual-server part of `vznet status`, like `ipvsadm -L`.
-fn print_virtual_servers(services: &[crate::lb::ServiceStatus]) {
-    for vs in services {
-        println!(
-            "\nvirtual server {} ({} {}:{}), {}, {} slots, {} commits{}",
-            vs.name,
-            vs.protocol,
-            vs.vip,
-            vs.port,
-            vs.scheduler,
-            vs.slots,
-            vs.commits,
-            if vs.below_quorum {
-                ", BELOW QUORUM (sorry server)"
-            } else {
-                ""
-            }
-        );
-        println!(
-            "  {:<28}{:<6}{:>7}{:>8}{:>7}{:>9}{:>9}  last error",
-            "backend", "state", "weight", "in use", "slots", "checks", "failed"
-        );
-        for b in &vs.backends {
-            let addr = std::net::SocketAddr::new(b.address, b.port).to_string();
-            println!(
-                "  {:<28}{:<6}{:>7}{:>8}{:>7}{:>9}{:>9}  {}",
-                addr,
-                b.state,
-                b.weight,
-                b.effective_weight,
-                b.slots,
-                b.checks_ok,
-                b.checks_failed,
-                b.last_error.as_deref().unwrap_or("-")
-            );
-        }
-    }
 }

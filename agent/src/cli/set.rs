@@ -7,7 +7,7 @@ use netcfg::apply::{missing_features, Engine};
 use netcfg::desired::Desired;
 use netcfg::model::{Config, SourceFile};
 
-use super::{agent, agent_reload, load, runtime, Cli, EXIT_INVALID};
+use super::{agent, load, runtime, Cli, EXIT_INVALID};
 use crate::ve::change::{scope, write_atomic, Change, Overlay};
 
 fn invalid(msg: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
@@ -117,8 +117,8 @@ pub(super) fn set(cli: &Cli, id: u32, changes: &[Change], save: bool) -> anyhow:
         write_atomic(&file, text)?;
     }
     overlay.write(state, id)?;
-    let applied = if agent(cli).is_some() {
-        agent_reload(cli)
+    let applied = if agent::find(cli).is_some() {
+        agent::reload(cli)
     } else {
         live_apply(&effective, &before, &after)
     };
@@ -152,8 +152,8 @@ pub(super) fn set(cli: &Cli, id: u32, changes: &[Change], save: bool) -> anyhow:
                 .unwrap_or_else(|| Overlay::new(pid))
                 .write(state, id);
             let mut undone = true;
-            if agent(cli).is_some() {
-                undone = agent_reload(cli).is_ok();
+            if agent::find(cli).is_some() {
+                undone = agent::reload(cli).is_ok();
             } else if network_changed {
                 // The network part went through: take it back to the state
                 // the restored files describe.

@@ -1,39 +1,38 @@
 //! An optional Prometheus text-format listener (`--metrics 127.0.0.1:9633`):
-//! GET /metrics answers from the same status the control socket serves. It asks
-//! the main loop for a snapshot, so it never reads state concurrently.
+//! GET /metrics answers from the same status the control socket serves. It reads
+//! the snapshots; it runs on the control thread, never on the engine's.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
 
-use super::control::Pending;
-use super::Status;
-use crate::control::Command;
+use super::control::Shared;
+use crate::status::{Status, VrrpStatus};
 
-/// Binds the listener.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
-}
-
-/// Serves scrapes forever.
-pub async fn serve(listener: TcpListener, tx: mpsc::Sender<Pending>) {
+/// Serves scrapes forever (at most 16 at once, each bounded in time).
+pub async fn serve(listener: TcpListener, shared: Shared) {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(16));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
-        let tx = tx.clone();
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            // Too many scrapers at once: drop this one.
+            continue;
+        };
+        let shared = shared.clone();
         tokio::spawn(async move {
-            if let Err(e) = scrape(stream, tx).await {
+            if let Err(e) = scrape(stream, shared).await {
                 tracing::debug!(error = %e, "metrics request");
             }
+            drop(permit);
         });
     }
 }
 
-async fn scrape(mut stream: TcpStream, tx: mpsc::Sender<Pending>) -> std::io::Result<()> {
+async fn scrape(mut stream: TcpStream, shared: Shared) -> std::io::Result<()> {
     // The request head only; 8 KiB is plenty for a scraper and bounds a bad peer.
     let mut buf = vec![0u8; 8192];
     let mut n = 0;
@@ -56,19 +55,7 @@ async fn scrape(mut stream: TcpStream, tx: mpsc::Sender<Pending>) -> std::io::Re
     let path = head.split_whitespace().nth(1).unwrap_or("");
     let (code, body) =
         if head.starts_with("GET ") && (path == "/metrics" || path.starts_with("/metrics?")) {
-            let (reply_tx, reply_rx) = oneshot::channel();
-            let status = match tx.send((Command::Status, reply_tx)).await {
-                Ok(()) => reply_rx
-                    .await
-                    .ok()
-                    .and_then(|r| r.result)
-                    .and_then(|v| serde_json::from_value::<Status>(v).ok()),
-                Err(_) => None,
-            };
-            match status {
-                Some(s) => ("200 OK", render(&s)),
-                None => ("503 Service Unavailable", "agent busy\n".to_string()),
-            }
+            ("200 OK", render(&shared.status().await))
         } else {
             ("404 Not Found", "try /metrics\n".to_string())
         };
@@ -144,6 +131,18 @@ pub fn render(s: &Status) -> String {
         s.unwired.len() as f64,
     );
     metric(
+        "vznet_full_reads_total",
+        "counter",
+        "Full reads of every namespace (start, periodic, lost events).",
+        s.full_reads as f64,
+    );
+    metric(
+        "vznet_units_failing",
+        "gauge",
+        "Units of reconciliation that cannot be repaired and are retried with backoff.",
+        s.units.len() as f64,
+    );
+    metric(
         "vznet_uptime_seconds",
         "gauge",
         "Seconds since the agent started.",
@@ -165,8 +164,7 @@ pub fn render(s: &Status) -> String {
             (
                 "vznet_vrrp_priority",
                 "Effective priority.",
-                (|v: &super::vrrp::VrrpStatus| v.priority as u64)
-                    as fn(&super::vrrp::VrrpStatus) -> u64,
+                (|v: &VrrpStatus| v.priority as u64) as fn(&VrrpStatus) -> u64,
             ),
             ("vznet_vrrp_adverts_sent_total", "Adverts sent.", |v| {
                 v.adverts_sent

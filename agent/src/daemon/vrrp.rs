@@ -8,43 +8,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use netcfg::model::{Vrrp, VrrpChecksum};
-use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use vrrp::io::{Instance, InstanceHandle, InstanceSpec, NotifyHooks, Router, TrackedInterface};
 use vrrp::{Centiseconds, InstanceConfig, V2Auth, V3Ipv4Checksum, Version, VirtualAddresses, Vrid};
 
-/// What `vznet status` shows of one instance.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct VrrpStatus {
-    /// Instance name.
-    pub name: String,
-    /// Interface.
-    pub interface: String,
-    /// VRID.
-    pub vrid: u8,
-    /// Initialize, Backup, Master; or `Failed` when it could not start.
-    pub state: String,
-    /// Effective priority.
-    pub priority: u8,
-    /// The current master's address.
-    pub master: Option<IpAddr>,
-    /// Adverts sent.
-    pub adverts_sent: u64,
-    /// Adverts received.
-    pub adverts_received: u64,
-    /// Transitions to master.
-    pub master_transitions: u64,
-    /// Dropped adverts by reason (non-zero only).
-    pub drops: BTreeMap<String, u64>,
-    /// Tracked interfaces that are down.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tracked_down: Vec<String>,
-    /// The virtual MAC interface (`use_vmac`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vmac_interface: Option<String>,
-    /// Why it is not running.
-    pub error: Option<String>,
-}
+pub use crate::status::VrrpStatus;
 
 struct Running {
     config: Vrrp,
@@ -205,6 +173,11 @@ impl Instances {
             stop,
             task,
         })
+    }
+
+    /// True when an instance could not start (and is worth trying again).
+    pub fn has_failed(&self) -> bool {
+        !self.failed.is_empty()
     }
 
     /// Stops every instance gracefully (priority 0, VIPs removed).

@@ -16,10 +16,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent::control::{self, Command};
+use agent::control;
 use agent::lb::health::Target;
 use agent::lb::{Balancer, ServiceSpec};
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use lab::{wait_until, Host, Lab};
 use netcfg::model::lb::ResolvedBackend;
 use netcfg::model::{CheckKind, HealthCheck, VirtualServer};
@@ -290,15 +290,11 @@ backends = [ {list} ]
 
     /// Backend states of virtual server 0.
     fn states(&self) -> Result<Vec<String>> {
-        let reply = control::request(&self.socket(), Command::Status, Duration::from_secs(5))?;
-        let v = reply.result.context("no status")?;
-        Ok(v["virtual_servers"][0]["backends"]
-            .as_array()
-            .map(|b| {
-                b.iter()
-                    .map(|b| b["state"].as_str().unwrap_or("").to_string())
-                    .collect()
-            })
+        let status = control::status(&self.socket(), Duration::from_secs(5))?;
+        Ok(status
+            .virtual_servers
+            .first()
+            .map(|vs| vs.backends.iter().map(|b| b.state.clone()).collect())
             .unwrap_or_default())
     }
 

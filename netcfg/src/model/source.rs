@@ -89,6 +89,13 @@ pub struct SourceFile {
     doc: std::sync::OnceLock<Option<Document<String>>>,
 }
 
+impl Clone for SourceFile {
+    /// The text and path; spans are parsed again if an error needs them.
+    fn clone(&self) -> SourceFile {
+        SourceFile::new(&self.path, self.text.clone())
+    }
+}
+
 impl SourceFile {
     /// Keeps `text` from `path`.
     pub fn new(path: &Path, text: String) -> SourceFile {
