@@ -201,8 +201,10 @@ pub enum Op {
 /// Apply order. Ops of one phase are independent and may run concurrently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub enum Phase {
-    /// Routes and addresses that go.
+    /// Routes that go.
     Unroute,
+    /// Addresses that go (after the routes that may use them).
+    Unaddress,
     /// Ports that leave a master.
     Detach,
     /// Links that go: upper before lower.
@@ -258,7 +260,8 @@ impl Op {
     /// When it runs.
     pub fn phase(&self) -> Phase {
         match self {
-            Op::RouteDel { .. } | Op::AddrDel { .. } => Phase::Unroute,
+            Op::RouteDel { .. } => Phase::Unroute,
+            Op::AddrDel { .. } => Phase::Unaddress,
             Op::SetMaster { master: None, .. } => Phase::Detach,
             Op::LinkDel { kind, .. } => match kind {
                 LinkKind::Bond { .. } => Phase::DeleteLower,

@@ -418,31 +418,89 @@ fn link_ops(
                 .any(|(dev, vip)| dev == &spec.name && vip.addr() == a.addr())
         })
         .collect();
-    addr_ops(ops, &spec.ns, &spec.name, &spec.addrs, have);
+    addr_ops(
+        ops,
+        &spec.ns,
+        &spec.name,
+        &spec.addrs,
+        have,
+        &host.secondaries_of(link.index),
+    );
     Ok(())
 }
 
+/// The address changes of a link that stays. When IPv4 addresses go, the kernel
+/// may take others with them: removing a primary address removes its secondaries
+/// (the addresses in its subnet), and removing the last one disables IPv4 on the
+/// link and flushes its routes. So a change that would hit either case renumbers:
+/// every IPv4 address goes and the wanted ones come back, and `route_ops` takes the
+/// link's routes down first and puts them back after (see [`readdressed`]).
 fn addr_ops(
     ops: &mut Vec<Op>,
     ns: &NsName,
     dev: &str,
     want: &[ipnet::IpNet],
     have: Vec<ipnet::IpNet>,
+    secondaries: &[ipnet::IpNet],
 ) {
-    for a in have.iter().filter(|a| !want.contains(a)) {
+    let is4 = |a: &ipnet::IpNet| a.addr().is_ipv4();
+    let removed4: Vec<&ipnet::IpNet> = have
+        .iter()
+        .filter(|a| is4(a) && !want.contains(a))
+        .collect();
+    let kept4: Vec<&ipnet::IpNet> = have.iter().filter(|a| is4(a) && want.contains(a)).collect();
+    // A kept secondary of a removed primary would go with it.
+    let takes_a_secondary = removed4.iter().any(|r| {
+        !secondaries.contains(r)
+            && kept4
+                .iter()
+                .any(|k| secondaries.contains(k) && r.contains(&k.addr()))
+    });
+    let renumber = !removed4.is_empty() && (kept4.is_empty() || takes_a_secondary);
+    let gone: Vec<ipnet::IpNet> = have
+        .iter()
+        .filter(|a| !want.contains(a) || (renumber && is4(a)))
+        .copied()
+        .collect();
+    let present: Vec<ipnet::IpNet> = have.iter().filter(|a| !gone.contains(a)).copied().collect();
+    for a in &gone {
         ops.push(Op::AddrDel {
             ns: ns.clone(),
             dev: dev.to_string(),
             addr: *a,
         });
     }
-    for a in want.iter().filter(|a| !have.contains(a)) {
+    for a in want.iter().filter(|a| !present.contains(a)) {
         ops.push(Op::AddrAdd {
             ns: ns.clone(),
             dev: dev.to_string(),
             addr: *a,
         });
     }
+}
+
+/// The links of `ns` that lose every IPv4 address in `ops` (their IPv4 routes go
+/// with the last one).
+fn readdressed(ops: &[Op], ns: &NsName, state: &NsState) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for l in &state.links {
+        let current: Vec<ipnet::IpNet> = state
+            .addrs_of(l.index)
+            .filter(|a| a.addr().is_ipv4())
+            .collect();
+        if current.is_empty() {
+            continue;
+        }
+        let all_go = current.iter().all(|a| {
+            ops.iter().any(|op| {
+                matches!(op, Op::AddrDel { ns: n, dev, addr } if n == ns && *dev == l.name && addr == a)
+            })
+        });
+        if all_go {
+            out.insert(l.name.clone());
+        }
+    }
+    out
 }
 
 /// The VE end comes with its veth (`LinkAdd` creates both); here only what
@@ -480,6 +538,7 @@ fn ve_end_ops(ops: &mut Vec<Op>, end: &crate::desired::VeEnd, observed: &Observe
                 &end.name,
                 &end.addrs,
                 state.addrs_of(link.index).collect(),
+                &state.secondaries_of(link.index),
             );
         }
         _ => {
@@ -527,9 +586,17 @@ fn route_ops(
                 _ => None,
             })
             .collect();
+        // IPv4 routes of links that lose every IPv4 address go first, explicitly
+        // (the kernel would flush them), and come back after the new addresses:
+        // so the inverse restores them exactly.
+        let renumbered = readdressed(ops, ns, state);
+        let flushed = |r: &RouteSpec| {
+            r.dst.addr().is_ipv4() && r.dev.as_deref().is_some_and(|d| renumbered.contains(d))
+        };
         for r in &have {
             let gone_with_link = r.dev.as_deref().is_some_and(|d| recreated.contains(d));
-            if !want.iter().any(|w| route_matches(w, r)) && !gone_with_link {
+            let unwanted = !want.iter().any(|w| route_matches(w, r));
+            if (unwanted || flushed(r)) && !gone_with_link {
                 ops.push(Op::RouteDel {
                     ns: ns.clone(),
                     route: r.clone(),
@@ -538,7 +605,8 @@ fn route_ops(
         }
         for r in want {
             let dev_recreated = r.dev.as_deref().is_some_and(|d| recreated.contains(d));
-            if !have.iter().any(|h| route_matches(r, h)) || dev_recreated {
+            let comes_back = have.iter().any(|h| route_matches(r, h) && flushed(h));
+            if !have.iter().any(|h| route_matches(r, h)) || dev_recreated || comes_back {
                 if let Some(dev) = &r.dev {
                     let made = desired.links.iter().any(|l| &l.name == dev && &l.ns == ns)
                         || desired
@@ -668,11 +736,13 @@ mod tests {
         host.addrs.push(AddrState {
             index: 2,
             addr: "10.0.0.1/24".parse().expect("cidr"),
+            secondary: false,
         });
         // The kernel's own IPv6 link-local address is not drift.
         host.addrs.push(AddrState {
             index: 3,
             addr: "fe80::1/64".parse().expect("cidr"),
+            secondary: false,
         });
         let mut ve = NsState::default();
         let mut e = link(7, "eth0", LinkType::Veth, Some("vznet:ve1:eth0"));
@@ -681,6 +751,7 @@ mod tests {
         ve.addrs.push(AddrState {
             index: 7,
             addr: "10.0.0.2/24".parse().expect("cidr"),
+            secondary: false,
         });
         ve.routes.push(RouteState {
             dst: "0.0.0.0/0".parse().expect("cidr"),
@@ -756,6 +827,7 @@ mod tests {
         o.host.addrs.push(AddrState {
             index: 2,
             addr: "10.9.9.9/32".parse().expect("cidr"),
+            secondary: false,
         });
         o.host.routes.push(RouteState {
             dst: "10.8.0.0/16".parse().expect("cidr"),
@@ -779,8 +851,8 @@ mod tests {
         assert_eq!(
             text,
             [
-                "- address 10.9.9.9/32 dev br0",
-                "- route 10.8.0.0/16 dev br0"
+                "- route 10.8.0.0/16 dev br0",
+                "- address 10.9.9.9/32 dev br0"
             ]
         );
     }
@@ -896,10 +968,61 @@ mod tests {
         o.host.addrs.push(AddrState {
             index: 2,
             addr: "10.0.0.100/24".parse().expect("cidr"),
+            secondary: false,
         });
         assert!(plan(&d, &o).expect("plan").is_empty());
         // Without the VRRP instance it would go.
         assert_eq!(plan(&veth_desired(), &o).expect("plan").ops.len(), 1);
+    }
+
+    #[test]
+    fn a_ve_that_changes_its_only_address_keeps_its_routes() {
+        // The kernel disables IPv4 on a link that loses its last address and
+        // flushes its routes: the plan takes them down and back up explicitly, so
+        // that both the apply and its rollback end exactly where they should.
+        let mut d = veth_desired();
+        d.ve_ends[0].addrs = vec!["10.0.0.3/24".parse().expect("cidr")];
+        let p = plan(&d, &veth_observed()).expect("plan");
+        let text: Vec<String> = p.ops.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "- route default via 10.0.0.1 dev eth0 (netns ve1)",
+                "- address 10.0.0.2/24 dev eth0 (netns ve1)",
+                "+ address 10.0.0.3/24 dev eth0 (netns ve1)",
+                "+ route default via 10.0.0.1 dev eth0 (netns ve1)",
+            ]
+        );
+    }
+
+    #[test]
+    fn removing_a_primary_address_renumbers_its_kept_secondaries() {
+        // 10.0.0.1/24 is primary, 10.0.0.9/24 its secondary: deleting the primary
+        // would take the secondary with it.
+        let mut d = veth_desired();
+        d.links[0].addrs = vec!["10.0.0.9/24".parse().expect("cidr")];
+        let mut o = veth_observed();
+        o.host.addrs.push(AddrState {
+            index: 2,
+            addr: "10.0.0.9/24".parse().expect("cidr"),
+            secondary: true,
+        });
+        let p = plan(&d, &o).expect("plan");
+        let text: Vec<String> = p.ops.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "- address 10.0.0.1/24 dev br0",
+                "- address 10.0.0.9/24 dev br0",
+                "+ address 10.0.0.9/24 dev br0",
+            ]
+        );
+        // A secondary that goes takes nothing with it.
+        let mut d = veth_desired();
+        d.links[0].addrs = vec!["10.0.0.1/24".parse().expect("cidr")];
+        let p = plan(&d, &o).expect("plan");
+        let text: Vec<String> = p.ops.iter().map(ToString::to_string).collect();
+        assert_eq!(text, ["- address 10.0.0.9/24 dev br0"]);
     }
 
     #[test]

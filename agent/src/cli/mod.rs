@@ -264,6 +264,9 @@ fn load(cli: &Cli) -> Result<(Config, Desired), ExitCode> {
     });
     match loaded {
         Ok(config) => {
+            for w in &config.warnings {
+                eprintln!("warning: {w}");
+            }
             let desired = Desired::from_config(&config);
             Ok((config, desired))
         }

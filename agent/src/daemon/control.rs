@@ -46,20 +46,30 @@ pub struct ControlSocket {
 }
 
 impl ControlSocket {
+    /// Whether `path` can be bound: free, or a stale socket nobody answers on. Run
+    /// before anything is applied, so a second agent changes nothing.
+    pub fn check(path: &Path) -> Result<(), BindError> {
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if !m.file_type().is_socket() => Err(BindError::NotASocket(path.to_path_buf())),
+            Ok(_) => match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => Err(BindError::InUse(path.to_path_buf())),
+                Err(_) => Ok(()),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Binds `path` with mode 0600. A stale socket (nobody answers) is replaced; a
-    /// live one or anything that is not a socket is refused.
+    /// live one or anything that is not a socket is refused. Its appearance tells
+    /// clients the agent is ready.
     pub fn bind(path: &Path) -> Result<ControlSocket, BindError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        match std::fs::symlink_metadata(path) {
-            Ok(m) if !m.file_type().is_socket() => {
-                return Err(BindError::NotASocket(path.to_path_buf()))
-            }
-            Ok(_) => match std::os::unix::net::UnixStream::connect(path) {
-                Ok(_) => return Err(BindError::InUse(path.to_path_buf())),
-                Err(_) => std::fs::remove_file(path)?,
-            },
+        ControlSocket::check(path)?;
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
         }

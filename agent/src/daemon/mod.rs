@@ -133,7 +133,7 @@ async fn run(opts: Options) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("state folder {}", opts.state_dir.display()))?;
     // One agent per state folder, and never someone else's socket.
     let _lock = lock::StateLock::acquire(&opts.state_dir)?;
-    let socket = control::ControlSocket::bind(&opts.socket)
+    control::ControlSocket::check(&opts.socket)
         .with_context(|| format!("control socket {}", opts.socket.display()))?;
 
     let mut reconciler = match reconciler::Reconciler::new(&opts, config_dir) {
@@ -158,6 +158,9 @@ async fn run(opts: Options) -> anyhow::Result<ExitCode> {
     // touches nothing that is already right.
     reconciler.start().await;
 
+    // Bound only now: clients take the socket's appearance for readiness.
+    let socket = control::ControlSocket::bind(&opts.socket)
+        .with_context(|| format!("control socket {}", opts.socket.display()))?;
     let (req_tx, req_rx) = mpsc::channel::<Pending>(16);
     let shared = control::Shared {
         status: reconciler.shared(),

@@ -445,7 +445,10 @@ impl Reconciler {
         if !kept.is_empty() {
             let name = cause.name();
             for op in &kept {
-                if cause.is_drift() {
+                if self.retries.is_failing(&units.of(op)) {
+                    // Logged once when it started failing; not per attempt.
+                    tracing::debug!(%op, cause = %name, "retrying");
+                } else if cause.is_drift() {
                     tracing::warn!(%op, cause = %name, "repairing drift");
                 } else {
                     tracing::info!(%op, cause = %name, "applying");

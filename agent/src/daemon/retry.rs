@@ -59,6 +59,11 @@ impl Retries {
         self.units.get(unit).is_none_or(|f| f.next <= now)
     }
 
+    /// True while `unit` is failing.
+    pub fn is_failing(&self, unit: &Unit) -> bool {
+        self.units.contains_key(unit)
+    }
+
     /// `unit` applied and verified.
     pub fn succeeded(&mut self, unit: &Unit) {
         if let Some(f) = self.units.remove(unit) {

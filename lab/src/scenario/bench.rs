@@ -386,7 +386,7 @@ fn apply(n: u32, no_ipv6: bool) -> Result<()> {
     );
 
     eprintln!("  [1/3] vznet ...");
-    let (vz, vz_noop, rss_kib, vz_changes) = {
+    let (vz, vz_noop, rss_kib, vz_changes, agent) = {
         let ns = Namespaces::create("v", n, no_ipv6)?;
         let dir = tempfile::tempdir()?;
         write_config(&ns, dir.path())?;
@@ -407,7 +407,9 @@ fn apply(n: u32, no_ipv6: bool) -> Result<()> {
         }
         noops.sort();
         let noop = noops[2];
-        (d, noop, rss1.max(rss2), changes)
+        eprintln!("  [1/3] vznet through vznetd (no-op and one-VE change) ...");
+        let agent = super::apply_agent::measure(&ns.host, dir.path(), 1000, &ve_addr(0))?;
+        (d, noop, rss1.max(rss2), changes, agent)
     };
     eprintln!("  [2/3] shell, one command per step ...");
     let shell = {
@@ -455,6 +457,21 @@ fn apply(n: u32, no_ipv6: bool) -> Result<()> {
         "vznet peak RSS (MiB)",
         rss_kib as f64 / 1024.0
     );
+    println!(
+        "{:<34}{:>12.1}",
+        "via vznetd: no-op (median of 5)",
+        ms(agent.noop)
+    );
+    println!(
+        "{:<34}{:>12.1}",
+        "via vznetd: one VE changed (med.)",
+        ms(agent.one_ve)
+    );
+    println!(
+        "{:<34}{:>12.1}",
+        "vznetd RSS (MiB)",
+        agent.agent_rss_kib as f64 / 1024.0
+    );
     println!();
     let goals = [
         (
@@ -462,7 +479,15 @@ fn apply(n: u32, no_ipv6: bool) -> Result<()> {
             "vznet >= 20x faster than the per-command script",
         ),
         (ms(batch) > ms(vz), "vznet faster than ip -batch"),
-        (ms(vz_noop) < 100.0, "no-op re-apply under 100 ms"),
+        (ms(vz_noop) < 100.0, "no-op re-apply under 100 ms (direct)"),
+        (
+            ms(agent.noop) < 100.0,
+            "no-op apply through vznetd under 100 ms",
+        ),
+        (
+            ms(agent.one_ve) < 50.0,
+            "one-VE change through vznetd under 50 ms",
+        ),
         ((rss_kib as f64) < 30.0 * 1024.0, "peak RSS under 30 MB"),
     ];
     for (ok, what) in goals {

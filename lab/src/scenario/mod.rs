@@ -1,5 +1,6 @@
 //! Scenarios the `lab` binary runs.
 
+pub mod apply_agent;
 pub mod bench;
 pub mod demo;
 pub mod drift;

@@ -381,6 +381,7 @@ mod tests {
         st.apply(&Delta::Addr(AddrState {
             index: 2,
             addr: "10.0.0.1/24".parse().expect("cidr"),
+            secondary: false,
         }));
         st.apply(&Delta::Route(route(2)));
         // The same route again replaces, never duplicates.

@@ -182,6 +182,9 @@ pub struct AddrState {
     pub index: u32,
     /// Address with prefix length.
     pub addr: IpNet,
+    /// A secondary address (another in its subnet came first): the kernel removes
+    /// it with its primary.
+    pub secondary: bool,
 }
 
 impl AddrState {
@@ -201,6 +204,10 @@ impl AddrState {
         Some(AddrState {
             index: msg.header.index,
             addr,
+            secondary: msg
+                .header
+                .flags
+                .contains(netlink_packet_route::address::AddressHeaderFlags::Secondary),
         })
     }
 
@@ -315,6 +322,15 @@ impl NsState {
     /// The link with ifindex `index`.
     pub fn link_by_index(&self, index: u32) -> Option<&LinkState> {
         self.links.iter().find(|l| l.index == index)
+    }
+
+    /// Secondary addresses of link `index` (removed by the kernel with their primary).
+    pub fn secondaries_of(&self, index: u32) -> Vec<IpNet> {
+        self.addrs
+            .iter()
+            .filter(|a| a.index == index && a.secondary)
+            .map(|a| a.addr)
+            .collect()
     }
 
     /// Non-link-local addresses of link `index`.
