@@ -148,7 +148,7 @@ pub fn main_from(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
 /// A loaded config: the network, the VRRP instances, the virtual servers.
 type Loaded = (
     Desired,
-    Vec<netcfg::model::Vrrp>,
+    ::vrrp::settings::Settings,
     Vec<crate::lb::ServiceSpec>,
 );
 
@@ -156,7 +156,7 @@ struct Agent {
     opts: Options,
     config_dir: PathBuf,
     desired: Desired,
-    vrrp_config: Vec<netcfg::model::Vrrp>,
+    vrrp_config: ::vrrp::settings::Settings,
     vrrp: vrrp::Instances,
     lb_specs: Vec<crate::lb::ServiceSpec>,
     /// Started on first use, so hosts without virtual servers need no nftables.
@@ -175,7 +175,7 @@ impl Agent {
             return Err(missing.to_string());
         }
         let lb = crate::lb::specs(&config)?;
-        Ok((desired, config.host.vrrp, lb))
+        Ok((desired, config.host.vrrp_settings(), lb))
     }
 
     /// Hands the virtual servers to the load balancer (starting it if needed).

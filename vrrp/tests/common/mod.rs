@@ -269,7 +269,8 @@ impl Lan {
                     assert!(r.vips_installed, "router {i} removes absent VIPs at {now}");
                     r.vips_installed = false;
                 }
-                Action::SendGratuitous => r.gratuitous_sent += 1,
+                Action::SendGratuitous { .. } => r.gratuitous_sent += 1,
+                Action::WantsMaster(_) => {}
                 Action::SendAdvert(advert) => {
                     r.sent.push((now, advert.priority()));
                     let config = r.machine.config();
