@@ -12,7 +12,7 @@
 //! - [`instance`]: the tokio runner ([`Instance`]) that owns a socket and a
 //!   [`crate::Machine`], feeds it adverts, timer expiries and tracking readings and
 //!   carries out its actions.
-//! - [`unit`]: what starts and stops together ([`Unit`]: a sync group with its
+//! - [`mod@unit`]: what starts and stops together ([`Unit`]: a sync group with its
 //!   members, or one instance), and the sync group's coordination.
 //! - [`track`]: the sources of tracking readings: scripts run, files watched, /proc
 //!   listed, shared by the instances of a process.

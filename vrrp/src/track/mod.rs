@@ -6,7 +6,7 @@
 //!   first result, or at which effective priority it runs, and
 //!   [`Tracking::events`] turns that into [`crate::Event`]s for the machine.
 //! - [`script`]: a `[[vrrp_script]]`'s schedule, timeout and rise/fall counting.
-//! - [`file`]: the number a tracked file holds.
+//! - [`mod@file`]: the number a tracked file holds.
 //! - [`process`]: which processes match, and quorum with its delays.
 //!
 //! The shell only reads the world (runs the script, reads the file, lists /proc) and

@@ -1,12 +1,12 @@
 //! The tokio runner of one virtual router: socket + [`Machine`] + tracking + actions.
 //!
-//! - [`setup`]: from settings to a ready [`Instance`]: the interface looked up, the
+//! - `setup`: from settings to a ready [`Instance`]: the interface looked up, the
 //!   primary address picked, sockets, the virtual MAC, what a Master holds, tracking.
-//! - [`run`]: the loop. It waits for whichever comes first: shutdown, a control
+//! - `run`: the loop. It waits for whichever comes first: shutdown, a control
 //!   request (an [`InstanceHandle`], the sync group), a link notification, a tracking
 //!   reading, a datagram, or the machine's timer ([`Machine::poll_timeout`]), feeds
 //!   the machine and publishes a [`Status`].
-//! - [`actions`]: carrying out the machine's [`crate::Action`]s, the receive rules,
+//! - `actions`: carrying out the machine's [`crate::Action`]s, the receive rules,
 //!   notify hooks, status.
 //!
 //! Every protocol decision and timer stays in the machine, every tracking rule in
