@@ -93,7 +93,7 @@ impl Instance {
         // Refuses bad prefix lengths before anything is created in the kernel.
         let primary = config.primary_address;
         VirtualAddressSet::new(handle.clone(), held(spec, primary, link.index, &others))?;
-        let routes = routes(spec, &others);
+        let routes = routes(spec, link.index, &others);
         let routes = VirtualRouteSet::new(handle.clone(), &routes, &spec.virtual_rules)?;
         let vmac = if spec.use_vmac {
             let v = VirtualMacLink::create(
@@ -286,9 +286,10 @@ fn held(
         .collect()
 }
 
-/// The virtual routes with the index of their `dev`.
+/// The virtual routes with the index of their `dev` (`interface`: the instance's).
 fn routes(
     spec: &settings::Instance,
+    interface: u32,
     others: &OtherLinks,
 ) -> Vec<(settings::VirtualRoute, Option<u32>)> {
     spec.virtual_routes
@@ -296,7 +297,7 @@ fn routes(
         .map(|r| {
             let index = r.dev.as_deref().and_then(|d| {
                 if d == spec.interface {
-                    None
+                    Some(interface)
                 } else {
                     others.index(d)
                 }

@@ -146,3 +146,36 @@ pub async fn init_file(path: &Path, value: i64, overwrite: bool) -> Result<(), E
             reason: format!("writing its initial value: {e}"),
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    async fn value_becomes(rx: &mut watch::Receiver<i64>, want: i64) -> bool {
+        tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|v| *v == want))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    #[tokio::test]
+    async fn writes_moves_and_removals_are_seen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("prio");
+        init_file(&path, 7, false).await.expect("init");
+        init_file(&path, 9, false).await.expect("init again");
+        let watch = FileWatch::spawn(&path).await.expect("watch");
+        let mut rx = watch.subscribe();
+        assert_eq!(*rx.borrow(), 7, "init_file does not overwrite");
+        std::fs::write(&path, "-20\n").expect("write");
+        assert!(value_becomes(&mut rx, -20).await);
+        let other = dir.path().join("next");
+        std::fs::write(&other, "0x10").expect("write");
+        std::fs::rename(&other, &path).expect("rename");
+        assert!(value_becomes(&mut rx, 16).await, "replaced by mv");
+        std::fs::remove_file(&path).expect("remove");
+        assert!(value_becomes(&mut rx, 0).await, "missing reads as 0");
+        init_file(&path, 3, true).await.expect("overwrite");
+        assert!(value_becomes(&mut rx, 3).await);
+    }
+}

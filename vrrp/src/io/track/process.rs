@@ -211,3 +211,42 @@ mod tests {
         assert!(p.cmdline.as_ref().is_some_and(|c| !c.is_empty()));
     }
 }
+
+#[cfg(test)]
+mod io_tests {
+    use super::*;
+
+    async fn quorum_becomes(rx: &mut watch::Receiver<Option<bool>>, want: bool) -> bool {
+        tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|q| *q == Some(want)))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    #[tokio::test]
+    async fn quorum_follows_a_process_starting_and_ending() {
+        // A copy of sleep under a name no other process has.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let name = format!("vzs{}", std::process::id() % 1_000_000);
+        let program = dir.path().join(&name);
+        std::fs::copy("/bin/sleep", &program).expect("copy sleep");
+        let table = Arc::new(ProcessTable::default());
+        let watch = table.watch(&TrackProcess::new(name.clone()));
+        let mut rx = watch.subscribe();
+        assert!(quorum_becomes(&mut rx, false).await, "not running yet");
+        let mut child = std::process::Command::new(&program)
+            .arg("30")
+            .spawn()
+            .expect("spawn");
+        assert!(quorum_becomes(&mut rx, true).await, "{name} started");
+        // Matching the command line instead: the full path is argv[0].
+        let mut full = TrackProcess::new(program.display().to_string());
+        full.full_command = true;
+        full.args = vec!["30".into()];
+        let full_watch = table.watch(&full);
+        let mut rx_full = full_watch.subscribe();
+        assert!(quorum_becomes(&mut rx_full, true).await);
+        child.kill().expect("kill");
+        child.wait().expect("reap");
+        assert!(quorum_becomes(&mut rx, false).await, "{name} ended");
+    }
+}

@@ -174,3 +174,80 @@ async fn terminate(mut child: Child) {
         let _ = killpg(group, Signal::SIGKILL);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::ScriptCommand;
+
+    async fn state_becomes(rx: &mut watch::Receiver<ScriptState>, want: ScriptState) -> bool {
+        tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|s| *s == want))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    #[tokio::test]
+    async fn a_shell_line_is_run_and_its_exit_status_counts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let flag = dir.path().join("ok");
+        std::fs::write(&flag, "").expect("write");
+        let script = Script {
+            interval_ms: 50,
+            ..Script::new(
+                "chk",
+                ScriptCommand::Shell(format!("test -e {}", flag.display())),
+            )
+        };
+        let runner = ScriptRunner::spawn(&script).expect("spawn");
+        let mut rx = runner.subscribe();
+        assert!(state_becomes(&mut rx, ScriptState::Good).await);
+        std::fs::remove_file(&flag).expect("remove");
+        assert!(state_becomes(&mut rx, ScriptState::Failed).await);
+    }
+
+    #[tokio::test]
+    async fn a_hung_script_fails_at_its_timeout_and_its_children_are_killed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pid_file = dir.path().join("pid");
+        // The shell starts a child that would outlive it, records its pid, waits.
+        let line = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
+        let script = Script {
+            interval_ms: 10_000,
+            timeout_ms: Some(200),
+            ..Script::new("hang", ScriptCommand::Shell(line))
+        };
+        let started = std::time::Instant::now();
+        let runner = ScriptRunner::spawn(&script).expect("spawn");
+        let mut rx = runner.subscribe();
+        assert!(state_becomes(&mut rx, ScriptState::Failed).await);
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(5), "failed after {took:?}");
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .expect("pid written")
+            .trim()
+            .parse()
+            .expect("a pid");
+        // SIGTERM went to the whole group: the grandchild dies too.
+        let gone = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(true, |s| s.contains(") Z "))
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !gone() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(gone(), "the script's child {pid} survived its timeout");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_user_is_refused() {
+        let script = Script {
+            user: Some("no-such-user-vznet".into()),
+            ..Script::new("chk", ScriptCommand::Shell("true".into()))
+        };
+        assert!(matches!(
+            ScriptRunner::spawn(&script),
+            Err(Error::Script { .. })
+        ));
+    }
+}
