@@ -294,8 +294,7 @@ pub fn instance_state(process: &Process, name: &str) -> Option<String> {
     let out = process.stdout().ok()?;
     let tag = format!("instance={name} ");
     out.lines()
-        .filter(|l| l.contains("state changed") && l.contains(&tag))
-        .last()
+        .rfind(|l| l.contains("state changed") && l.contains(&tag))
         .and_then(|l| field(l, "to"))
 }
 
