@@ -174,13 +174,11 @@ fn unicast_src_ip_is_the_source_keepalived_checks() -> Result<()> {
     lab::keepalived_path()?;
     let lan = Lan::new("vrrp_unicast_src", 2)?;
     lan.router(1).add_address("eth0", "10.0.0.11/24")?;
-    let keepalived = format!(
-        "global_defs {{\n  router_id vznet_test\n  vrrp_check_unicast_src\n}}\n\
-         vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n\
+    let keepalived = "global_defs {\n  router_id vznet_test\n  vrrp_check_unicast_src\n}\n\
+         vrrp_instance VI_1 {\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n\
          version 3\n  priority 100\n  advert_int 0.1\n  unicast_src_ip 10.0.0.2\n\
-         unicast_peer {{\n    10.0.0.11\n  }}\n  virtual_ipaddress {{\n    10.0.0.100/24\n  }}\n}}\n"
-    );
-    let _ka = lan.start_keepalived_config(2, &keepalived)?;
+         unicast_peer {\n    10.0.0.11\n  }\n  virtual_ipaddress {\n    10.0.0.100/24\n  }\n}\n";
+    let _ka = lan.start_keepalived_config(2, keepalived)?;
     let vz = lan.start_vznet_config(
         1,
         &instance(
