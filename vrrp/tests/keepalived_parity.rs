@@ -108,21 +108,31 @@ fn a_master_without_accept_drops_traffic_to_the_vip_one_with_accept_answers() ->
     Ok(())
 }
 
-/// `virtual_routes` and `virtual_rules` exist only on the Master, with route protocol
-/// 248, and move with the VIP.
+/// `virtual_routes`, `virtual_rules` and `virtual_ips_excluded` exist only on the
+/// Master (routes and rules with protocol 248) and move with the VIP; `notify_stop`
+/// runs at the end.
 #[test]
 fn virtual_routes_and_rules_are_installed_only_on_the_master() -> Result<()> {
-    let extra = r#"
-virtual_routes = [
-  { to = "10.9.0.0/24", via = "10.0.0.254" },
-  { to = "10.7.0.0/24", dev = "eth0", table = 100 },
-  { to = "10.6.0.0/24", type = "blackhole" },
-]
-virtual_rules = [{ from = "10.8.0.0/24", table = 100, priority = 1000 }]
-"#;
     let lan = Lan::new("vrrp_vroutes", 2)?;
-    let r1 = lan.start_vznet_config(1, &instance(200, extra))?;
-    let r2 = lan.start_vznet_config(2, &instance(100, extra))?;
+    let stopped = lan.scratch.path().join("stopped");
+    let extra = format!(
+        r#"
+notify_stop = ["/bin/sh", "-c", "echo \"$VRRP_STATE $VRRP_PREVIOUS_STATE\" >> {}"]
+virtual_ips_excluded = [
+  {{ address = "10.0.1.150/24", label = "eth0:vip", scope = "link" }},
+  "fd00::150/64",
+]
+virtual_routes = [
+  {{ to = "10.9.0.0/24", via = "10.0.0.254" }},
+  {{ to = "10.7.0.0/24", dev = "eth0", table = 100 }},
+  {{ to = "10.6.0.0/24", type = "blackhole" }},
+]
+virtual_rules = [{{ from = "10.8.0.0/24", table = 100, priority = 1000 }}]
+"#,
+        stopped.display()
+    );
+    let r1 = lan.start_vznet_config(1, &instance(200, &extra))?;
+    let r2 = lan.start_vznet_config(2, &instance(100, &extra))?;
     lan.expect_sole_master(1, VIP4, CONVERGE, HOLD);
     let routes = |i: usize| {
         let main = lan
@@ -136,16 +146,30 @@ virtual_rules = [{ from = "10.8.0.0/24", table = 100, priority = 1000 }]
         let rules = lan.router(i).ip(["rule", "show"]).unwrap_or_default();
         (main, t100, rules)
     };
+    let excluded = |i: usize| {
+        let addrs = lan
+            .router(i)
+            .ip(["-o", "addr", "show", "eth0"])
+            .unwrap_or_default();
+        let v4 = addrs
+            .lines()
+            .any(|l| l.contains("10.0.1.150/24") && l.contains("scope link eth0:vip"));
+        (v4, addrs.contains("fd00::150/64"))
+    };
     let has_all = |i: usize| {
         let (main, t100, rules) = routes(i);
         main.contains("10.9.0.0/24 via 10.0.0.254")
             && main.contains("blackhole 10.6.0.0/24")
             && t100.contains("10.7.0.0/24 dev eth0")
             && rules.contains("1000:\tfrom 10.8.0.0/24 lookup 100")
+            && excluded(i) == (true, true)
     };
     let has_none = |i: usize| {
         let (main, t100, rules) = routes(i);
-        main.trim().is_empty() && t100.trim().is_empty() && !rules.contains("10.8.0.0/24")
+        main.trim().is_empty()
+            && t100.trim().is_empty()
+            && !rules.contains("10.8.0.0/24")
+            && excluded(i) == (false, false)
     };
     assert!(
         lab::wait_until(CONVERGE, lan::POLL, || has_all(1)),
@@ -161,9 +185,10 @@ virtual_rules = [{ from = "10.8.0.0/24", table = 100, priority = 1000 }]
         "{:?}",
         routes(2)
     );
-    // A graceful stop gives them back.
+    // A graceful stop gives them back, then runs notify_stop.
     stop_vznet(&r2)?;
     assert!(has_none(2), "left behind: {:?}", routes(2));
+    assert_eq!(std::fs::read_to_string(&stopped)?, "STOP INITIALIZE\n");
     Ok(())
 }
 

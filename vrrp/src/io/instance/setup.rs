@@ -120,9 +120,11 @@ impl Instance {
             },
             None => None,
         };
+        // IPv6 announcements (of an IPv6 instance, or excluded IPv6 addresses) come
+        // from the primary or the interface's link-local address.
         let ipv6_source = match primary {
             IpAddr::V6(a) => Some(a),
-            IpAddr::V4(_) => None,
+            IpAddr::V4(_) => link_local(&link),
         };
         // The instance's own interface, or its virtual MAC interface.
         let (home, send_socket, home_announcer) = match (&vmac, vmac_socket) {
@@ -321,6 +323,15 @@ fn announcers(
     }
     let mut out = Vec::new();
     for (dev, addrs) in by_dev {
+        if addrs.iter().any(IpAddr::is_ipv6) {
+            let source = match dev {
+                None => home.ipv6_source,
+                Some(d) => others.0.get(d).and_then(link_local),
+            };
+            if source.is_none() {
+                tracing::warn!(instance = %spec.name, interface = dev.unwrap_or(&spec.interface), "no IPv6 link-local address: IPv6 virtual addresses here are not announced");
+            }
+        }
         match dev {
             None => out.push((home.clone(), addrs)),
             Some(dev) => {
@@ -330,10 +341,7 @@ fn announcers(
                 let Some(mac) = link.hardware_address else {
                     continue;
                 };
-                let ipv6_source = link.addresses.iter().find_map(|a| match a.address {
-                    IpAddr::V6(v6) if v6.is_unicast_link_local() => Some(v6),
-                    _ => None,
-                });
+                let ipv6_source = link_local(link);
                 let announcer = Announcer {
                     interface: dev.to_owned(),
                     ifindex: link.index,
@@ -346,6 +354,13 @@ fn announcers(
         }
     }
     out
+}
+
+fn link_local(link: &Link) -> Option<std::net::Ipv6Addr> {
+    link.addresses.iter().find_map(|a| match a.address {
+        IpAddr::V6(v6) if v6.is_unicast_link_local() => Some(v6),
+        _ => None,
+    })
 }
 
 pub(super) fn format_mac(mac: &HardwareAddress) -> String {
