@@ -37,6 +37,7 @@ const CONFIG: &str = "--config";
 #[command(
     name = "vznet-vrrp",
     about = "Run VRRP (v2/v3, IPv4/IPv6) virtual routers until SIGTERM or SIGINT.",
+    override_usage = "vznet-vrrp --interface IF --vrid N --vip ADDR[/LEN] [OPTIONS] [--and --interface ...]\n       vznet-vrrp --config FILE",
     after_help = "Several instances: separate their flags with `--and`. Everything else \
                   (vrrp_script, track_file, track_process, sync groups, virtual routes \
                   and rules, per-address interfaces): `vznet-vrrp --config FILE`, a TOML \
