@@ -114,6 +114,10 @@ fn a_master_without_accept_drops_traffic_to_the_vip_one_with_accept_answers() ->
 #[test]
 fn virtual_routes_and_rules_are_installed_only_on_the_master() -> Result<()> {
     let lan = Lan::new("vrrp_vroutes", 2)?;
+    for i in [1, 2] {
+        let r = lan.router(i);
+        lan.lab.link(r, "x0", r, "x1")?;
+    }
     let stopped = lan.scratch.path().join("stopped");
     let extra = format!(
         r#"
@@ -121,6 +125,7 @@ notify_stop = ["/bin/sh", "-c", "echo \"$VRRP_STATE $VRRP_PREVIOUS_STATE\" >> {}
 virtual_ips_excluded = [
   {{ address = "10.0.1.150/24", label = "eth0:vip", scope = "link" }},
   "fd00::150/64",
+  {{ address = "10.5.0.1/24", dev = "x0", brd = "10.5.0.255" }},
 ]
 virtual_routes = [
   {{ to = "10.9.0.0/24", via = "10.0.0.254" }},
@@ -170,6 +175,11 @@ virtual_rules = [{{ from = "10.8.0.0/24", table = 100, priority = 1000 }}]
             && t100.trim().is_empty()
             && !rules.contains("10.8.0.0/24")
             && excluded(i) == (false, false)
+            && !lan
+                .router(i)
+                .ip(["-o", "addr", "show"])
+                .unwrap_or_default()
+                .contains("10.5.0.1/24")
     };
     assert!(
         lab::wait_until(CONVERGE, lan::POLL, || has_all(1)),
