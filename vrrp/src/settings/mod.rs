@@ -183,3 +183,89 @@ impl Settings {
         out
     }
 }
+
+#[cfg(all(test, feature = "serde"))]
+mod serde_tests {
+    use super::*;
+
+    const FULL: &str = r#"
+[[vrrp]]
+name = "VI_1"
+interface = "eth0"
+vrid = 51
+version = 2
+advert_interval_ms = 1000
+virtual_ips = ["192.0.2.100/24", "192.0.2.101", { address = "192.0.2.102/24", dev = "eth1", label = "eth1:v", scope = "link", brd = "192.0.2.255" }]
+virtual_ips_excluded = ["fd00::1/64"]
+virtual_routes = [{ to = "10.1.0.0/16", via = "192.0.2.254", table = 100 }, { to = "10.2.0.0/16", type = "blackhole" }]
+virtual_rules = [{ from = "10.1.0.0/16", table = 100 }]
+accept = false
+checksum = "without-pseudo-header"
+track = ["eth1", { interface = "eth2", weight = -60, reverse = true }]
+track_script = ["chk", { script = "chk2", weight = 10 }]
+track_file = [{ file = "/run/prio", weight = -2 }]
+track_process = [{ process = "haproxy", quorum = 2 }]
+notify_stop = ["/bin/true"]
+
+[[vrrp_script]]
+name = "chk"
+script = "pidof haproxy"
+
+[[vrrp_script]]
+name = "chk2"
+script = ["/usr/bin/check", "--fast"]
+rise = 2
+
+[[vrrp_sync_group]]
+name = "G"
+group = ["VI_1"]
+tracking_weight = true
+"#;
+
+    #[test]
+    fn every_form_parses_and_round_trips() {
+        let s: Settings = toml::from_str(FULL).expect("parses");
+        let v = &s.vrrp[0];
+        assert_eq!(v.version, crate::Version::V2);
+        assert_eq!(
+            v.virtual_ips[1].address.prefix_len(),
+            32,
+            "bare: host prefix"
+        );
+        assert_eq!(v.virtual_ips[2].dev.as_deref(), Some("eth1"));
+        assert_eq!(v.virtual_ips[2].scope, Some(AddressScope::Link));
+        assert_eq!(v.virtual_routes[1].kind, RouteKind::Blackhole);
+        assert_eq!(v.accept, Some(false));
+        assert_eq!(v.track[1].weight, -60);
+        assert!(v.track[1].reverse);
+        assert_eq!(v.track_script[1].weight, Some(10));
+        assert_eq!(v.track_file[0].weight, -2);
+        assert_eq!(v.track_process[0].quorum, 2);
+        assert_eq!(
+            s.vrrp_script[0].script,
+            ScriptCommand::Shell("pidof haproxy".into())
+        );
+        assert_eq!(s.vrrp_script[1].script.argv(), ["/usr/bin/check", "--fast"]);
+        assert_eq!(s.validate(), vec![]);
+        let again: Settings =
+            toml::from_str(&toml::to_string(&s).expect("serializes")).expect("parses again");
+        assert_eq!(again, s);
+    }
+
+    #[test]
+    fn wrong_values_say_what_was_expected() {
+        let err = |text: &str| match toml::from_str::<Settings>(text) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        };
+        let base = "[[vrrp]]\nname = \"a\"\ninterface = \"e\"\nvrid = 1\n";
+        assert!(err(&format!("{base}virtual_ips = [\"10.0.0.1/40\"]")).contains("not an address"));
+        assert!(err(&format!("{base}virtual_ips = [7]")).contains("an address"));
+        assert!(err(&format!("{base}virtual_ips = []\nversion = 4")).contains("use 2"));
+        assert!(err(&format!("{base}virtual_ips = []\nbogus = 1")).contains("bogus"));
+        assert!(err(&format!(
+            "{base}virtual_ips = [{{ address = \"10.0.0.1\", dev = 3 }}]"
+        ))
+        .contains("dev"));
+    }
+}
