@@ -75,7 +75,7 @@ pub struct VrrpStatus {
     pub interface: String,
     /// VRID.
     pub vrid: u8,
-    /// Initialize, Backup, Master; or `Failed` when it could not start.
+    /// Initialize, Backup, Master, Fault; or `Failed` when it could not start.
     pub state: String,
     /// Effective priority.
     pub priority: u8,
@@ -89,12 +89,16 @@ pub struct VrrpStatus {
     pub master_transitions: u64,
     /// Dropped adverts by reason (non-zero only).
     pub drops: BTreeMap<String, u64>,
-    /// Tracked interfaces that are down.
+    /// Tracked objects that fail (interfaces, `script NAME`, `file PATH`,
+    /// `process NAME`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tracked_down: Vec<String>,
     /// The virtual MAC interface (`use_vmac`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vmac_interface: Option<String>,
+    /// The sync group the instance belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_group: Option<String>,
     /// Why it is not running.
     pub error: Option<String>,
 }

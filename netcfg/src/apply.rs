@@ -426,7 +426,8 @@ impl Engine {
                     }
                 }
                 for (unit, (op, source)) in broken {
-                    tracing::error!(%unit, %op, error = %source, "apply failed; rolling this unit back");
+                    // The caller reports it (the agent once per state change).
+                    tracing::debug!(%unit, %op, error = %source, "apply failed; rolling this unit back");
                     let rollback_errors =
                         self.rollback(done.remove(&unit).unwrap_or_default()).await;
                     failed.insert(
@@ -494,7 +495,7 @@ impl Engine {
         tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "verified");
         for (unit, what) in remaining {
             let ops = done.remove(&unit).unwrap_or_default();
-            tracing::error!(%unit, remaining = %what.join(", "), "verification failed; rolling this unit back");
+            tracing::debug!(%unit, remaining = %what.join(", "), "verification failed; rolling this unit back");
             let rollback_errors = self.rollback(ops).await;
             failed.insert(
                 unit,

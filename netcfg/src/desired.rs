@@ -162,8 +162,8 @@ impl Desired {
             iface_sysctls(&mut d, &br.name, &br.sysctl);
         }
         for v in &host.vrrp {
-            for a in &v.virtual_ips {
-                d.vips.push((v.interface.clone(), *a));
+            for (dev, a) in v.held_addresses() {
+                d.vips.push((dev.to_owned(), a));
             }
         }
         let mut host_routes = Vec::new();

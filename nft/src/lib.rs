@@ -10,6 +10,7 @@
 
 mod executor;
 mod libnftables;
+pub mod matching;
 
 pub use executor::{Backend, Nft};
 pub use nftables as schema;

@@ -279,6 +279,94 @@ fn vznetd_vrrp_tracking_notify_and_virtual_mac() -> Result<()> {
     Ok(())
 }
 
+/// `track_script` against keepalived: the script failing `fall` times takes its weight
+/// off vznetd's priority, so keepalived (at 100) preempts and holds the VIP; the
+/// script succeeding again gives the priority back and vznetd preempts back.
+#[test]
+fn vznetd_track_script_moves_the_vip_to_keepalived_and_back() -> Result<()> {
+    lab::keepalived_path()?;
+    let lab = Lab::new("vznetd_vrrp_script")?;
+    let sw = lab.switch("sw")?;
+    let client = lab.host("client")?;
+    lab.link(&client, "eth0", &sw, "pc")?;
+    client.add_address("eth0", "10.70.0.10/24")?;
+    let flag_dir = tempfile::tempdir()?;
+    let flag = flag_dir.path().join("healthy");
+    std::fs::write(&flag, "")?;
+    let r1 = router_with(
+        &lab,
+        &sw,
+        "r1",
+        "10.70.0.1",
+        150,
+        &format!(
+            "track_script = [{{ script = \"chk\", weight = -100 }}]\n\n\
+             [[vrrp_script]]\nname = \"chk\"\nscript = \"test -e {}\"\n\
+             interval_ms = 200\nfall = 2\nrise = 1\n",
+            flag.display()
+        ),
+    )?;
+    let ka_host = lab.host("r2")?;
+    lab.link(&ka_host, "eth0", &sw, "pr2")?;
+    ka_host.add_address("eth0", "10.70.0.2/24")?;
+    let ka_dir = tempfile::tempdir()?;
+    let _ka = lab::spawn_keepalived(
+        &ka_host,
+        ka_dir.path(),
+        "global_defs {\n  router_id vznet_test\n}\n\
+         vrrp_instance VI_1 {\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n\
+         version 3\n  priority 100\n  advert_int 0.1\n\
+         virtual_ipaddress {\n    10.70.0.100/24\n  }\n}\n",
+    )?;
+    let p1 = r1.start()?;
+    let ka_has_vip = || {
+        ka_host
+            .addresses("eth0")
+            .is_ok_and(|a| a.iter().any(|x| x.addr.to_string() == "10.70.0.100"))
+    };
+    let settled = |vznet_master: bool| {
+        wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            r1.has_vip() == vznet_master && ka_has_vip() != vznet_master
+        })
+    };
+    ensure!(
+        settled(true),
+        "vznetd never Master: {:?}\n{}",
+        r1.vrrp_status(),
+        p1.stderr().unwrap_or_default()
+    );
+    assert!(client.ping("10.70.0.100"));
+
+    std::fs::remove_file(&flag)?;
+    ensure!(
+        settled(false),
+        "the VIP did not move to keepalived: {:?}",
+        r1.vrrp_status()
+    );
+    let status = r1.vrrp_status().unwrap_or_default();
+    assert_eq!(status["priority"].as_u64(), Some(50), "{status}");
+    assert_eq!(status["state"].as_str(), Some("Backup"), "{status}");
+    assert_eq!(
+        status["tracked_down"][0].as_str(),
+        Some("script chk"),
+        "{status}"
+    );
+    assert!(client.ping("10.70.0.100"), "keepalived answers");
+
+    std::fs::write(&flag, "")?;
+    ensure!(
+        settled(true),
+        "vznetd did not preempt back: {:?}",
+        r1.vrrp_status()
+    );
+    assert_eq!(
+        r1.vrrp_status().unwrap_or_default()["priority"].as_u64(),
+        Some(150)
+    );
+    assert!(client.ping("10.70.0.100"));
+    Ok(())
+}
+
 /// Bad tracking and notify settings are refused with file, line and key.
 #[test]
 fn vrrp_track_and_notify_errors_are_located() -> Result<()> {
@@ -309,6 +397,48 @@ fn vrrp_track_and_notify_errors_are_located() -> Result<()> {
             "host.toml:6:",
             "vrrp[0].notify_timeout_ms",
             "out of range",
+        ),
+        (
+            "track_script = [\"chk_web\"]\n",
+            "host.toml:6:",
+            "vrrp[0].track_script[0]",
+            "no [[vrrp_script]] is called \"chk_web\"",
+        ),
+        (
+            "strict = true\nunicast_peers = [\"10.0.0.2\"]\n",
+            "host.toml:7:",
+            "vrrp[0].unicast_peers",
+            "strict",
+        ),
+        (
+            "virtual_ips_excluded = [{ address = \"10.0.0.7/24\", label = \"eth9:x\" }]\n",
+            "host.toml:6:",
+            "vrrp[0].virtual_ips_excluded[0].label",
+            "must start with the interface name \"br0\"",
+        ),
+        (
+            "\n[[vrrp_script]]\nname = \"chk\"\nscript = \"true\"\nfall = 0\n",
+            "host.toml:10:",
+            "vrrp_script[0].fall",
+            "out of range",
+        ),
+        (
+            "\n[[vrrp_sync_group]]\nname = \"G\"\ngroup = [\"VI_1\", \"VI_9\"]\n",
+            "host.toml:9:",
+            "vrrp_sync_group[0].group[1]",
+            "no [[vrrp]] instance is called \"VI_9\"",
+        ),
+        (
+            "version = 4\n",
+            "host.toml:6:",
+            "vrrp[0].version",
+            "use 2 (RFC 3768) or 3",
+        ),
+        (
+            "\n[[bridge]]\nname = \"br0\"\nsysctl = { accept_local = 0 }\n",
+            "host.toml:3:",
+            "vrrp[0].interface",
+            "accept_local",
         ),
     ];
     for (extra, at, key, says) in cases {

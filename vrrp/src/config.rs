@@ -15,6 +15,35 @@ pub const DEFAULT_PRIORITY: u8 = 100;
 /// Default Advertisement_Interval: 1 second (RFC 5798 §6.1, RFC 3768 §6.1).
 pub const DEFAULT_ADVERTISEMENT_INTERVAL: Centiseconds = Centiseconds(100);
 
+/// When a Master announces its virtual addresses (gratuitous ARP, unsolicited NA),
+/// beyond the first round of RFC 5798 §6.4.1/§6.4.2. Defaults are keepalived's.
+///
+/// Linux ignores a gratuitous ARP for an entry it confirmed less than `locktime` (1 s)
+/// before, which is exactly what a host that was talking to the old Master has: the
+/// delayed second round lands after that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gratuitous {
+    /// The second round after becoming Master; `None`: none (`garp_master_delay`, 5 s).
+    pub master_delay: Option<Duration>,
+    /// Messages per address in each of those rounds (`garp_master_repeat`, 5).
+    pub master_repeat: u32,
+    /// Announce again this often while Master; `None`: never (`garp_master_refresh`).
+    pub refresh: Option<Duration>,
+    /// Messages per address in each refresh (`garp_master_refresh_repeat`, 1).
+    pub refresh_repeat: u32,
+}
+
+impl Default for Gratuitous {
+    fn default() -> Gratuitous {
+        Gratuitous {
+            master_delay: Some(Duration::from_secs(5)),
+            master_repeat: 5,
+            refresh: None,
+            refresh_repeat: 1,
+        }
+    }
+}
+
 /// Why an [`InstanceConfig`] cannot run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -70,11 +99,23 @@ pub struct InstanceConfig {
     pub v3_ipv4_checksum: V3Ipv4Checksum,
     /// VRRPv2 only.
     pub auth: V2Auth,
+    /// Adverts go to unicast peers (the shell's business; it lets an IPv6 primary
+    /// address be global, since no multicast rule applies).
+    pub unicast: bool,
+    /// RFC-strict behaviour (keepalived's `strict_mode`): a Master does not answer a
+    /// lower-priority advert with one of its own (RFC 5798 §6.4.3, before RFC 9568).
+    pub strict: bool,
+    /// A member of a sync group: a Master_Down_Timer that fires asks the group
+    /// ([`crate::Action::WantsMaster`]) instead of making this router Master.
+    pub synchronized: bool,
+    /// Announcement rounds while Master.
+    pub gratuitous: Gratuitous,
 }
 
 impl InstanceConfig {
     /// A config with the RFC defaults: priority 100, 1 s interval, preempt on without
-    /// delay, accept mode off, no authentication, the keepalived checksum.
+    /// delay, accept mode off, no authentication, the keepalived checksum, multicast,
+    /// keepalived's announcement rounds.
     pub fn new(
         vrid: Vrid,
         version: Version,
@@ -93,6 +134,10 @@ impl InstanceConfig {
             virtual_addresses,
             v3_ipv4_checksum: V3Ipv4Checksum::default(),
             auth: V2Auth::None,
+            unicast: false,
+            strict: false,
+            synchronized: false,
+            gratuitous: Gratuitous::default(),
         }
     }
 
@@ -112,7 +157,7 @@ impl InstanceConfig {
             return Err(ConfigError::FamilyMismatch);
         }
         if let IpAddr::V6(primary) = self.primary_address {
-            if !primary.is_unicast_link_local() {
+            if !self.unicast && !primary.is_unicast_link_local() {
                 return Err(ConfigError::Ipv6PrimaryNotLinkLocal);
             }
         }

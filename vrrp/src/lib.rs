@@ -7,6 +7,12 @@
 //! - [`machine`]: the Initialize/Backup/Master state machine of RFC 5798/9568 §6.4 and
 //!   RFC 3768 §6.4. It takes `(now, event)` and returns [`machine::Action`]s; it owns no
 //!   socket and reads no clock, so tests drive hours of protocol in microseconds.
+//! - [`track`]: what tracked interfaces, scripts, files and processes do to an
+//!   instance (keepalived's arithmetic), a script's schedule and rise/fall counting.
+//! - [`sync_group`]: members of a sync group that are Master together or not at all.
+//! - [`settings`]: what users configure (`[[vrrp]]`, `[[vrrp_script]]`,
+//!   `[[vrrp_sync_group]]`), the one definition vznetd and `vznet-vrrp` share, with
+//!   serde behind the `serde` feature.
 //! - `io` (feature `io`, on by default): the Linux shell (raw sockets, gratuitous ARP,
 //!   unsolicited NA, VIP add/remove over rtnetlink) and the tokio `io::Instance` runner.
 //!   It stays thin: it feeds received datagrams through [`reception::receive_ipv4`] /
@@ -48,10 +54,13 @@ pub mod config;
 pub mod io;
 pub mod machine;
 pub mod reception;
+pub mod settings;
+pub mod sync_group;
 pub mod time;
+pub mod track;
 pub mod wire;
 
-pub use config::{ConfigError, InstanceConfig};
+pub use config::{ConfigError, Gratuitous, InstanceConfig};
 pub use machine::{Action, Counters, Event, Machine, State, TransitionReason};
 pub use reception::{receive_ipv4, receive_ipv6, Discard, DropCounters, DropReason, Received};
 pub use time::Timestamp;

@@ -242,13 +242,17 @@ fn hundred_thousand_inputs_never_panic() {
         // Random machine events in between.
         if round % 97 == 0 {
             let i = rng.below(machines.len() as u64) as usize;
-            let event = match rng.below(7) {
+            let event = match rng.below(11) {
                 0 => Event::Shutdown,
                 1 => Event::Startup,
                 2 => Event::InterfaceDown,
                 3 => Event::InterfaceUp,
                 4 => Event::FaultRaised,
                 5 => Event::FaultCleared,
+                6 => Event::GroupMaster,
+                7 => Event::GroupBackup,
+                8 => Event::GroupFault(rng.below(2) == 0),
+                9 => Event::GroupFault(false),
                 _ => Event::PriorityChanged(rng.byte()),
             };
             machines[i].handle(now, event);

@@ -160,7 +160,7 @@ fn startup_owner_goes_master() {
             },
             Action::SendAdvert(m.advert(255)),
             Action::AddVirtualAddresses,
-            Action::SendGratuitous,
+            Action::SendGratuitous { count: 5 },
         ]
     );
     assert_eq!(m.adver_timer(), Some(at(ms(1000))));
@@ -192,7 +192,7 @@ fn master_down_timer_makes_master() {
             },
             Action::SendAdvert(m.advert(100)),
             Action::AddVirtualAddresses,
-            Action::SendGratuitous,
+            Action::SendGratuitous { count: 5 },
         ]
     );
     assert_eq!(m.adver_timer(), Some(at(ms(4600))));

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use netcfg::model::Vrrp;
 use tokio::sync::{mpsc, oneshot};
+use vrrp::settings::Settings;
 
 use super::vrrp::Instances;
 use crate::status::VrrpStatus;
@@ -19,7 +19,7 @@ const NICE: libc::c_int = -10;
 const RETRY: Duration = Duration::from_secs(1);
 
 enum Msg {
-    Sync(Vec<Vrrp>, oneshot::Sender<()>),
+    Sync(Box<Settings>, oneshot::Sender<()>),
     Status(oneshot::Sender<Vec<VrrpStatus>>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -52,9 +52,14 @@ impl Protocol {
     }
 
     /// Makes the running instances match `wanted`.
-    pub async fn sync(&self, wanted: Vec<Vrrp>) {
+    pub async fn sync(&self, wanted: Settings) {
         let (reply, done) = oneshot::channel();
-        if self.tx.send(Msg::Sync(wanted, reply)).await.is_ok() {
+        if self
+            .tx
+            .send(Msg::Sync(Box::new(wanted), reply))
+            .await
+            .is_ok()
+        {
             let _ = done.await;
         }
     }
@@ -79,7 +84,7 @@ impl Protocol {
 
 async fn serve(mut rx: mpsc::Receiver<Msg>) {
     let mut instances = Instances::default();
-    let mut wanted: Vec<Vrrp> = Vec::new();
+    let mut wanted = Settings::default();
     let mut retry = tokio::time::interval(RETRY);
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -87,7 +92,7 @@ async fn serve(mut rx: mpsc::Receiver<Msg>) {
             msg = rx.recv() => match msg {
                 None => break,
                 Some(Msg::Sync(w, reply)) => {
-                    wanted = w;
+                    wanted = *w;
                     instances.sync(&wanted).await;
                     let _ = reply.send(());
                 }

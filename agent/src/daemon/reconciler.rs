@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use netcfg::apply::{missing_features, Engine, Verify};
 use netcfg::desired::Desired;
-use netcfg::model::{Config, LoadCache, Vrrp};
+use netcfg::model::{Config, LoadCache};
 use netcfg::op::Op;
 use netcfg::plan::{plan_all, Plan};
 use netcfg::unit::{Unit, Units};
@@ -73,7 +73,7 @@ impl Cause {
 struct Loaded {
     desired: Desired,
     units: Units,
-    vrrp: Vec<Vrrp>,
+    vrrp: vrrp::settings::Settings,
     lb: Vec<crate::lb::ServiceSpec>,
 }
 
@@ -140,7 +140,7 @@ fn load(dir: &Path, state: &Path, cache: &mut LoadCache) -> Result<Loaded, Agent
     Ok(Loaded {
         desired,
         units,
-        vrrp: config.host.vrrp,
+        vrrp: config.host.vrrp_settings(),
         lb,
     })
 }

@@ -7,14 +7,14 @@ mod mac;
 mod source;
 pub mod validate;
 mod ve;
+mod vrrp_config;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use host::{Bond, BondMode, Bridge, HostConfig, Route, RouteDest, Vlan, Vrrp, VrrpChecksum};
-pub use host::{VrrpTrack, VrrpTrackWeighted};
+pub use host::{Bond, BondMode, Bridge, HostConfig, Route, RouteDest, Vlan};
 pub use lb::{
     Backend as LbBackend, CheckKind, HealthCheck, LbProtocol, OnFailure, Scheduler, SorryServer,
     VirtualServer,

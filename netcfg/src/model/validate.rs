@@ -211,36 +211,7 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
         }
         c.sysctls(hs, &p.k("sysctl"), &br.sysctl, true);
     }
-    let mut vrrp_names: BTreeMap<&str, KeyPath> = BTreeMap::new();
-    let mut vrrp_ids: BTreeMap<(&str, u8, bool), KeyPath> = BTreeMap::new();
-    for (i, v) in host.vrrp.iter().enumerate() {
-        let p = KeyPath::key("vrrp").i(i);
-        check_vrrp(&mut c, hs, &p, v);
-        if let Some(first) = vrrp_names.insert(&v.name, p.k("name")) {
-            c.error(
-                hs,
-                &p.k("name"),
-                format!(
-                    "duplicate VRRP instance name {:?} (also at {})",
-                    v.name,
-                    hs.locate(&first)
-                ),
-            );
-        }
-        let v4 = v.virtual_ips.first().is_none_or(|a| a.addr().is_ipv4());
-        if let Some(first) = vrrp_ids.insert((&v.interface, v.vrid, v4), p.k("vrid")) {
-            c.error(
-                hs,
-                &p.k("vrid"),
-                format!(
-                    "VRID {} is already used on {} for this address family (at {})",
-                    v.vrid,
-                    v.interface,
-                    hs.locate(&first)
-                ),
-            );
-        }
-    }
+    check_vrrp(&mut c, hs, host);
     check_virtual_servers(&mut c, config);
     for (i, route) in host.route.iter().enumerate() {
         let p = KeyPath::key("route").i(i);
@@ -424,142 +395,43 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
     }
 }
 
-fn check_vrrp(c: &mut Checker, s: &SourceFile, p: &KeyPath, v: &super::Vrrp) {
-    if v.name.is_empty() {
-        c.error(s, &p.k("name"), "instance name is empty".into());
+/// The VRRP tables: the vrrp crate checks them and names the field; interface names
+/// get the rule every link gets; and `accept_local`, which a non-owner IPv4 instance
+/// sets on its interface, must not be pinned by the host config too (one owner).
+fn check_vrrp(c: &mut Checker, s: &SourceFile, host: &super::HostConfig) {
+    let settings = host.vrrp_settings();
+    for e in settings.validate() {
+        c.error(s, &super::vrrp_config::key_path(&e.path), e.message);
     }
-    c.ifname(s, &p.k("interface"), &v.interface);
-    if v.vrid == 0 {
-        c.error(s, &p.k("vrid"), "VRID 0 is reserved: use 1..255".into());
+    for (field, name) in settings.interface_names() {
+        c.ifname(s, &super::vrrp_config::key_path(&field), name);
     }
-    if v.priority == 0 {
-        c.error(
-            s,
-            &p.k("priority"),
-            "priority 0 is reserved for a master that stops: use 1..255".into(),
-        );
-    }
-    match v.version {
-        2 => {
-            if !v.advert_interval_ms.is_multiple_of(1000)
-                || !(1000..=255_000).contains(&v.advert_interval_ms)
-            {
-                c.error(
-                    s,
-                    &p.k("advert_interval_ms"),
-                    format!(
-                        "VRRPv2 intervals are whole seconds, 1..255 s; {} ms is not",
-                        v.advert_interval_ms
-                    ),
-                );
-            }
-            if v.virtual_ips.iter().any(|a| a.addr().is_ipv6()) {
-                c.error(
-                    s,
-                    &p.k("virtual_ips"),
-                    "VRRPv2 is IPv4 only: use version = 3 for IPv6".into(),
-                );
-            }
+    for (i, v) in settings.vrrp.iter().enumerate() {
+        if v.is_owner() || v.use_vmac || v.family() != vrrp::AddressFamily::Ipv4 {
+            continue;
         }
-        3 => {
-            if !v.advert_interval_ms.is_multiple_of(10)
-                || !(10..=40_950).contains(&v.advert_interval_ms)
-            {
-                c.error(
-                    s,
-                    &p.k("advert_interval_ms"),
-                    format!(
-                        "VRRPv3 intervals are centiseconds, 10..40950 ms; {} ms is not",
-                        v.advert_interval_ms
-                    ),
-                );
-            }
-            if v.password.is_some() {
-                c.error(
-                    s,
-                    &p.k("password"),
-                    "VRRPv3 has no authentication (RFC 5798 9): remove password".into(),
-                );
-            }
-        }
-        other => c.error(
-            s,
-            &p.k("version"),
-            format!("VRRP version {other}: use 2 or 3"),
-        ),
-    }
-    if v.virtual_ips.is_empty() {
-        c.error(
-            s,
-            &p.k("virtual_ips"),
-            "at least one virtual IP is needed".into(),
-        );
-    } else if v
-        .virtual_ips
-        .iter()
-        .any(|a| a.addr().is_ipv4() != v.virtual_ips[0].addr().is_ipv4())
-    {
-        c.error(
-            s,
-            &p.k("virtual_ips"),
-            "one instance's virtual IPs must be all IPv4 or all IPv6".into(),
-        );
-    }
-    if v.virtual_ips.len() > 255 {
-        c.error(
-            s,
-            &p.k("virtual_ips"),
-            "at most 255 virtual IPs fit in an advert".into(),
-        );
-    }
-    if v.password.as_ref().is_some_and(|pw| pw.len() > 8) {
-        c.error(
-            s,
-            &p.k("password"),
-            "a VRRPv2 password is at most 8 bytes".into(),
-        );
-    }
-    for (j, t) in v.track.iter().enumerate() {
-        let tp = p.k("track").i(j);
-        c.ifname(s, &tp, t.interface());
-        if !(-254..=254).contains(&t.weight()) {
+        let pinned = host
+            .bridge
+            .iter()
+            .map(|b| (&b.name, &b.sysctl))
+            .chain(host.bond.iter().map(|b| (&b.name, &b.sysctl)))
+            .chain(host.vlan.iter().map(|b| (&b.name, &b.sysctl)))
+            .find(|(name, sysctl)| {
+                **name == v.interface
+                    && sysctl
+                        .keys()
+                        .any(|k| k == "accept_local" || k == "ipv4.accept_local")
+            });
+        if pinned.is_some() {
             c.error(
                 s,
-                &tp,
-                format!("track weight {} is out of range: use -254..254", t.weight()),
+                &KeyPath::key("vrrp").i(i).k("interface"),
+                format!(
+                    "VRRP sets net.ipv4.conf.{}.accept_local = 1 for this instance (to hear an address owner's adverts): remove accept_local from the interface's sysctl",
+                    v.interface
+                ),
             );
         }
-    }
-    for (key, argv) in [
-        ("notify_master", &v.notify_master),
-        ("notify_backup", &v.notify_backup),
-        ("notify_fault", &v.notify_fault),
-        ("notify", &v.notify),
-    ] {
-        if let Some(program) = argv.first() {
-            if !program.starts_with('/') {
-                c.error(
-                    s,
-                    &p.k(key),
-                    format!(
-                        "{program:?}: the program must be an absolute path (hooks run as argv, without a shell or PATH)"
-                    ),
-                );
-            }
-        }
-        if argv.iter().any(|a| a.contains('\0')) {
-            c.error(s, &p.k(key), "an argument contains a NUL byte".into());
-        }
-    }
-    if !(1..=3_600_000).contains(&v.notify_timeout_ms) {
-        c.error(
-            s,
-            &p.k("notify_timeout_ms"),
-            format!(
-                "notify timeout {} ms is out of range: use 1..3600000",
-                v.notify_timeout_ms
-            ),
-        );
     }
 }
 

@@ -151,7 +151,14 @@ pub fn snapshot(host: &Host) -> Result<String> {
             }
         }
     }
-    let routes = host.ip_json(["route", "show", "table", "all"])?;
+    let mut routes = host.ip_json(["route", "show", "table", "all"])?;
+    if let Some(arr) = routes.as_array_mut() {
+        // The kernel's local route for an IPv6 link-local address comes and goes
+        // with duplicate address detection on its own.
+        arr.retain(|r| {
+            !(r["table"] == "local" && r["dst"].as_str().is_some_and(|d| d.starts_with("fe80:")))
+        });
+    }
     Ok(format!("{links}\n{addrs}\n{routes}"))
 }
 

@@ -8,32 +8,42 @@
 //!        --and --interface eth0 --vrid 52 --version 3 --vip fd00::100/64
 //! ```
 //!
+//! Or everything from a file: `vznet-vrrp --config vrrp.toml`, with `[[vrrp]]`,
+//! `[[vrrp_script]]` and `[[vrrp_sync_group]]` tables as in vznet's host.toml (the same
+//! settings types, `vrrp::settings`, and the same checks).
+//!
 //! Logs go to stdout, one line per event; every state change is a line containing
 //! `state changed` with `from=`, `to=` and `reason=` fields. `RUST_LOG` filters them
 //! (default `info`).
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
-use vrrp::io::{Instance, InstanceSpec, NotifyHooks, Router, TrackedInterface};
-use vrrp::{Centiseconds, InstanceConfig, V2Auth, V3Ipv4Checksum, Version, VirtualAddresses, Vrid};
+use vrrp::io::{Router, RunningUnit, Unit};
+use vrrp::settings::{Instance, Settings, TrackInterface, VirtualIp};
+use vrrp::{V3Ipv4Checksum, Version};
 
 /// What separates the flags of two instances.
 const SEPARATOR: &str = "--and";
+/// Reads the settings from a file instead of flags.
+const CONFIG: &str = "--config";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "vznet-vrrp",
     about = "Run VRRP (v2/v3, IPv4/IPv6) virtual routers until SIGTERM or SIGINT.",
-    after_help = "Several instances: separate their flags with `--and`. \
-                  State changes are logged to stdout; RUST_LOG filters (default info)."
+    override_usage = "vznet-vrrp --interface IF --vrid N --vip ADDR[/LEN] [OPTIONS] [--and --interface ...]\n       vznet-vrrp --config FILE",
+    after_help = "Several instances: separate their flags with `--and`. Everything else \
+                  (vrrp_script, track_file, track_process, sync groups, virtual routes \
+                  and rules, per-address interfaces): `vznet-vrrp --config FILE`, a TOML \
+                  file of [[vrrp]], [[vrrp_script]] and [[vrrp_sync_group]] tables with \
+                  the keys of vznet's host.toml. State changes are logged to stdout; \
+                  RUST_LOG filters (default info)."
 )]
 struct InstanceArgs {
     /// Interface to run on.
@@ -66,14 +76,22 @@ struct InstanceArgs {
     /// After startup, wait this long before preempting a lower-priority Master.
     #[arg(long, default_value_t = 0)]
     preempt_delay_ms: u64,
-    /// Accept_Mode: a non-owner Master accepts traffic to the virtual addresses.
-    /// (Recorded only: like keepalived without vrrp_strict, nothing is filtered.)
-    #[arg(long)]
+    /// Accept_Mode on (the default unless --strict): a non-owner Master accepts
+    /// traffic to the virtual addresses.
+    #[arg(long, conflicts_with = "no_accept")]
     accept: bool,
+    /// Accept_Mode off: a non-owner Master drops traffic to the virtual addresses
+    /// (nftables), ARP, Neighbor Discovery and VRRP excepted (RFC 5798 6.4.3).
+    #[arg(long)]
+    no_accept: bool,
+    /// RFC-strict mode (keepalived's strict_mode): no unicast, no password, no
+    /// preempt delay, Accept_Mode off by default.
+    #[arg(long)]
+    strict: bool,
     /// Source of the adverts; default: the interface's first IPv4 address that is not
     /// a virtual address, or its IPv6 link-local address.
-    #[arg(long)]
-    primary_address: Option<IpAddr>,
+    #[arg(long, alias = "primary-address")]
+    unicast_src_ip: Option<IpAddr>,
     /// Send adverts to this peer instead of the multicast group, and accept adverts
     /// only from peers. Repeat for more.
     #[arg(long = "unicast-peer")]
@@ -83,8 +101,17 @@ struct InstanceArgs {
     password: Option<String>,
     /// Second round of gratuitous ARP / unsolicited NA after becoming Master, in
     /// milliseconds; 0: none.
-    #[arg(long, default_value_t = 2000)]
-    gratuitous_repeat_ms: u64,
+    #[arg(long, alias = "gratuitous-repeat-ms", default_value_t = 5000)]
+    garp_master_delay_ms: u64,
+    /// Messages per address in each of those rounds.
+    #[arg(long, default_value_t = 5)]
+    garp_master_repeat: u32,
+    /// Announce again this often while Master, in milliseconds; 0: never.
+    #[arg(long, default_value_t = 0)]
+    garp_master_refresh_ms: u64,
+    /// Messages per address in each refresh.
+    #[arg(long, default_value_t = 1)]
+    garp_master_refresh_repeat: u32,
     /// Name in logs (default: vridN@INTERFACE).
     #[arg(long)]
     name: Option<String>,
@@ -104,6 +131,9 @@ struct InstanceArgs {
     /// Run on entering Fault (as --notify-master).
     #[arg(long)]
     notify_fault: Option<String>,
+    /// Run when the instance stops (as --notify-master).
+    #[arg(long)]
+    notify_stop: Option<String>,
     /// Run on every state change, with keepalived's arguments appended: INSTANCE,
     /// the name, the state, the priority.
     #[arg(long)]
@@ -118,23 +148,21 @@ struct InstanceArgs {
 }
 
 /// `IF` or `IF:WEIGHT`.
-fn parse_track(text: &str) -> Result<TrackedInterface> {
+fn parse_track(text: &str) -> Result<TrackInterface> {
     let (name, weight) = match text.split_once(':') {
         Some((n, w)) => (
             n,
-            w.parse::<i16>()
-                .ok()
-                .filter(|w| (-254..=254).contains(w))
-                .with_context(|| format!("--track {text:?}: the weight must be -254..=254"))?,
+            w.parse::<i32>()
+                .with_context(|| format!("--track {text:?}: the weight must be a number"))?,
         ),
         None => (text, 0),
     };
     if name.is_empty() {
         bail!("--track {text:?}: no interface name");
     }
-    Ok(TrackedInterface {
-        name: name.to_owned(),
+    Ok(TrackInterface {
         weight,
+        ..TrackInterface::new(name)
     })
 }
 
@@ -151,95 +179,65 @@ enum Checksum {
 }
 
 impl InstanceArgs {
-    fn spec(&self) -> Result<InstanceSpec> {
-        let vrid = Vrid::new(self.vrid).context("VRID 0 is reserved")?;
-        let version = match self.version {
-            2 => Version::V2,
-            _ => Version::V3,
-        };
-        let mut prefix_lengths = BTreeMap::new();
-        let mut v4 = Vec::new();
-        let mut v6 = Vec::new();
-        for vip in &self.vips {
-            let (address, prefix_len) = parse_vip(vip)?;
-            if let Some(len) = prefix_len {
-                prefix_lengths.insert(address, len);
-            }
-            match address {
-                IpAddr::V4(a) => v4.push(a),
-                IpAddr::V6(a) => v6.push(a),
-            }
-        }
-        let (virtual_addresses, unspecified) = match (v4.is_empty(), v6.is_empty()) {
-            (false, true) => (VirtualAddresses::V4(v4), IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-            (true, false) => (VirtualAddresses::V6(v6), IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
-            _ => bail!("the virtual addresses of one instance must be all IPv4 or all IPv6"),
-        };
-        let interval = self.interval_ms / 10;
-        if interval * 10 != self.interval_ms {
-            bail!("--interval-ms {} is not a multiple of 10", self.interval_ms);
-        }
-        let mut config = InstanceConfig::new(
-            vrid,
-            version,
-            self.primary_address.unwrap_or(unspecified),
-            virtual_addresses,
-        );
-        config.priority = self.priority;
-        config.advertisement_interval =
-            Centiseconds(u16::try_from(interval).context("--interval-ms is too large for VRRP")?);
-        config.preempt_mode = !self.no_preempt;
-        config.preempt_delay = Duration::from_millis(self.preempt_delay_ms);
-        config.accept_mode = self.accept;
-        config.v3_ipv4_checksum = match self.checksum {
-            Checksum::WithPseudoHeader => V3Ipv4Checksum::WithPseudoHeader,
-            Checksum::WithoutPseudoHeader => V3Ipv4Checksum::WithoutPseudoHeader,
-        };
-        if let Some(password) = &self.password {
-            config.auth = V2Auth::simple_password(password.as_bytes())?;
-        }
+    /// The instance these flags describe, in the settings' one definition.
+    fn instance(&self) -> Result<Instance> {
+        let vips = self
+            .vips
+            .iter()
+            .map(|v| parse_vip(v).map(VirtualIp::new))
+            .collect::<Result<Vec<_>>>()?;
         let name = self
             .name
             .clone()
             .unwrap_or_else(|| format!("vrid{}@{}", self.vrid, self.interface));
-        let mut spec = InstanceSpec::new(name, self.interface.clone(), config);
-        spec.prefix_lengths = prefix_lengths;
-        spec.unicast_peers = self.unicast_peers.clone();
-        spec.gratuitous_repeat = (self.gratuitous_repeat_ms > 0)
-            .then(|| Duration::from_millis(self.gratuitous_repeat_ms));
-        spec.track = self
+        let mut i = Instance::new(name, self.interface.clone(), self.vrid, vips);
+        i.priority = self.priority;
+        i.version = Version::try_from(self.version).context("--version: use 2 or 3")?;
+        i.advert_interval_ms = self.interval_ms;
+        i.checksum = match self.checksum {
+            Checksum::WithPseudoHeader => V3Ipv4Checksum::WithPseudoHeader,
+            Checksum::WithoutPseudoHeader => V3Ipv4Checksum::WithoutPseudoHeader,
+        };
+        i.preempt = !self.no_preempt;
+        i.preempt_delay_ms = self.preempt_delay_ms;
+        i.accept = match (self.accept, self.no_accept) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        };
+        i.strict = self.strict;
+        i.unicast_src_ip = self.unicast_src_ip;
+        i.unicast_peers = self.unicast_peers.clone();
+        i.password = self.password.clone();
+        i.garp_master_delay_ms = self.garp_master_delay_ms;
+        i.garp_master_repeat = self.garp_master_repeat;
+        i.garp_master_refresh_ms = self.garp_master_refresh_ms;
+        i.garp_master_refresh_repeat = self.garp_master_refresh_repeat;
+        i.track = self
             .track
             .iter()
             .map(|t| parse_track(t))
             .collect::<Result<_>>()?;
-        spec.notify = NotifyHooks {
-            master: argv(&self.notify_master),
-            backup: argv(&self.notify_backup),
-            fault: argv(&self.notify_fault),
-            any: argv(&self.notify),
-            timeout: Duration::from_millis(self.notify_timeout_ms),
-        };
-        spec.use_vmac = self.use_vmac;
-        Ok(spec)
+        i.notify_master = argv(&self.notify_master);
+        i.notify_backup = argv(&self.notify_backup);
+        i.notify_fault = argv(&self.notify_fault);
+        i.notify_stop = argv(&self.notify_stop);
+        i.notify = argv(&self.notify);
+        i.notify_timeout_ms = self.notify_timeout_ms;
+        i.use_vmac = self.use_vmac;
+        Ok(i)
     }
 }
 
 /// `ADDR` or `ADDR/LEN`.
-fn parse_vip(text: &str) -> Result<(IpAddr, Option<u8>)> {
-    let (address, len) = match text.split_once('/') {
-        Some((a, l)) => (
-            a,
-            Some(
-                l.parse::<u8>()
-                    .with_context(|| format!("bad prefix length in {text:?}"))?,
-            ),
-        ),
-        None => (text, None),
-    };
-    let address = address
+fn parse_vip(text: &str) -> Result<ipnet::IpNet> {
+    if let Ok(net) = text.parse::<ipnet::IpNet>() {
+        return Ok(net);
+    }
+    let address = text
         .parse::<IpAddr>()
         .with_context(|| format!("bad virtual address {text:?}"))?;
-    Ok((address, len))
+    Ok(ipnet::IpNet::from(address))
 }
 
 /// Splits the arguments (program name excluded) into one group per instance.
@@ -249,23 +247,51 @@ fn instance_groups(args: Vec<String>) -> Vec<Vec<String>> {
         .collect()
 }
 
-fn main() -> ExitCode {
-    let groups = instance_groups(std::env::args().skip(1).collect());
-    let mut specs = Vec::new();
-    for group in groups {
+/// The settings of the command line: `--config FILE`, or groups of flags.
+fn settings(args: Vec<String>) -> Result<(Settings, Option<PathBuf>)> {
+    if args.first().is_some_and(|a| a == CONFIG) {
+        let [_, file] = args.as_slice() else {
+            bail!("--config takes one file and nothing else");
+        };
+        let file = PathBuf::from(file);
+        return Ok((read_config(&file)?, Some(file)));
+    }
+    let mut settings = Settings::default();
+    for group in instance_groups(args) {
         let args = match InstanceArgs::try_parse_from(
             std::iter::once("vznet-vrrp".to_owned()).chain(group),
         ) {
             Ok(a) => a,
             Err(e) => e.exit(),
         };
-        match args.spec() {
-            Ok(s) => specs.push(s),
-            Err(e) => {
-                eprintln!("vznet-vrrp: {e:#}");
-                return ExitCode::from(2);
-            }
+        settings.vrrp.push(args.instance()?);
+    }
+    Ok((settings, None))
+}
+
+fn read_config(file: &Path) -> Result<Settings> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    toml::from_str(&text).with_context(|| format!("{}", file.display()))
+}
+
+fn main() -> ExitCode {
+    let (settings, file) = match settings(std::env::args().skip(1).collect()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vznet-vrrp: {e:#}");
+            return ExitCode::from(2);
         }
+    };
+    let errors = settings.validate();
+    if !errors.is_empty() {
+        let prefix = file
+            .map(|f| format!("{}: ", f.display()))
+            .unwrap_or_default();
+        for e in errors {
+            eprintln!("vznet-vrrp: {prefix}{e}");
+        }
+        return ExitCode::from(2);
     }
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -284,7 +310,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(specs)) {
+    match runtime.block_on(run(settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vznet-vrrp: {e:#}");
@@ -293,37 +319,30 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(specs: Vec<InstanceSpec>) -> Result<()> {
+async fn run(settings: Settings) -> Result<()> {
     // One socket per interface and family, one netlink connection, for all instances.
     let router = Router::new().context("opening netlink")?;
-    // Every instance is set up before any starts: a typo fails the whole command.
-    let mut instances = Vec::new();
-    for spec in specs {
-        let name = spec.name.clone();
-        instances.push(
-            Instance::with_router(&router, spec)
-                .await
-                .with_context(|| format!("setting up instance {name}"))?,
-        );
+    // Every unit is set up before any runs: a typo fails the whole command.
+    let mut running = Vec::new();
+    for unit in Unit::all(&settings) {
+        match RunningUnit::start(&router, &settings, &unit).await {
+            Ok(r) => running.push(r),
+            Err(e) => {
+                for r in running {
+                    r.stop().await;
+                }
+                return Err(e).with_context(|| format!("setting up {unit:?}"));
+            }
+        }
     }
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = Vec::new();
-    for instance in instances {
-        let mut stop = stop_rx.clone();
-        tasks.push(tokio::spawn(instance.run(async move {
-            // An error means the sender is gone: stop too.
-            let _ = stop.wait_for(|stop| *stop).await;
-        })));
-    }
     tokio::select! {
         _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
         _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
     }
-    stop_tx.send_replace(true);
-    for task in tasks {
-        let status = task.await.context("instance task")?;
+    let stops = running.into_iter().map(RunningUnit::stop);
+    for status in futures::future::join_all(stops).await.into_iter().flatten() {
         let drops: Vec<String> = status
             .drops
             .iter()
@@ -347,9 +366,16 @@ async fn run(specs: Vec<InstanceSpec>) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn spec(args: &[&str]) -> Result<InstanceSpec> {
+    fn instance(args: &[&str]) -> Result<Instance> {
         let argv = std::iter::once("vznet-vrrp").chain(args.iter().copied());
-        InstanceArgs::try_parse_from(argv)?.spec()
+        InstanceArgs::try_parse_from(argv)?.instance()
+    }
+
+    fn settings_of(args: &[&str]) -> Result<Settings> {
+        Ok(Settings {
+            vrrp: vec![instance(args)?],
+            ..Settings::default()
+        })
     }
 
     #[test]
@@ -364,16 +390,16 @@ mod tests {
 
     #[test]
     fn vips_with_and_without_prefix() -> Result<()> {
-        assert_eq!(parse_vip("192.0.2.1/24")?, ("192.0.2.1".parse()?, Some(24)));
-        assert_eq!(parse_vip("fd00::1")?, ("fd00::1".parse()?, None));
+        assert_eq!(parse_vip("192.0.2.1/24")?, "192.0.2.1/24".parse()?);
+        assert_eq!(parse_vip("fd00::1")?, "fd00::1/128".parse()?);
         assert!(parse_vip("192.0.2.1/x").is_err());
         assert!(parse_vip("nonsense").is_err());
         Ok(())
     }
 
     #[test]
-    fn flags_make_a_spec() -> Result<()> {
-        let s = spec(&[
+    fn flags_make_an_instance() -> Result<()> {
+        let i = instance(&[
             "--interface",
             "eth0",
             "--vrid",
@@ -390,20 +416,19 @@ mod tests {
             "--checksum",
             "without-pseudo-header",
         ])?;
-        assert_eq!(s.name, "vrid51@eth0");
-        assert_eq!(s.config.priority, 150);
-        assert_eq!(s.config.advertisement_interval, Centiseconds(10));
-        assert!(!s.config.preempt_mode);
-        assert_eq!(
-            s.config.v3_ipv4_checksum,
-            V3Ipv4Checksum::WithoutPseudoHeader
-        );
-        assert!(s.config.primary_address.is_unspecified());
-        assert_eq!(s.prefix_lengths.len(), 1);
-        assert_eq!(s.config.virtual_addresses.len(), 2);
-        assert!(s.track.is_empty() && s.notify.is_empty() && !s.use_vmac);
+        assert_eq!(i.name, "vrid51@eth0");
+        assert_eq!(i.priority, 150);
+        assert_eq!(i.advert_interval_ms, 100);
+        assert!(!i.preempt);
+        assert_eq!(i.checksum, V3Ipv4Checksum::WithoutPseudoHeader);
+        assert_eq!(i.unicast_src_ip, None);
+        assert_eq!(i.virtual_ips.len(), 2);
+        assert_eq!(i.virtual_ips[1].address.prefix_len(), 32);
+        assert!(i.track.is_empty() && i.notify.is_empty() && !i.use_vmac);
+        assert_eq!(i.accept, None);
+        assert_eq!((i.garp_master_delay_ms, i.garp_master_repeat), (5000, 5));
 
-        let s = spec(&[
+        let i = instance(&[
             "--interface",
             "eth0",
             "--vrid",
@@ -416,48 +441,101 @@ mod tests {
             "eth2:-60",
             "--notify-master",
             "/usr/bin/logger -t vrrp",
-            "--notify",
+            "--notify-stop",
             "/bin/true",
             "--notify-timeout-ms",
             "500",
             "--use-vmac",
+            "--no-accept",
+            "--unicast-src-ip",
+            "192.0.2.11",
+            "--gratuitous-repeat-ms",
+            "0",
         ])?;
         assert_eq!(
-            s.track,
+            i.track,
             [
-                TrackedInterface {
-                    name: "eth1".into(),
-                    weight: 0
-                },
-                TrackedInterface {
-                    name: "eth2".into(),
-                    weight: -60
+                TrackInterface::new("eth1"),
+                TrackInterface {
+                    weight: -60,
+                    ..TrackInterface::new("eth2")
                 }
             ]
         );
-        assert_eq!(s.notify.master, ["/usr/bin/logger", "-t", "vrrp"]);
-        assert_eq!(s.notify.any, ["/bin/true"]);
-        assert!(s.notify.backup.is_empty());
-        assert_eq!(s.notify.timeout, Duration::from_millis(500));
-        assert!(s.use_vmac);
+        assert_eq!(i.notify_master, ["/usr/bin/logger", "-t", "vrrp"]);
+        assert_eq!(i.notify_stop, ["/bin/true"]);
+        assert!(i.notify_backup.is_empty());
+        assert_eq!(i.notify_timeout_ms, 500);
+        assert!(i.use_vmac);
+        assert_eq!(i.accept, Some(false));
+        assert_eq!(i.unicast_src_ip, Some("192.0.2.11".parse()?));
+        assert_eq!(i.garp_master_delay_ms, 0);
         Ok(())
     }
 
     #[test]
-    fn bad_flags_are_refused() {
+    fn bad_flags_are_refused_by_the_parser_or_the_settings_checks() {
         let base = ["--interface", "eth0", "--vrid", "51"];
         let with = |extra: &[&str]| {
             let mut a = base.to_vec();
             a.extend_from_slice(extra);
-            spec(&a)
+            settings_of(&a).map(|s| s.validate())
         };
-        assert!(with(&["--vip", "192.0.2.1", "--vip", "fd00::1"]).is_err());
-        assert!(with(&["--vip", "192.0.2.1", "--interval-ms", "105"]).is_err());
-        assert!(with(&["--vip", "192.0.2.1", "--vrid", "0"]).is_err());
-        assert!(with(&["--vip", "192.0.2.1", "--version", "4"]).is_err());
-        assert!(with(&["--vip", "192.0.2.1", "--password", "far too long"]).is_err());
-        assert!(with(&[]).is_err(), "a VIP is required");
-        assert!(with(&["--vip", "192.0.2.1", "--track", "eth1:300"]).is_err());
-        assert!(with(&["--vip", "192.0.2.1", "--track", ":10"]).is_err());
+        let refused = |extra: &[&str]| match with(extra) {
+            Err(_) => true,
+            Ok(errors) => !errors.is_empty(),
+        };
+        assert!(refused(&["--vip", "192.0.2.1", "--vip", "fd00::1"]));
+        assert!(refused(&["--vip", "192.0.2.1", "--interval-ms", "105"]));
+        assert!(refused(&["--vip", "192.0.2.1", "--vrid", "0"]));
+        assert!(refused(&["--vip", "192.0.2.1", "--version", "4"]));
+        assert!(refused(&[
+            "--vip",
+            "192.0.2.1",
+            "--version",
+            "2",
+            "--password",
+            "far too long"
+        ]));
+        assert!(refused(&[]), "a VIP is required");
+        assert!(refused(&["--vip", "192.0.2.1", "--track", "eth1:300"]));
+        assert!(refused(&["--vip", "192.0.2.1", "--track", ":10"]));
+        assert!(refused(&[
+            "--vip",
+            "192.0.2.1",
+            "--strict",
+            "--unicast-peer",
+            "192.0.2.2"
+        ]));
+        assert!(!refused(&["--vip", "192.0.2.1"]));
+    }
+
+    #[test]
+    fn config_files_hold_the_same_settings() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("vrrp.toml");
+        std::fs::write(
+            &file,
+            r#"
+[[vrrp]]
+name = "VI_1"
+interface = "eth0"
+vrid = 51
+virtual_ips = ["192.0.2.100/24"]
+track_script = ["chk"]
+
+[[vrrp_script]]
+name = "chk"
+script = "pidof haproxy"
+"#,
+        )?;
+        let (s, f) = settings(vec!["--config".into(), file.display().to_string()])?;
+        assert_eq!(f.as_deref(), Some(file.as_path()));
+        assert!(s.validate().is_empty());
+        assert_eq!(s.vrrp[0].track_script[0].script, "chk");
+        std::fs::write(&file, "[[vrrp]]\nname = 1\n")?;
+        let e = settings(vec!["--config".into(), file.display().to_string()]);
+        assert!(e.is_err());
+        Ok(())
     }
 }

@@ -79,7 +79,7 @@ pub struct Announcer {
     pub ifindex: u32,
     pub mac: HardwareAddress,
     /// Source of the Neighbor Advertisements: the interface's link-local address.
-    /// Unused for IPv4.
+    /// `None`: IPv6 addresses are not announced.
     pub ipv6_source: Option<Ipv6Addr>,
     /// From [`arp_socket`], shared by every announcer of the process.
     pub arp: Arc<Socket>,
@@ -109,11 +109,9 @@ impl Announcer {
                 }
             }
         }
-        if !v6.is_empty() {
-            let source = self.ipv6_source.ok_or_else(|| Error::NoPrimaryAddress {
-                interface: self.interface.clone(),
-                family: crate::wire::AddressFamily::Ipv6,
-            })?;
+        // Without a link-local address (an IPv4 instance's interface may have none),
+        // IPv6 addresses go unannounced: setup warned.
+        if let (false, Some(source)) = (v6.is_empty(), self.ipv6_source) {
             let socket = self.icmpv6_socket()?;
             for address in &v6 {
                 if let IpAddr::V6(a) = address {

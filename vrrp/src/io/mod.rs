@@ -10,32 +10,40 @@
 //! - [`gratuitous`]: the announcements of a new Master: gratuitous ARP over `AF_PACKET`,
 //!   unsolicited Neighbor Advertisements over a raw ICMPv6 socket.
 //! - [`instance`]: the tokio runner ([`Instance`]) that owns a socket and a
-//!   [`crate::Machine`], feeds it adverts and timer expiries and carries out its actions.
+//!   [`crate::Machine`], feeds it adverts, timer expiries and tracking readings and
+//!   carries out its actions.
+//! - [`mod@unit`]: what starts and stops together ([`Unit`]: a sync group with its
+//!   members, or one instance), and the sync group's coordination.
+//! - [`track`]: the sources of tracking readings: scripts run, files watched, /proc
+//!   listed, shared by the instances of a process.
+//! - [`address_worker`], [`virtual_route`], [`accept_filter`]: what a Master holds
+//!   (addresses, routes and rules, the Accept_Mode filter), changed off the protocol's
+//!   path.
+//! - [`sysctl`]: the per-interface settings VRRP owns.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), vrrp::io::Error> {
-//! use std::net::{IpAddr, Ipv4Addr};
-//! use vrrp::io::{Instance, InstanceSpec};
-//! use vrrp::{InstanceConfig, Version, VirtualAddresses, Vrid};
+//! use vrrp::io::{Router, RunningUnit, Unit};
+//! use vrrp::settings::{Instance, Settings, VirtualIp};
 //!
-//! let mut config = InstanceConfig::new(
-//!     Vrid::new(51).expect("non-zero"),
-//!     Version::V3,
-//!     // Unspecified: the instance takes the interface's first IPv4 address.
-//!     IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-//!     VirtualAddresses::V4(vec![Ipv4Addr::new(192, 0, 2, 100)]),
-//! );
-//! config.priority = 150;
-//! let mut spec = InstanceSpec::new("VI_1", "eth0", config);
-//! spec.prefix_lengths.insert(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100)), 24);
-//! let instance = Instance::new(spec).await?;
-//! let handle = instance.handle();
-//! let runner = tokio::spawn(instance.run(async {
-//!     let _ = tokio::signal::ctrl_c().await;
-//! }));
-//! println!("{:?}", handle.status().state);
-//! let final_status = runner.await.expect("runner task");
-//! println!("sent {} adverts", final_status.io.adverts_sent);
+//! let mut vi = Instance::new("VI_1", "eth0", 51, vec![
+//!     VirtualIp::new("192.0.2.100/24".parse().expect("literal")),
+//! ]);
+//! vi.priority = 150;
+//! let settings = Settings { vrrp: vec![vi], ..Settings::default() };
+//! assert!(settings.validate().is_empty());
+//! let router = Router::new()?;
+//! let mut running = Vec::new();
+//! for unit in Unit::all(&settings) {
+//!     running.push(RunningUnit::start(&router, &settings, &unit).await?);
+//! }
+//! println!("{:?}", running[0].handles()[0].status().state);
+//! let _ = tokio::signal::ctrl_c().await;
+//! for r in running {
+//!     for status in r.stop().await {
+//!         println!("{} sent {} adverts", status.name, status.io.adverts_sent);
+//!     }
+//! }
 //! # Ok(()) }
 //! ```
 //!
@@ -46,36 +54,40 @@
 //! socket per interface and family (datagrams go to the instance of their VRID), one
 //! netlink connection, one packet socket.
 //!
-//! What the shell leaves to the host, as keepalived does without `vrrp_strict`:
-//! - Accept_Mode is not enforced: a non-owner Master answers on the virtual addresses
-//!   whatever [`crate::InstanceConfig::accept_mode`] says (filtering is the firewall's).
-//! - Without [`InstanceSpec::use_vmac`], the interface's own MAC answers for the
-//!   virtual addresses, and the announcements carry it ([`virtual_mac`] otherwise).
+//! Accept_Mode is enforced: a Master that is not the address owner and runs without
+//! `accept` drops traffic to its virtual addresses in nftables ([`accept_filter`]),
+//! ARP, Neighbor Discovery and VRRP excepted. Without `use_vmac`, the interface's own
+//! MAC answers for the virtual addresses, and the announcements carry it
+//! ([`virtual_mac`] otherwise).
 //!
-//! What it does set: `net.ipv4.conf.<interface>.accept_local = 1` for IPv4 instances
-//! that are not the address owner. A Backup that took the owner's address over would
-//! otherwise drop the owner's adverts as martians (their source is now local) and stay
-//! Master when the owner returns.
+//! What it sets in `/proc/sys` is listed in [`sysctl`].
 
+pub mod accept_filter;
+pub mod address_worker;
 pub mod gratuitous;
 pub mod instance;
 pub mod link;
 pub mod notify;
 pub mod router;
 pub mod socket;
+pub mod sysctl;
+pub mod track;
+pub mod unit;
 pub mod virtual_address;
 pub mod virtual_mac;
+pub mod virtual_route;
 
 use std::net::IpAddr;
 
 use crate::config::ConfigError;
 use crate::wire::AddressFamily;
 
-pub use instance::{Instance, InstanceHandle, InstanceSpec, IoCounters, Status, TrackedInterface};
+pub use instance::{Instance, InstanceHandle, IoCounters, Status};
 pub use link::Link;
 pub use notify::NotifyHooks;
 pub use router::Router;
 pub use socket::{AdvertSocket, Datagram};
+pub use unit::{RunningUnit, Unit, UnitSettings};
 pub use virtual_address::VirtualAddressSet;
 
 /// Why the shell could not set an instance up, or an operation on the kernel failed.
@@ -114,6 +126,25 @@ pub enum Error {
         op: String,
         #[source]
         source: rtnetlink::Error,
+    },
+    #[error("virtual route: {0}")]
+    Route(String),
+    #[error("nftables (accept mode): {0}")]
+    Nftables(#[source] nft::Error),
+    #[error("vrrp_script {script}: {reason}")]
+    Script { script: String, reason: String },
+    #[error("track_file {path}: {reason}")]
+    TrackFile {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("no VRRP instance is called {0:?}")]
+    UnknownInstance(String),
+    #[error("instance {instance}: {source}")]
+    Member {
+        instance: String,
+        #[source]
+        source: Box<Error>,
     },
 }
 

@@ -1,7 +1,8 @@
 //! Notify hooks: programs run on state changes (keepalived's `notify_master`,
 //! `notify_backup`, `notify_fault`, `notify`), as argv arrays, never through a shell.
 //!
-//! They run one at a time, in the order of the state changes, on a task of their own:
+//! `notify_stop` runs when the instance stops. They run one at a time, in the order of
+//! the state changes, on a task of their own:
 //! the protocol never waits for them. Each gets [`NotifyHooks::timeout`] and is killed
 //! after it. The state comes in the environment:
 //!
@@ -13,8 +14,12 @@
 //! | `VRRP_INSTANCE`, `VRRP_INTERFACE`, `VRRP_VRID`, `VRRP_PRIORITY` | the instance |
 //! | `VRRP_VIRTUAL_IPS` | the virtual addresses, space-separated |
 //!
+//! | `VRRP_GROUP` | the sync group, for a member of one |
+//!
 //! The generic `notify` hook also gets keepalived's four arguments appended: `INSTANCE`,
-//! the instance name, the state, the priority.
+//! the instance name, the state (`STOP` at the end), the priority. A sync group's hooks
+//! get `GROUP`, the group's name, its state and 0, and `VRRP_GROUP`, `VRRP_STATE`,
+//! `VRRP_PREVIOUS_STATE` in their environment.
 
 use std::time::{Duration, Instant};
 
@@ -33,7 +38,9 @@ pub struct NotifyHooks {
     pub master: Vec<String>,
     pub backup: Vec<String>,
     pub fault: Vec<String>,
-    /// Runs on every state change, after the state's own hook.
+    /// Runs when the instance stops.
+    pub stop: Vec<String>,
+    /// Runs on every state change (and the stop), after the state's own hook.
     pub any: Vec<String>,
     pub timeout: Duration,
 }
@@ -44,6 +51,7 @@ impl Default for NotifyHooks {
             master: Vec::new(),
             backup: Vec::new(),
             fault: Vec::new(),
+            stop: Vec::new(),
             any: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
         }
@@ -55,6 +63,7 @@ impl NotifyHooks {
         self.master.is_empty()
             && self.backup.is_empty()
             && self.fault.is_empty()
+            && self.stop.is_empty()
             && self.any.is_empty()
     }
 
@@ -74,18 +83,52 @@ impl NotifyHooks {
         out
     }
 
+    /// The argv arrays to run when the instance stops: `stop`, then the generic hook
+    /// with `STOP`.
+    pub fn for_stop(&self, instance: &str, priority: u8) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        if !self.stop.is_empty() {
+            out.push(self.stop.clone());
+        }
+        out.extend(self.generic_named("INSTANCE", instance, "STOP", priority));
+        out
+    }
+
     fn generic(&self, state: State, instance: &str, priority: u8) -> Vec<Vec<String>> {
+        self.generic_named("INSTANCE", instance, state_name(state), priority)
+    }
+
+    /// The generic hook with keepalived's four arguments: `INSTANCE`|`GROUP`, the
+    /// name, the state, the priority.
+    pub fn generic_named(
+        &self,
+        kind: &str,
+        name: &str,
+        state: &str,
+        priority: u8,
+    ) -> Vec<Vec<String>> {
         if self.any.is_empty() {
             return Vec::new();
         }
         let mut argv = self.any.clone();
         argv.extend([
-            "INSTANCE".to_owned(),
-            instance.to_owned(),
-            state_name(state).to_owned(),
+            kind.to_owned(),
+            name.to_owned(),
+            state.to_owned(),
             priority.to_string(),
         ]);
         vec![argv]
+    }
+
+    /// The state's own hook.
+    pub fn own(&self, state: &str) -> &[String] {
+        match state {
+            "MASTER" => &self.master,
+            "BACKUP" => &self.backup,
+            "FAULT" => &self.fault,
+            "STOP" => &self.stop,
+            _ => &[],
+        }
     }
 }
 
@@ -110,18 +153,25 @@ pub struct Notification {
 #[derive(Debug)]
 pub struct Notifier {
     queue: mpsc::UnboundedSender<Notification>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Notifier {
     /// Spawns the runner on the current runtime.
     pub fn spawn(instance: String, timeout: Duration) -> Notifier {
         let (queue, mut rx) = mpsc::unbounded_channel::<Notification>();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             while let Some(n) = rx.recv().await {
                 run(&instance, n, timeout).await;
             }
         });
-        Notifier { queue }
+        Notifier { queue, task }
+    }
+
+    /// Lets the queued hooks run, for at most `wait` (the stop hooks at shutdown).
+    pub async fn finish(self, wait: Duration) {
+        drop(self.queue);
+        let _ = tokio::time::timeout(wait, self.task).await;
     }
 
     /// Queues a run; never blocks.

@@ -1,6 +1,7 @@
 //! What the virtual routers of one process share (RFC 5798 §1.6: one "VRRP Router"
 //! runs many virtual routers): one netlink connection, one stream of link
-//! notifications, and one raw socket per interface and address family.
+//! notifications, one raw socket per interface and address family, the tracking
+//! sources (a script runs once for all its trackers) and the accept-mode filter.
 //!
 //! Without sharing, N instances on an interface meant N raw sockets: the kernel copies
 //! every advert to each of them and wakes N tasks, of which N - 1 throw it away, and
@@ -62,6 +63,9 @@ struct Inner {
     sockets: Mutex<HashMap<SocketKey, Weak<SharedSocket>>>,
     /// Gratuitous ARP, every interface.
     arp: Arc<socket2::Socket>,
+    sources: super::track::Sources,
+    /// Made on first use: a process whose instances all accept needs no nftables.
+    accept_filter: tokio::sync::OnceCell<super::accept_filter::AcceptFilter>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -102,12 +106,33 @@ impl Router {
                 link_changes,
                 sockets: Mutex::new(HashMap::new()),
                 arp,
+                sources: super::track::Sources::default(),
+                accept_filter: tokio::sync::OnceCell::new(),
             }),
         })
     }
 
     pub fn netlink(&self) -> &rtnetlink::Handle {
         &self.inner.netlink
+    }
+
+    /// The scripts, files and processes tracked by the process's instances.
+    pub fn sources(&self) -> &super::track::Sources {
+        &self.inner.sources
+    }
+
+    /// The process's accept-mode filter, set up on first use (on the blocking pool:
+    /// loading libnftables must not stall the instances already running).
+    pub async fn accept_filter(&self) -> Result<super::accept_filter::AcceptFilter, Error> {
+        self.inner
+            .accept_filter
+            .get_or_try_init(|| async {
+                tokio::task::spawn_blocking(super::accept_filter::AcceptFilter::new)
+                    .await
+                    .map_err(|e| Error::Nftables(nft::Error::NoBackend(e.to_string())))?
+            })
+            .await
+            .cloned()
     }
 
     /// The process's socket for gratuitous ARP.

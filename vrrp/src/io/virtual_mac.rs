@@ -29,6 +29,7 @@ use netlink_packet_route::link::MacVlanMode;
 use rtnetlink::{LinkMacVlan, LinkUnspec};
 
 use super::link::HardwareAddress;
+use super::sysctl;
 use super::Error;
 use crate::wire::{AddressFamily, Vrid};
 
@@ -58,30 +59,6 @@ const PARENT_SYSCTLS: [(&str, &str); 2] = [("arp_ignore", "1"), ("arp_announce",
 /// values to put back.
 type Saved = Vec<(&'static str, String)>;
 static PARENTS: Mutex<Option<HashMap<String, (usize, Saved)>>> = Mutex::new(None);
-
-fn sysctl_path(family: &str, interface: &str, key: &str) -> std::path::PathBuf {
-    std::path::Path::new("/proc/sys/net")
-        .join(family)
-        .join("conf")
-        .join(interface)
-        .join(key)
-}
-
-fn write_sysctl(family: &str, interface: &str, key: &str, value: &str) -> Result<(), Error> {
-    std::fs::write(sysctl_path(family, interface, key), value).map_err(|e| Error::Sysctl {
-        key: format!("net.{family}.conf.{interface}.{key}"),
-        source: e,
-    })
-}
-
-fn read_sysctl(family: &str, interface: &str, key: &str) -> Result<String, Error> {
-    std::fs::read_to_string(sysctl_path(family, interface, key))
-        .map(|s| s.trim().to_owned())
-        .map_err(|e| Error::Sysctl {
-            key: format!("net.{family}.conf.{interface}.{key}"),
-            source: e,
-        })
-}
 
 /// A macvlan carrying the virtual MAC; removed by [`VirtualMacLink::remove`].
 #[derive(Debug)]
@@ -173,9 +150,9 @@ impl VirtualMacLink {
             AddressFamily::Ipv4 => {
                 // Answer ARP for the virtual addresses here, not elsewhere; hear a
                 // peer whose source is one of our addresses (an owner).
-                write_sysctl("ipv4", &self.name, "arp_ignore", "1")?;
-                write_sysctl("ipv4", &self.name, "accept_local", "1")?;
-                write_sysctl("ipv4", &self.name, "rp_filter", "0")?;
+                sysctl::write("ipv4", &self.name, "arp_ignore", "1")?;
+                sysctl::write("ipv4", &self.name, "accept_local", "1")?;
+                sysctl::write("ipv4", &self.name, "rp_filter", "0")?;
                 let mut parents = PARENTS.lock().unwrap_or_else(PoisonError::into_inner);
                 let parents = parents.get_or_insert_with(HashMap::new);
                 if let Some((n, _)) = parents.get_mut(&self.parent) {
@@ -183,15 +160,15 @@ impl VirtualMacLink {
                 } else {
                     let mut saved = Vec::new();
                     for (key, value) in PARENT_SYSCTLS {
-                        saved.push((key, read_sysctl("ipv4", &self.parent, key)?));
-                        write_sysctl("ipv4", &self.parent, key, value)?;
+                        saved.push((key, sysctl::read("ipv4", &self.parent, key)?));
+                        sysctl::write("ipv4", &self.parent, key, value)?;
                     }
                     parents.insert(self.parent.clone(), (1, saved));
                 }
             }
             AddressFamily::Ipv6 => {
                 // No addresses of its own (no EUI-64 from a MAC both routers share).
-                write_sysctl("ipv6", &self.name, "addr_gen_mode", "1")?;
+                sysctl::write("ipv6", &self.name, "addr_gen_mode", "1")?;
             }
         }
         Ok(())
@@ -247,7 +224,7 @@ impl VirtualMacLink {
                 *n -= 1;
                 if *n == 0 {
                     for (key, value) in old.iter() {
-                        if let Err(e) = write_sysctl("ipv4", &self.parent, key, value) {
+                        if let Err(e) = sysctl::write("ipv4", &self.parent, key, value) {
                             tracing::warn!(interface = %self.parent, error = %e, "cannot restore {key}");
                         }
                     }

@@ -84,6 +84,9 @@ pub enum WireError {
 pub struct Vrid(NonZeroU8);
 
 impl Vrid {
+    /// VRID 1.
+    pub const MIN: Vrid = Vrid(NonZeroU8::MIN);
+
     /// `None` for 0, which names no virtual router.
     pub const fn new(value: u8) -> Option<Vrid> {
         match NonZeroU8::new(value) {
@@ -135,6 +138,29 @@ impl TryFrom<u8> for Version {
             3 => Ok(Version::V3),
             other => Err(WireError::UnknownVersion(other)),
         }
+    }
+}
+
+/// In settings, the version is the number users write: `version = 3`.
+#[cfg(feature = "serde")]
+impl serde::Serialize for Version {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(self.number())
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Version {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        u8::try_from(n)
+            .ok()
+            .and_then(|n| Version::try_from(n).ok())
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "VRRP version {n}: use 2 (RFC 3768) or 3 (RFC 5798)"
+                ))
+            })
     }
 }
 
@@ -201,6 +227,8 @@ impl fmt::Display for Centiseconds {
 /// §5.2.8 checksum the VRRP message alone. IPv6 always uses the pseudo-header and VRRPv2
 /// never does (RFC 3768 §5.3.8), whatever this setting says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 pub enum V3Ipv4Checksum {
     /// Include the IPv4 pseudo-header (source, destination, zero, protocol 112, length):
     /// the keepalived and FRR default.

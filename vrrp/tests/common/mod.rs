@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+use vrrp::sync_group::{GroupSync, MemberReport};
 use vrrp::{
     receive_ipv4, receive_ipv6, Action, Centiseconds, DropCounters, Endpoints, Event,
     InstanceConfig, Machine, State, Timestamp, TransitionReason, Version, VirtualAddresses, Vrid,
@@ -200,6 +201,19 @@ pub struct Lan {
     /// Keyed by (delivery time, sequence) so equal times keep sending order.
     in_flight: BTreeMap<(Timestamp, u64), InFlight>,
     seq: u64,
+    /// Sync groups: routers that are one host's members of a group.
+    pub groups: Vec<SyncGroupOnHost>,
+}
+
+/// One host's sync group: its coordinator and the routers that are its members.
+#[derive(Debug)]
+pub struct SyncGroupOnHost {
+    pub sync: GroupSync,
+    pub members: Vec<usize>,
+    /// The last `is_down` reported per member.
+    down: Vec<bool>,
+    /// Every group state change, with its time.
+    pub states: Vec<(Timestamp, State)>,
 }
 
 impl Lan {
@@ -223,6 +237,58 @@ impl Lan {
             routers,
             in_flight: BTreeMap::new(),
             seq: 0,
+            groups: Vec::new(),
+        }
+    }
+
+    /// Makes routers `members` (their configs `synchronized`) one host's sync group.
+    pub fn sync_group(&mut self, members: Vec<usize>) {
+        for m in &members {
+            assert!(
+                self.routers[*m].machine.config().synchronized,
+                "router {m} is not configured as a sync group member"
+            );
+        }
+        self.groups.push(SyncGroupOnHost {
+            sync: GroupSync::new(members.len()),
+            down: vec![false; members.len()],
+            members,
+            states: Vec::new(),
+        });
+    }
+
+    /// Router `i`'s group and member index.
+    fn membership(&self, i: usize) -> Option<(usize, usize)> {
+        self.groups.iter().enumerate().find_map(|(g, group)| {
+            group
+                .members
+                .iter()
+                .position(|m| *m == i)
+                .map(|index| (g, index))
+        })
+    }
+
+    /// Hands router `i`'s reports to its group; delivers the group's events.
+    fn report(&mut self, i: usize, mut reports: Vec<MemberReport>) {
+        let Some((g, index)) = self.membership(i) else {
+            return;
+        };
+        let down = self.routers[i].machine.is_down();
+        if self.groups[g].down[index] != down {
+            self.groups[g].down[index] = down;
+            reports.push(MemberReport::Down(down));
+        }
+        let mut deliveries = Vec::new();
+        for report in reports {
+            let group = &mut self.groups[g];
+            let (events, changed) = group.sync.report(index, report);
+            if let Some(state) = changed {
+                group.states.push((self.now, state));
+            }
+            deliveries.extend(events.into_iter().map(|(m, e)| (group.members[m], e)));
+        }
+        for (router, event) in deliveries {
+            self.event(router, event);
         }
     }
 
@@ -251,6 +317,19 @@ impl Lan {
     }
 
     fn apply(&mut self, i: usize, actions: Vec<Action>) {
+        let mut reports = Vec::new();
+        for action in &actions {
+            match action {
+                Action::StateChanged { to, .. } => reports.push(MemberReport::State(*to)),
+                Action::WantsMaster(w) => reports.push(MemberReport::WantsMaster(*w)),
+                _ => {}
+            }
+        }
+        self.carry_out(i, actions);
+        self.report(i, reports);
+    }
+
+    fn carry_out(&mut self, i: usize, actions: Vec<Action>) {
         for action in actions {
             let now = self.now;
             let r = &mut self.routers[i];
@@ -269,7 +348,8 @@ impl Lan {
                     assert!(r.vips_installed, "router {i} removes absent VIPs at {now}");
                     r.vips_installed = false;
                 }
-                Action::SendGratuitous => r.gratuitous_sent += 1,
+                Action::SendGratuitous { .. } => r.gratuitous_sent += 1,
+                Action::WantsMaster(_) => {}
                 Action::SendAdvert(advert) => {
                     r.sent.push((now, advert.priority()));
                     let config = r.machine.config();

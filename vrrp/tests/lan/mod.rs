@@ -81,6 +81,24 @@ impl Lan {
         self.router(i).spawn(argv)
     }
 
+    /// Starts `vznet-vrrp --config FILE` on router `i`, FILE holding `settings` (the
+    /// `[[vrrp]]`, `[[vrrp_script]]`, `[[vrrp_sync_group]]` tables of host.toml).
+    pub fn start_vznet_config(&self, i: usize, settings: &str) -> Result<Process> {
+        let n = self.starts.fetch_add(1, Ordering::Relaxed);
+        let file = self.scratch.path().join(format!("r{i}-{n}.toml"));
+        std::fs::write(&file, settings)?;
+        let file = file.display().to_string();
+        self.router(i)
+            .spawn([VZNET_VRRP, "--config", file.as_str()])
+    }
+
+    /// Starts keepalived (VRRP only, foreground) on router `i` with `config`.
+    pub fn start_keepalived_config(&self, i: usize, config: &str) -> Result<Process> {
+        let n = self.starts.fetch_add(1, Ordering::Relaxed);
+        let dir = self.scratch.path().join(format!("r{i}-{n}"));
+        lab::spawn_keepalived(self.router(i), &dir, config)
+    }
+
     /// Starts keepalived (VRRP only, foreground) on router `i` with one instance.
     ///
     /// Each start gets its own pid files: keepalived refuses to start while the pid in
@@ -269,4 +287,20 @@ impl KeepalivedInstance {
             self.version, self.priority, self.advert_int, self.vip
         )
     }
+}
+
+/// The state instance `name` of a `vznet-vrrp` process last logged.
+pub fn instance_state(process: &Process, name: &str) -> Option<String> {
+    let out = process.stdout().ok()?;
+    let tag = format!("instance={name} ");
+    out.lines()
+        .rfind(|l| l.contains("state changed") && l.contains(&tag))
+        .and_then(|l| field(l, "to"))
+}
+
+/// Waits until instance `name` logs a transition to `state`.
+pub fn wait_instance_state(process: &Process, name: &str, state: &str, timeout: Duration) -> bool {
+    lab::wait_until(timeout, POLL, || {
+        instance_state(process, name).as_deref() == Some(state)
+    })
 }

@@ -6,128 +6,16 @@
 //! [`Event::Timeout`]. RFC 9568 renames Master to Active; this crate keeps the RFC 5798
 //! names (Master, Master_Adver_Interval, Master_Down_Timer) that keepalived users know.
 
+mod events;
+
 use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::config::{ConfigError, InstanceConfig, OWNER_PRIORITY};
-use crate::reception::Received;
 use crate::time::Timestamp;
+
 use crate::wire::{Centiseconds, V2Advert, V3Advert, Version, VirtualAddresses, VrrpRepr};
-
-/// The three states of RFC 5798 §6.4, plus Fault.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum State {
-    Initialize,
-    Backup,
-    Master,
-    /// Not in the RFCs (keepalived's FAULT): started, interface up, but something the
-    /// instance depends on (a tracked interface) is down. Like Initialize it neither
-    /// sends nor holds the virtual addresses; unlike it, it says why.
-    Fault,
-}
-
-/// An input to the machine.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// The instance is enabled (RFC 5798 §6.4.1).
-    Startup,
-    /// The instance is disabled: a Master sends priority 0 first (§6.4.3).
-    Shutdown,
-    /// An advert that passed the receive rules (see [`crate::reception`]).
-    AdvertReceived { advert: VrrpRepr, source: IpAddr },
-    /// The deadline from [`Machine::poll_timeout`] may have passed.
-    Timeout,
-    /// The interface came up: a started instance starts up again.
-    InterfaceUp,
-    /// The interface went down: the instance falls back to Initialize without sending
-    /// (it cannot), dropping the virtual addresses if it was Master.
-    InterfaceDown,
-    /// Tracking changed the effective priority. Clamped to 1..=254 (§5.2.4: backups
-    /// use 1..=254); ignored by the address owner, whose priority stays 255.
-    PriorityChanged(u8),
-    /// Something the instance depends on failed (a tracked interface went down): a
-    /// Master sends priority 0 (its own interface still works) and drops the
-    /// addresses; a Backup stops; both go to [`State::Fault`].
-    FaultRaised,
-    /// The fault is gone: the instance starts again, as at Startup.
-    FaultCleared,
-}
-
-impl From<Received> for Event {
-    fn from(r: Received) -> Event {
-        Event::AdvertReceived {
-            advert: r.advert,
-            source: r.source,
-        }
-    }
-}
-
-/// Why the state changed: the fields a log line needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TransitionReason {
-    /// Startup event (§6.4.1).
-    Startup,
-    /// The interface came back up and the instance started again.
-    InterfaceUp,
-    /// Shutdown event.
-    Shutdown,
-    /// The interface went down.
-    InterfaceDown,
-    /// A fault was raised ([`Event::FaultRaised`]).
-    Fault,
-    /// The fault was cleared and the instance started again.
-    FaultCleared,
-    /// Master_Down_Timer fired: no advert from a Master for Master_Down_Interval.
-    MasterDown,
-    /// The Master sent priority 0 and Skew_Time passed (§6.4.2).
-    MasterReleased,
-    /// Preempt_Mode: adverts of a lower-priority Master were discarded until the
-    /// Master_Down_Timer fired (§6.4.2).
-    Preempted,
-    /// A Master saw an advert of higher priority, or of equal priority from a greater
-    /// primary address (§6.4.3).
-    HigherPriorityAdvert { priority: u8, source: IpAddr },
-}
-
-/// What the shell must do, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Log it, notify, update status. Always first among the actions of a transition.
-    StateChanged {
-        from: State,
-        to: State,
-        reason: TransitionReason,
-    },
-    /// Emit the advert with [`VrrpRepr::emit`] towards
-    /// [`InstanceConfig::advert_endpoints`], checksum per the config, TTL/hop limit 255.
-    SendAdvert(VrrpRepr),
-    /// Configure the instance's virtual addresses on the interface.
-    AddVirtualAddresses,
-    /// Remove the instance's virtual addresses from the interface.
-    RemoveVirtualAddresses,
-    /// Announce the virtual addresses: a gratuitous ARP per IPv4 address, or an
-    /// unsolicited Neighbor Advertisement (R and O set, S clear) to all-nodes per IPv6
-    /// address, with the virtual router MAC (§6.4.1, §6.4.2).
-    SendGratuitous,
-}
-
-/// Per-instance statistics (cf. the VRRP MIB, RFC 6527).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Adverts handed to the shell to send, priority 0 included.
-    pub adverts_sent: u64,
-    /// Adverts delivered to the machine.
-    pub adverts_received: u64,
-    pub priority_zero_sent: u64,
-    pub priority_zero_received: u64,
-    /// Adverts the §6.4 rules discard (a lower priority than ours, with preemption).
-    pub adverts_discarded: u64,
-    /// Adverts not meant for this instance (other VRID, version or family, interval 0)
-    /// or arriving while in Initialize.
-    pub adverts_ignored: u64,
-    /// Transitions to Master.
-    pub master_transitions: u64,
-}
+pub use events::{Action, Counters, Event, State, TransitionReason};
 
 /// One virtual router.
 #[derive(Debug, Clone)]
@@ -147,6 +35,14 @@ pub struct Machine {
     interface_up: bool,
     /// [`Event::FaultRaised`] without [`Event::FaultCleared`] since.
     fault: bool,
+    /// [`Event::GroupFault`]`(true)` without `(false)` since.
+    group_fault: bool,
+    /// Sync group member: the Master_Down_Timer fired and the group has not agreed yet.
+    wants_master: bool,
+    /// The delayed round of announcements, while Master.
+    gratuitous_delayed: Option<Timestamp>,
+    /// The next refresh of the announcements, while Master.
+    gratuitous_refresh: Option<Timestamp>,
     /// Preemption of a lower-priority Master waits until then (config.preempt_delay).
     preempt_hold_until: Timestamp,
     master_address: Option<IpAddr>,
@@ -169,6 +65,10 @@ impl Machine {
             started: false,
             interface_up: true,
             fault: false,
+            group_fault: false,
+            wants_master: false,
+            gratuitous_delayed: None,
+            gratuitous_refresh: None,
             preempt_hold_until: Timestamp::ZERO,
             master_address: None,
             counters: Counters::default(),
@@ -200,9 +100,25 @@ impl Machine {
         self.interface_up
     }
 
-    /// Whether a fault is raised.
+    /// Whether a fault of this instance's own is raised ([`Event::FaultRaised`]).
     pub fn is_faulty(&self) -> bool {
         self.fault
+    }
+
+    /// Whether the instance is held in Fault, by its own fault or its sync group's.
+    fn faulted(&self) -> bool {
+        self.fault || self.group_fault
+    }
+
+    /// Whether this instance is down for a reason of its own: started, and its
+    /// interface down or a fault raised. A sync group goes to Fault with it.
+    pub fn is_down(&self) -> bool {
+        self.started && (self.fault || !self.interface_up)
+    }
+
+    /// Sync group member: waiting for the group to agree to Master.
+    pub fn wants_master(&self) -> bool {
+        self.wants_master
     }
 
     /// The current Master as far as this router knows: itself when Master, the source
@@ -250,7 +166,14 @@ impl Machine {
         match self.state {
             State::Initialize | State::Fault => None,
             State::Backup => self.master_down_timer,
-            State::Master => self.adver_timer,
+            State::Master => [
+                self.adver_timer,
+                self.gratuitous_delayed,
+                self.gratuitous_refresh,
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
         }
     }
 
@@ -321,9 +244,37 @@ impl Machine {
             Event::FaultCleared => {
                 if self.fault {
                     self.fault = false;
-                    if self.started && self.interface_up {
-                        self.start(now, TransitionReason::FaultCleared, &mut actions);
-                    }
+                    self.restart_after_fault(now, &mut actions);
+                }
+            }
+            Event::GroupFault(true) => {
+                if !self.group_fault {
+                    self.group_fault = true;
+                    // keepalived's vrrp_sync_fault: a Master leaves with priority 0.
+                    let reason = TransitionReason::GroupFault;
+                    self.stop(reason, true, State::Fault, &mut actions);
+                }
+            }
+            Event::GroupFault(false) => {
+                if self.group_fault {
+                    self.group_fault = false;
+                    self.restart_after_fault(now, &mut actions);
+                }
+            }
+            Event::GroupMaster => {
+                if self.state == State::Backup {
+                    // Its own timer fired first, or another member's did.
+                    let reason = if self.wants_master {
+                        self.down_reason
+                    } else {
+                        TransitionReason::SyncGroup
+                    };
+                    self.become_master(now, reason, &mut actions);
+                }
+            }
+            Event::GroupBackup => {
+                if self.state == State::Master {
+                    self.yield_to_backup(now, TransitionReason::SyncGroup, &mut actions);
                 }
             }
             Event::Timeout => self.timeout(now, &mut actions),
@@ -334,12 +285,19 @@ impl Machine {
         actions
     }
 
+    /// Start again once neither the instance nor its sync group is faulted.
+    fn restart_after_fault(&mut self, now: Timestamp, actions: &mut Vec<Action>) {
+        if !self.faulted() && self.started && self.interface_up {
+            self.start(now, TransitionReason::FaultCleared, actions);
+        }
+    }
+
     /// §6.4.1: leave Initialize.
     fn start(&mut self, now: Timestamp, reason: TransitionReason, actions: &mut Vec<Action>) {
         if !matches!(self.state, State::Initialize | State::Fault) {
             return;
         }
-        if self.fault {
+        if self.faulted() {
             if self.state != State::Fault {
                 self.transition(State::Fault, TransitionReason::Fault, actions);
             }
@@ -371,7 +329,7 @@ impl Machine {
         if was == to || (was == State::Initialize && to == State::Fault) {
             return;
         }
-        self.adver_timer = None;
+        self.cancel_master_timers();
         self.master_down_timer = None;
         self.master_address = None;
         self.transition(to, reason, actions);
@@ -388,8 +346,7 @@ impl Machine {
             State::Initialize | State::Fault => {}
             State::Backup => {
                 if self.master_down_timer.is_some_and(|t| t <= now) {
-                    // §6.4.2: "If the Master_Down_Timer fires".
-                    self.become_master(now, self.down_reason, actions);
+                    self.master_down_timer_fired(now, actions);
                 }
             }
             State::Master => {
@@ -398,8 +355,63 @@ impl Machine {
                     self.send_advert(self.priority, actions);
                     self.adver_timer = Some(now + self.config.advertisement_interval.as_duration());
                 }
+                self.gratuitous_timers(now, actions);
             }
         }
+    }
+
+    /// §6.4.2: "If the Master_Down_Timer fires", become Master; a sync group member
+    /// asks its group first and keeps waiting a Master_Down_Interval at a time, as
+    /// keepalived's vrrp_sync_can_goto_master does (Backup is preferred to thrashing).
+    fn master_down_timer_fired(&mut self, now: Timestamp, actions: &mut Vec<Action>) {
+        if !self.config.synchronized || self.config.is_owner() {
+            self.become_master(now, self.down_reason, actions);
+            return;
+        }
+        self.master_down_timer = Some(now + self.master_down_interval());
+        if !self.wants_master {
+            self.wants_master = true;
+            actions.push(Action::WantsMaster(true));
+        }
+    }
+
+    /// The delayed and periodic rounds of announcements of a Master.
+    fn gratuitous_timers(&mut self, now: Timestamp, actions: &mut Vec<Action>) {
+        let g = self.config.gratuitous;
+        if self.gratuitous_delayed.is_some_and(|t| t <= now) {
+            self.gratuitous_delayed = None;
+            actions.push(Action::SendGratuitous {
+                count: g.master_repeat,
+            });
+        }
+        if self.gratuitous_refresh.is_some_and(|t| t <= now) {
+            self.gratuitous_refresh = g.refresh.map(|r| now + r);
+            actions.push(Action::SendGratuitous {
+                count: g.refresh_repeat,
+            });
+        }
+    }
+
+    /// Timers that run only while Master.
+    fn cancel_master_timers(&mut self) {
+        self.adver_timer = None;
+        self.gratuitous_delayed = None;
+        self.gratuitous_refresh = None;
+    }
+
+    /// Master to Backup, the virtual addresses released, waiting for a Master.
+    fn yield_to_backup(
+        &mut self,
+        now: Timestamp,
+        reason: TransitionReason,
+        actions: &mut Vec<Action>,
+    ) {
+        self.cancel_master_timers();
+        self.master_down_timer = Some(now + self.master_down_interval());
+        self.down_reason = TransitionReason::MasterDown;
+        self.master_address = None;
+        self.transition(State::Backup, reason, actions);
+        actions.push(Action::RemoveVirtualAddresses);
     }
 
     fn is_for_us(&self, advert: &VrrpRepr) -> bool {
@@ -429,13 +441,19 @@ impl Machine {
             State::Initialize | State::Fault => {
                 self.counters.adverts_ignored = self.counters.adverts_ignored.saturating_add(1);
             }
-            State::Backup => self.receive_as_backup(now, advert, source),
+            State::Backup => self.receive_as_backup(now, advert, source, actions),
             State::Master => self.receive_as_master(now, advert, source, actions),
         }
     }
 
     /// §6.4.2, "If an ADVERTISEMENT is received".
-    fn receive_as_backup(&mut self, now: Timestamp, advert: &VrrpRepr, source: IpAddr) {
+    fn receive_as_backup(
+        &mut self,
+        now: Timestamp,
+        advert: &VrrpRepr,
+        source: IpAddr,
+        actions: &mut Vec<Action>,
+    ) {
         if advert.priority() == 0 {
             // The Master is leaving: take over after Skew_Time, so the highest
             // priority Backup goes first.
@@ -454,6 +472,11 @@ impl Machine {
             self.master_down_timer = Some(now + self.master_down_interval());
             self.down_reason = TransitionReason::MasterDown;
             self.master_address = Some(source);
+            if self.wants_master {
+                // A Master is there after all: the group need not wait for us.
+                self.wants_master = false;
+                actions.push(Action::WantsMaster(false));
+            }
         } else {
             self.counters.adverts_discarded = self.counters.adverts_discarded.saturating_add(1);
             self.down_reason = TransitionReason::Preempted;
@@ -480,25 +503,22 @@ impl Machine {
         if theirs > self.priority
             || (theirs == self.priority && source > self.config.primary_address)
         {
-            self.adver_timer = None;
             if self.config.version == Version::V3 {
                 self.master_adver_interval = advert.advert_interval();
             }
-            self.master_down_timer = Some(now + self.master_down_interval());
-            self.down_reason = TransitionReason::MasterDown;
-            self.master_address = Some(source);
             let reason = TransitionReason::HigherPriorityAdvert {
                 priority: theirs,
                 source,
             };
-            self.transition(State::Backup, reason, actions);
-            actions.push(Action::RemoveVirtualAddresses);
+            self.yield_to_backup(now, reason, actions);
+            self.master_address = Some(source);
         } else {
             self.counters.adverts_discarded = self.counters.adverts_discarded.saturating_add(1);
             // RFC 9568 §6.4.3 (not RFC 5798, not RFC 3768): "Send an ADVERTISEMENT
             // immediately to assert the {Active} state to the sending VRRP Router and to
-            // update any learning bridges". The Adver_Timer is left as it is.
-            if self.config.version == Version::V3 {
+            // update any learning bridges". The Adver_Timer is left as it is. Strict
+            // mode keeps to RFC 5798 (keepalived's lower_prio_no_advert).
+            if self.config.version == Version::V3 && !self.config.strict {
                 self.send_advert(self.priority, actions);
             }
         }
@@ -512,19 +532,28 @@ impl Machine {
         reason: TransitionReason,
         actions: &mut Vec<Action>,
     ) {
+        let g = self.config.gratuitous;
         self.master_down_timer = None;
         self.adver_timer = Some(now + self.config.advertisement_interval.as_duration());
+        self.gratuitous_delayed = g.master_delay.map(|d| now + d);
+        self.gratuitous_refresh = g.refresh.map(|r| now + r);
         self.master_address = Some(self.config.primary_address);
         self.counters.master_transitions = self.counters.master_transitions.saturating_add(1);
         self.transition(State::Master, reason, actions);
         self.send_advert(self.priority, actions);
         actions.push(Action::AddVirtualAddresses);
-        actions.push(Action::SendGratuitous);
+        actions.push(Action::SendGratuitous {
+            count: g.master_repeat,
+        });
     }
 
     fn transition(&mut self, to: State, reason: TransitionReason, actions: &mut Vec<Action>) {
         let from = self.state;
         self.state = to;
+        if to != State::Backup {
+            // The group learns of the state change itself.
+            self.wants_master = false;
+        }
         actions.push(Action::StateChanged { from, to, reason });
     }
 
