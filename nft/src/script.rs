@@ -82,6 +82,9 @@ pub enum DataType {
     Mark,
     /// `inet_service` (a port).
     InetService,
+    /// A 32-bit hash (`jhash ... mod N`); as a map key its data must be a
+    /// mark (declared with `typeof numgen random mod 2 : meta mark`).
+    Hash32,
 }
 
 impl Display for DataType {
@@ -91,6 +94,7 @@ impl Display for DataType {
             DataType::Ipv6Addr => "ipv6_addr",
             DataType::Mark => "mark",
             DataType::InetService => "inet_service",
+            DataType::Hash32 => "integer",
         })
     }
 }
@@ -504,7 +508,11 @@ impl Script {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(" . ");
+        // nft has no name for a plain 32-bit integer type: declare it by
+        // an expression of that type.
+        let hashed = decl.key == [DataType::Hash32];
         let mut body = match decl.data {
+            Some(DataType::Mark) if hashed => "typeof numgen random mod 2 : meta mark;".to_string(),
             Some(d) => format!("type {key} : {d};"),
             None => format!("type {key};"),
         };

@@ -17,7 +17,7 @@ use super::health::prober::ProbeStats;
 use super::health::Target;
 use super::leastconn::Counter;
 use super::maglev;
-use super::ruleset::{self, BackendEntry, Persistence, ServiceShape, BACKEND_BASE};
+use super::ruleset::{self, BackendEntry, IdSet, Persistence, ServiceShape, BACKEND_BASE};
 pub use super::service::{BackendStatus, Event, ServiceSpec, ServiceStatus};
 use super::service::{BackendState, Service};
 
@@ -237,7 +237,7 @@ impl Balancer {
             ruleset::add_backends(&mut script, &s.shape, &entries);
             if s.spec.config.masquerade {
                 let ids: Vec<u32> = entries.iter().map(|e| e.id).collect();
-                ruleset::mark_set_edit(&mut script, &s.shape, "masquerade", true, &ids);
+                ruleset::mark_set_edit(&mut script, &s.shape, IdSet::Masquerade, true, &ids);
             }
         }
         self.services = services;
@@ -318,7 +318,7 @@ impl Balancer {
         ruleset::add_backends(script, &svc.shape, &added);
         if spec.config.masquerade {
             let ids: Vec<u32> = added.iter().map(|e| e.id).collect();
-            ruleset::mark_set_edit(script, &svc.shape, "masquerade", true, &ids);
+            ruleset::mark_set_edit(script, &svc.shape, IdSet::Masquerade, true, &ids);
         }
         svc.gone.extend(old.into_iter().map(|b| b.entry));
         self.retain_verdicts();
@@ -491,15 +491,17 @@ impl Balancer {
             .map_or(0, |a| a.iter().filter(|o| o.get("rule").is_some()).count()))
     }
 
-    /// Whether every direct-routing virtual server still has its chain.
+    /// Whether every direct-routing virtual server still has its chain (one
+    /// query each: libnftables 1.0.6 mixes up families across list commands).
     fn dr_rules_in_kernel(&self) -> bool {
-        let mut batch = nft::schema::batch::Batch::new();
-        for s in self.services.iter().filter(|s| s.shape.kind == LbKind::Dr) {
-            if let Some(list) = ruleset::list_chain(&s.shape) {
+        self.services
+            .iter()
+            .filter_map(|s| ruleset::list_chain(&s.shape))
+            .all(|list| {
+                let mut batch = nft::schema::batch::Batch::new();
                 batch.add_cmd(nft::schema::schema::NfCmd::List(list));
-            }
-        }
-        self.nft.query(&batch.to_nftables()).is_ok()
+                self.nft.query(&batch.to_nftables()).is_ok()
+            })
     }
 
     /// Removes vznet's tables.
@@ -577,6 +579,7 @@ impl Balancer {
                             BackendStatus {
                                 address: b.entry.address,
                                 port: b.entry.port,
+                                mark: b.entry.id,
                                 state: if b.up { "up" } else { "down" }.into(),
                                 weight: b.weight,
                                 effective_weight: s.effective_weight(b, now),
@@ -630,7 +633,7 @@ impl Balancer {
         // Persistence honours only backends that hold slots now.
         let live: BTreeSet<u32> = svc.table.iter().flatten().copied().collect();
         let live: Vec<u32> = live.into_iter().collect();
-        let left = edit_set(script, &svc.shape, "live", &svc.live, &live);
+        let left = edit_set(script, &svc.shape, IdSet::Live, &svc.live, &live);
         svc.live = live;
         if svc.shape.persistence.is_some() && !left.is_empty() {
             self.purges.push((svc.shape.clone(), left.clone()));
@@ -639,7 +642,7 @@ impl Balancer {
         if svc.shape.kind == LbKind::Nat {
             let resetting = svc.wanted_resets();
             resets_changed = resetting != svc.resetting;
-            edit_set(script, &svc.shape, "reset", &svc.resetting, &resetting);
+            edit_set(script, &svc.shape, IdSet::Reset, &svc.resetting, &resetting);
             svc.resetting = resetting;
         }
         if !changes.is_empty() || !left.is_empty() || resets_changed {
@@ -651,7 +654,7 @@ impl Balancer {
         ruleset::delete_backends(script, &svc.shape, &gone);
         if svc.spec.config.masquerade {
             let ids: Vec<u32> = gone.iter().map(|e| e.id).collect();
-            ruleset::mark_set_edit(script, &svc.shape, "masquerade", false, &ids);
+            ruleset::mark_set_edit(script, &svc.shape, IdSet::Masquerade, false, &ids);
         }
         changes.len()
     }
@@ -698,7 +701,7 @@ impl Balancer {
 }
 
 /// Edits a mark set from `old` to `new`; returns the ids that left.
-fn edit_set(script: &mut Script, shape: &ServiceShape, set: &str, old: &[u32], new: &[u32]) -> Vec<u32> {
+fn edit_set(script: &mut Script, shape: &ServiceShape, set: IdSet, old: &[u32], new: &[u32]) -> Vec<u32> {
     let add: Vec<u32> = new.iter().filter(|id| !old.contains(id)).copied().collect();
     let del: Vec<u32> = old.iter().filter(|id| !new.contains(id)).copied().collect();
     ruleset::mark_set_edit(script, shape, set, true, &add);

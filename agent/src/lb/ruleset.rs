@@ -8,16 +8,16 @@
 //!
 //! ```text
 //! ct mark set ip saddr map @persist_P                 # persistence: the client's backend
-//! ct mark @live update @persist_P { ip saddr : ct mark } dnat ...   # still live: use it
+//! ct mark @live_ids update @persist_P { ip saddr : ct mark } dnat ...   # still live: use it
 //! ct mark set numgen random mod M offset SLOT_BASE    # or jhash / numgen inc
 //!     ct mark set ct mark map @slots_K                # slot -> backend id
 //!     update @persist_P { ip saddr : ct mark }        # persistence: remember
-//!     dnat ip to ct mark map @addr4 : ct mark map @port
+//!     dnat ip to ct mark map @addr4 : ct mark map @ports
 //! ```
 //!
 //! The conntrack mark then names the connection's backend: `forward` resets a
-//! failed backend's connections (`ct mark @reset`), `postrouting` masquerades
-//! (`ct mark @masquerade`), and chain `refresh` (filter, before DNAT) renews a
+//! failed backend's connections (`ct mark @reset_ids`), `postrouting`
+//! masquerades (`ct mark @masq_ids`), and chain `refresh` (filter, before DNAT) renews a
 //! client's persistence entry on each of its packets, so it lasts until the
 //! client has been idle for the timeout.
 //!
@@ -319,12 +319,12 @@ fn nat_skeleton(s: &mut Script, t: &Ident) {
     for (name, key, data) in [
         ("addr4", DataType::Mark, DataType::Ipv4Addr),
         ("addr6", DataType::Mark, DataType::Ipv6Addr),
-        ("port", DataType::Mark, DataType::InetService),
+        ("ports", DataType::Mark, DataType::InetService),
     ] {
         s.add_set(fam, t, &ident(name), &SetDecl::map(key, data));
         s.flush_set(fam, t, &ident(name), true);
     }
-    for name in ["reset", "masquerade", "live"] {
+    for name in ["reset_ids", "masq_ids", "live_ids"] {
         s.add_set(fam, t, &ident(name), &SetDecl::set(DataType::Mark));
         s.flush_set(fam, t, &ident(name), false);
     }
@@ -357,7 +357,7 @@ fn nat_skeleton(s: &mut Script, t: &Ident) {
         &ident("postrouting"),
         &[
             dnatted.clone(),
-            Stmt::Is(Expr::CtMark, Expr::SetRef(ident("masquerade"))),
+            Stmt::Is(Expr::CtMark, Expr::SetRef(ident("masq_ids"))),
             Stmt::Masquerade,
         ],
     );
@@ -368,7 +368,7 @@ fn nat_skeleton(s: &mut Script, t: &Ident) {
         &[
             dnatted,
             Stmt::Is(Expr::L4Proto, Expr::Word("tcp")),
-            Stmt::Is(Expr::CtMark, Expr::SetRef(ident("reset"))),
+            Stmt::Is(Expr::CtMark, Expr::SetRef(ident("reset_ids"))),
             Stmt::TcpReset,
         ],
     );
@@ -382,8 +382,8 @@ fn dr_skeleton(s: &mut Script, fam: Family, t: &Ident) {
     };
     s.add_set(fam, t, &ident("addr"), &SetDecl::map(DataType::Mark, addr));
     s.flush_set(fam, t, &ident("addr"), true);
-    s.add_set(fam, t, &ident("live"), &SetDecl::set(DataType::Mark));
-    s.flush_set(fam, t, &ident("live"), false);
+    s.add_set(fam, t, &ident("live_ids"), &SetDecl::set(DataType::Mark));
+    s.flush_set(fam, t, &ident("live_ids"), false);
     // Raw priority: before conntrack, which must not see these packets (it
     // would see only the client's half and call the rest invalid).
     s.add_chain(fam, t, &ident("prerouting"), hook(false, "prerouting", -300));
@@ -447,9 +447,17 @@ fn nat_service(
     let dnat = Stmt::Dnat {
         family: svc.fam(),
         addr: Expr::lookup(Expr::CtMark, &svc.addr_map()),
-        port: (!svc.keep_port).then(|| Expr::lookup(Expr::CtMark, &ident("port"))),
+        port: (!svc.keep_port).then(|| Expr::lookup(Expr::CtMark, &ident("ports"))),
     };
-    let live = Stmt::Is(Expr::CtMark, Expr::SetRef(ident("live")));
+    let live = Stmt::Is(Expr::CtMark, Expr::SetRef(ident("live_ids")));
+    // nft maps ports only after a transport protocol match in the same rule.
+    let l4 = Stmt::Is(
+        Expr::L4Proto,
+        Expr::Word(match svc.protocol {
+            LbProtocol::Tcp => "tcp",
+            LbProtocol::Udp => "udp",
+        }),
+    );
     if let Some(map) = persist {
         s.add_rule(
             fam,
@@ -457,7 +465,7 @@ fn nat_service(
             chain,
             &[Stmt::Set(Expr::CtMark, Expr::lookup(svc.client_key(), map))],
         );
-        let mut hit = vec![live.clone()];
+        let mut hit = vec![l4.clone(), live.clone()];
         hit.extend(remember(svc, Some(map), Expr::CtMark));
         hit.push(dnat.clone());
         s.add_rule(fam, t, chain, &hit);
@@ -470,6 +478,7 @@ fn nat_service(
         }
     }
     let mut pick = vec![
+        l4,
         Stmt::Set(Expr::CtMark, svc.pick()),
         Stmt::Set(Expr::CtMark, Expr::lookup(Expr::CtMark, &svc.slot_map())),
     ];
@@ -487,13 +496,22 @@ fn dr_service(
     persist: Option<&Ident>,
 ) {
     let flows = svc.flow_map();
-    let flow_key = Expr::Concat(vec![Expr::Saddr(svc.fam()), Expr::Sport(svc.l4())]);
+    // A hash of the client's address and port, not the pair itself:
+    // libnftables 1.0.6 aborts on a map update keyed by an IPv6 address and a
+    // port. Two flows with one hash share a backend, which is harmless (any
+    // backend is right for a new connection; each stays on one).
+    let flow_key = Expr::Jhash {
+        of: Box::new(Expr::Concat(vec![Expr::Saddr(svc.fam()), Expr::Sport(svc.l4())])),
+        modulus: u32::MAX,
+        seed: 0x5eed_f10e,
+        offset: 0,
+    };
     s.add_set(
         fam,
         t,
         &flows,
         &SetDecl {
-            key: vec![svc.addr_type(), DataType::InetService],
+            key: vec![DataType::Hash32],
             data: Some(DataType::Mark),
             dynamic: true,
             timeout: Some(match svc.protocol {
@@ -512,7 +530,7 @@ fn dr_service(
         Stmt::Dup(Expr::lookup(Expr::MetaMark, &ident("addr"))),
         Stmt::Drop,
     ];
-    let live = Stmt::Is(Expr::MetaMark, Expr::SetRef(ident("live")));
+    let live = Stmt::Is(Expr::MetaMark, Expr::SetRef(ident("live_ids")));
     let known = Stmt::Set(Expr::MetaMark, Expr::lookup(flow_key, &flows));
     s.add_rule(fam, t, chain, &[Stmt::Notrack]);
     if let Some(map) = persist {
@@ -565,7 +583,7 @@ pub fn add_backends(s: &mut Script, svc: &ServiceShape, entries: &[BackendEntry]
                 data: Some(Expr::Port(e.port)),
             })
             .collect();
-        s.add_elements(fam, &t, &ident("port"), &ports);
+        s.add_elements(fam, &t, &ident("ports"), &ports);
     }
 }
 
@@ -575,7 +593,7 @@ pub fn delete_backends(s: &mut Script, svc: &ServiceShape, entries: &[BackendEnt
     let ids: Vec<Expr> = entries.iter().map(|e| Expr::Num(e.id)).collect();
     s.delete_elements(fam, &t, &svc.addr_map(), &ids);
     if svc.kind == LbKind::Nat && !svc.keep_port {
-        s.delete_elements(fam, &t, &ident("port"), &ids);
+        s.delete_elements(fam, &t, &ident("ports"), &ids);
     }
 }
 
@@ -602,10 +620,25 @@ pub fn set_slots(s: &mut Script, svc: &ServiceShape, changes: &[(u32, Option<u32
     s.add_elements(fam, &t, &map, &adds);
 }
 
-/// Adds or removes backend ids in a mark set of `svc`'s table: `live`, and for
-/// NAT `reset` or `masquerade`.
-pub fn mark_set_edit(s: &mut Script, svc: &ServiceShape, set: &str, add: bool, ids: &[u32]) {
+/// The id sets of a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdSet {
+    /// Backends holding slots (persistence honours only these).
+    Live,
+    /// NAT: connections answered with a TCP reset.
+    Reset,
+    /// NAT: connections masqueraded.
+    Masquerade,
+}
+
+/// Adds or removes backend ids in an id set of `svc`'s table.
+pub fn mark_set_edit(s: &mut Script, svc: &ServiceShape, set: IdSet, add: bool, ids: &[u32]) {
     let (fam, t) = svc.table();
+    let set = match set {
+        IdSet::Live => "live_ids",
+        IdSet::Reset => "reset_ids",
+        IdSet::Masquerade => "masq_ids",
+    };
     if add {
         let elems: Vec<Elem> = ids
             .iter()

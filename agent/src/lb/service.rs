@@ -302,6 +302,9 @@ pub struct BackendStatus {
     pub address: IpAddr,
     /// Port (0: the client's).
     pub port: u16,
+    /// Its id: the conntrack mark of its connections (`conntrack -L -m N`).
+    #[serde(default)]
+    pub mark: u32,
     /// `up` or `down`.
     pub state: String,
     /// Configured weight.
