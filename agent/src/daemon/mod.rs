@@ -414,6 +414,10 @@ async fn run(opts: Options) -> anyhow::Result<ExitCode> {
         }
     }
     agent.vrrp.shutdown().await;
+    if let Some(lb) = &agent.lb {
+        // omega hooks, and any hook still running.
+        lb.shutdown().await;
+    }
     tracing::info!("stopping; the network stays as it is (VRRP instances handed over)");
     let _ = std::fs::remove_file(&agent.opts.socket);
     Ok(ExitCode::SUCCESS)

@@ -401,10 +401,7 @@ impl Balancer {
     /// Counts the balanced connections in conntrack and re-deals the slots of
     /// lc and wlc virtual servers; returns the commit if any slot moved.
     pub fn sample_connections(&mut self, now: Instant) -> Result<Option<Commit>, std::io::Error> {
-        let which: Vec<usize> = (0..self.services.len())
-            .filter(|&i| self.services[i].spec.config.scheduler.least_connection())
-            .collect();
-        if which.is_empty() {
+        if !self.counts_connections() {
             return Ok(None);
         }
         if self.conntrack.is_none() {
@@ -414,9 +411,24 @@ impl Balancer {
             return Ok(None);
         };
         let entries = ct.dump(BACKEND_BASE, 0xffff_0000)?;
-        let (loads, arrivals) = self.counter.count(&entries);
+        self.deal_connections(&entries, now)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+
+    /// Re-deals the slots of lc and wlc virtual servers by these conntrack
+    /// entries (`(mark, id, established)`); returns the commit if any slot
+    /// moved. [`Balancer::sample_connections`] reads them from the kernel.
+    pub fn deal_connections(
+        &mut self,
+        entries: &super::leastconn::Entries,
+        now: Instant,
+    ) -> Result<Option<Commit>, nft::Error> {
+        let which: Vec<usize> = (0..self.services.len())
+            .filter(|&i| self.services[i].spec.config.scheduler.least_connection())
+            .collect();
+        let (loads, arrivals) = self.counter.count(entries);
         let mut counts: BTreeMap<u32, u64> = BTreeMap::new();
-        for (mark, _, _) in &entries {
+        for (mark, _, _) in entries {
             *counts.entry(*mark).or_insert(0) += 1;
         }
         for &i in &which {
@@ -429,7 +441,6 @@ impl Balancer {
             }
         }
         self.restripe_some(&which, now)
-            .map_err(|e| std::io::Error::other(e.to_string()))
     }
 
     /// How long the kernel transaction of the last commit took (the rest of a
