@@ -97,7 +97,12 @@ fn every_shape_is_accepted_and_backend_changes_edit_only_elements() -> Result<()
     }
     for fam in ["ip", "ip6"] {
         let dr = host.run(["nft", "list", "table", fam, "vznet_lb_dr"])?;
-        for want in ["notrack", "dup to meta mark map @addr", "update @flows_", "drop"] {
+        for want in [
+            "notrack",
+            "dup to meta mark map @addr",
+            "update @flows_",
+            "drop",
+        ] {
             ensure!(dr.contains(want), "{want:?} not in {fam} table:\n{dr}");
         }
     }
@@ -156,7 +161,11 @@ fn every_shape_is_accepted_and_backend_changes_edit_only_elements() -> Result<()
         "{nat}"
     );
     balancer.clear()?;
-    for (fam, table) in [("inet", "vznet_lb"), ("ip", "vznet_lb_dr"), ("ip6", "vznet_lb_dr")] {
+    for (fam, table) in [
+        ("inet", "vznet_lb"),
+        ("ip", "vznet_lb_dr"),
+        ("ip6", "vznet_lb_dr"),
+    ] {
         ensure!(
             !host
                 .exec(["nft", "list", "table", fam, table])?
@@ -242,7 +251,8 @@ fn quorum_follows_keepalived_hysteresis_and_alpha_starts_down() -> Result<()> {
     let gone = set(2, false)?;
     ensure!(quorum(&gone) == Some(false), "{gone:?}");
     ensure!(
-        gone.iter().any(|e| matches!(e, Event::Quorum { hook: Some(h), .. } if h == &["/bin/true"])),
+        gone.iter()
+            .any(|e| matches!(e, Event::Quorum { hook: Some(h), .. } if h == &["/bin/true"])),
         "{gone:?}"
     );
     // Regained only at quorum + hysteresis = 3.
@@ -255,7 +265,10 @@ fn quorum_follows_keepalived_hysteresis_and_alpha_starts_down() -> Result<()> {
     ))?;
     let started = balancer.sync(&[s, a], now)?;
     let st = balancer.status(now, |_| None);
-    ensure!(st[1].backends[0].state == "down" && st[1].below_quorum, "{st:?}");
+    ensure!(
+        st[1].backends[0].state == "down" && st[1].below_quorum,
+        "{st:?}"
+    );
     ensure!(
         quorum(&started.events) == Some(false),
         "starting below quorum is a quorum_down: {:?}",

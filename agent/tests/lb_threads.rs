@@ -96,7 +96,9 @@ fn probes_keep_their_schedule_while_the_callers_runtime_blocks_and_commits_churn
         .build()?;
     let (status, rounds, took) = rt.block_on(async {
         let lb = LoadBalancer::spawn_in(Some(&ns)).map_err(anyhow::Error::msg)?;
-        lb.sync(specs(&ports, 0)?).await.map_err(anyhow::Error::msg)?;
+        lb.sync(specs(&ports, 0)?)
+            .await
+            .map_err(anyhow::Error::msg)?;
         let started = Instant::now();
         let mut rounds = 0;
         while started.elapsed() < Duration::from_secs(3) {
@@ -112,7 +114,11 @@ fn probes_keep_their_schedule_while_the_callers_runtime_blocks_and_commits_churn
         Ok::<_, anyhow::Error>((lb.status().await, rounds, took))
     })?;
     let checked = &status[0];
-    let probes: u64 = checked.backends.iter().map(|b| b.checks_ok + b.checks_failed).sum();
+    let probes: u64 = checked
+        .backends
+        .iter()
+        .map(|b| b.checks_ok + b.checks_failed)
+        .sum();
     let worst = checked
         .backends
         .iter()
@@ -131,7 +137,10 @@ fn probes_keep_their_schedule_while_the_callers_runtime_blocks_and_commits_churn
         "{probes} probes, expected about {expected}: the prober stalled"
     );
     ensure!(
-        checked.backends.iter().all(|b| b.state == "up" && b.checks_failed == 0),
+        checked
+            .backends
+            .iter()
+            .all(|b| b.state == "up" && b.checks_failed == 0),
         "loopback probes failed: {:?}",
         checked.backends
     );

@@ -182,7 +182,11 @@ fn run_binary(text: &str, json: bool) -> Reply {
     let nft = which_nft().ok_or("nft binary not found")?;
     // `nft -j -f -` reads stdin as JSON and, when that fails, finds it empty
     // for the native parser: scripts go without -j (they print nothing).
-    let args: &[&str] = if json { &["-j", "-f", "-"] } else { &["-f", "-"] };
+    let args: &[&str] = if json {
+        &["-j", "-f", "-"]
+    } else {
+        &["-f", "-"]
+    };
     let mut child = Command::new(nft)
         .args(args)
         .stdin(Stdio::piped())

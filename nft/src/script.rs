@@ -245,7 +245,10 @@ impl Display for Expr {
                 modulus,
                 seed,
                 offset,
-            } => write!(f, "jhash {of} mod {modulus} seed {seed:#x} offset {offset:#x}"),
+            } => write!(
+                f,
+                "jhash {of} mod {modulus} seed {seed:#x} offset {offset:#x}"
+            ),
             Expr::And(a, b) => write!(f, "{a} & {b}"),
             Expr::Concat(parts) => join(f, parts, " . "),
             Expr::Lookup(key, map) => write!(f, "{key} map @{map}"),
@@ -363,7 +366,7 @@ impl Display for Stmt {
 /// nft's duration syntax, in whole milliseconds.
 fn duration(d: Duration) -> String {
     let ms = d.as_millis().max(1);
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
@@ -558,7 +561,9 @@ impl Script {
             })
             .collect::<Vec<_>>()
             .join(", ");
-        self.line(format_args!("add element {family} {table} {set} {{ {body} }}"));
+        self.line(format_args!(
+            "add element {family} {table} {set} {{ {body} }}"
+        ));
     }
 
     /// `delete element` by key; nothing for no keys.
@@ -600,7 +605,16 @@ mod tests {
     #[test]
     fn identifiers_take_only_a_fixed_alphabet() {
         assert!(Ident::new("slots_12").is_ok());
-        for bad in ["", "Slots", "a b", "a;b", "1a", "x}", "a\"b", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "Slots",
+            "a b",
+            "a;b",
+            "1a",
+            "x}",
+            "a\"b",
+            &"a".repeat(64),
+        ] {
             assert!(Ident::new(bad).is_err(), "{bad:?}");
         }
     }

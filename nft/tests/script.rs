@@ -31,7 +31,12 @@ fn a_script_applies_all_or_nothing_with_map_statements_and_dup() -> anyhow::Resu
             timeout: Some(Duration::from_secs(30)),
         },
     );
-    s.add_set(fam, &t, &id("addr"), &SetDecl::map(DataType::Mark, DataType::Ipv4Addr));
+    s.add_set(
+        fam,
+        &t,
+        &id("addr"),
+        &SetDecl::map(DataType::Mark, DataType::Ipv4Addr),
+    );
     let chain = id("pre");
     s.add_chain(
         fam,

@@ -44,24 +44,60 @@ impl Routed {
         let sw = lab.switch("s")?;
         lab.link(&lb, "eth1", &sw, "plb")?;
         for (h, dev, v4, v6) in [
-            (&client, "eth0", format!("10.{net}.0.2/24"), format!("fd00:{net}::2/64")),
-            (&lb, "eth0", format!("10.{net}.0.1/24"), format!("fd00:{net}::1/64")),
-            (&lb, "eth1", format!("10.{net}.1.1/24"), format!("fd00:{net}:1::1/64")),
+            (
+                &client,
+                "eth0",
+                format!("10.{net}.0.2/24"),
+                format!("fd00:{net}::2/64"),
+            ),
+            (
+                &lb,
+                "eth0",
+                format!("10.{net}.0.1/24"),
+                format!("fd00:{net}::1/64"),
+            ),
+            (
+                &lb,
+                "eth1",
+                format!("10.{net}.1.1/24"),
+                format!("fd00:{net}:1::1/64"),
+            ),
         ] {
             h.add_address(dev, v4)?;
             h.ip(["addr", "add", &v6, "dev", dev, "nodad"])?;
         }
         // The VIPs: local to the LB, routed to it by the client.
         lb.ip(["addr", "add", &format!("10.{net}.0.100/32"), "dev", "eth0"])?;
-        lb.ip(["addr", "add", &format!("fd00:{net}::100/128"), "dev", "eth0", "nodad"])?;
+        lb.ip([
+            "addr",
+            "add",
+            &format!("fd00:{net}::100/128"),
+            "dev",
+            "eth0",
+            "nodad",
+        ])?;
         let mut hosts = Vec::new();
         for i in 1..=backends {
             let b = lab.host(&format!("b{i}"))?;
             lab.link(&b, "eth0", &sw, &format!("p{i}"))?;
             b.add_address("eth0", format!("10.{net}.1.{}/24", 10 + i))?;
-            b.ip(["addr", "add", &format!("fd00:{net}:1::{}/64", 10 + i), "dev", "eth0", "nodad"])?;
+            b.ip([
+                "addr",
+                "add",
+                &format!("fd00:{net}:1::{}/64", 10 + i),
+                "dev",
+                "eth0",
+                "nodad",
+            ])?;
             b.ip(["route", "add", "default", "via", &format!("10.{net}.1.1")])?;
-            b.ip(["-6", "route", "add", "default", "via", &format!("fd00:{net}:1::1")])?;
+            b.ip([
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("fd00:{net}:1::1"),
+            ])?;
             hosts.push(b);
         }
         let state = tempfile::tempdir()?;
@@ -122,7 +158,11 @@ impl Routed {
 
     fn status(&self) -> Result<serde_json::Value> {
         let socket = self.socket.display().to_string();
-        let out = vznet_ok(&self.lb, &self.cfg, &["status", "--json", "--socket", &socket])?;
+        let out = vznet_ok(
+            &self.lb,
+            &self.cfg,
+            &["status", "--json", "--socket", &socket],
+        )?;
         Ok(serde_json::from_str(&out)?)
     }
 
@@ -140,7 +180,9 @@ impl Routed {
                 s["virtual_servers"].as_array().is_some_and(|v| {
                     !v.is_empty()
                         && v.iter().all(|vs| {
-                            vs["backends"].as_array().is_some_and(|b| b.iter().all(settled))
+                            vs["backends"]
+                                .as_array()
+                                .is_some_and(|b| b.iter().all(settled))
                         })
                 })
             })
@@ -196,12 +238,19 @@ fn serve_udp(host: &Host, name: &str, listen: &str) -> Result<()> {
             sock.send_to(name.as_bytes(), from)?;
         }
     })?;
-    ready.recv_timeout(TIMEOUT).context("UDP server never started")
+    ready
+        .recv_timeout(TIMEOUT)
+        .context("UDP server never started")
 }
 
 /// One datagram to `addr` from a fresh socket (a fresh source port): who answered.
 fn ask_udp(addr: SocketAddr) -> Result<String> {
-    let any: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse()?;
+    let any: SocketAddr = if addr.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    }
+    .parse()?;
     let sock = UdpSocket::bind(any)?;
     sock.set_read_timeout(Some(Duration::from_millis(500)))?;
     sock.send_to(b"who", addr)?;
@@ -244,10 +293,19 @@ fn persistence_keeps_a_client_on_its_backend_until_it_idles_past_the_timeout() -
     for _ in 0..2 {
         std::thread::sleep(Duration::from_millis(1200));
         let again = site.spread(vip, 5)?;
-        ensure!(again.get(&first) == Some(&5), "moved after a short idle: {again:?}");
+        ensure!(
+            again.get(&first) == Some(&5),
+            "moved after a short idle: {again:?}"
+        );
     }
     // Another client address is a separate client (random picks among three).
-    site.client.ip(["addr", "add", &format!("{}/24", site.v4("0.3")), "dev", "eth0"])?;
+    site.client.ip([
+        "addr",
+        "add",
+        &format!("{}/24", site.v4("0.3")),
+        "dev",
+        "eth0",
+    ])?;
     // Idle past the timeout: the entry is gone, the next pick is fresh.
     std::thread::sleep(Duration::from_millis(2600));
     let map = site.lb.run(["nft", "list", "table", "inet", "vznet_lb"])?;
@@ -265,7 +323,10 @@ fn persistence_keeps_a_client_on_its_backend_until_it_idles_past_the_timeout() -
         }
         std::thread::sleep(Duration::from_millis(2300));
     }
-    ensure!(seen.len() > 1, "the client never moved after its entry expired: {seen:?}");
+    ensure!(
+        seen.len() > 1,
+        "the client never moved after its entry expired: {seen:?}"
+    );
     Ok(())
 }
 
@@ -306,7 +367,10 @@ fn wlc_sends_new_connections_to_the_backend_with_fewer_open_ones() -> Result<()>
         })
     });
     let held = rx.recv_timeout(Duration::from_secs(30))??;
-    ensure!(held.get("b1") == Some(&12), "could not hold 12 on b1: {held:?}");
+    ensure!(
+        held.get("b1") == Some(&12),
+        "could not hold 12 on b1: {held:?}"
+    );
     // A few samples (100 ms each) see b1's load.
     ensure!(
         wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
@@ -394,15 +458,19 @@ backends = [ {{ address = "{b4_1}" }}, {{ address = "{b4_2}" }} ]
             "member port {port} (the client's port kept): {counts:?}"
         );
     }
-    for vip in [format!("10.{net}.0.100:53"), format!("[fd00:{net}::100]:53")] {
+    for vip in [
+        format!("10.{net}.0.100:53"),
+        format!("[fd00:{net}::100]:53"),
+    ] {
         let addr: SocketAddr = vip.parse()?;
-        let counts: BTreeMap<String, usize> = lab::in_netns(&site.client.netns_path(), move || {
-            let mut c = BTreeMap::new();
-            for _ in 0..60 {
-                *c.entry(ask_udp(addr).unwrap_or_default()).or_insert(0) += 1;
-            }
-            Ok(c)
-        })?;
+        let counts: BTreeMap<String, usize> =
+            lab::in_netns(&site.client.netns_path(), move || {
+                let mut c = BTreeMap::new();
+                for _ in 0..60 {
+                    *c.entry(ask_udp(addr).unwrap_or_default()).or_insert(0) += 1;
+                }
+                Ok(c)
+            })?;
         ensure!(
             counts.len() == 2 && !counts.contains_key(""),
             "UDP to {vip}: {counts:?}"
@@ -456,7 +524,8 @@ fn direct_routing_delivers_unchanged_packets_and_backends_answer_directly() -> R
         lab::in_netns(&client.netns_path(), move || {
             let mut c: BTreeMap<String, usize> = BTreeMap::new();
             for _ in 0..n {
-                *c.entry(lab::ask_name(vip, TIMEOUT).unwrap_or_default()).or_insert(0) += 1;
+                *c.entry(lab::ask_name(vip, TIMEOUT).unwrap_or_default())
+                    .or_insert(0) += 1;
             }
             Ok(c)
         })
@@ -504,13 +573,65 @@ fn certificates(dir: &Path) -> Result<()> {
             .current_dir(dir)
             .output()
             .context("openssl (Debian's openssl package)")?;
-        ensure!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        ensure!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Ok(())
     };
-    run(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=vznet test CA", "-keyout", "ca.key", "-out", "ca.pem"])?;
-    run(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=backend.test", "-keyout", "b.key", "-out", "b.csr"])?;
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:backend.test\nbasicConstraints=CA:FALSE\n")?;
-    run(&["x509", "-req", "-in", "b.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "b.pem"])
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=vznet test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ])?;
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        "/CN=backend.test",
+        "-keyout",
+        "b.key",
+        "-out",
+        "b.csr",
+    ])?;
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:backend.test\nbasicConstraints=CA:FALSE\n",
+    )?;
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "b.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "b.pem",
+    ])
 }
 
 #[test]
@@ -527,7 +648,10 @@ fn tls_checks_verify_certificates_digests_and_status_ranges_and_run_hooks() -> R
         .spawn()
         .and_then(|mut c| {
             use std::io::Write;
-            c.stdin.take().map(|mut i| i.write_all(body.as_bytes())).transpose()?;
+            c.stdin
+                .take()
+                .map(|mut i| i.write_all(body.as_bytes()))
+                .transpose()?;
             c.wait_with_output()
         })?;
     let digest = String::from_utf8_lossy(&sum.stdout)
@@ -586,18 +710,25 @@ fn tls_checks_verify_certificates_digests_and_status_ranges_and_run_hooks() -> R
         site.status().is_ok_and(|s| {
             s["virtual_servers"][0]["backends"]
                 .as_array()
-                .is_some_and(|b| b.iter().all(|b| b["state"] == "up" && b["checks_ok"].as_u64() >= Some(3)))
+                .is_some_and(|b| {
+                    b.iter()
+                        .all(|b| b["state"] == "up" && b["checks_ok"].as_u64() >= Some(3))
+                })
                 && s["virtual_servers"][1]["backends"][0]["state"] == "down"
         })
     });
     ensure!(ok, "TLS checks: {}", site.status()?);
     let wrong_name = site.status()?["virtual_servers"][1]["backends"][0]["last_error"].to_string();
-    ensure!(wrong_name.contains("TLS") || wrong_name.contains("certificate"), "{wrong_name}");
+    ensure!(
+        wrong_name.contains("TLS") || wrong_name.contains("certificate"),
+        "{wrong_name}"
+    );
     // b2's page changes: its digest no longer matches, it goes down, quorum
     // (2) is lost; the page comes back: up again, quorum regained.
     std::fs::write(roots[1].path().join("health.txt"), "changed\n")?;
     let down = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
-        site.status().is_ok_and(|s| s["virtual_servers"][0]["backends"][1]["state"] == "down")
+        site.status()
+            .is_ok_and(|s| s["virtual_servers"][0]["backends"][1]["state"] == "down")
     });
     ensure!(down, "digest change not noticed: {}", site.status()?);
     let err = site.status()?["virtual_servers"][0]["backends"][1]["last_error"].to_string();
@@ -630,7 +761,11 @@ impl Routed {
                     .is_some_and(|b| b.iter().all(|b| b["state"] == state))
             })
         });
-        ensure!(ok, "virtual server {i} never all {state}: {}", self.status()?);
+        ensure!(
+            ok,
+            "virtual server {i} never all {state}: {}",
+            self.status()?
+        );
         Ok(())
     }
 }

@@ -18,8 +18,8 @@ use super::health::Target;
 use super::leastconn::Counter;
 use super::maglev;
 use super::ruleset::{self, BackendEntry, IdSet, Persistence, ServiceShape, BACKEND_BASE};
-pub use super::service::{BackendStatus, Event, ServiceSpec, ServiceStatus};
 use super::service::{BackendState, Service};
+pub use super::service::{BackendStatus, Event, ServiceSpec, ServiceStatus};
 
 /// What one commit did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,9 +106,14 @@ impl Balancer {
         let shapes: Vec<ServiceShape> = specs.iter().map(shape).collect();
         let same_shape = !self.dirty
             && self.services.len() == specs.len()
-            && self.services.iter().zip(&shapes).zip(specs).all(|((s, sh), spec)| {
-                s.shape == *sh && s.spec.config.sorry_server == spec.config.sorry_server
-            });
+            && self
+                .services
+                .iter()
+                .zip(&shapes)
+                .zip(specs)
+                .all(|((s, sh), spec)| {
+                    s.shape == *sh && s.spec.config.sorry_server == spec.config.sorry_server
+                });
         if same_shape && self.next_id + 2 * count_backends(specs) < MAX_IDS {
             let mut script = Script::new();
             let mut total = Commit::default();
@@ -220,7 +225,10 @@ impl Balancer {
         }
         // Backends (or whole virtual servers) removed while up: keepalived
         // runs their notify_down.
-        events.extend(old.values().filter_map(|b| removed_from.remove(&b.entry.id)));
+        events.extend(
+            old.values()
+                .filter_map(|b| removed_from.remove(&b.entry.id)),
+        );
         let mut script = Script::new();
         if self.dirty {
             ruleset::remove(&mut script);
@@ -312,7 +320,10 @@ impl Balancer {
         }
         let svc = &mut self.services[i];
         for b in old.iter().filter(|b| b.up) {
-            events.push(svc.backend_event(&BackendState { up: false, ..b.clone() }));
+            events.push(svc.backend_event(&BackendState {
+                up: false,
+                ..b.clone()
+            }));
         }
         svc.backends = kept;
         ruleset::add_backends(script, &svc.shape, &added);
@@ -373,12 +384,21 @@ impl Balancer {
     /// Re-weighs backends in slow start; returns the commit if any slot moved.
     pub fn tick(&mut self, now: Instant) -> Result<Option<Commit>, nft::Error> {
         let ramping: Vec<usize> = (0..self.services.len())
-            .filter(|&i| self.services[i].backends.iter().any(|b| b.up_since.is_some()))
+            .filter(|&i| {
+                self.services[i]
+                    .backends
+                    .iter()
+                    .any(|b| b.up_since.is_some())
+            })
             .collect();
         self.restripe_some(&ramping, now)
     }
 
-    fn restripe_some(&mut self, which: &[usize], now: Instant) -> Result<Option<Commit>, nft::Error> {
+    fn restripe_some(
+        &mut self,
+        which: &[usize],
+        now: Instant,
+    ) -> Result<Option<Commit>, nft::Error> {
         if which.is_empty() {
             return Ok(None);
         }
@@ -481,8 +501,8 @@ impl Balancer {
             .filter(|s| s.shape.kind == LbKind::Nat)
             .map(|s| s.shape.matchers.len())
             .sum::<usize>();
-        let dr_intact = self.services.iter().all(|s| s.shape.kind == LbKind::Nat)
-            || self.dr_rules_in_kernel();
+        let dr_intact =
+            self.services.iter().all(|s| s.shape.kind == LbKind::Nat) || self.dr_rules_in_kernel();
         if !self.dirty && self.rules_in_kernel().ok() == Some(want) && dr_intact {
             return Ok(false);
         }
@@ -712,7 +732,13 @@ impl Balancer {
 }
 
 /// Edits a mark set from `old` to `new`; returns the ids that left.
-fn edit_set(script: &mut Script, shape: &ServiceShape, set: IdSet, old: &[u32], new: &[u32]) -> Vec<u32> {
+fn edit_set(
+    script: &mut Script,
+    shape: &ServiceShape,
+    set: IdSet,
+    old: &[u32],
+    new: &[u32],
+) -> Vec<u32> {
     let add: Vec<u32> = new.iter().filter(|id| !old.contains(id)).copied().collect();
     let del: Vec<u32> = old.iter().filter(|id| !new.contains(id)).copied().collect();
     ruleset::mark_set_edit(script, shape, set, true, &add);
@@ -736,9 +762,7 @@ fn persistence_keys(listing: &serde_json::Value, ids: &[u32]) -> Vec<IpAddr> {
                 return None;
             }
             let key = pair.first()?;
-            let text = key
-                .as_str()
-                .or_else(|| key["elem"]["val"].as_str())?;
+            let text = key.as_str().or_else(|| key["elem"]["val"].as_str())?;
             text.parse().ok()
         })
         .collect()
@@ -763,6 +787,9 @@ mod tests {
             ]}}
         ]});
         let keys = persistence_keys(&v, &[0x7a5f_0001]);
-        assert_eq!(keys, vec![IpAddr::from([10, 0, 0, 2]), IpAddr::from([10, 0, 0, 4])]);
+        assert_eq!(
+            keys,
+            vec![IpAddr::from([10, 0, 0, 2]), IpAddr::from([10, 0, 0, 4])]
+        );
     }
 }

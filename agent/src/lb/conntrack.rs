@@ -10,8 +10,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 use nix::sys::socket::{
-    bind, recv, send, setsockopt, socket, sockopt, AddressFamily, MsgFlags, NetlinkAddr,
-    SockFlag, SockProtocol, SockType,
+    bind, recv, send, setsockopt, socket, sockopt, AddressFamily, MsgFlags, NetlinkAddr, SockFlag,
+    SockProtocol, SockType,
 };
 
 use super::leastconn::Entries;
@@ -97,7 +97,7 @@ fn attr(buf: &mut Vec<u8>, kind: u16, payload: &[u8]) {
     buf.extend_from_slice(&(len as u16).to_ne_bytes());
     buf.extend_from_slice(&kind.to_ne_bytes());
     buf.extend_from_slice(payload);
-    while buf.len() % 4 != 0 {
+    while !buf.len().is_multiple_of(4) {
         buf.push(0);
     }
 }
@@ -191,7 +191,8 @@ fn entry(b: &[u8]) -> Option<(u32, u32, bool)> {
                 for (k, tcp) in attrs(payload) {
                     if k == CTA_PROTOINFO_TCP {
                         established |= attrs(tcp).any(|(k, v)| {
-                            k == CTA_PROTOINFO_TCP_STATE && v.first() == Some(&TCP_CONNTRACK_ESTABLISHED)
+                            k == CTA_PROTOINFO_TCP_STATE
+                                && v.first() == Some(&TCP_CONNTRACK_ESTABLISHED)
                         });
                     }
                 }
@@ -220,7 +221,11 @@ mod tests {
     #[test]
     fn entries_parse_with_nested_tcp_state() {
         let mut tcp = Vec::new();
-        attr(&mut tcp, CTA_PROTOINFO_TCP_STATE, &[TCP_CONNTRACK_ESTABLISHED]);
+        attr(
+            &mut tcp,
+            CTA_PROTOINFO_TCP_STATE,
+            &[TCP_CONNTRACK_ESTABLISHED],
+        );
         let mut info = Vec::new();
         attr(&mut info, CTA_PROTOINFO_TCP | 0x8000, &tcp);
         let mut e = Vec::new();

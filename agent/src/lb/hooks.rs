@@ -99,7 +99,11 @@ async fn run(argv: Vec<String>, env: Vec<(&'static str, String)>, timeout: Durat
     match tokio::time::timeout(timeout, command.output()).await {
         Ok(Ok(out)) => {
             let text = |b: &[u8]| -> String {
-                String::from_utf8_lossy(b).trim().chars().take(OUTPUT_LOGGED).collect()
+                String::from_utf8_lossy(b)
+                    .trim()
+                    .chars()
+                    .take(OUTPUT_LOGGED)
+                    .collect()
             };
             let took_ms = started.elapsed().as_millis() as u64;
             if out.status.success() {
@@ -108,8 +112,12 @@ async fn run(argv: Vec<String>, env: Vec<(&'static str, String)>, timeout: Durat
                 tracing::warn!(vs, hook = %program, took_ms, status = %out.status, stderr = %text(&out.stderr), "load balancer hook failed");
             }
         }
-        Ok(Err(e)) => tracing::warn!(vs, hook = %program, error = %e, "load balancer hook cannot start"),
+        Ok(Err(e)) => {
+            tracing::warn!(vs, hook = %program, error = %e, "load balancer hook cannot start")
+        }
         // kill_on_drop: the child died with the dropped future.
-        Err(_) => tracing::warn!(vs, hook = %program, timeout_ms = timeout.as_millis() as u64, "load balancer hook timed out and was killed"),
+        Err(_) => {
+            tracing::warn!(vs, hook = %program, timeout_ms = timeout.as_millis() as u64, "load balancer hook timed out and was killed")
+        }
     }
 }

@@ -128,7 +128,10 @@ mod tests {
 
     #[test]
     fn idle_backends_share_by_weight() {
-        assert_eq!(shares(&[l(1, 0), l(2, 0), l(1, 0)], 10), vec![500, 1000, 500]);
+        assert_eq!(
+            shares(&[l(1, 0), l(2, 0), l(1, 0)], 10),
+            vec![500, 1000, 500]
+        );
     }
 
     #[test]

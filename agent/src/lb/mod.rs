@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use netcfg::model::Config;
 use tokio::sync::{mpsc, oneshot};
 
-pub use balancer::{Balancer, BackendStatus, Commit, Event, ServiceSpec, ServiceStatus};
+pub use balancer::{BackendStatus, Balancer, Commit, Event, ServiceSpec, ServiceStatus};
 use engine::Msg;
 use health::prober::Prober;
 

@@ -176,9 +176,10 @@ impl ServiceShape {
     fn client_key(&self) -> Expr {
         let saddr = Expr::Saddr(self.fam());
         match self.persistence {
-            Some(p) if p.prefix < if self.ipv4 { 32 } else { 128 } => {
-                Expr::And(Box::new(saddr), Box::new(Expr::Addr(mask(self.ipv4, p.prefix))))
-            }
+            Some(p) if p.prefix < if self.ipv4 { 32 } else { 128 } => Expr::And(
+                Box::new(saddr),
+                Box::new(Expr::Addr(mask(self.ipv4, p.prefix))),
+            ),
             _ => saddr,
         }
     }
@@ -386,7 +387,12 @@ fn dr_skeleton(s: &mut Script, fam: Family, t: &Ident) {
     s.flush_set(fam, t, &ident("live_ids"), false);
     // Raw priority: before conntrack, which must not see these packets (it
     // would see only the client's half and call the rest invalid).
-    s.add_chain(fam, t, &ident("prerouting"), hook(false, "prerouting", -300));
+    s.add_chain(
+        fam,
+        t,
+        &ident("prerouting"),
+        hook(false, "prerouting", -300),
+    );
 }
 
 /// One virtual server's dispatch rules, chain, maps and rules.
@@ -395,7 +401,12 @@ fn service(s: &mut Script, svc: &ServiceShape) {
     let chain = svc.chain();
     s.add_chain(fam, &t, &chain, None);
     let slots = svc.slot_map();
-    s.add_set(fam, &t, &slots, &SetDecl::map(DataType::Mark, DataType::Mark));
+    s.add_set(
+        fam,
+        &t,
+        &slots,
+        &SetDecl::map(DataType::Mark, DataType::Mark),
+    );
     s.flush_set(fam, &t, &slots, true);
     let persist = svc.persist_map();
     if let (Some(p), Some(map)) = (svc.persistence, &persist) {
@@ -501,7 +512,10 @@ fn dr_service(
     // port. Two flows with one hash share a backend, which is harmless (any
     // backend is right for a new connection; each stays on one).
     let flow_key = Expr::Jhash {
-        of: Box::new(Expr::Concat(vec![Expr::Saddr(svc.fam()), Expr::Sport(svc.l4())])),
+        of: Box::new(Expr::Concat(vec![
+            Expr::Saddr(svc.fam()),
+            Expr::Sport(svc.l4()),
+        ])),
         modulus: u32::MAX,
         seed: 0x5eed_f10e,
         offset: 0,
@@ -554,7 +568,10 @@ fn dr_service(
     }
     let mut pick = vec![
         Stmt::Set(Expr::MetaMark, svc.pick()),
-        Stmt::Set(Expr::MetaMark, Expr::lookup(Expr::MetaMark, &svc.slot_map())),
+        Stmt::Set(
+            Expr::MetaMark,
+            Expr::lookup(Expr::MetaMark, &svc.slot_map()),
+        ),
         track,
     ];
     pick.extend(remember(svc, persist, Expr::MetaMark));

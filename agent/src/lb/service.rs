@@ -244,7 +244,8 @@ impl Service {
         if !self.spec.config.scheduler.least_connection() {
             return weights;
         }
-        let weighted = self.spec.config.scheduler == netcfg::model::Scheduler::WeightedLeastConnection;
+        let weighted =
+            self.spec.config.scheduler == netcfg::model::Scheduler::WeightedLeastConnection;
         let loads: Vec<Load> = self
             .backends
             .iter()

@@ -230,11 +230,15 @@ fn commit_latency(commits: usize) -> Result<Vec<CommitRow>> {
                         let entries = synthetic_entries(&marks, pick, !up, k);
                         balancer.deal_connections(&entries, Instant::now())?
                     } else {
-                        balancer.set_health(&BTreeMap::from([(target.clone(), up)]), Instant::now())?
+                        balancer
+                            .set_health(&BTreeMap::from([(target.clone(), up)]), Instant::now())?
                     };
                     lat.push(t.elapsed().as_secs_f64() * 1000.0);
                     nft_lat.push(balancer.last_apply().as_secs_f64() * 1000.0);
-                    ensure!(c.is_some_and(|c| c.slots_changed > 0), "no slot moved ({kind:?})");
+                    ensure!(
+                        c.is_some_and(|c| c.slots_changed > 0),
+                        "no slot moved ({kind:?})"
+                    );
                 }
             }
             lat.sort_by(f64::total_cmp);

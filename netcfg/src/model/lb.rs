@@ -425,7 +425,11 @@ impl VirtualServer {
             (None, None) => None,
         };
         let mut out: Vec<Matcher> = one(self.vip, self.port, self.fwmark).into_iter().collect();
-        out.extend(self.members.iter().filter_map(|m| one(m.vip, m.port, m.fwmark)));
+        out.extend(
+            self.members
+                .iter()
+                .filter_map(|m| one(m.vip, m.port, m.fwmark)),
+        );
         out
     }
 
@@ -549,7 +553,10 @@ mod tests {
     #[test]
     fn status_ranges() {
         assert_eq!(StatusCodes::Code(200).bounds(), Some((200, 200)));
-        assert_eq!(StatusCodes::Range("200-299".into()).bounds(), Some((200, 299)));
+        assert_eq!(
+            StatusCodes::Range("200-299".into()).bounds(),
+            Some((200, 299))
+        );
         assert_eq!(StatusCodes::Range("301".into()).bounds(), Some((301, 301)));
         for bad in ["299-200", "99-200", "200-600", "2xx", ""] {
             assert_eq!(StatusCodes::Range(bad.into()).bounds(), None, "{bad}");
@@ -575,9 +582,10 @@ backends = [ { address = "10.0.1.1" } ]"#,
                 Matcher::Mark(7)
             ]
         );
-        let fw: VirtualServer =
-            toml::from_str("fwmark = 3\nprotocol = \"udp\"\nbackends = [ { address = \"fd00::1\" } ]")
-                .expect("parse");
+        let fw: VirtualServer = toml::from_str(
+            "fwmark = 3\nprotocol = \"udp\"\nbackends = [ { address = \"fd00::1\" } ]",
+        )
+        .expect("parse");
         assert_eq!(fw.display_name(), "fwmark:3/udp");
         assert!(!fw.is_ipv4());
     }

@@ -95,7 +95,9 @@ fn request(path: &str, vhost: Option<&str>, addr: SocketAddr) -> String {
         (None, IpAddr::V4(a)) => format!("{a}:{}", addr.port()),
         (None, IpAddr::V6(a)) => format!("[{a}]:{}", addr.port()),
     };
-    format!("GET {path} HTTP/1.0\r\nUser-Agent: vznetd\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+    format!(
+        "GET {path} HTTP/1.0\r\nUser-Agent: vznetd\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
 }
 
 /// Sends `request`, reads the answer: the header, and the body when its

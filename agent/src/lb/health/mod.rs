@@ -49,7 +49,11 @@ impl Target {
 
     /// The interval after a failure that has not (yet) changed the verdict.
     pub fn retry_interval(&self) -> Duration {
-        Duration::from_millis(self.check.retry_interval_ms.unwrap_or(self.check.interval_ms))
+        Duration::from_millis(
+            self.check
+                .retry_interval_ms
+                .unwrap_or(self.check.interval_ms),
+        )
     }
 
     /// Whether its backends start down (keepalived's `alpha`).

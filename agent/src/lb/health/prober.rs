@@ -128,9 +128,8 @@ fn raise_priority() {
     let param = libc::sched_param { sched_priority: 1 };
     // SAFETY: plain integers and a pointer to a live sched_param; pid 0 is
     // the calling thread.
-    let rt = unsafe {
-        libc::sched_setscheduler(0, libc::SCHED_RR | libc::SCHED_RESET_ON_FORK, &param)
-    };
+    let rt =
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_RR | libc::SCHED_RESET_ON_FORK, &param) };
     if rt == 0 {
         return;
     }

@@ -66,8 +66,7 @@ fn config(check: &HealthCheck) -> Result<Arc<ClientConfig>, String> {
 
 fn roots(ca: &Path) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca)
-        .map_err(|e| format!("{}: {e}", ca.display()))?;
+    let certs = CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
     for cert in certs {
         let cert = cert.map_err(|e| format!("{}: {e}", ca.display()))?;
         roots
@@ -86,7 +85,9 @@ pub async fn connect(
     tcp: TcpStream,
 ) -> Result<TlsStream<TcpStream>, String> {
     let server_name = match name {
-        Some(n) => ServerName::try_from(n.to_string()).map_err(|e| format!("TLS name {n:?}: {e}"))?,
+        Some(n) => {
+            ServerName::try_from(n.to_string()).map_err(|e| format!("TLS name {n:?}: {e}"))?
+        }
         None => ServerName::IpAddress(address.into()),
     };
     TlsConnector::from(config(check)?)

@@ -50,7 +50,11 @@ pub fn problems(config: &Config, source: &SourceFile) -> Vec<Problem> {
 fn matcher_name(m: Matcher, proto: LbProtocol) -> String {
     match m {
         Matcher::Address { vip, port } => {
-            format!("{}/{}", std::net::SocketAddr::new(vip, port), proto.as_str())
+            format!(
+                "{}/{}",
+                std::net::SocketAddr::new(vip, port),
+                proto.as_str()
+            )
         }
         Matcher::Mark(mark) => format!("fwmark {mark}/{}", proto.as_str()),
     }
@@ -87,7 +91,10 @@ fn addressing(out: &mut Vec<Problem>, p: &KeyPath, vs: &VirtualServer) {
     for (j, m) in vs.members.iter().enumerate() {
         let mp = p.k("members").i(j);
         if usize::from(m.vip.is_some()) + usize::from(m.fwmark.is_some()) != 1 {
-            out.push((mp.clone(), "give vip = \"IP\" with port, or fwmark = N".into()));
+            out.push((
+                mp.clone(),
+                "give vip = \"IP\" with port, or fwmark = N".into(),
+            ));
         }
         address_pair(out, &mp, m.vip, m.port, m.fwmark);
         families.extend(m.vip.map(|a| (a.is_ipv4(), mp.k("vip"))));
@@ -172,11 +179,17 @@ fn service(out: &mut Vec<Problem>, p: &KeyPath, vs: &VirtualServer) {
         if sorry.address.is_ipv4() != vs.is_ipv4() {
             out.push((
                 p.k("sorry_server").k("address"),
-                format!("{} is not of the virtual server's address family", sorry.address),
+                format!(
+                    "{} is not of the virtual server's address family",
+                    sorry.address
+                ),
             ));
         }
     }
-    for (key, argv) in [("quorum_up", &vs.quorum_up), ("quorum_down", &vs.quorum_down)] {
+    for (key, argv) in [
+        ("quorum_up", &vs.quorum_up),
+        ("quorum_down", &vs.quorum_down),
+    ] {
         hook(out, &p.k(key), argv.as_deref());
     }
     if !(1..=3_600_000).contains(&vs.notify_timeout_ms) {
@@ -204,22 +217,34 @@ fn service(out: &mut Vec<Problem>, p: &KeyPath, vs: &VirtualServer) {
 fn direct_routing(out: &mut Vec<Problem>, p: &KeyPath, vs: &VirtualServer) {
     let at = p.k("lb_kind");
     if vs.masquerade {
-        out.push((at.clone(), "direct routing cannot masquerade: backends answer clients directly".into()));
+        out.push((
+            at.clone(),
+            "direct routing cannot masquerade: backends answer clients directly".into(),
+        ));
     }
     if vs.on_backend_failure == OnFailure::Reset {
-        out.push((at.clone(), "direct routing keeps no connection state to reset: use on_backend_failure = \"drain\"".into()));
+        out.push((
+            at.clone(),
+            "direct routing keeps no connection state to reset: use on_backend_failure = \"drain\""
+                .into(),
+        ));
     }
     if vs.scheduler.least_connection() {
         out.push((at.clone(), "lc and wlc count connections in conntrack, which direct routing bypasses: use lb_kind = \"nat\"".into()));
     }
     if vs.matchers().iter().any(|m| matches!(m, Matcher::Mark(_))) {
-        out.push((at.clone(), "direct routing matches before the mangle hook sets marks: give addresses, not fwmark".into()));
+        out.push((
+            at.clone(),
+            "direct routing matches before the mangle hook sets marks: give addresses, not fwmark"
+                .into(),
+        ));
     }
     for (j, b) in vs.backends.iter().enumerate() {
         if b.port.is_some_and(|port| Some(port) != vs.single_port()) {
             out.push((
                 p.k("backends").i(j).k("port"),
-                "direct routing cannot change the port: backends serve the virtual server's port".into(),
+                "direct routing cannot change the port: backends serve the virtual server's port"
+                    .into(),
             ));
         }
     }
@@ -245,13 +270,7 @@ fn backend_port(vs: &VirtualServer, b: &Backend) -> u16 {
     b.port.or(vs.single_port()).unwrap_or(0)
 }
 
-fn backend(
-    out: &mut Vec<Problem>,
-    config: &Config,
-    vs: &VirtualServer,
-    p: &KeyPath,
-    b: &Backend,
-) {
+fn backend(out: &mut Vec<Problem>, config: &Config, vs: &VirtualServer, p: &KeyPath, b: &Backend) {
     if !(1..=MAX_WEIGHT).contains(&b.weight) {
         out.push((
             p.k("weight"),
@@ -347,7 +366,10 @@ fn health_check(out: &mut Vec<Problem>, p: &KeyPath, check: &HealthCheck, needs_
     ];
     for (key, set) in tls_only {
         if set && check.kind != CheckKind::Https {
-            out.push((p.k(key), format!("{key} is only used with kind = \"https\"")));
+            out.push((
+                p.k(key),
+                format!("{key} is only used with kind = \"https\""),
+            ));
         }
     }
     if let Some(ca) = &check.tls_ca {
