@@ -441,3 +441,66 @@ fn host_name(out: &mut Vec<Problem>, p: &KeyPath, name: &str) {
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::model::Config;
+
+    /// The errors of a host.toml holding `body`, one per line.
+    fn errors(body: &str) -> String {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("host.toml"), body).expect("write");
+        match Config::load(dir.path()) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn parity_keys_are_checked_with_their_location() {
+        let text = errors(
+            r#"[[virtual_server]]
+vip = "10.0.0.1"
+port = 80
+lb_kind = "dr"
+masquerade = true
+scheduler = "wlc"
+persistence_granularity = 24
+hysteresis = 1
+quorum_up = ["relative/script"]
+check = { kind = "https", urls = [ { path = "/", status = ["299-200"], digest = "xyz" } ], tls_ca = "/no/such/ca.pem" }
+backends = [ { address = "10.0.1.1", port = 81, checks = [ { kind = "tcp", tls_verify = true } ] } ]
+
+[[virtual_server]]
+fwmark = 7
+members = [ { vip = "10.0.0.2", port = 80 } ]
+backends = [ { address = "10.0.1.1", port = 80 }, { address = "10.0.1.2" } ]
+
+[[virtual_server]]
+fwmark = 9
+check = { kind = "tcp" }
+backends = [ { address = "10.0.1.1" } ]
+"#,
+        );
+        for want in [
+            "host.toml:4:1: virtual_server[0].lb_kind: direct routing cannot masquerade",
+            "virtual_server[0].lb_kind: lc and wlc count connections in conntrack",
+            "virtual_server[0].backends[0].port: direct routing cannot change the port",
+            "host.toml:7:1: virtual_server[0].persistence_granularity: persistence_granularity needs persistence_timeout_ms",
+            "virtual_server[0].quorum_up: \"relative/script\": the program must be an absolute path",
+            "virtual_server[0].check.urls[0].status[0]: a status is a code",
+            "virtual_server[0].check.urls[0].digest: \"xyz\" is not an MD5 digest",
+            "virtual_server[0].check.tls_ca: /no/such/ca.pem is not a readable file",
+            "virtual_server[0].backends[0].checks[0].tls_verify: tls_verify is only used with kind = \"https\"",
+            "virtual_server[1]: give exactly one of vip",
+            "virtual_server[1].backends: with fwmark or members, give every backend a port or none",
+            "virtual_server[2].check.port: the backend keeps the client's port",
+        ] {
+            assert!(text.contains(want), "{want:?} not in:\n{text}");
+        }
+        assert_eq!(
+            errors("[[virtual_server]]\nvip = \"10.0.0.1\"\nport = 80\nbackends = [ { address = \"10.0.1.1\" } ]\n"),
+            ""
+        );
+    }
+}
