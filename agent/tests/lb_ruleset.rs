@@ -274,6 +274,27 @@ fn quorum_follows_keepalived_hysteresis_and_alpha_starts_down() -> Result<()> {
         "starting below quorum is a quorum_down: {:?}",
         started.events
     );
+    // omega: at shutdown, live backends go down and quorum is lost, in hooks.
+    ensure!(
+        balancer.shutdown_events(now).is_empty(),
+        "no omega, no hooks"
+    );
+    let o = spec(&format!(
+        "vip = \"10.9.0.6\"\nport = 80\nomega = true\nquorum_down = [\"/bin/true\"]\n{CHECK}\nbackends = [ {{ address = \"10.9.1.6\", notify_down = [\"/bin/true\"] }} ]"
+    ))?;
+    balancer.sync(&[o], now)?;
+    let bye = balancer.shutdown_events(now);
+    ensure!(
+        bye.iter().any(|e| matches!(
+            e,
+            Event::Backend {
+                up: false,
+                hook: Some(_),
+                ..
+            }
+        )) && quorum(&bye) == Some(false),
+        "{bye:?}"
+    );
     balancer.clear()?;
     Ok(())
 }

@@ -433,6 +433,11 @@ check = {{ kind = "tcp", interval_ms = 200, timeout_ms = 100 }}
 backends = [ {{ address = "{b6_1}" }}, {{ address = "{b6_2}" }} ]
 
 [[virtual_server]]
+fwmark = 5
+check = {{ kind = "tcp", port = 80, interval_ms = 200, timeout_ms = 100 }}
+backends = [ {{ address = "{b4_1}" }}, {{ address = "{b4_2}" }} ]
+
+[[virtual_server]]
 members = [ {{ vip = "10.{net}.0.100", port = 8080 }}, {{ vip = "10.{net}.0.100", port = 8081 }} ]
 check = {{ kind = "tcp", port = 80, interval_ms = 200, timeout_ms = 100 }}
 backends = [ {{ address = "{b4_1}" }}, {{ address = "{b4_2}" }} ]
@@ -441,7 +446,16 @@ backends = [ {{ address = "{b4_1}" }}, {{ address = "{b4_2}" }} ]
     for i in 1..=2 {
         site.serve_tcp(i, "0.0.0.0:8080")?;
         site.serve_tcp(i, "0.0.0.0:8081")?;
+        site.serve_tcp(i, "0.0.0.0:9090")?;
     }
+    // The user's own rule marks what the fwmark virtual server takes (before
+    // DNAT, at mangle priority, as with IPVS).
+    site.lb.run([
+        "nft",
+        "add table ip mark_test ; \
+         add chain ip mark_test pre { type filter hook prerouting priority mangle ; } ; \
+         add rule ip mark_test pre ip daddr 10.76.0.100 tcp dport 9090 meta mark set 5",
+    ])?;
     site.wait_all("up")?;
     let tcp6: SocketAddr = format!("[fd00:{net}::100]:80").parse()?;
     wait_answer(&site.client, tcp6)?;
@@ -450,12 +464,12 @@ backends = [ {{ address = "{b4_1}" }}, {{ address = "{b4_2}" }} ]
         counts.len() == 2 && !counts.contains_key(""),
         "TCP over IPv6 through the VIP: {counts:?}"
     );
-    for port in [8080, 8081] {
+    for port in [8080, 8081, 9090] {
         let member: SocketAddr = format!("10.{net}.0.100:{port}").parse()?;
         let counts = site.spread(member, 40)?;
         ensure!(
             counts.len() == 2 && !counts.contains_key(""),
-            "member port {port} (the client's port kept): {counts:?}"
+            "port {port} (members, or marked; the client's port kept): {counts:?}"
         );
     }
     for vip in [
