@@ -268,7 +268,10 @@ pub fn reshape(s: &mut Script, old: &[ServiceShape], services: &[ServiceShape]) 
     let nat = ident(TABLE);
     s.add_table(Family::Inet, &nat);
     s.flush_table(Family::Inet, &nat);
-    nat_skeleton(s, &nat);
+    let persistent = services
+        .iter()
+        .any(|v| v.kind == LbKind::Nat && v.persistence.is_some());
+    nat_skeleton(s, &nat, persistent);
     for fam in [Family::Ip, Family::Ip6] {
         let wanted = services.iter().any(|v| v.table().0 == fam);
         let dr = ident(DR_TABLE);
@@ -315,7 +318,7 @@ pub fn reshape(s: &mut Script, old: &[ServiceShape], services: &[ServiceShape]) 
     }
 }
 
-fn nat_skeleton(s: &mut Script, t: &Ident) {
+fn nat_skeleton(s: &mut Script, t: &Ident, persistent: bool) {
     let fam = Family::Inet;
     for (name, key, data) in [
         ("addr4", DataType::Mark, DataType::Ipv4Addr),
@@ -338,8 +341,6 @@ fn nat_skeleton(s: &mut Script, t: &Ident) {
         ("output", hook(true, "output", -100)),
         ("postrouting", hook(true, "postrouting", 100)),
         ("forward", hook(false, "forward", 0)),
-        ("refresh_in", hook(false, "prerouting", -150)),
-        ("refresh_out", hook(false, "output", -150)),
         ("services", None),
         ("refresh", None),
     ] {
@@ -348,8 +349,18 @@ fn nat_skeleton(s: &mut Script, t: &Ident) {
     for from in ["prerouting", "output"] {
         s.add_rule(fam, t, &ident(from), &[Stmt::Jump(services.clone())]);
     }
-    for from in ["refresh_in", "refresh_out"] {
-        s.add_rule(fam, t, &ident(from), &[Stmt::Jump(refresh.clone())]);
+    // The per-packet renewal hooks exist only while some virtual server
+    // persists: otherwise every packet would pay for two empty hooks.
+    for (from, h) in [
+        ("refresh_in", hook(false, "prerouting", -150)),
+        ("refresh_out", hook(false, "output", -150)),
+    ] {
+        s.add_chain(fam, t, &ident(from), h);
+        if persistent {
+            s.add_rule(fam, t, &ident(from), &[Stmt::Jump(refresh.clone())]);
+        } else {
+            s.delete_chain(fam, t, &ident(from));
+        }
     }
     let dnatted = Stmt::Is(Expr::CtStatus, Expr::Word("dnat"));
     s.add_rule(
