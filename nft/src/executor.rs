@@ -25,7 +25,9 @@ pub enum Backend {
 type Reply = Result<String, String>;
 
 struct Job {
-    json: String,
+    /// A JSON document, or a native-syntax script.
+    text: String,
+    json: bool,
     reply: mpsc::SyncSender<Reply>,
 }
 
@@ -41,7 +43,8 @@ pub struct Nft {
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Job")
-            .field("bytes", &self.json.len())
+            .field("bytes", &self.text.len())
+            .field("json", &self.json)
             .finish()
     }
 }
@@ -96,8 +99,8 @@ impl Nft {
                 let _ = ready_tx.send(Ok(backend));
                 for job in rx {
                     let reply = match ctx.as_mut() {
-                        Some(ctx) => ctx.run(&job.json),
-                        None => run_binary(&job.json),
+                        Some(ctx) => ctx.run(&job.text),
+                        None => run_binary(&job.text, job.json),
                     };
                     let _ = job.reply.send(reply);
                 }
@@ -136,11 +139,26 @@ impl Nft {
         Ok(serde_json::from_str(&out)?)
     }
 
+    /// Runs a native-syntax script as one transaction (libnftables reads
+    /// native syntax when the text is not JSON).
+    pub fn apply_script(&self, script: &crate::script::Script) -> Result<(), Error> {
+        if script.is_empty() {
+            return Ok(());
+        }
+        self.send(script.text(), false)?;
+        Ok(())
+    }
+
     fn run(&self, json: &str) -> Result<String, Error> {
+        self.send(json, true)
+    }
+
+    fn send(&self, text: &str, json: bool) -> Result<String, Error> {
         let (reply, answer) = mpsc::sync_channel(1);
         self.jobs
             .send(Job {
-                json: json.to_owned(),
+                text: text.to_owned(),
+                json,
                 reply,
             })
             .map_err(|_| Error::Stopped)?;
@@ -160,10 +178,17 @@ fn which_nft() -> Option<PathBuf> {
 }
 
 /// The fallback: the child inherits this thread's netns.
-fn run_binary(json: &str) -> Reply {
+fn run_binary(text: &str, json: bool) -> Reply {
     let nft = which_nft().ok_or("nft binary not found")?;
+    // `nft -j -f -` reads stdin as JSON and, when that fails, finds it empty
+    // for the native parser: scripts go without -j (they print nothing).
+    let args: &[&str] = if json {
+        &["-j", "-f", "-"]
+    } else {
+        &["-f", "-"]
+    };
     let mut child = Command::new(nft)
-        .args(["-j", "-f", "-"])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -171,7 +196,7 @@ fn run_binary(json: &str) -> Reply {
         .map_err(|e| format!("running nft: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
-            .write_all(json.as_bytes())
+            .write_all(text.as_bytes())
             .map_err(|e| format!("writing to nft: {e}"))?;
     }
     let out = child

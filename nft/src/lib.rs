@@ -7,10 +7,15 @@
 //! chosen network namespace. That avoids a fork/exec of `nft` per change (about
 //! 4 ms here), which matters for load-balancer map edits. When libnftables cannot
 //! be loaded, the same JSON is piped to `nft -j -f -` instead.
+//!
+//! What libnftables 1.0.6 cannot read as JSON (dynamic maps written from the
+//! packet path, `dup`) goes as a [`script::Script`]: native syntax rendered
+//! from typed values only.
 
 mod executor;
 mod libnftables;
 pub mod matching;
+pub mod script;
 
 pub use executor::{Backend, Nft};
 pub use nftables as schema;

@@ -82,17 +82,23 @@ pub fn print(status: &Status) {
 /// The virtual-server part of `vznet status`, like `ipvsadm -L`.
 fn print_virtual_servers(services: &[crate::lb::ServiceStatus]) {
     for vs in services {
+        let persistence = if vs.persistence_timeout_ms > 0 {
+            format!(", persistence {} ms", vs.persistence_timeout_ms)
+        } else {
+            String::new()
+        };
         println!(
-            "\nvirtual server {} ({} {}:{}), {}, {} slots, {} commits{}",
+            "\nvirtual server {} ({} {}:{}), {} {}{persistence}, {} slots, {} commits{}",
             vs.name,
             vs.protocol,
             vs.vip,
             vs.port,
+            vs.lb_kind,
             vs.scheduler,
             vs.slots,
             vs.commits,
             if vs.below_quorum {
-                ", BELOW QUORUM (sorry server)"
+                ", BELOW QUORUM"
             } else {
                 ""
             }

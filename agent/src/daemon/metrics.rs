@@ -230,7 +230,7 @@ fn lb_metrics(o: &mut String, services: &[crate::lb::ServiceStatus]) {
         );
     }
     type Get = fn(&crate::lb::BackendStatus) -> u64;
-    let per_backend: [(&str, &str, Get); 5] = [
+    let per_backend: [(&str, &str, Get); 7] = [
         (
             "vznet_lb_backend_up",
             "1 while the backend passes its health checks.",
@@ -255,6 +255,16 @@ fn lb_metrics(o: &mut String, services: &[crate::lb::ServiceStatus]) {
             "vznet_lb_backend_checks_failed_total",
             "Health checks failed.",
             |b| b.checks_failed,
+        ),
+        (
+            "vznet_lb_backend_connections",
+            "Conntrack entries of the backend's connections (lc and wlc only).",
+            |b| b.connections,
+        ),
+        (
+            "vznet_lb_backend_probe_late_max_microseconds",
+            "The most a health probe of the backend started after its schedule.",
+            |b| b.probe_late_max_us,
         ),
     ];
     for (name, help, get) in per_backend {

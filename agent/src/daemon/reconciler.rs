@@ -296,9 +296,13 @@ impl Reconciler {
         }
     }
 
-    /// Hands VRRP over (priority 0) and stops the protocol thread.
+    /// Hands VRRP over (priority 0) and stops the protocol thread; stops the load
+    /// balancer (its `omega` hooks run).
     pub async fn shutdown(&mut self) {
         self.protocol.shutdown().await;
+        if let Some(lb) = self.lb_handle() {
+            lb.shutdown().await;
+        }
     }
 
     async fn handle(&mut self, cmd: Command) -> Reply {

@@ -1,118 +1,39 @@
-//! The balancer: the virtual servers' live state (backends, health, weights, the
-//! committed slot tables) and the transactions that move the kernel from one
-//! state to the next. Synchronous; the agent drives it from one task, the lab
-//! benchmark drives it directly.
+//! The balancer: the virtual servers' live state and the transactions that move
+//! the kernel from one state to the next. Synchronous and blocking (nftables
+//! commits, conntrack dumps): the agent drives it from the load balancer's
+//! engine thread, the lab benchmark drives it directly.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use netcfg::model::lb::ResolvedBackend;
-use netcfg::model::{OnFailure, Scheduler, VirtualServer};
-use nft::schema::batch::Batch;
+use netcfg::model::lb::LbKind;
+use nft::script::Script;
 use nft::Nft;
 use serde::{Deserialize, Serialize};
 
+use super::conntrack::Conntrack;
+use super::health::prober::ProbeStats;
 use super::health::Target;
-use super::maglev::{self, Member};
-use super::ruleset::{self, BackendEntry, ServiceShape, BACKEND_BASE};
-
-/// One virtual server with its backends resolved to addresses.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServiceSpec {
-    /// The config.
-    pub config: VirtualServer,
-    /// Its backends, in config order.
-    pub backends: Vec<ResolvedBackend>,
-}
-
-#[derive(Debug, Clone)]
-struct BackendState {
-    entry: BackendEntry,
-    weight: u32,
-    target: Option<Target>,
-    up: bool,
-    /// When it last came up, for slow start (None: up since the start).
-    up_since: Option<Instant>,
-    transitions: u64,
-}
-
-#[derive(Debug)]
-struct Service {
-    shape: ServiceShape,
-    spec: ServiceSpec,
-    backends: Vec<BackendState>,
-    sorry: Option<BackendEntry>,
-    /// Committed: backend id per slot.
-    table: Vec<Option<u32>>,
-    /// Committed: ids in the reset set.
-    resetting: Vec<u32>,
-    /// Backends removed from the config whose map entries go at the next commit.
-    gone: Vec<BackendEntry>,
-    commits: u64,
-}
+use super::leastconn::Counter;
+use super::maglev;
+use super::ruleset::{self, BackendEntry, IdSet, Persistence, ServiceShape, BACKEND_BASE};
+use super::service::{BackendState, Service};
+pub use super::service::{BackendStatus, Event, ServiceSpec, ServiceStatus};
 
 /// What one commit did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Commit {
     /// Slots rewritten.
     pub slots_changed: usize,
     /// Commands in the transaction.
     pub commands: usize,
+    /// State changes for hooks.
+    #[serde(skip)]
+    pub events: Vec<Event>,
 }
 
-/// `vznet status` for one backend.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct BackendStatus {
-    /// Address.
-    pub address: IpAddr,
-    /// Port.
-    pub port: u16,
-    /// `up` or `down`.
-    pub state: String,
-    /// Configured weight.
-    pub weight: u32,
-    /// Weight in use now (0 when down; ramping during slow start).
-    pub effective_weight: u32,
-    /// Slots it holds in the slot table.
-    pub slots: usize,
-    /// Up/down changes.
-    pub transitions: u64,
-    /// Health checks passed.
-    #[serde(default)]
-    pub checks_ok: u64,
-    /// Health checks failed.
-    #[serde(default)]
-    pub checks_failed: u64,
-    /// Why the last failed check failed.
-    #[serde(default)]
-    pub last_error: Option<String>,
-}
-
-/// `vznet status` for one virtual server.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ServiceStatus {
-    /// Name.
-    pub name: String,
-    /// VIP.
-    pub vip: IpAddr,
-    /// Port.
-    pub port: u16,
-    /// tcp or udp.
-    pub protocol: String,
-    /// Scheduler.
-    pub scheduler: String,
-    /// Slot table size.
-    pub slots: usize,
-    /// Whether new connections go to the sorry server (or nowhere).
-    pub below_quorum: bool,
-    /// Transactions committed for it.
-    pub commits: u64,
-    /// Its backends.
-    pub backends: Vec<BackendStatus>,
-}
-
-/// The load balancer's state and its kernel table.
+/// The load balancer's state and its kernel tables.
 #[derive(Debug)]
 pub struct Balancer {
     nft: Nft,
@@ -121,10 +42,37 @@ pub struct Balancer {
     last_apply: Duration,
     /// A commit failed: the kernel may not match `services`; rebuild next time.
     dirty: bool,
+    /// Every probed target's verdict.
+    verdicts: BTreeMap<Target, bool>,
+    conntrack: Option<Conntrack>,
+    counter: Counter,
+    /// Persistence entries naming these ids go after the next commit.
+    purges: Vec<(ServiceShape, Vec<u32>)>,
 }
 
 /// Ids per table before a rebuild renumbers them.
 const MAX_IDS: u32 = 0xffff;
+
+fn shape(spec: &ServiceSpec) -> ServiceShape {
+    let c = &spec.config;
+    ServiceShape {
+        matchers: c.matchers(),
+        ipv4: c.is_ipv4(),
+        protocol: c.protocol,
+        kind: c.lb_kind,
+        scheduler: c.scheduler,
+        seed: c.hash_seed.unwrap_or(0),
+        slots: maglev::slot_count(spec.backends.len()) as u32,
+        persistence: (c.persistence_timeout_ms > 0).then(|| Persistence {
+            timeout: Duration::from_millis(c.persistence_timeout_ms),
+            prefix: c
+                .persistence_granularity
+                .unwrap_or(if c.is_ipv4() { 32 } else { 128 }),
+        }),
+        keep_port: c.single_port().is_none() && spec.backends.iter().all(|b| b.port == 0),
+        extras: (c.sorry_server.is_some(), c.masquerade),
+    }
+}
 
 impl Balancer {
     /// A balancer that writes through `nft`. Nothing is touched until [`sync`].
@@ -137,18 +85,25 @@ impl Balancer {
             next_id: 0,
             last_apply: Duration::ZERO,
             dirty: false,
+            verdicts: BTreeMap::new(),
+            conntrack: None,
+            counter: Counter::default(),
+            purges: Vec::new(),
         }
     }
 
-    /// Makes the kernel serve `specs`. Backend health and slow-start carry over
-    /// for backends that stay. A change of any virtual server's shape (VIP,
-    /// port, protocol, scheduler, slot count) rebuilds the table in one
-    /// transaction; anything else is element edits.
+    /// Makes the kernel serve `specs`. Backend health and slow start carry over
+    /// for backends that stay. A change of any virtual server's shape (what it
+    /// matches, protocol, kind, scheduler, slot count, persistence, sorry
+    /// server, masquerade) rewrites the rules in one transaction, keeping the
+    /// persistence and flow maps of virtual servers that stay; anything else is
+    /// element edits.
     pub fn sync(&mut self, specs: &[ServiceSpec], now: Instant) -> Result<Commit, nft::Error> {
-        let shapes: Vec<ServiceShape> =
-            specs.iter().enumerate().map(|(i, s)| shape(i, s)).collect();
-        // Masquerade and the sorry server are set up at a rebuild, so a change
-        // of either is one too.
+        if specs.is_empty() {
+            self.clear()?;
+            return Ok(Commit::default());
+        }
+        let shapes: Vec<ServiceShape> = specs.iter().map(shape).collect();
         let same_shape = !self.dirty
             && self.services.len() == specs.len()
             && self
@@ -157,206 +112,272 @@ impl Balancer {
                 .zip(&shapes)
                 .zip(specs)
                 .all(|((s, sh), spec)| {
-                    s.shape == *sh
-                        && s.spec.config.masquerade == spec.config.masquerade
-                        && s.spec.config.sorry_server == spec.config.sorry_server
+                    s.shape == *sh && s.spec.config.sorry_server == spec.config.sorry_server
                 });
         if same_shape && self.next_id + 2 * count_backends(specs) < MAX_IDS {
-            let mut batch = Batch::new();
+            let mut script = Script::new();
             let mut total = Commit::default();
             for (i, spec) in specs.iter().enumerate() {
-                self.adopt_backends(i, spec, &mut batch, now);
+                self.adopt_backends(i, spec, &mut script, &mut total.events);
                 self.services[i].spec = spec.clone();
-                total.slots_changed += self.restripe(i, &mut batch, now);
+                total.slots_changed += self.restripe(i, &mut script, now, &mut total.events);
             }
-            total.commands = self.commit(batch, specs.len())?;
+            total.commands = self.commit(script)?;
             return Ok(total);
         }
-        self.rebuild(specs, shapes, now)
+        self.reshape(specs, shapes, now)
     }
 
-    fn rebuild(
+    fn reshape(
         &mut self,
         specs: &[ServiceSpec],
         shapes: Vec<ServiceShape>,
         now: Instant,
     ) -> Result<Commit, nft::Error> {
-        let old: BTreeMap<(String, IpAddr, u16), BackendState> = self
-            .services
-            .iter()
-            .flat_map(|s| {
-                let name = s.spec.config.display_name();
-                s.backends
-                    .iter()
-                    .map(move |b| ((name.clone(), b.entry.address, b.entry.port), b.clone()))
-            })
-            .collect();
-        let mut next_id = 0;
-        let mut alloc = |address: IpAddr, port: u16| {
-            next_id += 1;
-            BackendEntry {
-                id: BACKEND_BASE + next_id,
-                address,
-                port,
+        let mut events = Vec::new();
+        // Surviving backends keep their ids (persistence and flow maps name
+        // them) unless ids run out.
+        let renumber = self.next_id + 2 * count_backends(specs) >= MAX_IDS;
+        let mut old: BTreeMap<(String, IpAddr, u16), BackendState> = BTreeMap::new();
+        let mut removed_from: BTreeMap<u32, Event> = BTreeMap::new();
+        let mut old_state: BTreeMap<String, (bool, Option<BackendEntry>)> = BTreeMap::new();
+        let old_shapes: Vec<ServiceShape> = self.services.iter().map(|s| s.shape.clone()).collect();
+        for s in self.services.drain(..) {
+            let key = s.shape.key();
+            old_state.insert(key.clone(), (s.quorum_up, s.sorry));
+            for b in s.backends.iter().filter(|b| b.up) {
+                let down = BackendState {
+                    up: false,
+                    ..b.clone()
+                };
+                removed_from.insert(b.entry.id, s.backend_event(&down));
             }
-        };
+            for b in s.backends {
+                old.insert((key.clone(), b.entry.address, b.entry.port), b);
+            }
+        }
+        if renumber {
+            self.next_id = 0;
+        }
         let mut services = Vec::with_capacity(specs.len());
         for (spec, shape) in specs.iter().zip(shapes) {
-            let name = spec.config.display_name();
+            let key = shape.key();
             let backends = spec
                 .backends
                 .iter()
                 .map(|b| {
-                    let prev = old.get(&(name.clone(), b.address, b.port));
-                    BackendState {
-                        entry: alloc(b.address, b.port),
-                        weight: b.weight,
-                        target: spec
-                            .config
-                            .check
-                            .as_ref()
-                            .map(|c| Target::new(c, b.address, b.port)),
-                        up: prev.is_none_or(|p| p.up),
-                        up_since: prev.and_then(|p| p.up_since),
-                        transitions: prev.map_or(0, |p| p.transitions),
+                    let targets = spec.targets_of(b);
+                    match old.remove(&(key.clone(), b.address, b.port)) {
+                        Some(mut st) => {
+                            if renumber {
+                                st.entry.id = self.alloc();
+                            }
+                            st.reconfigure(b, targets);
+                            st
+                        }
+                        None => {
+                            let up = self.initial_health(&targets);
+                            let entry = BackendEntry {
+                                id: self.alloc(),
+                                address: b.address,
+                                port: b.port,
+                            };
+                            BackendState::new(entry, b, targets, up)
+                        }
                     }
                 })
                 .collect();
-            let sorry = spec
-                .config
-                .sorry_server
-                .as_ref()
-                .map(|s| alloc(s.address, s.port.unwrap_or(spec.config.port)));
-            services.push(Service {
+            let previous = old_state.get(&key).copied();
+            let sorry = spec.config.sorry_server.as_ref().map(|s| {
+                let port = s.port.or(spec.config.single_port()).unwrap_or(0);
+                match previous.and_then(|p| p.1) {
+                    Some(e) if !renumber && e.address == s.address && e.port == port => e,
+                    _ => BackendEntry {
+                        id: self.alloc(),
+                        address: s.address,
+                        port,
+                    },
+                }
+            });
+            let mut svc = Service {
                 table: vec![None; shape.slots as usize],
                 shape,
                 spec: spec.clone(),
                 backends,
                 sorry,
                 resetting: Vec::new(),
+                live: Vec::new(),
                 gone: Vec::new(),
                 commits: 0,
-            });
+                quorum_up: true,
+                arrivals: 0,
+            };
+            match previous {
+                Some((quorum_up, _)) => svc.quorum_up = quorum_up,
+                None => {
+                    svc.quorum_up = svc.initial_quorum(now);
+                    if !svc.quorum_up {
+                        events.push(svc.quorum_event(svc.live_weight(now)));
+                    }
+                }
+            }
+            services.push(svc);
         }
-        self.next_id = next_id;
-        let mut batch = Batch::new();
-        ruleset::skeleton(
-            &mut batch,
-            &services.iter().map(|s| s.shape.clone()).collect::<Vec<_>>(),
+        // Backends (or whole virtual servers) removed while up: keepalived
+        // runs their notify_down.
+        events.extend(
+            old.values()
+                .filter_map(|b| removed_from.remove(&b.entry.id)),
+        );
+        let mut script = Script::new();
+        if self.dirty {
+            ruleset::remove(&mut script);
+        }
+        let shapes: Vec<ServiceShape> = services.iter().map(|s| s.shape.clone()).collect();
+        ruleset::reshape(
+            &mut script,
+            if self.dirty { &[] } else { &old_shapes },
+            &shapes,
         );
         for s in &services {
             let entries: Vec<BackendEntry> =
                 s.backends.iter().map(|b| b.entry).chain(s.sorry).collect();
-            ruleset::add_backends(&mut batch, &entries);
+            ruleset::add_backends(&mut script, &s.shape, &entries);
             if s.spec.config.masquerade {
                 let ids: Vec<u32> = entries.iter().map(|e| e.id).collect();
-                ruleset::mark_set_edit(&mut batch, "masquerade", true, &ids);
+                ruleset::mark_set_edit(&mut script, &s.shape, IdSet::Masquerade, true, &ids);
             }
         }
         self.services = services;
+        self.retain_verdicts();
         let mut total = Commit::default();
         for i in 0..self.services.len() {
-            total.slots_changed += self.restripe(i, &mut batch, now);
+            total.slots_changed += self.restripe(i, &mut script, now, &mut events);
         }
-        let n = self.services.len();
-        total.commands = self.commit(batch, n)?;
+        total.commands = self.commit(script)?;
+        total.events = events;
         self.dirty = false;
         Ok(total)
     }
 
+    fn alloc(&mut self) -> u32 {
+        self.next_id += 1;
+        BACKEND_BASE + self.next_id
+    }
+
+    /// A new backend's health: what its targets say (a target not probed yet
+    /// starts up, or down under alpha).
+    fn initial_health(&self, targets: &[Target]) -> bool {
+        targets
+            .iter()
+            .all(|t| *self.verdicts.get(t).unwrap_or(&!t.starts_down()))
+    }
+
+    fn retain_verdicts(&mut self) {
+        let wanted: BTreeSet<Target> = self.targets().into_iter().collect();
+        self.verdicts.retain(|t, _| wanted.contains(t));
+        for t in wanted {
+            let start = !t.starts_down();
+            self.verdicts.entry(t).or_insert(start);
+        }
+    }
+
     /// Brings service `i`'s backend list in line with `spec`: new backends get
     /// ids and map entries, gone ones are removed after the slots stop naming
-    /// them (the caller's restripe runs before the deletes take effect, since
-    /// they are appended at commit).
+    /// them.
     fn adopt_backends(
         &mut self,
         i: usize,
         spec: &ServiceSpec,
-        batch: &mut Batch<'static>,
-        _now: Instant,
+        script: &mut Script,
+        events: &mut Vec<Event>,
     ) {
-        let svc = &mut self.services[i];
         let mut kept = Vec::with_capacity(spec.backends.len());
         let mut added = Vec::new();
+        let mut old = std::mem::take(&mut self.services[i].backends);
         for b in &spec.backends {
-            let target = spec
-                .config
-                .check
-                .as_ref()
-                .map(|c| Target::new(c, b.address, b.port));
-            match svc
-                .backends
+            let targets = spec.targets_of(b);
+            match old
                 .iter()
                 .position(|x| x.entry.address == b.address && x.entry.port == b.port)
             {
                 Some(pos) => {
-                    let mut st = svc.backends.remove(pos);
-                    st.weight = b.weight;
-                    st.target = target;
+                    let mut st = old.remove(pos);
+                    st.reconfigure(b, targets);
                     kept.push(st);
                 }
                 None => {
-                    self.next_id += 1;
+                    let up = self.initial_health(&targets);
                     let entry = BackendEntry {
-                        id: BACKEND_BASE + self.next_id,
+                        id: self.alloc(),
                         address: b.address,
                         port: b.port,
                     };
                     added.push(entry);
-                    kept.push(BackendState {
-                        entry,
-                        weight: b.weight,
-                        target,
-                        up: true,
-                        up_since: None,
-                        transitions: 0,
-                    });
+                    kept.push(BackendState::new(entry, b, targets, up));
                 }
             }
         }
-        let gone: Vec<BackendEntry> = svc.backends.drain(..).map(|b| b.entry).collect();
+        let svc = &mut self.services[i];
+        for b in old.iter().filter(|b| b.up) {
+            events.push(svc.backend_event(&BackendState {
+                up: false,
+                ..b.clone()
+            }));
+        }
         svc.backends = kept;
-        ruleset::add_backends(batch, &added);
+        ruleset::add_backends(script, &svc.shape, &added);
         if spec.config.masquerade {
             let ids: Vec<u32> = added.iter().map(|e| e.id).collect();
-            ruleset::mark_set_edit(batch, "masquerade", true, &ids);
+            ruleset::mark_set_edit(script, &svc.shape, IdSet::Masquerade, true, &ids);
         }
-        if !gone.is_empty() {
-            // Slots naming them are rewritten by restripe; entries go at the end.
-            svc.pending_deletes(gone);
-        }
+        svc.gone.extend(old.into_iter().map(|b| b.entry));
+        self.retain_verdicts();
     }
 
-    /// Sets the health of every backend probed by `target`; returns the commit
-    /// if anything changed.
+    /// Sets the verdict of probed targets; every backend whose checks all
+    /// pass is up. One commit for all of them; `None` if nothing changed.
     pub fn set_health(
         &mut self,
-        target: &Target,
-        up: bool,
+        changes: &BTreeMap<Target, bool>,
         now: Instant,
     ) -> Result<Option<Commit>, nft::Error> {
+        for (t, up) in changes {
+            if let Some(v) = self.verdicts.get_mut(t) {
+                *v = *up;
+            }
+        }
+        let mut events = Vec::new();
         let mut touched = Vec::new();
         for (i, svc) in self.services.iter_mut().enumerate() {
-            for b in &mut svc.backends {
-                if b.target.as_ref() == Some(target) && b.up != up {
+            let mut changed = Vec::new();
+            for (k, b) in svc.backends.iter_mut().enumerate() {
+                let up = b
+                    .targets
+                    .iter()
+                    .all(|t| self.verdicts.get(t).copied().unwrap_or(true));
+                if up != b.up {
                     b.up = up;
                     b.up_since = up.then_some(now);
                     b.transitions += 1;
-                    if !touched.contains(&i) {
-                        touched.push(i);
-                    }
+                    changed.push(k);
                 }
+            }
+            if !changed.is_empty() {
+                touched.push(i);
+                events.extend(changed.iter().map(|&k| svc.backend_event(&svc.backends[k])));
             }
         }
         if touched.is_empty() {
             return Ok(None);
         }
-        let mut batch = Batch::new();
+        let mut script = Script::new();
         let mut total = Commit::default();
         for &i in &touched {
-            total.slots_changed += self.restripe(i, &mut batch, now);
+            total.slots_changed += self.restripe(i, &mut script, now, &mut events);
         }
-        total.commands = self.commit(batch, touched.len())?;
+        total.commands = self.commit(script)?;
+        total.events = events;
         Ok(Some(total))
     }
 
@@ -370,20 +391,80 @@ impl Balancer {
                     .any(|b| b.up_since.is_some())
             })
             .collect();
-        if ramping.is_empty() {
+        self.restripe_some(&ramping, now)
+    }
+
+    fn restripe_some(
+        &mut self,
+        which: &[usize],
+        now: Instant,
+    ) -> Result<Option<Commit>, nft::Error> {
+        if which.is_empty() {
             return Ok(None);
         }
-        let mut batch = Batch::new();
+        let mut script = Script::new();
         let mut total = Commit::default();
-        for &i in &ramping {
-            total.slots_changed += self.restripe(i, &mut batch, now);
+        for &i in which {
+            total.slots_changed += self.restripe(i, &mut script, now, &mut total.events);
         }
-        total.commands = self.commit(batch, ramping.len())?;
-        Ok((total.slots_changed > 0).then_some(total))
+        total.commands = self.commit(script)?;
+        Ok((total.slots_changed > 0 || !total.events.is_empty()).then_some(total))
+    }
+
+    /// Whether any virtual server schedules by least connection.
+    pub fn counts_connections(&self) -> bool {
+        self.services
+            .iter()
+            .any(|s| s.spec.config.scheduler.least_connection())
+    }
+
+    /// Counts the balanced connections in conntrack and re-deals the slots of
+    /// lc and wlc virtual servers; returns the commit if any slot moved.
+    pub fn sample_connections(&mut self, now: Instant) -> Result<Option<Commit>, std::io::Error> {
+        if !self.counts_connections() {
+            return Ok(None);
+        }
+        if self.conntrack.is_none() {
+            self.conntrack = Some(Conntrack::open(self.nft.netns())?);
+        }
+        let Some(ct) = self.conntrack.as_mut() else {
+            return Ok(None);
+        };
+        let entries = ct.dump(BACKEND_BASE, 0xffff_0000)?;
+        self.deal_connections(&entries, now)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+
+    /// Re-deals the slots of lc and wlc virtual servers by these conntrack
+    /// entries (`(mark, id, established)`); returns the commit if any slot
+    /// moved. [`Balancer::sample_connections`] reads them from the kernel.
+    pub fn deal_connections(
+        &mut self,
+        entries: &super::leastconn::Entries,
+        now: Instant,
+    ) -> Result<Option<Commit>, nft::Error> {
+        let which: Vec<usize> = (0..self.services.len())
+            .filter(|&i| self.services[i].spec.config.scheduler.least_connection())
+            .collect();
+        let (loads, arrivals) = self.counter.count(entries);
+        let mut counts: BTreeMap<u32, u64> = BTreeMap::new();
+        for (mark, _, _) in entries {
+            *counts.entry(*mark).or_insert(0) += 1;
+        }
+        for &i in &which {
+            let svc = &mut self.services[i];
+            svc.arrivals = 0;
+            for b in &mut svc.backends {
+                b.load = loads.get(&b.entry.id).copied().unwrap_or(0);
+                b.connections = counts.get(&b.entry.id).copied().unwrap_or(0);
+                svc.arrivals += arrivals.get(&b.entry.id).copied().unwrap_or(0);
+            }
+        }
+        self.restripe_some(&which, now)
     }
 
     /// How long the kernel transaction of the last commit took (the rest of a
-    /// commit is computing the slot table and building the document).
+    /// commit is computing the slot table and building the script).
     pub fn last_apply(&self) -> Duration {
         self.last_apply
     }
@@ -400,31 +481,40 @@ impl Balancer {
         let mut t: Vec<Target> = self
             .services
             .iter()
-            .flat_map(|s| s.backends.iter().filter_map(|b| b.target.clone()))
+            .flat_map(|s| s.backends.iter().flat_map(|b| b.targets.iter().cloned()))
             .collect();
         t.sort();
         t.dedup();
         t
     }
 
-    /// Checks that the kernel still has the table with one rule per virtual
-    /// server (someone may have flushed the ruleset) and that no commit failed;
-    /// otherwise rebuilds it. Returns whether it rebuilt.
+    /// Checks that the kernel still has the tables with one dispatch rule per
+    /// NAT matcher (someone may have flushed the ruleset) and that no commit
+    /// failed; otherwise rebuilds them. Returns whether it rebuilt.
     pub fn repair(&mut self, now: Instant) -> Result<bool, nft::Error> {
         if self.services.is_empty() {
             return Ok(false);
         }
-        if !self.dirty && self.rules_in_kernel().ok() == Some(self.services.len()) {
+        let want = self
+            .services
+            .iter()
+            .filter(|s| s.shape.kind == LbKind::Nat)
+            .map(|s| s.shape.matchers.len())
+            .sum::<usize>();
+        let dr_intact =
+            self.services.iter().all(|s| s.shape.kind == LbKind::Nat) || self.dr_rules_in_kernel();
+        if !self.dirty && self.rules_in_kernel().ok() == Some(want) && dr_intact {
             return Ok(false);
         }
+        self.dirty = true;
         let specs: Vec<ServiceSpec> = self.services.iter().map(|s| s.spec.clone()).collect();
-        let shapes = specs.iter().enumerate().map(|(i, s)| shape(i, s)).collect();
-        self.rebuild(&specs, shapes, now)?;
+        let shapes = specs.iter().map(shape).collect();
+        self.reshape(&specs, shapes, now)?;
         Ok(true)
     }
 
     fn rules_in_kernel(&self) -> Result<usize, nft::Error> {
-        let mut batch = Batch::new();
+        let mut batch = nft::schema::batch::Batch::new();
         batch.add_cmd(nft::schema::schema::NfCmd::List(ruleset::services_chain()));
         let v = self.nft.query(&batch.to_nftables())?;
         Ok(v["nftables"]
@@ -432,25 +522,59 @@ impl Balancer {
             .map_or(0, |a| a.iter().filter(|o| o.get("rule").is_some()).count()))
     }
 
-    /// Removes vznet's table.
+    /// Whether every direct-routing virtual server still has its chain (one
+    /// query each: libnftables 1.0.6 mixes up families across list commands).
+    fn dr_rules_in_kernel(&self) -> bool {
+        self.services
+            .iter()
+            .filter_map(|s| ruleset::list_chain(&s.shape))
+            .all(|list| {
+                let mut batch = nft::schema::batch::Batch::new();
+                batch.add_cmd(nft::schema::schema::NfCmd::List(list));
+                self.nft.query(&batch.to_nftables()).is_ok()
+            })
+    }
+
+    /// Removes vznet's tables.
     pub fn clear(&mut self) -> Result<(), nft::Error> {
-        let mut batch = Batch::new();
-        ruleset::remove(&mut batch);
-        self.nft.apply(&batch.to_nftables())?;
+        let mut script = Script::new();
+        ruleset::remove(&mut script);
+        self.nft.apply_script(&script)?;
         self.services.clear();
+        self.verdicts.clear();
+        self.dirty = false;
         Ok(())
     }
 
-    /// The health-check target of each backend of each service, in status order.
-    pub fn backend_targets(&self) -> Vec<Vec<Option<Target>>> {
-        self.services
-            .iter()
-            .map(|s| s.backends.iter().map(|b| b.target.clone()).collect())
-            .collect()
+    /// What hooks hear at shutdown: for virtual servers with `omega`, every
+    /// live backend goes down and quorum is lost.
+    pub fn shutdown_events(&self, now: Instant) -> Vec<Event> {
+        let mut out = Vec::new();
+        for s in self.services.iter().filter(|s| s.spec.config.omega) {
+            for b in s.backends.iter().filter(|b| b.up) {
+                out.push(s.backend_event(&BackendState {
+                    up: false,
+                    ..b.clone()
+                }));
+            }
+            if s.quorum_up {
+                let mut down = s.quorum_event(s.live_weight(now));
+                if let Event::Quorum { up, hook, .. } = &mut down {
+                    *up = false;
+                    *hook = s.spec.config.quorum_down.clone();
+                }
+                out.push(down);
+            }
+        }
+        out
     }
 
-    /// Status of every virtual server.
-    pub fn status(&self, now: Instant) -> Vec<ServiceStatus> {
+    /// Status of every virtual server; `probes` gives a target's counters.
+    pub fn status(
+        &self,
+        now: Instant,
+        probes: impl Fn(&Target) -> Option<ProbeStats>,
+    ) -> Vec<ServiceStatus> {
         self.services
             .iter()
             .map(|s| {
@@ -458,30 +582,55 @@ impl Balancer {
                 for id in s.table.iter().flatten() {
                     *slots.entry(*id).or_default() += 1;
                 }
-                let below = s.below_quorum(now);
+                let (vip, port) = match s.shape.matchers.first() {
+                    Some(netcfg::model::lb::Matcher::Address { vip, port }) => (*vip, *port),
+                    _ => (IpAddr::from([0, 0, 0, 0]), 0),
+                };
                 ServiceStatus {
-                    name: s.spec.config.display_name(),
-                    vip: s.spec.config.vip,
-                    port: s.spec.config.port,
+                    name: s.name(),
+                    vip,
+                    port,
                     protocol: s.spec.config.protocol.as_str().into(),
-                    scheduler: scheduler_name(s.spec.config.scheduler).into(),
+                    scheduler: s.spec.config.scheduler.as_str().into(),
+                    lb_kind: match s.spec.config.lb_kind {
+                        LbKind::Nat => "nat",
+                        LbKind::Dr => "dr",
+                    }
+                    .into(),
+                    persistence_timeout_ms: s.spec.config.persistence_timeout_ms,
                     slots: s.table.len(),
-                    below_quorum: below,
+                    below_quorum: !s.quorum_up,
                     commits: s.commits,
                     backends: s
                         .backends
                         .iter()
-                        .map(|b| BackendStatus {
-                            address: b.entry.address,
-                            port: b.entry.port,
-                            state: if b.up { "up" } else { "down" }.into(),
-                            weight: b.weight,
-                            effective_weight: s.effective_weight(b, now),
-                            slots: slots.get(&b.entry.id).copied().unwrap_or(0),
-                            transitions: b.transitions,
-                            checks_ok: 0,
-                            checks_failed: 0,
-                            last_error: None,
+                        .map(|b| {
+                            let stats: Vec<ProbeStats> =
+                                b.targets.iter().filter_map(&probes).collect();
+                            BackendStatus {
+                                address: b.entry.address,
+                                port: b.entry.port,
+                                mark: b.entry.id,
+                                state: if b.up { "up" } else { "down" }.into(),
+                                weight: b.weight,
+                                effective_weight: s.effective_weight(b, now),
+                                slots: slots.get(&b.entry.id).copied().unwrap_or(0),
+                                transitions: b.transitions,
+                                checks_ok: stats.iter().map(|p| p.ok).sum(),
+                                checks_failed: stats.iter().map(|p| p.failed).sum(),
+                                last_error: stats.iter().find_map(|p| p.last_error.clone()),
+                                connections: b.connections,
+                                probe_late_last_us: stats
+                                    .iter()
+                                    .map(|p| p.late_last_us)
+                                    .max()
+                                    .unwrap_or(0),
+                                probe_late_max_us: stats
+                                    .iter()
+                                    .map(|p| p.late_max_us)
+                                    .max()
+                                    .unwrap_or(0),
+                            }
                         })
                         .collect(),
                 }
@@ -489,36 +638,19 @@ impl Balancer {
             .collect()
     }
 
-    /// Recomputes service `i`'s slot table and appends the element edits.
-    /// Returns how many slots changed.
-    fn restripe(&mut self, i: usize, batch: &mut Batch<'static>, now: Instant) -> usize {
+    /// Recomputes service `i`'s slot table and id sets and appends the element
+    /// edits. Returns how many slots changed.
+    fn restripe(
+        &mut self,
+        i: usize,
+        script: &mut Script,
+        now: Instant,
+        events: &mut Vec<Event>,
+    ) -> usize {
         let svc = &mut self.services[i];
-        // Slow start ends once the ramp is over.
-        let ramp = Duration::from_millis(svc.spec.config.slow_start_ms);
-        for b in &mut svc.backends {
-            if b.up_since
-                .is_some_and(|t| now.saturating_duration_since(t) >= ramp)
-            {
-                b.up_since = None;
-            }
-        }
-        let wanted: Vec<Option<u32>> = if svc.below_quorum(now) {
-            vec![svc.sorry.map(|e| e.id); svc.table.len()]
-        } else {
-            let members: Vec<Member> = svc
-                .backends
-                .iter()
-                .map(|b| Member {
-                    address: b.entry.address,
-                    port: b.entry.port,
-                    weight: svc.effective_weight(b, now),
-                })
-                .collect();
-            maglev::populate(&members, svc.table.len())
-                .into_iter()
-                .map(|m| m.map(|k| svc.backends[k].entry.id))
-                .collect()
-        };
+        svc.end_ramps(now);
+        events.extend(svc.update_quorum(now));
+        let wanted = svc.wanted_table(now);
         let changes: Vec<(u32, Option<u32>, Option<u32>)> = svc
             .table
             .iter()
@@ -527,115 +659,137 @@ impl Balancer {
             .filter(|(_, (old, new))| old != new)
             .map(|(slot, (old, new))| (slot as u32, *old, *new))
             .collect();
-        ruleset::set_slots(batch, svc.shape.index, &changes);
+        ruleset::set_slots(script, &svc.shape, &changes);
         svc.table = wanted;
-        // Reset mode: down backends' connections get a TCP reset.
-        let resetting: Vec<u32> = if svc.spec.config.on_backend_failure == OnFailure::Reset {
-            svc.backends
-                .iter()
-                .filter(|b| !b.up)
-                .map(|b| b.entry.id)
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let add: Vec<u32> = resetting
-            .iter()
-            .filter(|id| !svc.resetting.contains(id))
-            .copied()
-            .collect();
-        let del: Vec<u32> = svc
-            .resetting
-            .iter()
-            .filter(|id| !resetting.contains(id))
-            .copied()
-            .collect();
-        ruleset::mark_set_edit(batch, "reset", true, &add);
-        ruleset::mark_set_edit(batch, "reset", false, &del);
-        svc.resetting = resetting;
-        if !changes.is_empty() || !add.is_empty() || !del.is_empty() {
+        // Persistence honours only backends that hold slots now.
+        let live: BTreeSet<u32> = svc.table.iter().flatten().copied().collect();
+        let live: Vec<u32> = live.into_iter().collect();
+        let left = edit_set(script, &svc.shape, IdSet::Live, &svc.live, &live);
+        svc.live = live;
+        if svc.shape.persistence.is_some() && !left.is_empty() {
+            self.purges.push((svc.shape.clone(), left.clone()));
+        }
+        let mut resets_changed = false;
+        if svc.shape.kind == LbKind::Nat {
+            let resetting = svc.wanted_resets();
+            resets_changed = resetting != svc.resetting;
+            edit_set(script, &svc.shape, IdSet::Reset, &svc.resetting, &resetting);
+            svc.resetting = resetting;
+        }
+        if !changes.is_empty() || !left.is_empty() || resets_changed {
             svc.commits += 1;
         }
         // Entries of backends removed from the config go last, after no slot
         // names them any more.
         let gone = std::mem::take(&mut svc.gone);
-        ruleset::delete_backends(batch, &gone);
+        ruleset::delete_backends(script, &svc.shape, &gone);
         if svc.spec.config.masquerade {
             let ids: Vec<u32> = gone.iter().map(|e| e.id).collect();
-            ruleset::mark_set_edit(batch, "masquerade", false, &ids);
+            ruleset::mark_set_edit(script, &svc.shape, IdSet::Masquerade, false, &ids);
         }
         changes.len()
     }
 
-    fn commit(&mut self, batch: Batch<'static>, _services: usize) -> Result<usize, nft::Error> {
-        let doc = batch.to_nftables();
-        let n = doc.objects.len();
+    fn commit(&mut self, script: Script) -> Result<usize, nft::Error> {
+        let n = script.len();
         if n > 0 {
             let t = Instant::now();
-            if let Err(e) = self.nft.apply(&doc) {
+            if let Err(e) = self.nft.apply_script(&script) {
                 self.dirty = true;
+                self.purges.clear();
                 return Err(e);
             }
             self.last_apply = t.elapsed();
         }
+        for (shape, ids) in std::mem::take(&mut self.purges) {
+            if let Err(e) = self.purge_persistence(&shape, &ids) {
+                tracing::warn!(error = %e, "could not forget persistence entries of a backend that left");
+            }
+        }
         Ok(n)
+    }
+
+    /// Deletes the persistence entries that send clients to `ids`. (The packet
+    /// path cannot replace a map entry's value, and an entry naming a backend
+    /// that left is skipped anyway: this only tidies up.)
+    fn purge_persistence(&self, shape: &ServiceShape, ids: &[u32]) -> Result<(), nft::Error> {
+        let Some(list) = ruleset::list_persistence(shape) else {
+            return Ok(());
+        };
+        let mut batch = nft::schema::batch::Batch::new();
+        batch.add_cmd(nft::schema::schema::NfCmd::List(list));
+        let v = self.nft.query(&batch.to_nftables())?;
+        let keys = persistence_keys(&v, ids);
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut script = Script::new();
+        ruleset::forget_clients(&mut script, shape, &keys);
+        // An entry may expire between the listing and the delete, which
+        // fails the whole delete: the next purge catches the rest.
+        self.nft.apply_script(&script)
     }
 }
 
-impl Service {
-    fn effective_weight(&self, b: &BackendState, now: Instant) -> u32 {
-        if !b.up {
-            return 0;
-        }
-        let ramp = self.spec.config.slow_start_ms;
-        match b.up_since {
-            Some(t) if ramp > 0 => {
-                let elapsed = now.saturating_duration_since(t).as_millis() as u64;
-                if elapsed >= ramp {
-                    b.weight
-                } else {
-                    ((u64::from(b.weight) * elapsed / ramp) as u32).max(1)
-                }
+/// Edits a mark set from `old` to `new`; returns the ids that left.
+fn edit_set(
+    script: &mut Script,
+    shape: &ServiceShape,
+    set: IdSet,
+    old: &[u32],
+    new: &[u32],
+) -> Vec<u32> {
+    let add: Vec<u32> = new.iter().filter(|id| !old.contains(id)).copied().collect();
+    let del: Vec<u32> = old.iter().filter(|id| !new.contains(id)).copied().collect();
+    ruleset::mark_set_edit(script, shape, set, true, &add);
+    ruleset::mark_set_edit(script, shape, set, false, &del);
+    del
+}
+
+/// Keys of a listed persistence map whose value is one of `ids`.
+fn persistence_keys(listing: &serde_json::Value, ids: &[u32]) -> Vec<IpAddr> {
+    let Some(objects) = listing["nftables"].as_array() else {
+        return Vec::new();
+    };
+    objects
+        .iter()
+        .filter_map(|o| o["map"]["elem"].as_array())
+        .flatten()
+        .filter_map(|e| {
+            let pair = e.as_array()?;
+            let value = pair.get(1)?.as_u64()?;
+            if !ids.contains(&(value as u32)) {
+                return None;
             }
-            _ => b.weight,
-        }
-    }
-
-    fn below_quorum(&self, now: Instant) -> bool {
-        let live: u32 = self
-            .backends
-            .iter()
-            .map(|b| self.effective_weight(b, now))
-            .sum();
-        live < self.spec.config.quorum
-    }
-
-    fn pending_deletes(&mut self, gone: Vec<BackendEntry>) {
-        self.gone.extend(gone);
-    }
+            let key = pair.first()?;
+            let text = key.as_str().or_else(|| key["elem"]["val"].as_str())?;
+            text.parse().ok()
+        })
+        .collect()
 }
 
 fn count_backends(specs: &[ServiceSpec]) -> u32 {
     specs.iter().map(|s| s.backends.len() as u32 + 1).sum()
 }
 
-fn shape(index: usize, spec: &ServiceSpec) -> ServiceShape {
-    ServiceShape {
-        index,
-        vip: spec.config.vip,
-        port: spec.config.port,
-        protocol: spec.config.protocol,
-        scheduler: spec.config.scheduler,
-        seed: spec.config.hash_seed.unwrap_or(0),
-        slots: maglev::slot_count(spec.backends.len()) as u32,
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The config spelling of a scheduler.
-pub fn scheduler_name(s: Scheduler) -> &'static str {
-    match s {
-        Scheduler::WeightedRandom => "weighted-random",
-        Scheduler::SourceHash => "source-hash",
-        Scheduler::RoundRobin => "round-robin",
+    #[test]
+    fn persistence_keys_are_read_from_a_listing() {
+        let v = serde_json::json!({"nftables": [
+            {"metainfo": {}},
+            {"map": {"name": "persist_x", "elem": [
+                [{"elem": {"val": "10.0.0.2", "timeout": 30, "expires": 29}}, 0x7a5f0001u32],
+                [{"elem": {"val": "10.0.0.3", "timeout": 30, "expires": 29}}, 0x7a5f0002u32],
+                ["10.0.0.4", 0x7a5f0001u32]
+            ]}}
+        ]});
+        let keys = persistence_keys(&v, &[0x7a5f_0001]);
+        assert_eq!(
+            keys,
+            vec![IpAddr::from([10, 0, 0, 2]), IpAddr::from([10, 0, 0, 4])]
+        );
     }
 }
