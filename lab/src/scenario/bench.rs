@@ -50,6 +50,13 @@ pub enum Bench {
         /// 0 skips it.
         #[arg(long, default_value_t = 1000)]
         instances: usize,
+        /// Also measure the instance inside vznetd (`--via vznetd`): takeover and
+        /// graceful handover rows, and the busy master.
+        #[arg(long, value_parser = ["vznetd"])]
+        via: Option<String>,
+        /// VEs the busy master repairs drift on (with `--via vznetd`; 0 skips it).
+        #[arg(long, default_value_t = 1000)]
+        busy_ves: u32,
     },
     /// Load balancer: commit latency of a one-backend change at 10, 100 and
     /// 1000 backends, new connections/s through the VIP vs straight to the
@@ -72,7 +79,12 @@ pub fn run(what: Bench) -> Result<()> {
     match what {
         Bench::Apply { ves, no_ipv6 } => apply(ves, no_ipv6),
         Bench::Drift { trials } => super::drift::run(trials),
-        Bench::Vrrp { trials, instances } => super::vrrp_bench::run(trials, instances),
+        Bench::Vrrp {
+            trials,
+            instances,
+            via,
+            busy_ves,
+        } => super::vrrp_bench::run(trials, instances, via.is_some(), busy_ves),
         Bench::Ve { count } => super::ve_bench::run(count),
         Bench::Lb {
             commits,
