@@ -9,7 +9,7 @@ need=()
 # kernel is untouched); busybox-static for minimal VE roots; file(1) because
 # virtme-ng runs it on the kernel image; keepalived, FRR and etcd are the real peers
 # the tests and benchmarks run against.
-for pkg in iproute2 nftables libnftables1 iputils-ping procps kmod ca-certificates gcc \
+for pkg in iproute2 nftables libnftables1 iputils-ping iputils-arping procps kmod ca-certificates gcc \
            file qemu-system-x86 linux-image-amd64 busybox-static python3-venv keepalived \
            etcd-server etcd-client debootstrap; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")

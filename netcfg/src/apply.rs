@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 
 use futures::future::join_all;
+use netlink_packet_route::address::{AddressAttribute, AddressFlags};
 use netlink_packet_route::link::{BridgeStpState, InfoData, InfoVeth};
 use netlink_packet_route::route::RouteScope;
 use rtnetlink::{
@@ -462,16 +463,25 @@ impl Engine {
                     .build();
                 self.set_link(ns, msg).await
             }
-            Op::AddrAdd { ns, dev, addr } => {
+            Op::AddrAdd {
+                ns,
+                dev,
+                addr,
+                nodad,
+            } => {
                 let idx = self.ifindex(ns, dev).await?;
-                self.handle(ns)?
+                let mut req = self
+                    .handle(ns)?
                     .address()
-                    .add(idx, addr.addr(), addr.prefix_len())
-                    .execute()
-                    .await
-                    .map_err(nl_err)
+                    .add(idx, addr.addr(), addr.prefix_len());
+                if *nodad && addr.addr().is_ipv6() {
+                    req.message_mut()
+                        .attributes
+                        .push(AddressAttribute::Flags(AddressFlags::Nodad));
+                }
+                req.execute().await.map_err(nl_err)
             }
-            Op::AddrDel { ns, dev, addr } => {
+            Op::AddrDel { ns, dev, addr, .. } => {
                 let idx = self.ifindex(ns, dev).await?;
                 let h = self.handle(ns)?;
                 let mut req = h
@@ -506,6 +516,33 @@ impl Engine {
                     .await
                     .map_err(nl_err)
             }
+            Op::RuleAdd { rule } => {
+                let mut req = self.host.rule().add();
+                *req.message_mut() = rule.message();
+                req.execute().await.map_err(nl_err)
+            }
+            Op::RuleDel { rule } => self
+                .host
+                .rule()
+                .del(rule.message())
+                .execute()
+                .await
+                .map_err(nl_err),
+            Op::ProxyAdd { proxy } => {
+                let idx = self.ifindex(&None, &proxy.dev).await?;
+                let mut req = self.host.neighbours().add(idx, proxy.addr);
+                *req.message_mut() = crate::neighbour::message(idx, proxy.addr);
+                req.execute().await.map_err(nl_err)
+            }
+            Op::ProxyDel { proxy } => {
+                let idx = self.ifindex(&None, &proxy.dev).await?;
+                self.host
+                    .neighbours()
+                    .del(crate::neighbour::message(idx, proxy.addr))
+                    .execute()
+                    .await
+                    .map_err(nl_err)
+            }
         }
     }
 
@@ -528,6 +565,9 @@ impl Engine {
         }
         if let Some(m) = r.metric {
             b = b.priority(m);
+        }
+        if r.table != crate::op::MAIN_TABLE {
+            b = b.table_id(r.table);
         }
         Ok(b.build())
     }
@@ -588,22 +628,21 @@ impl Engine {
         self.forget(ns, name);
         // The kernel ignores IFLA_IFALIAS on create: mark ownership with a set
         // (which also brings a veth's peer up).
-        let mark = h
-            .link()
-            .set(LinkUnspec::new_with_name(name).alias(alias).build())
-            .execute();
+        let mut mark = LinkUnspec::new_with_name(name).alias(alias).build();
         if let Some((pns, pname)) = peer_set {
+            // The host end first: its IPv6 mode must be set before the peer
+            // comes up and gives the pair carrier.
+            crate::kernel::ipv6::no_address_generation(&mut mark);
+            h.link().set(mark).execute().await.map_err(nl_err)?;
             self.forget(&pns, &pname);
             let ph = self.handle(&pns)?;
-            let pmark = ph
-                .link()
+            ph.link()
                 .set(LinkUnspec::new_with_name(&pname).alias(alias).up().build())
-                .execute();
-            let (a, b) = futures::join!(mark, pmark);
-            a.map_err(nl_err)?;
-            b.map_err(nl_err)
+                .execute()
+                .await
+                .map_err(nl_err)
         } else {
-            mark.await.map_err(nl_err)
+            h.link().set(mark).execute().await.map_err(nl_err)
         }
     }
 }

@@ -187,7 +187,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
     }
 
     for end in &desired.ve_ends {
-        ve_end_ops(&mut ops, end, observed);
+        ve_end_ops(&mut ops, end, observed, desired);
     }
 
     for (path, value) in &desired.sysctls {
@@ -202,12 +202,40 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
     }
 
     route_ops(&mut ops, desired, observed)?;
+    crate::rule::plan(&mut ops, &desired.rules, &host.rules);
+    crate::neighbour::plan(
+        &mut ops,
+        &desired.proxies,
+        &host.proxies,
+        &HostLinks { desired, host },
+    )?;
 
     ops.sort_by_key(Op::phase);
     Ok(Plan {
         ops,
         unwired: desired.unwired.clone(),
     })
+}
+
+/// The host's links as the proxy plan needs them.
+struct HostLinks<'a> {
+    desired: &'a Desired,
+    host: &'a NsState,
+}
+
+impl crate::neighbour::Links for HostLinks<'_> {
+    fn name_of(&self, index: u32) -> Option<&str> {
+        self.host.link_by_index(index).map(|l| l.name.as_str())
+    }
+
+    fn exists(&self, name: &str) -> bool {
+        self.host.link(name).is_some()
+            || self
+                .desired
+                .links
+                .iter()
+                .any(|l| l.ns.is_none() && l.name == name)
+    }
 }
 
 fn kind_matches(spec: &LinkKind, link: &LinkState) -> bool {
@@ -227,6 +255,7 @@ fn delete_link(ops: &mut Vec<Op>, ns: NsName, link: &LinkState, state: &NsState)
             ns: ns.clone(),
             dev: link.name.clone(),
             addr,
+            nodad: false,
         });
     }
     let kind = match &link.kind {
@@ -313,6 +342,7 @@ fn link_ops(
                 ns: spec.ns.clone(),
                 dev: spec.name.clone(),
                 addr: *addr,
+                nodad: desired.skips_dad(&spec.ns, &spec.name),
             });
         }
     };
@@ -391,7 +421,11 @@ fn link_ops(
     }
     // A VRRP virtual IP comes and goes with mastership: not drift.
     let have = host
-        .addrs_of(link.index)
+        .addrs_for(
+            link.index,
+            &spec.addrs,
+            desired.owns_link_local(&spec.ns, &spec.name),
+        )
         .filter(|a| {
             !desired
                 .vips
@@ -399,7 +433,8 @@ fn link_ops(
                 .any(|(dev, vip)| dev == &spec.name && vip.addr() == a.addr())
         })
         .collect();
-    addr_ops(ops, &spec.ns, &spec.name, &spec.addrs, have);
+    let nodad = desired.skips_dad(&spec.ns, &spec.name);
+    addr_ops(ops, &spec.ns, &spec.name, &spec.addrs, have, nodad);
     Ok(())
 }
 
@@ -409,12 +444,14 @@ fn addr_ops(
     dev: &str,
     want: &[ipnet::IpNet],
     have: Vec<ipnet::IpNet>,
+    nodad: bool,
 ) {
     for a in have.iter().filter(|a| !want.contains(a)) {
         ops.push(Op::AddrDel {
             ns: ns.clone(),
             dev: dev.to_string(),
             addr: *a,
+            nodad,
         });
     }
     for a in want.iter().filter(|a| !have.contains(a)) {
@@ -422,14 +459,21 @@ fn addr_ops(
             ns: ns.clone(),
             dev: dev.to_string(),
             addr: *a,
+            nodad,
         });
     }
 }
 
 /// The VE end comes with its veth (`LinkAdd` creates both); here only what
 /// differs on an existing, correctly paired end.
-fn ve_end_ops(ops: &mut Vec<Op>, end: &crate::desired::VeEnd, observed: &Observed) {
+fn ve_end_ops(
+    ops: &mut Vec<Op>,
+    end: &crate::desired::VeEnd,
+    observed: &Observed,
+    desired: &Desired,
+) {
     let ns = Some(end.ns.clone());
+    let nodad = desired.skips_dad(&ns, &end.name);
     let host_end_recreated = ops
         .iter()
         .any(|op| matches!(op, Op::LinkAdd { name, ns: None, .. } if *name == end.host_name));
@@ -460,7 +504,8 @@ fn ve_end_ops(ops: &mut Vec<Op>, end: &crate::desired::VeEnd, observed: &Observe
                 &ns,
                 &end.name,
                 &end.addrs,
-                state.addrs_of(link.index).collect(),
+                state.addrs_for(link.index, &end.addrs, false).collect(),
+                nodad,
             );
         }
         _ => {
@@ -469,6 +514,7 @@ fn ve_end_ops(ops: &mut Vec<Op>, end: &crate::desired::VeEnd, observed: &Observe
                     ns: ns.clone(),
                     dev: end.name.clone(),
                     addr: *a,
+                    nodad,
                 });
             }
         }
@@ -503,9 +549,16 @@ fn route_ops(ops: &mut Vec<Op>, desired: &Desired, observed: &Observed) -> Resul
                 _ => None,
             })
             .collect();
+        let flushed = ipv4_flushed(ops, ns, state);
+        // Routes the kernel removes itself during this apply: with their link,
+        // or (IPv4) with the link's last IPv4 address.
+        let gone = |r: &RouteSpec| {
+            r.dev.as_deref().is_some_and(|d| {
+                recreated.contains(d) || (r.dst.addr().is_ipv4() && flushed.contains(d))
+            })
+        };
         for r in &have {
-            let gone_with_link = r.dev.as_deref().is_some_and(|d| recreated.contains(d));
-            if !want.iter().any(|w| route_matches(w, r)) && !gone_with_link {
+            if !want.iter().any(|w| route_matches(w, r)) && !gone(r) {
                 ops.push(Op::RouteDel {
                     ns: ns.clone(),
                     route: r.clone(),
@@ -513,8 +566,7 @@ fn route_ops(ops: &mut Vec<Op>, desired: &Desired, observed: &Observed) -> Resul
             }
         }
         for r in want {
-            let dev_recreated = r.dev.as_deref().is_some_and(|d| recreated.contains(d));
-            if !have.iter().any(|h| route_matches(r, h)) || dev_recreated {
+            if !have.iter().any(|h| route_matches(r, h)) || gone(r) {
                 if let Some(dev) = &r.dev {
                     let made = desired.links.iter().any(|l| &l.name == dev && &l.ns == ns)
                         || desired
@@ -538,9 +590,40 @@ fn route_ops(ops: &mut Vec<Op>, desired: &Desired, observed: &Observed) -> Resul
     Ok(())
 }
 
+/// Links in `ns` whose every IPv4 address this plan removes: Linux then drops
+/// every IPv4 route through them (fib_disable_ip), so they must be added again
+/// after the new addresses.
+fn ipv4_flushed(ops: &[Op], ns: &NsName, state: &NsState) -> BTreeSet<String> {
+    let mut removed: BTreeMap<&str, usize> = BTreeMap::new();
+    for op in ops {
+        if let Op::AddrDel {
+            ns: n, dev, addr, ..
+        } = op
+        {
+            if n == ns && addr.addr().is_ipv4() {
+                *removed.entry(dev.as_str()).or_default() += 1;
+            }
+        }
+    }
+    removed
+        .into_iter()
+        .filter(|(dev, count)| {
+            state.link(dev).is_some_and(|l| {
+                state
+                    .addrs_of(l.index)
+                    .filter(|a| a.addr().is_ipv4())
+                    .count()
+                    == *count
+            })
+        })
+        .map(|(dev, _)| dev.to_string())
+        .collect()
+}
+
 /// A configured route without a device matches the kernel's whatever its device.
 fn route_matches(want: &RouteSpec, have: &RouteSpec) -> bool {
     want.dst == have.dst
+        && want.table == have.table
         && want.via == have.via
         && want.metric == have.metric
         && (want.dev.is_none() || want.dev == have.dev)
@@ -558,6 +641,7 @@ fn route_spec_of(r: &RouteState, state: &NsState) -> RouteSpec {
         metric: r
             .metric
             .filter(|m| *m != 0 && !(r.dst.addr().is_ipv6() && *m == 1024)),
+        table: r.table,
     }
 }
 
@@ -627,6 +711,7 @@ mod tests {
                 via: Some("10.0.0.1".parse().expect("ip")),
                 dev: Some("eth0".into()),
                 metric: None,
+                table: 254,
             }],
         );
         d
@@ -665,6 +750,7 @@ mod tests {
             metric: None,
             protocol: RTPROT_VZNET,
             scope_link: false,
+            table: 254,
         });
         // A kernel route vznet does not own.
         ve.routes.push(RouteState {
@@ -674,6 +760,7 @@ mod tests {
             metric: None,
             protocol: 2,
             scope_link: true,
+            table: 254,
         });
         let mut o = Observed {
             host,
@@ -740,6 +827,7 @@ mod tests {
             metric: None,
             protocol: RTPROT_VZNET,
             scope_link: true,
+            table: 254,
         });
         o.host.routes.push(RouteState {
             dst: "10.7.0.0/16".parse().expect("cidr"),
@@ -748,6 +836,7 @@ mod tests {
             metric: None,
             protocol: 4,
             scope_link: true,
+            table: 254,
         });
         o.host.links.push(link(9, "mine0", LinkType::Bridge, None));
         let p = plan(&veth_desired(), &o).expect("plan");
@@ -759,6 +848,28 @@ mod tests {
                 "- route 10.8.0.0/16 dev br0"
             ]
         );
+    }
+
+    #[test]
+    fn routes_lost_with_a_links_last_ipv4_address_come_back() {
+        let mut d = veth_desired();
+        d.ve_ends[0].addrs = vec!["10.0.0.3/24".parse().expect("cidr")];
+        let p = plan(&d, &veth_observed()).expect("plan");
+        let text: Vec<String> = p.ops.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "- address 10.0.0.2/24 dev eth0 (netns ve1)",
+                "+ address 10.0.0.3/24 dev eth0 (netns ve1)",
+                "+ route default via 10.0.0.1 dev eth0 (netns ve1)",
+            ]
+        );
+        // With another IPv4 address left, the kernel keeps the routes.
+        d.ve_ends[0]
+            .addrs
+            .push("10.0.0.2/24".parse().expect("cidr"));
+        let p = plan(&d, &veth_observed()).expect("plan");
+        assert_eq!(p.ops.len(), 1, "{:?}", p.ops);
     }
 
     #[test]

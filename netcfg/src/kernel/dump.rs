@@ -12,10 +12,14 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkMessage};
+use netlink_packet_route::neighbour::{NeighbourFlags, NeighbourMessage};
+use netlink_packet_route::rule::RuleMessage;
 use netlink_packet_route::RouteNetlinkMessage;
 use nix::sched::{setns, CloneFlags};
 
 use super::state::{AddrState, LinkState, NsState, RouteState};
+use crate::neighbour::ProxyState;
+use crate::rule::RuleState;
 
 /// A blocking netlink route socket with a receive buffer.
 struct Dumper {
@@ -82,8 +86,10 @@ impl Dumper {
         }
     }
 
-    /// Links, addresses and main-table routes of the calling thread's netns.
-    fn read(&mut self) -> io::Result<NsState> {
+    /// Links, addresses and routes of the calling thread's netns; in the host's
+    /// (`host`) also policy rules and proxy neighbour entries, which vznet only
+    /// keeps there.
+    fn read(&mut self, host: bool) -> io::Result<NsState> {
         let mut st = NsState::default();
         let mut link_req = LinkMessage::default();
         link_req
@@ -108,26 +114,44 @@ impl Dumper {
                 st.routes.extend(RouteState::from_message(&r));
             }
         })?;
+        if host {
+            self.dump(RouteNetlinkMessage::GetRule(RuleMessage::default()), |m| {
+                if let RouteNetlinkMessage::NewRule(r) = m {
+                    st.rules.extend(RuleState::from_message(&r));
+                }
+            })?;
+            // ndm_flags = NTF_PROXY selects the proxy table (of every family).
+            let mut proxies = NeighbourMessage::default();
+            proxies.header.flags = NeighbourFlags::Proxy;
+            self.dump(RouteNetlinkMessage::GetNeighbour(proxies), |m| {
+                if let RouteNetlinkMessage::NewNeighbour(n) = m {
+                    st.proxies.extend(ProxyState::from_message(&n));
+                }
+            })?;
+        }
         Ok(st)
     }
 }
 
-/// Reads each namespace in `namespaces` on `threads` threads. Results keep the
-/// input order; a namespace that cannot be entered or read gives its error.
+/// Reads each namespace in `namespaces` on `threads` threads; the first is the
+/// host's. Results keep the input order; a namespace that cannot be entered or
+/// read gives its error.
 pub fn read_namespaces(namespaces: &[(String, File)], threads: usize) -> Vec<io::Result<NsState>> {
     let threads = threads.clamp(1, namespaces.len().max(1));
     let per = namespaces.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
         let workers: Vec<_> = namespaces
             .chunks(per)
-            .map(|chunk| {
+            .enumerate()
+            .map(|(c, chunk)| {
                 scope.spawn(move || {
                     chunk
                         .iter()
-                        .map(|(_, file)| {
+                        .enumerate()
+                        .map(|(n, (_, file))| {
                             setns(file.as_fd(), CloneFlags::CLONE_NEWNET)
                                 .map_err(io::Error::from)?;
-                            Dumper::new()?.read()
+                            Dumper::new()?.read(c == 0 && n == 0)
                         })
                         .collect::<Vec<_>>()
                 })
