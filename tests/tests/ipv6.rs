@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use anyhow::Result;
-use common::{vznet_ok, ConfigDir};
+use common::{lan_peer, vznet_ok, ConfigDir};
 use lab::{Host, Lab};
 
 fn ve_toml(id: u32, ns: &str, n: u32, gateway6: Option<&str>) -> String {
@@ -37,8 +37,7 @@ fn default6(ve: &Host) -> Result<String> {
 fn bridged_ves_speak_ipv6_to_each_other_the_host_and_the_lan() -> Result<()> {
     let lab = Lab::new("ipv6")?;
     let host = lab.host("host")?;
-    let lan = lab.host("lan")?;
-    lab.link(&host, "lan0", &lan, "eth0")?;
+    let lan = lan_peer(&lab, &host)?;
     // The LAN's router: fd80::2 and fe80::1, with a network behind it.
     lan.add_address("eth0", "fd80::2/64")?;
     lan.add_address("eth0", "fe80::1/64")?;

@@ -7,22 +7,10 @@ mod common;
 use std::time::Duration;
 
 use anyhow::Result;
-use common::{sysctl, vznet_ok, ConfigDir};
+use common::{forwarding_host, lan_peer, sysctl, vznet_ok, ConfigDir};
 use lab::{Host, Lab};
 
-const HOST: &str = r#"
-[sysctl]
-"net.ipv4.ip_forward" = 1
-"net.ipv6.conf.all.forwarding" = 1
-
-[[bridge]]
-name = "br0"
-ports = ["lan0"]
-addresses = ["192.168.60.1/24", "fd60::1/64"]
-
-[venet]
-neighbour_devs = ["br0"]
-"#;
+const NEIGHBOUR_DEVS: &str = "\n[venet]\nneighbour_devs = [\"br0\"]\n";
 
 /// Whether `target` answers ARP from `peer` on eth0 (`arping` exits 0 on a reply).
 fn arp_answered(peer: &Host, target: &str) -> bool {
@@ -66,9 +54,8 @@ fn proxies(host: &Host) -> Result<Vec<String>> {
 fn proxy_entries_answer_for_routed_ves_and_nothing_else() -> Result<()> {
     let lab = Lab::new("neighbour")?;
     let host = lab.host("host")?;
-    let lan = lab.host("lan")?;
+    let lan = lan_peer(&lab, &host)?;
     let side = lab.host("side")?;
-    lab.link(&host, "lan0", &lan, "eth0")?;
     // Somewhere else the host routes to: proxy_arp on br0 would answer for it.
     lab.link(&host, "side0", &side, "eth0")?;
     lan.add_address("eth0", "192.168.60.2/24")?;
@@ -79,7 +66,7 @@ fn proxy_entries_answer_for_routed_ves_and_nothing_else() -> Result<()> {
     host.ip(["-6", "route", "add", "fd60::99/128", "dev", "side0"])?;
 
     let cfg = ConfigDir::new()?;
-    cfg.host(HOST)?;
+    cfg.host(&(forwarding_host(60) + NEIGHBOUR_DEVS))?;
     let ve = lab.host("ve220")?;
     let ve_toml = |addrs: &str| {
         format!(
@@ -177,7 +164,7 @@ fn proxy_entries_answer_for_routed_ves_and_nothing_else() -> Result<()> {
     assert!(!arp_answered(&lan, "192.168.60.10"));
 
     // No neighbour devices: vznet's entries go, the admin's stays.
-    cfg.host(&HOST.replace("neighbour_devs = [\"br0\"]", ""))?;
+    cfg.host(&forwarding_host(60))?;
     let plan = vznet_ok(&host, &cfg, &["plan"])?;
     assert_eq!(
         plan,

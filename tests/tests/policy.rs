@@ -4,29 +4,19 @@
 mod common;
 
 use anyhow::Result;
-use common::{vznet_ok, ConfigDir};
+use common::{forwarding_host, lan_peer, vznet_ok, ConfigDir};
 use lab::{Host, Lab};
 
-const BASE: &str = r#"
-[sysctl]
-"net.ipv4.ip_forward" = 1
-"net.ipv6.conf.all.forwarding" = 1
-
-[[bridge]]
-name = "br0"
-ports = ["lan0"]
-addresses = ["192.168.70.1/24", "fd70::1/64"]
-
-[[route]]
-to = "203.0.113.0/24"
-via = "10.71.0.2"
-"#;
+/// The host's own traffic to the far network leaves through uplink 1.
+fn base() -> String {
+    forwarding_host(70) + "\n[[route]]\nto = \"203.0.113.0/24\"\nvia = \"10.71.0.2\"\n"
+}
 
 /// VEs on br0 leave through uplink 2 (a table chosen by source address), the
 /// host itself through uplink 1 (main table).
 fn host_toml(rule_priority: u32, table: &str) -> String {
     format!(
-        r#"{BASE}
+        r#"{}
 [[route]]
 to = "203.0.113.0/24"
 via = "10.72.0.2"
@@ -52,7 +42,8 @@ priority = 3000
 fwmark = "0x10/0xff"
 iif = "br0"
 table = "main"
-"#
+"#,
+        base()
     )
 }
 
@@ -60,6 +51,14 @@ table = "main"
 fn route_via(host: &Host, args: &[&str]) -> Result<String> {
     let r = host.ip_json(["route", "get"].iter().chain(args))?;
     Ok(r[0]["gateway"].as_str().unwrap_or("").to_string())
+}
+
+/// The gateway the host picks for traffic from the LAN's 192.168.70.10.
+fn lan_route_via(host: &Host) -> Result<String> {
+    route_via(
+        host,
+        &["203.0.113.1", "from", "192.168.70.10", "iif", "br0"],
+    )
 }
 
 fn rules(host: &Host) -> Result<Vec<String>> {
@@ -87,9 +86,8 @@ fn rules(host: &Host) -> Result<Vec<String>> {
 fn rules_and_tables_route_by_source_and_stay_as_configured() -> Result<()> {
     let lab = Lab::new("policy")?;
     let host = lab.host("host")?;
-    let lan = lab.host("lan")?;
+    let lan = lan_peer(&lab, &host)?;
     let (up1, up2) = (lab.host("up1")?, lab.host("up2")?);
-    lab.link(&host, "lan0", &lan, "eth0")?;
     lab.link(&host, "up1", &up1, "eth0")?;
     lab.link(&host, "up2", &up2, "eth0")?;
     host.add_address("up1", "10.71.0.1/24")?;
@@ -129,13 +127,7 @@ fn rules_and_tables_route_by_source_and_stay_as_configured() -> Result<()> {
             "-6 3000 all main"
         ]
     );
-    assert_eq!(
-        route_via(
-            &host,
-            &["203.0.113.1", "from", "192.168.70.10", "iif", "br0"]
-        )?,
-        "10.72.0.2"
-    );
+    assert_eq!(lan_route_via(&host)?, "10.72.0.2");
     assert_eq!(route_via(&host, &["203.0.113.1"])?, "10.71.0.2");
     assert!(host.wait_dad(std::time::Duration::from_secs(10)));
     assert!(lan.wait_dad(std::time::Duration::from_secs(10)));
@@ -216,13 +208,7 @@ fn rules_and_tables_route_by_source_and_stay_as_configured() -> Result<()> {
         "{plan}"
     );
     vznet_ok(&host, &cfg, &["apply"])?;
-    assert_eq!(
-        route_via(
-            &host,
-            &["203.0.113.1", "from", "192.168.70.10", "iif", "br0"]
-        )?,
-        "10.72.0.2"
-    );
+    assert_eq!(lan_route_via(&host)?, "10.72.0.2");
     assert!(host
         .ip(["route", "show", "table", "100"])?
         .trim()
@@ -230,7 +216,7 @@ fn rules_and_tables_route_by_source_and_stay_as_configured() -> Result<()> {
 
     // Rules and table routes leave the config: they leave the kernel; the
     // admin's stay.
-    cfg.host(BASE)?;
+    cfg.host(&base())?;
     let plan = vznet_ok(&host, &cfg, &["plan"])?;
     assert!(plan.contains("6 changes"), "{plan}");
     vznet_ok(&host, &cfg, &["apply"])?;

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use anyhow::Result;
-use common::{sysctl, vznet_ok, ConfigDir};
+use common::{forwarding_host, lan_peer, sysctl, vznet_ok, ConfigDir};
 use lab::Lab;
 
 #[test]
@@ -78,24 +78,11 @@ addresses = ["192.168.50.1/24"]
 }
 
 /// Two routed VEs with IPv4 and IPv6 addresses on a host whose own addresses
-/// sit on a bridge with one LAN port (a bridge without ports has no carrier,
-/// and an IPv6 address there stays tentative).
+/// sit on a bridge with one LAN port.
 fn dual_stack(lab: &Lab, cfg: &ConfigDir) -> Result<(lab::Host, Vec<lab::Host>)> {
     let host = lab.host("host")?;
-    let lan = lab.host("lan")?;
-    lab.link(&host, "lan0", &lan, "eth0")?;
-    cfg.host(
-        r#"
-[sysctl]
-"net.ipv4.ip_forward" = 1
-"net.ipv6.conf.all.forwarding" = 1
-
-[[bridge]]
-name = "br0"
-ports = ["lan0"]
-addresses = ["192.168.50.1/24", "fd50::1/64"]
-"#,
-    )?;
+    lan_peer(lab, &host)?;
+    cfg.host(&forwarding_host(50))?;
     let mut ves = Vec::new();
     for (id, v4, v6) in [
         (210, "10.1.0.5", "fd00:1::5"),
