@@ -8,7 +8,7 @@ use std::io;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 
-use futures::future::join_all;
+use futures::StreamExt;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags};
 use netlink_packet_route::link::{BridgeStpState, InfoData, InfoVeth};
 use netlink_packet_route::route::RouteScope;
@@ -86,6 +86,9 @@ fn nl_err(e: rtnetlink::Error) -> io::Error {
         other => io::Error::other(other.to_string()),
     }
 }
+
+/// Ops of one phase in flight at once.
+const IN_FLIGHT: usize = 64;
 
 /// VE namespaces with an open netlink socket at any one time. Each socket's
 /// connection keeps a 64 KiB read buffer: 1000 VEs at once would cost ~70 MB.
@@ -299,7 +302,14 @@ impl Engine {
                     // The ops that need these sockets fail one by one and roll back.
                     tracing::warn!(error = %e, "opening netns sockets");
                 }
-                let results = join_all(chunk.iter().map(|op| self.run(op))).await;
+                // A bounded number in flight: the kernel takes one request of
+                // a socket at a time anyway, and each pending op is a future of
+                // a few KiB (3000 sysctls at once cost ~10 MB).
+                let results: Vec<io::Result<()>> = futures::stream::iter(chunk.iter())
+                    .map(|op| self.run(op))
+                    .buffered(IN_FLIGHT)
+                    .collect()
+                    .await;
                 self.close_handles();
                 for (op, res) in chunk.iter().zip(results) {
                     match res {
