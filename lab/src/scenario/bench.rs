@@ -26,9 +26,10 @@ pub enum Bench {
         #[arg(long)]
         no_ipv6: bool,
         /// Run the shell and `ip -batch` ways with the seed's exact commands. By
-        /// default they also turn IPv6 address generation off on each host end
-        /// (`ip link set vethX addrgenmode none up`, the same command count), as
-        /// vznet does, so that all three ways ask the kernel for the same work.
+        /// default they also do what vznet does beyond them on each host end:
+        /// IPv6 address generation off (`ip link set vethX addrgenmode none up`,
+        /// the same command count) and `neigh.vethX.proxy_delay = 0` beside
+        /// proxy_arp (a shell `echo`), so all three ask the kernel for the same work.
         #[arg(long)]
         seed_commands: bool,
     },
@@ -219,6 +220,16 @@ fn host_end_up(like_vznet: bool) -> &'static str {
     }
 }
 
+/// The sysctl vznet sets beside proxy_arp (proxied ARP replies not held back),
+/// as a shell line for host end `h`; nothing for the seed's commands.
+fn proxy_delay_line(h: &str, like_vznet: bool) -> String {
+    if like_vznet {
+        format!("echo 0 > /proc/sys/net/ipv4/neigh/{h}/proxy_delay\n")
+    } else {
+        String::new()
+    }
+}
+
 /// The seed's way: one command per step, as an admin's script would.
 fn shell_script(ns: &Namespaces, like_vznet: bool) -> String {
     let mut s = String::from("set -e\nip link add br0 type bridge\nip addr add 10.200.0.1/16 dev br0\nip link set br0 up\n");
@@ -232,11 +243,13 @@ fn shell_script(ns: &Namespaces, like_vznet: bool) -> String {
              ip link set {h} {up}\n\
              echo 1 > /proc/sys/net/ipv4/conf/{h}/forwarding\n\
              echo 1 > /proc/sys/net/ipv4/conf/{h}/proxy_arp\n\
+             {delay}\
              ip -n {ve} link set eth0 up\n\
              ip -n {ve} addr add {a}/16 dev eth0\n\
              ip -n {ve} route add default via 10.200.0.1\n",
             a = ve_addr(i),
-            up = host_end_up(like_vznet)
+            up = host_end_up(like_vznet),
+            delay = proxy_delay_line(&h, like_vznet)
         );
     }
     s
@@ -275,6 +288,7 @@ fn run_batch(ns: &Namespaces, like_vznet: bool) -> Result<Duration> {
             host_end_up(like_vznet)
         );
         let _ = writeln!(sysctls, "echo 1 > /proc/sys/net/ipv4/conf/{h}/forwarding\necho 1 > /proc/sys/net/ipv4/conf/{h}/proxy_arp");
+        sysctls.push_str(&proxy_delay_line(&h, like_vznet));
         let f = tempfile::NamedTempFile::new()?;
         std::fs::write(
             f.path(),
@@ -409,7 +423,7 @@ fn apply(n: u32, no_ipv6: bool, like_vznet: bool) -> Result<()> {
     println!(
         "  shell and ip -batch {}",
         if like_vznet {
-            "set addrgenmode none on host ends, as vznet does (--seed-commands: the seed's commands)"
+            "do what vznet does beyond the seed's commands: addrgenmode none and proxy_delay 0 on host ends (--seed-commands: the seed's)"
         } else {
             "run the seed's commands (host ends keep IPv6 address generation; vznet's do not)"
         }
