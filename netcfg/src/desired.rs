@@ -1,6 +1,6 @@
 //! The config flattened into what must exist in each netns.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -83,11 +83,11 @@ pub struct Desired {
     /// Links whose IPv6 addresses skip duplicate address detection: the two
     /// ends of a venet pair, a point-to-point link where nobody else can hold
     /// an address, so DAD would only hold the VE's traffic back for a second.
-    pub no_dad: Vec<(NsName, String)>,
+    pub no_dad: BTreeSet<(NsName, String)>,
     /// Links whose IPv6 link-local addresses are all vznet's to keep as
     /// configured: venet host ends, made with no address generation (see
     /// kernel::ipv6), where the only link-local one is the VE's gateway.
-    pub own_link_local: Vec<(NsName, String)>,
+    pub own_link_local: BTreeSet<(NsName, String)>,
 }
 
 /// The host end's address on a venet link with IPv6: the VE's default route
@@ -196,6 +196,8 @@ impl Desired {
                 d.vips.push((v.interface.clone(), *a));
             }
         }
+        // Sysctls vznet sets by itself (routed VEs, neighbour devices).
+        let mut defaults: Vec<(PathBuf, String)> = Vec::new();
         let mut host_routes = Vec::new();
         for r in &host.route {
             let mut route = route_spec(r.to, r.via, r.dev.clone(), r.metric);
@@ -274,9 +276,9 @@ impl Desired {
                     alias,
                     addrs: venet.addresses.iter().map(|a| IpNet::from(*a)).collect(),
                 });
-                d.no_dad.push((None, host_name.clone()));
-                d.own_link_local.push((None, host_name.clone()));
-                d.no_dad.push((Some(ns.clone()), VENET_IFNAME.into()));
+                d.no_dad.insert((None, host_name.clone()));
+                d.own_link_local.insert((None, host_name.clone()));
+                d.no_dad.insert((Some(ns.clone()), VENET_IFNAME.into()));
                 for a in &venet.addresses {
                     host_routes.push(route_spec(
                         RouteDest::Prefix(IpNet::from(*a)),
@@ -313,9 +315,7 @@ impl Desired {
                 }
                 for (key, value) in keys {
                     if let Ok(p) = interface_sysctl_path(key, &host_name) {
-                        if !d.sysctls.iter().any(|(q, _)| q == &p) {
-                            d.sysctls.push((p, value.into()));
-                        }
+                        defaults.push((p, value.into()));
                     }
                 }
             }
@@ -328,8 +328,11 @@ impl Desired {
         }
         d.rules = crate::rule::desired(config);
         d.proxies = crate::neighbour::desired(config);
-        for (p, v) in crate::neighbour::sysctls(config, &d.proxies) {
-            if !d.sysctls.iter().any(|(q, _)| q == &p) {
+        defaults.extend(crate::neighbour::sysctls(config, &d.proxies));
+        // What vznet sets by itself yields to what the config sets.
+        let mut set: BTreeSet<PathBuf> = d.sysctls.iter().map(|(p, _)| p.clone()).collect();
+        for (p, v) in defaults {
+            if set.insert(p.clone()) {
                 d.sysctls.push((p, v));
             }
         }
@@ -338,12 +341,12 @@ impl Desired {
 
     /// Whether every IPv6 link-local address on `dev` in `ns` is vznet's.
     pub fn owns_link_local(&self, ns: &NsName, dev: &str) -> bool {
-        self.own_link_local.iter().any(|(n, d)| n == ns && d == dev)
+        self.own_link_local.contains(&(ns.clone(), dev.to_string()))
     }
 
     /// Whether IPv6 addresses on `dev` in `ns` skip duplicate address detection.
     pub fn skips_dad(&self, ns: &NsName, dev: &str) -> bool {
-        self.no_dad.iter().any(|(n, d)| n == ns && d == dev)
+        self.no_dad.contains(&(ns.clone(), dev.to_string()))
     }
 }
 

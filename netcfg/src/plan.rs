@@ -525,6 +525,7 @@ fn route_ops(ops: &mut Vec<Op>, desired: &Desired, observed: &Observed) -> Resul
     // Every netns with desired routes, plus every VE netns (stale managed routes).
     let mut namespaces: BTreeSet<NsName> = desired.routes.keys().cloned().collect();
     namespaces.insert(None);
+    let removals = ipv4_removals(ops);
     for ns in &namespaces {
         let want = desired.routes.get(ns).map(Vec::as_slice).unwrap_or(&[]);
         let Some(state) = observed.ns(ns) else {
@@ -549,7 +550,7 @@ fn route_ops(ops: &mut Vec<Op>, desired: &Desired, observed: &Observed) -> Resul
                 _ => None,
             })
             .collect();
-        let flushed = ipv4_flushed(ops, ns, state);
+        let flushed = ipv4_flushed(&removals, ns, state);
         // Routes the kernel removes itself during this apply: with their link,
         // or (IPv4) with the link's last IPv4 address.
         let gone = |r: &RouteSpec| {
@@ -590,33 +591,36 @@ fn route_ops(ops: &mut Vec<Op>, desired: &Desired, observed: &Observed) -> Resul
     Ok(())
 }
 
-/// Links in `ns` whose every IPv4 address this plan removes: Linux then drops
-/// every IPv4 route through them (fib_disable_ip), so they must be added again
-/// after the new addresses.
-fn ipv4_flushed(ops: &[Op], ns: &NsName, state: &NsState) -> BTreeSet<String> {
-    let mut removed: BTreeMap<&str, usize> = BTreeMap::new();
+/// IPv4 addresses this plan removes, counted per netns and link.
+fn ipv4_removals(ops: &[Op]) -> BTreeMap<(NsName, String), usize> {
+    let mut removed = BTreeMap::new();
     for op in ops {
-        if let Op::AddrDel {
-            ns: n, dev, addr, ..
-        } = op
-        {
-            if n == ns && addr.addr().is_ipv4() {
-                *removed.entry(dev.as_str()).or_default() += 1;
+        if let Op::AddrDel { ns, dev, addr, .. } = op {
+            if addr.addr().is_ipv4() {
+                *removed.entry((ns.clone(), dev.clone())).or_default() += 1;
             }
         }
     }
     removed
-        .into_iter()
-        .filter(|(dev, count)| {
+}
+
+/// Links in `ns` whose every IPv4 address this plan removes: Linux then drops
+/// every IPv4 route through them (fib_disable_ip), so they must be added again
+/// after the new addresses.
+fn ipv4_flushed(
+    removed: &BTreeMap<(NsName, String), usize>,
+    ns: &NsName,
+    state: &NsState,
+) -> BTreeSet<String> {
+    removed
+        .range((ns.clone(), String::new())..)
+        .take_while(|((n, _), _)| n == ns)
+        .filter(|((_, dev), count)| {
             state.link(dev).is_some_and(|l| {
-                state
-                    .addrs_of(l.index)
-                    .filter(|a| a.addr().is_ipv4())
-                    .count()
-                    == *count
+                state.addrs_of(l.index).filter(|a| a.addr().is_ipv4()).count() == **count
             })
         })
-        .map(|(dev, _)| dev.to_string())
+        .map(|((_, dev), _)| dev.clone())
         .collect()
 }
 
