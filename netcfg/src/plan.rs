@@ -617,7 +617,11 @@ fn ipv4_flushed(
         .take_while(|((n, _), _)| n == ns)
         .filter(|((_, dev), count)| {
             state.link(dev).is_some_and(|l| {
-                state.addrs_of(l.index).filter(|a| a.addr().is_ipv4()).count() == **count
+                state
+                    .addrs_of(l.index)
+                    .filter(|a| a.addr().is_ipv4())
+                    .count()
+                    == **count
             })
         })
         .map(|((_, dev), _)| dev.clone())
