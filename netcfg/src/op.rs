@@ -323,18 +323,20 @@ impl Op {
                 _ => Phase::DeleteUpper,
             },
             Op::Sysctl { path, .. } => {
-                let per_link = ["ipv4/conf", "ipv6/conf", "ipv4/neigh", "ipv6/neigh"]
-                    .iter()
-                    .any(|tree| path.starts_with(format!("/proc/sys/net/{tree}")));
-                if per_link {
-                    let iface = path.iter().nth(6).and_then(|s| s.to_str()).unwrap_or("");
-                    if ["all", "default"].contains(&iface) {
-                        Phase::GlobalSysctl
-                    } else {
+                // net/{ipv4,ipv6}/{conf,neigh}/IF/KEY is a link's, but for
+                // the all and default folders (the link may not exist before).
+                let mut parts = path
+                    .strip_prefix("/proc/sys/net")
+                    .into_iter()
+                    .flat_map(|p| p.iter())
+                    .map(|s| s.to_str().unwrap_or(""));
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some("ipv4" | "ipv6"), Some("conf" | "neigh"), Some(iface))
+                        if iface != "all" && iface != "default" =>
+                    {
                         Phase::LinkSysctl
                     }
-                } else {
-                    Phase::GlobalSysctl
+                    _ => Phase::GlobalSysctl,
                 }
             }
             Op::LinkAdd { kind, .. } => match kind {
@@ -565,5 +567,44 @@ impl fmt::Display for Op {
             Op::ProxyAdd { proxy } => write!(f, "+ neighbour proxy {proxy}"),
             Op::ProxyDel { proxy } => write!(f, "- neighbour proxy {proxy}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sysctls_of_links_wait_for_their_links() {
+        let phase = |p: &str| {
+            Op::Sysctl {
+                path: p.into(),
+                value: "1".into(),
+                old: None,
+            }
+            .phase()
+        };
+        assert_eq!(phase("/proc/sys/net/ipv4/ip_forward"), Phase::GlobalSysctl);
+        assert_eq!(
+            phase("/proc/sys/net/ipv4/conf/all/forwarding"),
+            Phase::GlobalSysctl
+        );
+        assert_eq!(
+            phase("/proc/sys/net/ipv6/neigh/default/proxy_delay"),
+            Phase::GlobalSysctl
+        );
+        assert_eq!(
+            phase("/proc/sys/net/ipv4/conf/veth1.0/proxy_arp"),
+            Phase::LinkSysctl
+        );
+        assert_eq!(
+            phase("/proc/sys/net/ipv6/conf/br0/proxy_ndp"),
+            Phase::LinkSysctl
+        );
+        assert_eq!(
+            phase("/proc/sys/net/ipv4/neigh/venet5/proxy_delay"),
+            Phase::LinkSysctl
+        );
+        assert_eq!(phase("/proc/sys/net/core/somaxconn"), Phase::GlobalSysctl);
     }
 }

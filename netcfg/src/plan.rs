@@ -210,7 +210,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
         &HostLinks { desired, host },
     )?;
 
-    ops.sort_by_key(Op::phase);
+    ops.sort_by_cached_key(Op::phase);
     Ok(Plan {
         ops,
         unwired: desired.unwired.clone(),
