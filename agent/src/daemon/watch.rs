@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 /// One kernel notification.
 #[derive(Debug, Clone)]
 pub struct Event {
-    /// What kind (`link`, `address`, `route`, `overrun`).
+    /// What kind (`link`, `address`, `route`, `rule`, `overrun`).
     pub kind: &'static str,
     /// Netlink port id of the socket that made the change (0: the kernel itself).
     pub port_id: u32,
@@ -26,7 +26,12 @@ pub fn spawn() -> std::io::Result<mpsc::UnboundedReceiver<Event>> {
         MulticastGroup::Ipv6Ifaddr,
         MulticastGroup::Ipv4Route,
         MulticastGroup::Ipv6Route,
+        MulticastGroup::Ipv4Rule,
+        MulticastGroup::Ipv6Rule,
     ];
+    // Not the neighbour group either: it reports every ARP/ND cache change (a
+    // storm on a busy host), and the kernel does not report proxy entries
+    // there; their drift is found by the periodic reconcile too.
     // Not the netconf groups: netlink-packet-route cannot decode RTM_NEWNETCONF
     // (netlink-proto logs and drops each one), so sysctl drift is found by the
     // periodic reconcile instead.
@@ -44,6 +49,7 @@ pub fn spawn() -> std::io::Result<mpsc::UnboundedReceiver<Event>> {
                         "address"
                     }
                     RouteNetlinkMessage::NewRoute(_) | RouteNetlinkMessage::DelRoute(_) => "route",
+                    RouteNetlinkMessage::NewRule(_) | RouteNetlinkMessage::DelRule(_) => "rule",
                     _ => "other",
                 },
                 // ENOBUFS overrun: events were lost; a full plan resyncs anyway.

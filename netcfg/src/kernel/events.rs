@@ -71,7 +71,7 @@ pub enum Stale {
 }
 
 fn same_route(a: &RouteState, b: &RouteState) -> bool {
-    a.dst == b.dst && a.via == b.via && a.oif == b.oif && a.metric == b.metric
+    a.dst == b.dst && a.table == b.table && a.via == b.via && a.oif == b.oif && a.metric == b.metric
 }
 
 impl NsState {
@@ -368,6 +368,7 @@ mod tests {
             metric: None,
             protocol: 249,
             scope_link: true,
+            table: 254,
         }
     }
 
