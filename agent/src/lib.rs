@@ -5,5 +5,4 @@ pub mod control;
 pub mod daemon;
 pub mod lb;
 pub mod status;
-pub mod timer_thread;
 pub mod ve;

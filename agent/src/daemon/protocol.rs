@@ -38,7 +38,7 @@ impl Protocol {
             .spawn(move || {
                 // A busy 2-core host repairing 1000 VEs must still send its
                 // adverts on time.
-                crate::timer_thread::raise_priority("protocol");
+                vrrp::io::timer_thread::raise_priority("protocol");
                 rt.block_on(serve(rx));
             })?;
         Ok(Protocol { tx })

@@ -79,7 +79,7 @@ impl Prober {
             .name("lb-health".into())
             .spawn(move || {
                 let started = (|| {
-                    crate::timer_thread::raise_priority("health");
+                    vrrp::io::timer_thread::raise_priority("health");
                     if let Some(ns) = &ns {
                         nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
                     }

@@ -1,6 +1,6 @@
-//! Threads that run protocol timers (VRRP adverts, health probes) are scheduled
-//! ahead of everything else, as keepalived's `vrrp_rt_priority` and
-//! `checker_rt_priority` do: a timer thread in the normal class waits tens of
+//! Threads that run protocol timers (VRRP adverts; vznetd's health probes use it
+//! too) are scheduled ahead of everything else, as keepalived's `vrrp_rt_priority`
+//! and `checker_rt_priority` do: a timer thread in the normal class waits tens of
 //! milliseconds for its turn on a busy host, however nice, because the whole
 //! process competes as one group with other work.
 
