@@ -1,5 +1,6 @@
 //! The `vznet` command line.
 
+mod completion;
 mod set;
 mod show;
 
@@ -127,7 +128,7 @@ pub enum VeCommand {
     #[command(verbatim_doc_comment)]
     Start {
         /// VE ids: several start side by side and are wired with one apply.
-        #[arg(required = true, num_args = 1..)]
+        #[arg(required = true, num_args = 1.., add = completion::ve_ids())]
         ids: Vec<u32>,
     },
     /// Stop a VE: SIGTERM to its init, SIGKILL after --timeout.
@@ -138,7 +139,7 @@ pub enum VeCommand {
     #[command(verbatim_doc_comment)]
     Stop {
         /// VE ids: several stop side by side.
-        #[arg(required = true, num_args = 1..)]
+        #[arg(required = true, num_args = 1.., add = completion::ve_ids())]
         ids: Vec<u32>,
         /// Seconds to wait after SIGTERM.
         #[arg(long, default_value_t = 10)]
@@ -147,6 +148,7 @@ pub enum VeCommand {
     /// Remove a stopped VE's root and file.
     Destroy {
         /// VE id.
+        #[arg(add = completion::ve_ids())]
         id: u32,
     },
     /// VEID NPROC STATUS IP_ADDR HOSTNAME for every VE file.
@@ -155,6 +157,7 @@ pub enum VeCommand {
     /// cgroups), like `vzctl enter`.
     Enter {
         /// VE id.
+        #[arg(add = completion::ve_ids())]
         id: u32,
         /// The shell, a path inside the VE.
         #[arg(long, default_value = "/bin/sh")]
@@ -172,10 +175,11 @@ pub enum VeCommand {
     #[command(verbatim_doc_comment)]
     Set {
         /// VE id.
+        #[arg(add = completion::ve_ids())]
         id: u32,
         /// Add a bridged veth: IF[,MAC,HOST_IF,HOST_MAC,BRIDGE] (empty fields
         /// take defaults: random MACs, host name vethID.N, no bridge).
-        #[arg(long = "netif-add", value_name = "IF,MAC,HOST_IF,HOST_MAC,BRIDGE", value_parser = parse_netif_arg)]
+        #[arg(long = "netif-add", value_name = "IF,MAC,HOST_IF,HOST_MAC,BRIDGE", value_parser = parse_netif_arg, add = completion::netif_bridge())]
         netif_add: Vec<netcfg::model::Netif>,
         /// Remove a veth by its name inside the VE.
         #[arg(long = "netif-del", value_name = "IF")]
@@ -193,6 +197,7 @@ pub enum VeCommand {
     /// Run a command inside a running VE.
     Exec {
         /// VE id.
+        #[arg(add = completion::ve_ids())]
         id: u32,
         /// The command and its arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
@@ -202,6 +207,7 @@ pub enum VeCommand {
 
 /// Runs the command line; never panics on bad input.
 pub fn main() -> ExitCode {
+    completion::complete_if_asked();
     main_from(std::env::args_os())
 }
 

@@ -35,7 +35,7 @@ const SEPARATOR: &str = "--and";
     after_help = "Several instances: separate their flags with `--and`. \
                   State changes are logged to stdout; RUST_LOG filters (default info)."
 )]
-struct InstanceArgs {
+pub(crate) struct InstanceArgs {
     /// Interface to run on.
     #[arg(long)]
     interface: String,
