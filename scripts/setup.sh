@@ -8,11 +8,12 @@ need=()
 # qemu + a kernel with bonding/8021q/dummy modules for the VM tier (the running
 # kernel is untouched); busybox-static for minimal VE roots; file(1) because
 # virtme-ng runs it on the kernel image; keepalived, FRR and etcd are the real peers
-# the tests and benchmarks run against. Packaging: debootstrap (scripts/fresh-check.sh
+# the tests and benchmarks run against; libc6-dev because rustc links through gcc
+# (gcc only recommends it). Packaging: debootstrap (scripts/fresh-check.sh
 # builds a bare Debian root), dpkg-dev (cargo-deb's dependency scan), lintian, systemd
 # (systemd-analyze verify), prometheus (promtool checks the alert rules), graphviz
 # (`vznet show --format svg`).
-for pkg in iproute2 nftables libnftables1 iputils-ping procps kmod ca-certificates gcc \
+for pkg in iproute2 nftables libnftables1 iputils-ping procps kmod ca-certificates gcc libc6-dev \
            file qemu-system-x86 linux-image-amd64 busybox-static python3-venv keepalived \
            etcd-server etcd-client debootstrap dpkg-dev lintian systemd prometheus graphviz; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")

@@ -1,6 +1,7 @@
 //! The `vznet` command line.
 
 mod completion;
+mod picture;
 mod set;
 mod show;
 
@@ -81,8 +82,17 @@ pub enum Command {
     /// Apply the config: create, change and delete only what differs, verify, and
     /// roll everything back if any step fails. A second apply prints "0 changes".
     Apply,
-    /// Show bridges with their ports (like `brctl show`) and the VEs' interfaces.
-    Show,
+    /// Show bridges with their ports (like `brctl show`) and the VEs' interfaces,
+    /// or draw the host (--format dot or svg): NICs, bonds, VLANs, bridges with
+    /// their addresses, VE ports and VEs, VRRP instances and virtual servers, with
+    /// state as colour (green up/Master/healthy, yellow Backup, red down/Fault/
+    /// failing, grey unknown: vznetd does not answer).
+    Show {
+        /// text, dot (Graphviz; with --json its nodes and edges), or svg (runs
+        /// Graphviz's `dot`).
+        #[arg(long, value_enum, default_value_t = show::Format::Text)]
+        format: show::Format,
+    },
     /// Show vznetd's state: applies, drift repairs, last error, unwired VEs.
     Status,
     /// Run VEs: a root folder plus their own mount, UTS, IPC, network and PID
@@ -345,8 +355,8 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     if let Command::Ve { cmd } = &cli.command {
         return ve_command(cli, cmd);
     }
-    if let Command::Show = cli.command {
-        return runtime()?.block_on(show::show(cli));
+    if let Command::Show { format } = cli.command {
+        return runtime()?.block_on(show::show(cli, format));
     }
     if let Command::Status = cli.command {
         return match agent(cli) {
@@ -491,7 +501,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => Ok(report_error(cli, &e)),
             },
-            Command::Check | Command::Show | Command::Status | Command::Ve { .. } => unreachable!("handled above"),
+            Command::Check | Command::Show { .. } | Command::Status | Command::Ve { .. } => unreachable!("handled above"),
         }
     })
 }
