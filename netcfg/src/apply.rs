@@ -101,6 +101,16 @@ pub struct Engine {
     missing: Vec<(String, io::Error)>,
     open: RefCell<HashMap<String, Handle>>,
     index: RefCell<HashMap<(NsName, String), u32>>,
+    progress: Option<Progress>,
+}
+
+/// Told `(ops done, ops in the plan)` after each op an apply runs.
+pub struct Progress(Box<dyn Fn(usize, usize)>);
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
 }
 
 impl Engine {
@@ -131,6 +141,7 @@ impl Engine {
             missing,
             open: RefCell::new(HashMap::new()),
             index: RefCell::new(HashMap::new()),
+            progress: None,
         })
     }
 
@@ -262,6 +273,12 @@ impl Engine {
         Ok(plan::plan(desired, &observed)?)
     }
 
+    /// Calls `f(done, total)` after each op of an apply (a terminal's progress).
+    pub fn on_progress(mut self, f: impl Fn(usize, usize) + 'static) -> Engine {
+        self.progress = Some(Progress(Box::new(f)));
+        self
+    }
+
     /// Plans, applies, verifies; on any failure undoes what it did.
     pub async fn apply(&self, desired: &Desired) -> Result<Report, ApplyError> {
         let t = std::time::Instant::now();
@@ -289,6 +306,7 @@ impl Engine {
         keep: &dyn Fn(&Op) -> bool,
     ) -> Result<Report, ApplyError> {
         plan.ops.retain(|op| keep(op));
+        let total = plan.ops.len();
         let mut done: Vec<Op> = Vec::new();
         for (phase, ops) in plan.phases() {
             let t = std::time::Instant::now();
@@ -302,7 +320,12 @@ impl Engine {
                 self.close_handles();
                 for (op, res) in chunk.iter().zip(results) {
                     match res {
-                        Ok(()) => done.push((*op).clone()),
+                        Ok(()) => {
+                            done.push((*op).clone());
+                            if let Some(Progress(f)) = &self.progress {
+                                f(done.len(), total);
+                            }
+                        }
                         Err(e) if failure.is_none() => failure = Some(((*op).clone(), e)),
                         Err(e) => {
                             tracing::warn!(%op, error = %e, "op failed after an earlier failure in the same phase")

@@ -2,6 +2,7 @@
 
 mod completion;
 mod picture;
+mod progress;
 mod set;
 mod show;
 
@@ -467,7 +468,11 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     }
     let rt = runtime()?;
     rt.block_on(async {
-        let engine = Engine::new(&desired).context("opening netlink sockets")?;
+        let engine = with_meter(
+            Engine::new(&desired).context("opening netlink sockets")?,
+            "applying",
+            cli.json,
+        );
         match cli.command {
             Command::Plan => {
                 let plan = match engine.plan(&desired).await {
@@ -681,13 +686,21 @@ fn wire(cli: &Cli) -> anyhow::Result<()> {
         anyhow::bail!("{missing}");
     }
     runtime()?.block_on(async {
-        let engine = Engine::new(&desired)?;
+        let engine = with_meter(Engine::new(&desired)?, "wiring", cli.json);
         let report = engine.apply(&desired).await?;
         for op in &report.ops {
             println!("{op}");
         }
         Ok(())
     })
+}
+
+/// `engine` drawing a progress line for large applies on a terminal.
+fn with_meter(engine: Engine, what: &'static str, json: bool) -> Engine {
+    match progress::Meter::for_terminal(what, json) {
+        Some(meter) => engine.on_progress(move |done, total| meter.update(done, total)),
+        None => engine,
+    }
 }
 
 fn report_error(cli: &Cli, e: &ApplyError) -> ExitCode {
