@@ -123,12 +123,9 @@ package_test() {
 }
 timed "package: install into the bare root, vznet --version, check, systemd-analyze verify" package_test
 
-fresh() {
-  enter "$base"
-  inside "$base" scripts/setup.sh
-  inside "$base" scripts/demo.sh
-  inside "$base" "cargo test -q -p lab --test vm"
-  leave
-}
-timed "README set-up in the bare root: setup.sh, demo.sh, the VM-tier test" fresh
+enter "$base"
+timed "scripts/setup.sh in the bare root" inside "$base" scripts/setup.sh
+timed "scripts/demo.sh in the bare root" inside "$base" scripts/demo.sh
+timed "the VM-tier test in the bare root (lab/tests/vm.rs)" inside "$base" "cargo test -q -p lab --test vm"
+leave
 say "passed in $((SECONDS - start)) s"

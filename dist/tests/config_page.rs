@@ -178,26 +178,18 @@ fn documented(file_heading: &str) -> BTreeSet<(String, String)> {
 fn check(file_heading: &str, model: BTreeSet<(String, String)>) {
     assert!(model.len() > 10, "the probe found too few keys: {model:?}");
     let page = documented(file_heading);
-    let missing: Vec<String> = model
-        .difference(&page)
-        .map(|(t, k)| {
+    let dotted = |keys: std::collections::btree_set::Difference<'_, (String, String)>| {
+        keys.map(|(t, k)| {
             if t.is_empty() {
                 k.clone()
             } else {
                 format!("{t}.{k}")
             }
         })
-        .collect();
-    let stale: Vec<String> = page
-        .difference(&model)
-        .map(|(t, k)| {
-            if t.is_empty() {
-                k.clone()
-            } else {
-                format!("{t}.{k}")
-            }
-        })
-        .collect();
+        .collect::<Vec<String>>()
+    };
+    let missing = dotted(model.difference(&page));
+    let stale = dotted(page.difference(&model));
     assert!(
         missing.is_empty() && stale.is_empty(),
         "dist/man/vznet.toml.5, section {file_heading}:\n  keys of the model missing from the page: {missing:?}\n  keys on the page the model does not have: {stale:?}"
