@@ -164,7 +164,7 @@ fn option(arg: &Arg) -> String {
         .map(|h| h.to_string())
         .unwrap_or_default();
     // clap drops the final period of a one-sentence help; the page adds sentences.
-    if !help.is_empty() && !help.trim_end().ends_with(['.', ':', ')']) {
+    if !help.is_empty() && !help.trim_end().ends_with(['.', ':']) {
         help.push('.');
     }
     let defaults: Vec<String> = arg
