@@ -29,6 +29,8 @@
 
 mod address;
 mod command;
+pub mod etcd;
+pub mod fleet;
 mod host;
 mod keepalived;
 mod lab;

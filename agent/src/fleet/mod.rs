@@ -111,8 +111,11 @@ pub fn spawn(ctx: Context) -> anyhow::Result<FleetThread> {
             rt.block_on(async move {
                 let ctx = Arc::new(ctx);
                 let changed = Arc::new(Notify::new());
-                let source = source::run(ctx.clone(), tls.clone(), changed.clone());
-                let mut publisher = publish::Publisher::new(ctx.clone(), tls, changed);
+                // A watch over a cut link waits forever; the publisher's lease
+                // renewals notice and make the source reconnect.
+                let lost = Arc::new(Notify::new());
+                let source = source::run(ctx.clone(), tls.clone(), changed.clone(), lost.clone());
+                let mut publisher = publish::Publisher::new(ctx.clone(), tls, changed, lost);
                 tokio::select! {
                     _ = source => {}
                     _ = publisher.run() => {}

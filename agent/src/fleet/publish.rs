@@ -22,6 +22,7 @@ pub struct Publisher {
     ctx: Arc<Context>,
     client: Client,
     changed: Arc<Notify>,
+    lost: Arc<Notify>,
     lease: Option<i64>,
     renew_at: Instant,
     published: Option<Vec<u8>>,
@@ -29,11 +30,17 @@ pub struct Publisher {
 
 impl Publisher {
     /// A publisher; nothing is sent until it runs.
-    pub fn new(ctx: Arc<Context>, tls: Option<Arc<ClientConfig>>, changed: Arc<Notify>) -> Publisher {
+    pub fn new(
+        ctx: Arc<Context>,
+        tls: Option<Arc<ClientConfig>>,
+        changed: Arc<Notify>,
+        lost: Arc<Notify>,
+    ) -> Publisher {
         Publisher {
             client: Client::new(ctx.fleet.endpoints.clone(), tls, ATTEMPT_TIMEOUT),
             ctx,
             changed,
+            lost,
             lease: None,
             renew_at: Instant::now(),
             published: None,
@@ -54,6 +61,7 @@ impl Publisher {
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "cannot publish the status");
+                    self.lost.notify_waiters();
                     // Written again in full once etcd answers.
                     self.published = None;
                     tokio::time::sleep(backoff.step()).await;

@@ -29,10 +29,17 @@ struct Source {
     /// The last rejected content, not handed again until it changes.
     rejected: Option<Files>,
     changed: Arc<Notify>,
+    /// The publisher could not reach etcd: the watch may hang on a dead path.
+    lost: Arc<Notify>,
 }
 
 /// Runs until the agent stops.
-pub async fn run(ctx: Arc<Context>, tls: Option<Arc<ClientConfig>>, changed: Arc<Notify>) {
+pub async fn run(
+    ctx: Arc<Context>,
+    tls: Option<Arc<ClientConfig>>,
+    changed: Arc<Notify>,
+    lost: Arc<Notify>,
+) {
     let (revision, applied) = match ctx.folders.current() {
         Ok(c) => c,
         Err(e) => {
@@ -47,6 +54,7 @@ pub async fn run(ctx: Arc<Context>, tls: Option<Arc<ClientConfig>>, changed: Arc
         applied,
         rejected: None,
         changed,
+        lost,
         ctx: ctx.clone(),
     };
     let ves = super::report::ve_ids(&source.applied);
@@ -136,7 +144,13 @@ impl Source {
             s.endpoint = endpoint;
         });
         loop {
-            let (_, events) = match watch.next().await {
+            let next = tokio::select! {
+                n = watch.next() => n,
+                _ = self.lost.notified() => {
+                    return EtcdError::Unreachable("lease renewal failed; the watch may be cut off".into())
+                }
+            };
+            let (_, events) = match next {
                 Ok(b) => b,
                 Err(e) => return e,
             };
@@ -240,7 +254,7 @@ impl Source {
                 });
             }
             Verdict::Rejected(error) => {
-                tracing::error!(revision, %error, "config from etcd rejected; keeping the running one");
+                tracing::debug!(revision, "rejection recorded");
                 self.rejected = Some(self.files.clone());
                 self.update(|s| {
                     s.seen_revision = revision;
