@@ -205,6 +205,15 @@ impl Source {
     /// rejected exactly this before.
     async fn hand_over(&mut self) {
         let revision = self.revision;
+        if self.files.is_empty() {
+            // Nothing under the host's prefix: not configured in etcd (yet).
+            // The running config stays; an empty host.toml clears a host.
+            self.update(|s| {
+                s.seen_revision = revision;
+                s.rejected = None;
+            });
+            return;
+        }
         if self.files == self.applied {
             self.update(|s| {
                 s.revision = revision;
