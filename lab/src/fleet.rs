@@ -262,3 +262,66 @@ impl Fleet {
         self.hosts[i].host.ip(["link", "set", "eth1", "up"]).map(drop)
     }
 }
+
+/// A host.toml for the data switch: `br0` bridging `eth0` with the host's data
+/// address, forwarding on, then `extra`.
+pub fn host_toml(addr: &str, extra: &str) -> String {
+    format!(
+        "[sysctl]\n\"net.ipv4.ip_forward\" = 1\n\n[[bridge]]\nname = \"br0\"\nports = [\"eth0\"]\naddresses = [\"{addr}/24\"]\n{extra}"
+    )
+}
+
+/// A [`host_toml`] whose VRRP instance (VIP 10.80.0.100) follows VE `id`: +50
+/// while the VE's venet link is on this host, so the host that holds the VE is
+/// the clients' gateway to it (clients route the VEs' subnet via the VIP).
+pub fn gateway_toml(addr: &str, id: u32, extra: &str) -> String {
+    host_toml(
+        addr,
+        &format!(
+            r#"
+[[vrrp]]
+name = "VI_VE{id}"
+interface = "br0"
+vrid = 60
+priority = 100
+advert_interval_ms = 100
+virtual_ips = ["10.80.0.100/24"]
+track = [{{ interface = "venet{id}", weight = 50 }}]
+{extra}"#
+        ),
+    )
+}
+
+/// A routed VE in namespace `netns` with one venet address.
+pub fn routed_ve(id: u32, netns: &str, addr: &str) -> String {
+    format!("id = {id}\nnetns = \"{netns}\"\n[venet]\naddresses = [\"{addr}\"]\n")
+}
+
+/// The longest run of lost replies in `ping` output (`icmp_seq=N` lines) of
+/// `sent` requests.
+pub fn longest_loss(ping_output: &str, sent: u64) -> u64 {
+    let mut seqs: Vec<u64> = ping_output
+        .lines()
+        .filter_map(|l| l.split("icmp_seq=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    let mut worst = 0;
+    let mut prev = 0;
+    for s in seqs.iter().copied().chain(std::iter::once(sent + 1)) {
+        worst = worst.max(s.saturating_sub(prev + 1));
+        prev = s;
+    }
+    worst
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_longest_loss_counts_missing_sequence_numbers_including_the_tail() {
+        let out = "icmp_seq=1 \nicmp_seq=2 \nicmp_seq=6 \nicmp_seq=7 \n";
+        assert_eq!(super::longest_loss(out, 7), 3);
+        assert_eq!(super::longest_loss(out, 12), 5);
+        assert_eq!(super::longest_loss("", 4), 4);
+    }
+}

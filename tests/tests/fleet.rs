@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use common::{VZNET, VZNETD};
-use lab::fleet::{Fleet, Tools};
+use lab::fleet::{gateway_toml, host_toml, longest_loss, routed_ve, Fleet, Tools};
 use lab::{wait_until, Lab};
 
 fn fleet(lab: &Lab, members: usize, hosts: usize) -> Result<Fleet> {
@@ -22,13 +22,6 @@ fn fleet(lab: &Lab, members: usize, hosts: usize) -> Result<Fleet> {
             vznetd: vec![VZNETD.into()],
             vznet: vec![VZNET.into()],
         },
-    )
-}
-
-/// A host.toml: br0 bridging eth0 with the host's data address, then `extra`.
-fn host_toml(addr: &str, extra: &str) -> String {
-    format!(
-        "[sysctl]\n\"net.ipv4.ip_forward\" = 1\n\n[[bridge]]\nname = \"br0\"\nports = [\"eth0\"]\naddresses = [\"{addr}/24\"]\n{extra}"
     )
 }
 
@@ -237,57 +230,17 @@ fn etcd_down_at_start_and_during_operation_and_compaction_keep_the_last_good_con
     Ok(())
 }
 
-/// A host.toml whose VRRP instance follows VE 300: +50 while its venet link is
-/// here, so the host that holds the VE is the clients' gateway to it.
-fn gateway_toml(addr: &str, extra: &str) -> String {
-    host_toml(
-        addr,
-        &format!(
-            r#"
-[[vrrp]]
-name = "VI_VE300"
-interface = "br0"
-vrid = 60
-priority = 100
-advert_interval_ms = 100
-virtual_ips = ["10.80.0.100/24"]
-track = [{{ interface = "venet300", weight = 50 }}]
-{extra}"#
-        ),
-    )
-}
-
-/// The longest run of lost replies in `ping -i 0.01` output, in replies.
-fn longest_loss(ping_output: &str, sent: u64) -> u64 {
-    let mut seqs: Vec<u64> = ping_output
-        .lines()
-        .filter_map(|l| l.split("icmp_seq=").nth(1)?.split_whitespace().next()?.parse().ok())
-        .collect();
-    seqs.sort_unstable();
-    seqs.dedup();
-    let mut worst = 0;
-    let mut prev = 0;
-    for s in seqs.iter().copied().chain(std::iter::once(sent + 1)) {
-        worst = worst.max(s.saturating_sub(prev + 1));
-        prev = s;
-    }
-    worst
-}
-
 #[test]
 fn a_moved_ve_stays_reachable_a_dead_member_and_a_cut_host_change_nothing() -> Result<()> {
     let lab = Lab::new("fleet_move")?;
     let mut f = fleet(&lab, 3, 2)?;
     let ve = lab.host("ve300")?;
-    let ve_file = format!(
-        "id = 300\nnetns = \"{}\"\n[venet]\naddresses = [\"10.90.0.5\"]\n",
-        ve.name()
-    );
+    let ve_file = routed_ve(300, ve.name(), "10.90.0.5");
     for i in 0..2 {
         f.start_agent(i, &[])?;
     }
-    let d0 = f.folder("h0", &gateway_toml("10.80.0.1", ""), &[(300, ve_file)])?;
-    let d1 = f.folder("h1", &gateway_toml("10.80.0.2", ""), &[])?;
+    let d0 = f.folder("h0", &gateway_toml("10.80.0.1", 300, ""), &[(300, ve_file)])?;
+    let d1 = f.folder("h1", &gateway_toml("10.80.0.2", 300, ""), &[])?;
     let r0 = f.push(0, &d0)?;
     let r1 = f.push(1, &d1)?;
     f.wait_applied(0, r0, Duration::from_secs(20))?;
@@ -352,7 +305,7 @@ fn a_moved_ve_stays_reachable_a_dead_member_and_a_cut_host_change_nothing() -> R
     f.etcd.kill(0)?;
     let d1 = f.folder(
         "h1b",
-        &gateway_toml("10.80.0.2", "").replace("10.80.0.2/24\"", "10.80.0.2/24\", \"10.80.5.2/24\""),
+        &gateway_toml("10.80.0.2", 300, "").replace("10.80.0.2/24\"", "10.80.0.2/24\", \"10.80.5.2/24\""),
         &[(300, std::fs::read_to_string(d0.join("ve/300.toml"))?)],
     )?;
     let got = d1.with_file_name("h1-got");
