@@ -146,16 +146,22 @@ impl Etcd {
     pub fn wait_healthy(&self, timeout: Duration) -> Result<()> {
         let mut last = String::new();
         let ok = wait_until(timeout, Duration::from_millis(100), || {
-            self.members.iter().filter(|m| m.process.is_some()).all(|m| {
-                let ep = format!("http://{}:{CLIENT_PORT}", m.addr);
-                match m.host.run(["etcdctl", "--endpoints", &ep, "endpoint", "health"]) {
-                    Ok(_) => true,
-                    Err(e) => {
-                        last = format!("{e:#}");
-                        false
+            self.members
+                .iter()
+                .filter(|m| m.process.is_some())
+                .all(|m| {
+                    let ep = format!("http://{}:{CLIENT_PORT}", m.addr);
+                    match m
+                        .host
+                        .run(["etcdctl", "--endpoints", &ep, "endpoint", "health"])
+                    {
+                        Ok(_) => true,
+                        Err(e) => {
+                            last = format!("{e:#}");
+                            false
+                        }
                     }
-                }
-            })
+                })
         });
         if !ok {
             let logs: Vec<String> = self
@@ -163,7 +169,10 @@ impl Etcd {
                 .iter()
                 .filter_map(|m| m.process.as_ref()?.stderr().ok())
                 .collect();
-            bail!("etcd not healthy after {timeout:?}: {last}\n{}", logs.join("\n"));
+            bail!(
+                "etcd not healthy after {timeout:?}: {last}\n{}",
+                logs.join("\n")
+            );
         }
         Ok(())
     }
@@ -184,7 +193,19 @@ impl Etcd {
 
     /// The revision of the store now.
     pub fn revision(&self) -> Result<i64> {
-        let out = self.ctl(0, &["get", "/", "--prefix", "--keys-only", "--limit", "1", "-w", "json"])?;
+        let out = self.ctl(
+            0,
+            &[
+                "get",
+                "/",
+                "--prefix",
+                "--keys-only",
+                "--limit",
+                "1",
+                "-w",
+                "json",
+            ],
+        )?;
         let v: serde_json::Value = serde_json::from_str(&out)?;
         v["header"]["revision"]
             .as_i64()

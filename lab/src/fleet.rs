@@ -63,7 +63,10 @@ impl Fleet {
     /// Builds the switches, `members` etcd members, `hosts` hosts (agents not
     /// started) and the admin and client hosts.
     pub fn new(lab: &Lab, members: usize, hosts: usize, tools: Tools) -> Result<Fleet> {
-        ensure!((1..=50).contains(&members) && hosts <= 80, "1-50 members, at most 80 hosts");
+        ensure!(
+            (1..=50).contains(&members) && hosts <= 80,
+            "1-50 members, at most 80 hosts"
+        );
         let mgmt = lab.switch("mgmt")?;
         let data = lab.switch("data")?;
         let admin = lab.host("admin")?;
@@ -254,12 +257,18 @@ impl Fleet {
     /// Cuts host `i` off from etcd (its management link down); the data side
     /// stays.
     pub fn partition(&self, i: usize) -> Result<()> {
-        self.hosts[i].host.ip(["link", "set", "eth1", "down"]).map(drop)
+        self.hosts[i]
+            .host
+            .ip(["link", "set", "eth1", "down"])
+            .map(drop)
     }
 
     /// Ends [`Fleet::partition`].
     pub fn heal(&self, i: usize) -> Result<()> {
-        self.hosts[i].host.ip(["link", "set", "eth1", "up"]).map(drop)
+        self.hosts[i]
+            .host
+            .ip(["link", "set", "eth1", "up"])
+            .map(drop)
     }
 }
 
@@ -302,7 +311,14 @@ pub fn routed_ve(id: u32, netns: &str, addr: &str) -> String {
 pub fn longest_loss(ping_output: &str, sent: u64) -> u64 {
     let mut seqs: Vec<u64> = ping_output
         .lines()
-        .filter_map(|l| l.split("icmp_seq=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .filter_map(|l| {
+            l.split("icmp_seq=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
         .collect();
     seqs.sort_unstable();
     seqs.dedup();

@@ -66,12 +66,17 @@ fn pushes_propagate_invalid_configs_are_rejected_and_concurrent_pushes_conflict(
     let err = String::from_utf8_lossy(&out.stderr);
     ensure!(out.status.code() == Some(2), "exit {:?}: {err}", out.status);
     ensure!(err.contains("ve/7.toml:2:1: bogus"), "{err}");
-    ensure!(f.etcd.revision()? == before, "an invalid push wrote to etcd");
+    ensure!(
+        f.etcd.revision()? == before,
+        "an invalid push wrote to etcd"
+    );
 
     // Written behind the CLI's back: the agent rejects it, says where, keeps
     // running the last good config.
-    f.etcd
-        .ctl(0, &["put", "/vznet/v1/hosts/h0/ve/7.toml", "id = 7\nbogus = 1\n"])?;
+    f.etcd.ctl(
+        0,
+        &["put", "/vznet/v1/hosts/h0/ve/7.toml", "id = 7\nbogus = 1\n"],
+    )?;
     let mut last = serde_json::Value::Null;
     ensure!(
         wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
@@ -88,10 +93,16 @@ fn pushes_propagate_invalid_configs_are_rejected_and_concurrent_pushes_conflict(
     ensure!(last["report"]["revision"].as_i64() == Some(rev), "{last}");
     let s = agent_status(&f, 0)?;
     ensure!(
-        s["config_error"].as_str().unwrap_or("").contains("ve/7.toml:2:1"),
+        s["config_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ve/7.toml:2:1"),
         "{s}"
     );
-    ensure!(has_address(&h, "br0", "10.80.0.1"), "the running config was dropped");
+    ensure!(
+        has_address(&h, "br0", "10.80.0.1"),
+        "the running config was dropped"
+    );
 
     // A good push (which deletes the bad file) clears it. The folder's base
     // revision (left by its first push) predates the bad write: pushing it as
@@ -111,8 +122,20 @@ fn pushes_propagate_invalid_configs_are_rejected_and_concurrent_pushes_conflict(
         std::fs::remove_dir_all(d)?;
         f.fleet_ok(&["get", "--host", "h0", "--out", &d.display().to_string()])?;
     }
-    std::fs::write(a.join("host.toml"), host_toml("10.80.0.1", "\n[[route]]\nto = \"10.60.0.0/24\"\nvia = \"10.80.0.254\"\n"))?;
-    std::fs::write(b.join("host.toml"), host_toml("10.80.0.1", "\n[[route]]\nto = \"10.61.0.0/24\"\nvia = \"10.80.0.254\"\n"))?;
+    std::fs::write(
+        a.join("host.toml"),
+        host_toml(
+            "10.80.0.1",
+            "\n[[route]]\nto = \"10.60.0.0/24\"\nvia = \"10.80.0.254\"\n",
+        ),
+    )?;
+    std::fs::write(
+        b.join("host.toml"),
+        host_toml(
+            "10.80.0.1",
+            "\n[[route]]\nto = \"10.61.0.0/24\"\nvia = \"10.80.0.254\"\n",
+        ),
+    )?;
     let outs: Vec<std::process::Output> = std::thread::scope(|s| {
         let ts: Vec<_> = [&a, &b]
             .map(|d| {
@@ -191,7 +214,10 @@ fn etcd_down_at_start_and_during_operation_and_compaction_keep_the_last_good_con
     )?;
     let rev = f.push(0, &dir)?;
     f.wait_applied(0, rev, Duration::from_secs(30))?;
-    ensure!(has_address(&h, "br0", "10.80.1.1"), "change after etcd's return not applied");
+    ensure!(
+        has_address(&h, "br0", "10.80.1.1"),
+        "change after etcd's return not applied"
+    );
 
     // Cut off while two changes land and etcd compacts them away: on its
     // return the agent cannot watch from where it was and reads everything.
@@ -221,12 +247,18 @@ fn etcd_down_at_start_and_during_operation_and_compaction_keep_the_last_good_con
     f.etcd.ctl(0, &["compact", &rev.to_string()])?;
     f.heal(0)?;
     f.wait_applied(0, rev, Duration::from_secs(30))?;
-    ensure!(has_address(&h, "br0", "10.80.3.1"), "latest change not applied");
+    ensure!(
+        has_address(&h, "br0", "10.80.3.1"),
+        "latest change not applied"
+    );
     ensure!(!has_address(&h, "br0", "10.80.1.1"), "old address kept");
     let reads = agent_status(&f, 0)?["fleet"]["full_reads"]
         .as_u64()
         .unwrap_or(0);
-    ensure!(reads > reads_before, "no full read after compaction ({reads})");
+    ensure!(
+        reads > reads_before,
+        "no full read after compaction ({reads})"
+    );
     Ok(())
 }
 
@@ -248,12 +280,13 @@ fn a_moved_ve_stays_reachable_a_dead_member_and_a_cut_host_change_nothing() -> R
     f.client
         .ip(["route", "add", "10.90.0.0/24", "via", "10.80.0.100"])?;
     let master = |i: usize| {
-        f.status().is_ok_and(|s| {
-            s[&f.hosts[i].name]["report"]["vrrp"][0]["state"] == "Master"
-        })
+        f.status()
+            .is_ok_and(|s| s[&f.hosts[i].name]["report"]["vrrp"][0]["state"] == "Master")
     };
     ensure!(
-        wait_until(Duration::from_secs(20), Duration::from_millis(100), || master(0)),
+        wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+            master(0)
+        }),
         "h0 never Master: {:?}",
         f.status()
     );
@@ -262,7 +295,15 @@ fn a_moved_ve_stays_reachable_a_dead_member_and_a_cut_host_change_nothing() -> R
     // The move, while the client pings every 10 ms.
     let sent = 500;
     let ping = f.client.spawn([
-        "ping", "-n", "-i", "0.01", "-W", "1", "-c", &sent.to_string(), "10.90.0.5",
+        "ping",
+        "-n",
+        "-i",
+        "0.01",
+        "-W",
+        "1",
+        "-c",
+        &sent.to_string(),
+        "10.90.0.5",
     ])?;
     std::thread::sleep(Duration::from_millis(1000));
     f.fleet_ok(&["move", "300", "--from", "h0", "--to", "h1", "--wait", "20"])?;
@@ -275,7 +316,14 @@ fn a_moved_ve_stays_reachable_a_dead_member_and_a_cut_host_change_nothing() -> R
     eprintln!("VE move: longest outage {} ms", lost * 10);
     if std::env::var_os("FLEET_LOGS").is_some() {
         for i in 0..2 {
-            eprintln!("--- h{i}:\n{}", f.hosts[i].agent.as_ref().and_then(|p| p.stderr().ok()).unwrap_or_default());
+            eprintln!(
+                "--- h{i}:\n{}",
+                f.hosts[i]
+                    .agent
+                    .as_ref()
+                    .and_then(|p| p.stderr().ok())
+                    .unwrap_or_default()
+            );
         }
     }
     let logs = |i: usize| {
@@ -293,19 +341,30 @@ fn a_moved_ve_stays_reachable_a_dead_member_and_a_cut_host_change_nothing() -> R
         logs(1)
     );
     ensure!(
-        wait_until(Duration::from_secs(10), Duration::from_millis(100), || master(1)),
+        wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+            master(1)
+        }),
         "h1 not Master after the move"
     );
     let s = f.status()?;
-    ensure!(s["h0"]["report"]["ves"].as_array().is_some_and(|v| v.is_empty()), "{s:?}");
+    ensure!(
+        s["h0"]["report"]["ves"]
+            .as_array()
+            .is_some_and(|v| v.is_empty()),
+        "{s:?}"
+    );
     ensure!(s["h1"]["report"]["ves"][0]["id"] == 300, "{s:?}");
-    ensure!(f.hosts[0].host.link("venet300").is_err(), "h0 still wires VE 300");
+    ensure!(
+        f.hosts[0].host.link("venet300").is_err(),
+        "h0 still wires VE 300"
+    );
 
     // One member of three killed: pushes and status go on.
     f.etcd.kill(0)?;
     let d1 = f.folder(
         "h1b",
-        &gateway_toml("10.80.0.2", 300, "").replace("10.80.0.2/24\"", "10.80.0.2/24\", \"10.80.5.2/24\""),
+        &gateway_toml("10.80.0.2", 300, "")
+            .replace("10.80.0.2/24\"", "10.80.0.2/24\", \"10.80.5.2/24\""),
         &[(300, std::fs::read_to_string(d0.join("ve/300.toml"))?)],
     )?;
     let got = d1.with_file_name("h1-got");
@@ -313,7 +372,10 @@ fn a_moved_ve_stays_reachable_a_dead_member_and_a_cut_host_change_nothing() -> R
     ensure!(out.contains("h1:"), "{out}");
     let rev = f.push(1, &d1)?;
     f.wait_applied(1, rev, Duration::from_secs(20))?;
-    ensure!(has_address(&f.hosts[1].host, "br0", "10.80.5.2"), "change not applied");
+    ensure!(
+        has_address(&f.hosts[1].host, "br0", "10.80.5.2"),
+        "change not applied"
+    );
 
     // A host cut off from etcd keeps its VRRP: still Master, still forwarding.
     f.partition(1)?;
@@ -323,7 +385,10 @@ fn a_moved_ve_stays_reachable_a_dead_member_and_a_cut_host_change_nothing() -> R
         addrs.iter().any(|a| a.addr.to_string() == "10.80.0.100"),
         "h1 lost the VIP while cut off from etcd"
     );
-    ensure!(f.client.ping("10.90.0.5"), "VE unreachable while its host is cut off");
+    ensure!(
+        f.client.ping("10.90.0.5"),
+        "VE unreachable while its host is cut off"
+    );
     f.heal(1)?;
     Ok(())
 }

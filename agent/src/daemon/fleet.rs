@@ -22,11 +22,12 @@ pub fn resolve(opts: &Options) -> anyhow::Result<Option<(Fleet, String)>> {
         return Ok(None);
     }
     let endpoints = options::parse_endpoints(&endpoints).context("--etcd")?;
-    let host = opts
-        .host
-        .clone()
-        .or(file.host.clone())
-        .ok_or_else(|| anyhow::anyhow!("--etcd needs --host NAME (or host in {})", opts.agent_config.display()))?;
+    let host = opts.host.clone().or(file.host.clone()).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--etcd needs --host NAME (or host in {})",
+            opts.agent_config.display()
+        )
+    })?;
     options::check_host_name(&host)?;
     let prefix = opts
         .etcd_prefix

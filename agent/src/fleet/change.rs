@@ -136,7 +136,11 @@ fn differences(before: &HostKeys, after: &HostKeys) -> Vec<String> {
             _ => {}
         }
     }
-    for rel in before.files.keys().filter(|r| !after.files.contains_key(*r)) {
+    for rel in before
+        .files
+        .keys()
+        .filter(|r| !after.files.contains_key(*r))
+    {
         out.push(format!("{rel}: deleted"));
     }
     out
@@ -226,7 +230,8 @@ pub async fn push_folder(
     dir: &Path,
     base: i64,
 ) -> Result<Pushed, ChangeError> {
-    let (_, files) = folder::read(dir).map_err(|e| ChangeError::Io(format!("{}: {e}", dir.display())))?;
+    let (_, files) =
+        folder::read(dir).map_err(|e| ChangeError::Io(format!("{}: {e}", dir.display())))?;
     if !files.contains_key("host.toml") {
         return Err(ChangeError::Io(format!("{}: no host.toml", dir.display())));
     }
@@ -244,7 +249,9 @@ pub async fn move_ve(
     to: &str,
 ) -> Result<i64, ChangeError> {
     if from == to {
-        return Err(ChangeError::Refused("--from and --to are the same host".into()));
+        return Err(ChangeError::Refused(
+            "--from and --to are the same host".into(),
+        ));
     }
     let rel = format!("ve/{id}.toml");
     let source = read_host(client, keys, from, 0).await?;
@@ -253,7 +260,9 @@ pub async fn move_ve(
         return Err(ChangeError::Refused(format!("host {from} has no {rel}")));
     };
     if target.files.contains_key(&rel) {
-        return Err(ChangeError::Refused(format!("host {to} has a {rel} already")));
+        return Err(ChangeError::Refused(format!(
+            "host {to} has a {rel} already"
+        )));
     }
     let mut left = source.texts();
     left.remove(&rel);
@@ -296,7 +305,10 @@ pub async fn move_ve(
 }
 
 /// Every host's published status.
-pub async fn reports(client: &mut Client, keys: &Keys) -> Result<BTreeMap<String, HostReport>, EtcdError> {
+pub async fn reports(
+    client: &mut Client,
+    keys: &Keys,
+) -> Result<BTreeMap<String, HostReport>, EtcdError> {
     let prefix = keys.statuses();
     let range = client.range_prefix(prefix.as_bytes()).await?;
     Ok(range
@@ -336,7 +348,9 @@ pub async fn wait(
     loop {
         let reports = reports(client, keys).await?;
         for host in hosts {
-            let Some(r) = reports.get(*host) else { continue };
+            let Some(r) = reports.get(*host) else {
+                continue;
+            };
             if r.revision >= revision {
                 out.insert(host.to_string(), Outcome::Applied(r.revision));
             } else if let Some(rej) = r.rejected.as_ref().filter(|j| j.revision >= revision) {

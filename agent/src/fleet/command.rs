@@ -170,14 +170,20 @@ fn refused(e: &ChangeError, json: bool) -> ExitCode {
         _ => ("failed", 1),
     };
     if json {
-        println!("{}", serde_json::json!({ "ok": false, "error": kind, "message": e.to_string() }));
+        println!(
+            "{}",
+            serde_json::json!({ "ok": false, "error": kind, "message": e.to_string() })
+        );
     }
     match e {
         ChangeError::Invalid(errors) => {
             for err in &errors.0 {
                 eprintln!("error: {err}");
             }
-            eprintln!("vznet: {} error(s); nothing written to etcd", errors.0.len());
+            eprintln!(
+                "vznet: {} error(s); nothing written to etcd",
+                errors.0.len()
+            );
         }
         ChangeError::Conflict { .. } => {
             eprintln!("vznet: refused, nothing written: the host's keys {e}");
@@ -253,7 +259,10 @@ async fn push(
         if changed == 0 {
             println!("{host}: no changes (revision {})", pushed.revision);
         } else {
-            println!("{host}: {changed} file(s) pushed at revision {}", pushed.revision);
+            println!(
+                "{host}: {changed} file(s) pushed at revision {}",
+                pushed.revision
+            );
         }
     }
     Ok(report_wait(host, &outcome, json))
@@ -308,7 +317,10 @@ async fn get(
         std::fs::remove_file(out.join(rel))?;
     }
     std::fs::create_dir_all(out.join("ve"))?;
-    folder::write_atomic(&out.join(BASE_FILE), format!("{}\n", read.revision).as_bytes())?;
+    folder::write_atomic(
+        &out.join(BASE_FILE),
+        format!("{}\n", read.revision).as_bytes(),
+    )?;
     if json {
         println!(
             "{}",
@@ -386,7 +398,10 @@ async fn status(client: &mut Client, keys: &Keys, json: bool) -> anyhow::Result<
     );
     for l in &lines {
         let Some(r) = &l.report else {
-            println!("{:<16} {:<9} {:>9} {:>7}  {:<20} -", l.host, l.state, "-", "-", "-");
+            println!(
+                "{:<16} {:<9} {:>9} {:>7}  {:<20} -",
+                l.host, l.state, "-", "-", "-"
+            );
             continue;
         };
         let masters = r.masters();
@@ -407,11 +422,23 @@ async fn status(client: &mut Client, keys: &Keys, json: bool) -> anyhow::Result<
             l.state,
             r.revision,
             r.errors.len() + usize::from(r.rejected.is_some()),
-            if masters.is_empty() { "-".into() } else { masters.join(",") },
-            if ves.is_empty() { "-".into() } else { ves.join(",") }
+            if masters.is_empty() {
+                "-".into()
+            } else {
+                masters.join(",")
+            },
+            if ves.is_empty() {
+                "-".into()
+            } else {
+                ves.join(",")
+            }
         );
         if let Some(rej) = &r.rejected {
-            println!("    rejected revision {}: {}", rej.revision, rej.error.replace('\n', "\n    "));
+            println!(
+                "    rejected revision {}: {}",
+                rej.revision,
+                rej.error.replace('\n', "\n    ")
+            );
         }
         for e in &r.errors {
             println!("    error: {e}");

@@ -325,7 +325,10 @@ impl Client {
             "success": success.iter().map(Op::to_json).collect::<Vec<_>>(),
         });
         let v = self.call("/v3/kv/txn", &body).await?;
-        Ok((v["succeeded"].as_bool().unwrap_or(false), header_revision(&v)))
+        Ok((
+            v["succeeded"].as_bool().unwrap_or(false),
+            header_revision(&v),
+        ))
     }
 
     /// Puts one key; returns the revision of the write.
@@ -510,7 +513,10 @@ mod tests {
 
     #[test]
     fn prefix_ends_increment_the_last_byte_that_can_be() {
-        assert_eq!(prefix_end(b"/vznet/v1/hosts/a/"), b"/vznet/v1/hosts/a0".to_vec());
+        assert_eq!(
+            prefix_end(b"/vznet/v1/hosts/a/"),
+            b"/vznet/v1/hosts/a0".to_vec()
+        );
         assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
         assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
     }

@@ -132,7 +132,8 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     }
     let tmp = path.with_file_name(format!(
         ".{}.tmp",
-        path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        path.file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
     ));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(data)?;

@@ -60,11 +60,15 @@ impl std::str::FromStr for Url {
         } else if let Some(r) = s.strip_prefix("https://") {
             (true, r)
         } else {
-            return Err(format!("{s:?}: an etcd endpoint is http://HOST:PORT or https://HOST:PORT"));
+            return Err(format!(
+                "{s:?}: an etcd endpoint is http://HOST:PORT or https://HOST:PORT"
+            ));
         };
         let rest = rest.trim_end_matches('/');
         let (host, port) = if let Some(r) = rest.strip_prefix('[') {
-            let (h, p) = r.split_once(']').ok_or_else(|| format!("{s:?}: unclosed ["))?;
+            let (h, p) = r
+                .split_once(']')
+                .ok_or_else(|| format!("{s:?}: unclosed ["))?;
             (h, p.strip_prefix(':'))
         } else {
             match rest.rsplit_once(':') {
@@ -391,8 +395,14 @@ mod tests {
             .expect("connects");
         let (_, body) = c.post("/v3/watch", b"{}").await.expect("answers");
         let mut lines = c.into_lines(body);
-        assert_eq!(lines.next().await.expect("line"), Some(b"{\"a\":1}".to_vec()));
-        assert_eq!(lines.next().await.expect("line"), Some(b"{\"b\":2}".to_vec()));
+        assert_eq!(
+            lines.next().await.expect("line"),
+            Some(b"{\"a\":1}".to_vec())
+        );
+        assert_eq!(
+            lines.next().await.expect("line"),
+            Some(b"{\"b\":2}".to_vec())
+        );
         assert_eq!(lines.next().await.expect("end"), None);
     }
 }

@@ -241,8 +241,11 @@ mod tests {
     fn the_agent_file_names_line_and_column_of_an_unknown_key() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("vznetd.toml");
-        std::fs::write(&p, "host = \"a\"\netcd = [\"http://10.0.0.1:2379\"]\nbogus = 1\n")
-            .expect("writes");
+        std::fs::write(
+            &p,
+            "host = \"a\"\netcd = [\"http://10.0.0.1:2379\"]\nbogus = 1\n",
+        )
+        .expect("writes");
         let e = File::read(&p).expect_err("unknown key").to_string();
         assert!(e.contains("vznetd.toml:3:1"), "{e}");
         std::fs::write(&p, "host = \"a\"\netcd = [\"http://10.0.0.1:2379\"]\n").expect("writes");

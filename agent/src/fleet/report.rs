@@ -117,7 +117,11 @@ impl HostReport {
                         .backends
                         .iter()
                         .map(|b| {
-                            format!("{} {}", std::net::SocketAddr::new(b.address, b.port), b.state)
+                            format!(
+                                "{} {}",
+                                std::net::SocketAddr::new(b.address, b.port),
+                                b.state
+                            )
                         })
                         .collect(),
                 })

@@ -109,7 +109,12 @@ impl Source {
     }
 
     /// Reads (if `full`) and watches until something fails; returns why.
-    async fn sync(&mut self, client: &mut Client, full: &mut bool, backoff: &mut Backoff) -> EtcdError {
+    async fn sync(
+        &mut self,
+        client: &mut Client,
+        full: &mut bool,
+        backoff: &mut Backoff,
+    ) -> EtcdError {
         if *full {
             let range = match client.range_prefix(self.prefix.as_bytes()).await {
                 Ok(r) => r,
@@ -130,12 +135,19 @@ impl Source {
             });
             self.hand_over().await;
         }
-        let mut watch = match client.watch(self.prefix.as_bytes(), self.revision + 1).await {
+        let mut watch = match client
+            .watch(self.prefix.as_bytes(), self.revision + 1)
+            .await
+        {
             Ok(w) => w,
             Err(e) => return e,
         };
         let endpoint = client.endpoint().map(ToString::to_string);
-        tracing::info!(endpoint = endpoint.as_deref().unwrap_or("-"), from = self.revision + 1, "watching the host's config in etcd");
+        tracing::info!(
+            endpoint = endpoint.as_deref().unwrap_or("-"),
+            from = self.revision + 1,
+            "watching the host's config in etcd"
+        );
         backoff.reset();
         self.update(|s| {
             if s.etcd_error.take().is_some() {

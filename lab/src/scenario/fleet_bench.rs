@@ -127,11 +127,20 @@ pub fn run(o: Options) -> Result<()> {
     let mib = |k: u64| format!("{:.1}", k as f64 / 1024.0);
     row("agent RSS with etcd, median (MiB)", mib(rss[rss.len() / 2]));
     row("agent RSS with etcd, max (MiB)", mib(rss[rss.len() - 1]));
-    row("agent RSS from a folder, same config shape (MiB)", mib(plain_rss));
-    println!("  (status polled every {} ms: times are at most that late)", POLL.as_millis());
+    row(
+        "agent RSS from a folder, same config shape (MiB)",
+        mib(plain_rss),
+    );
+    println!(
+        "  (status polled every {} ms: times are at most that late)",
+        POLL.as_millis()
+    );
     println!();
     for (ok, what) in [
-        (ms(pct(&timings.one, 0.99)) < 200.0, "one-host p99 under 200 ms"),
+        (
+            ms(pct(&timings.one, 0.99)) < 200.0,
+            "one-host p99 under 200 ms",
+        ),
         (
             ms(pct(&timings.all, 1.0)) < 1000.0,
             "all hosts applied in under 1 s",
@@ -147,7 +156,11 @@ pub fn run(o: Options) -> Result<()> {
 }
 
 /// The timed part, from the admin host's namespace.
-async fn measure(endpoints: &str, mut configs: Vec<(String, Files, String)>, o: Options) -> Result<Timings> {
+async fn measure(
+    endpoints: &str,
+    mut configs: Vec<(String, Files, String)>,
+    o: Options,
+) -> Result<Timings> {
     let urls = options::parse_endpoints(&[endpoints.to_string()])?;
     let mut client = Client::new(urls, None, agent::fleet::ATTEMPT_TIMEOUT);
     let keys = Keys::new(options::DEFAULT_PREFIX);
@@ -156,10 +169,23 @@ async fn measure(endpoints: &str, mut configs: Vec<(String, Files, String)>, o: 
     // Every host configured first (not timed).
     let mut last = 0;
     for (host, files, _) in &configs {
-        last = change::push(&mut client, &keys, host, files, 0).await?.revision;
+        last = change::push(&mut client, &keys, host, files, 0)
+            .await?
+            .revision;
     }
-    let got = change::wait(&mut client, &keys, &all, last.min(1), Duration::from_secs(60), POLL).await?;
-    ensure!(got.len() == all.len(), "hosts never applied their first config: {got:?}");
+    let got = change::wait(
+        &mut client,
+        &keys,
+        &all,
+        last.min(1),
+        Duration::from_secs(60),
+        POLL,
+    )
+    .await?;
+    ensure!(
+        got.len() == all.len(),
+        "hosts never applied their first config: {got:?}"
+    );
 
     let mut t = Timings {
         one: Vec::new(),
@@ -176,7 +202,15 @@ async fn measure(endpoints: &str, mut configs: Vec<(String, Files, String)>, o: 
         change_one(i, &mut configs);
         let start = Instant::now();
         let pushed = change::push(&mut client, &keys, &configs[i].0, &configs[i].1, 0).await?;
-        let got = change::wait(&mut client, &keys, &[&configs[i].0], pushed.revision, Duration::from_secs(10), POLL).await?;
+        let got = change::wait(
+            &mut client,
+            &keys,
+            &[&configs[i].0],
+            pushed.revision,
+            Duration::from_secs(10),
+            POLL,
+        )
+        .await?;
         ensure!(
             matches!(got.get(&configs[i].0), Some(Outcome::Applied(_))),
             "{} did not apply revision {}: {got:?}",
@@ -197,7 +231,15 @@ async fn measure(endpoints: &str, mut configs: Vec<(String, Files, String)>, o: 
         }
         // Each host waits for its own revision; the first is the lowest.
         let first = revisions.iter().copied().min().unwrap_or(0);
-        let got = change::wait(&mut client, &keys, &all, first, Duration::from_secs(20), POLL).await?;
+        let got = change::wait(
+            &mut client,
+            &keys,
+            &all,
+            first,
+            Duration::from_secs(20),
+            POLL,
+        )
+        .await?;
         ensure!(got.len() == all.len(), "not every host applied: {got:?}");
         t.all.push(start.elapsed());
     }

@@ -92,10 +92,7 @@ impl Reconciler {
             }
             Ok(loaded) => match hook.folders.promote() {
                 Err(e) => {
-                    let text = format!(
-                        "cannot make {} the config folder: {e}",
-                        staging.display()
-                    );
+                    let text = format!("cannot make {} the config folder: {e}", staging.display());
                     tracing::error!(error = %text, "config from etcd not applied");
                     Verdict::Rejected(text)
                 }
