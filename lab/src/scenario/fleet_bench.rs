@@ -167,17 +167,20 @@ async fn measure(
     let names: Vec<String> = configs.iter().map(|c| c.0.clone()).collect();
     let all: Vec<&str> = names.iter().map(String::as_str).collect();
     // Every host configured first (not timed).
-    let mut last = 0;
+    let mut first = None;
     for (host, files, _) in &configs {
-        last = change::push(&mut client, &keys, host, files, 0)
+        let r = change::push(&mut client, &keys, host, files, 0)
             .await?
             .revision;
+        first.get_or_insert(r);
     }
+    // Each host's own push is at or after the first.
+    let first = first.unwrap_or(0);
     let got = change::wait(
         &mut client,
         &keys,
         &all,
-        last.min(1),
+        first,
         Duration::from_secs(60),
         POLL,
     )
