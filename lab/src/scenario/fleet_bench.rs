@@ -162,7 +162,7 @@ async fn measure(
     o: Options,
 ) -> Result<Timings> {
     let urls = options::parse_endpoints(&[endpoints.to_string()])?;
-    let mut client = Client::new(urls, None, agent::fleet::ATTEMPT_TIMEOUT);
+    let mut client = Client::new(urls.clone(), None, agent::fleet::ATTEMPT_TIMEOUT);
     let keys = Keys::new(options::DEFAULT_PREFIX);
     let names: Vec<String> = configs.iter().map(|c| c.0.clone()).collect();
     let all: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -223,14 +223,26 @@ async fn measure(
         t.one.push(start.elapsed());
     }
     for _ in 0..o.rounds {
-        let start = Instant::now();
-        let mut revisions = Vec::new();
         for i in 0..configs.len() {
             change_one(i, &mut configs);
-            let pushed = change::push(&mut client, &keys, &configs[i].0, &configs[i].1, 0)
-                .await
-                .with_context(|| format!("pushing to {}", configs[i].0))?;
-            revisions.push(pushed.revision);
+        }
+        // All pushes at once, each host's its own transaction (as N admins, or
+        // a deploy script, would): etcd commits them side by side.
+        let start = Instant::now();
+        let mut pushes = tokio::task::JoinSet::new();
+        for (host, files, _) in &configs {
+            let (host, files, keys, urls) =
+                (host.clone(), files.clone(), keys.clone(), urls.clone());
+            pushes.spawn(async move {
+                let mut client = Client::new(urls, None, agent::fleet::ATTEMPT_TIMEOUT);
+                change::push(&mut client, &keys, &host, &files, 0)
+                    .await
+                    .with_context(|| format!("pushing to {host}"))
+            });
+        }
+        let mut revisions = Vec::new();
+        while let Some(r) = pushes.join_next().await {
+            revisions.push(r??.revision);
         }
         // Each host waits for its own revision; the first is the lowest.
         let first = revisions.iter().copied().min().unwrap_or(0);
