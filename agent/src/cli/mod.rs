@@ -105,6 +105,9 @@ pub enum Command {
         #[command(subcommand)]
         cmd: VeCommand,
     },
+    /// A fleet of hosts driven from etcd: push a host's config, get it back,
+    /// list every host's status, move a VE between hosts.
+    Fleet(crate::fleet::command::FleetArgs),
 }
 
 /// `vznet ve` subcommands.
@@ -314,6 +317,9 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     if let Command::Ve { cmd } = &cli.command {
         return ve_command(cli, cmd);
     }
+    if let Command::Fleet(args) = &cli.command {
+        return crate::fleet::command::run(args, cli.json);
+    }
     if let Command::Show { format } = cli.command {
         return runtime()?.block_on(show::show(cli, format));
     }
@@ -410,7 +416,11 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => Ok(report_error(cli, &e)),
             },
-            Command::Check | Command::Show { .. } | Command::Status | Command::Ve { .. } => unreachable!("handled above"),
+            Command::Check
+            | Command::Show { .. }
+            | Command::Status
+            | Command::Ve { .. }
+            | Command::Fleet(_) => unreachable!("handled above"),
         }
     })
 }
