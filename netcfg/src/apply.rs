@@ -9,18 +9,18 @@ use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 
 use futures::future::join_all;
-use netlink_packet_route::link::{BridgeStpState, InfoData, InfoVeth};
+use netlink_packet_route::address::{AddressAttribute, AddressProtocol};
 use netlink_packet_route::route::RouteScope;
-use rtnetlink::{
-    Handle, LinkBond, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVlan,
-    RouteMessageBuilder,
-};
+use rtnetlink::{Handle, RouteMessageBuilder};
 
 use crate::desired::Desired;
-use crate::kernel::state::{self, bond_mode_to_nl, vznet_protocol, NsState};
-use crate::kernel::{netns, sysctl};
+use crate::kernel::link::nl_err;
+use crate::kernel::state::{self, vznet_protocol, NsState, RTPROT_VZNET};
+use crate::kernel::{self, netns, sysctl};
+use crate::link::veth::{Veth, VethPeer};
+use crate::link::Kind;
 use crate::model::{netns_path, Config};
-use crate::op::{LinkKind, NsName, Op};
+use crate::op::{NsName, Op};
 use crate::plan::{self, Observed, Plan, PlanError};
 
 /// What went wrong, with the op and the kernel's answer.
@@ -77,13 +77,6 @@ pub struct Report {
     pub ops: Vec<Op>,
     /// VEs not wired (no netns).
     pub unwired: Vec<u32>,
-}
-
-fn nl_err(e: rtnetlink::Error) -> io::Error {
-    match e {
-        rtnetlink::Error::NetlinkError(m) => m.to_io(),
-        other => io::Error::other(other.to_string()),
-    }
 }
 
 /// VE namespaces with an open netlink socket at any one time. Each socket's
@@ -216,7 +209,7 @@ impl Engine {
             })?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         // Blocking here is fine: nothing else runs while vznet observes.
-        let results = crate::kernel::dump::read_namespaces(&files, threads);
+        let results = crate::kernel::dump::read_namespaces(&files, threads, desired.bridge_vlans);
         let mut ves = BTreeMap::new();
         let mut host = NsState::default();
         for (n, ((name, _), res)) in files.into_iter().zip(results).enumerate() {
@@ -374,20 +367,6 @@ impl Engine {
         errors
     }
 
-    /// RTM_SETLINK in `ns`.
-    async fn set_link(
-        &self,
-        ns: &NsName,
-        msg: netlink_packet_route::link::LinkMessage,
-    ) -> io::Result<()> {
-        self.handle(ns)?
-            .link()
-            .set(msg)
-            .execute()
-            .await
-            .map_err(nl_err)
-    }
-
     async fn ifindex(&self, ns: &NsName, name: &str) -> io::Result<u32> {
         if let Some(i) = self.index.borrow().get(&(ns.clone(), name.to_string())) {
             return Ok(*i);
@@ -411,65 +390,38 @@ impl Engine {
         tracing::debug!(%op, "apply");
         match op {
             Op::Sysctl { path, value, .. } => sysctl::write(path, value),
-            Op::LinkAdd {
+            Op::LinkAdd { ns, link } => kernel::link::add(self, ns, link).await,
+            Op::LinkDel { ns, link } => kernel::link::delete(self, ns, link).await,
+            Op::LinkSet {
                 ns,
                 name,
-                kind,
-                mac,
-                master,
-                alias,
-            } => {
-                self.link_add(ns, name, kind, *mac, master.as_deref(), alias)
-                    .await
-            }
-            Op::LinkDel { ns, name, .. } => {
-                let h = self.handle(ns)?;
-                let idx = self.ifindex(ns, name).await?;
-                self.forget(ns, name);
-                if let LinkKind::Veth {
-                    peer_ns, peer_name, ..
-                } = op_kind(op)
-                {
-                    self.forget(peer_ns, peer_name);
-                }
-                h.link().del(idx).execute().await.map_err(nl_err)
-            }
+                change,
+                old,
+            } => kernel::link::change(self, ns, name, change, old).await,
+            Op::PortSet {
+                ns,
+                name,
+                change,
+                old,
+            } => kernel::link::set_port(self, ns, name, change, old).await,
+            Op::SetMtu { ns, name, mtu, .. } => kernel::link::set_mtu(self, ns, name, *mtu).await,
             Op::SetMaster {
                 ns, name, master, ..
-            } => {
-                let msg = match master {
-                    Some(m) => LinkUnspec::new_with_name(name)
-                        .controller(self.ifindex(ns, m).await?)
-                        .build(),
-                    None => LinkUnspec::new_with_name(name).nocontroller().build(),
-                };
-                self.set_link(ns, msg).await
-            }
-            Op::SetUp { ns, name, up } => {
-                let b = LinkUnspec::new_with_name(name);
-                let msg = if *up { b.up() } else { b.down() }.build();
-                self.set_link(ns, msg).await
-            }
-            Op::SetMac { ns, name, mac, .. } => {
-                let msg = LinkUnspec::new_with_name(name)
-                    .address(mac.0.to_vec())
-                    .build();
-                self.set_link(ns, msg).await
-            }
-            Op::SetStp { ns, name, stp } => {
-                let msg = LinkMessageBuilder::<LinkBridge>::new(name)
-                    .stp_state(stp_state(*stp))
-                    .build();
-                self.set_link(ns, msg).await
-            }
+            } => kernel::link::set_master(self, ns, name, master.as_deref()).await,
+            Op::SetUp { ns, name, up } => kernel::link::set_up(self, ns, name, *up).await,
+            Op::SetMac { ns, name, mac, .. } => kernel::link::set_mac(self, ns, name, *mac).await,
             Op::AddrAdd { ns, dev, addr } => {
                 let idx = self.ifindex(ns, dev).await?;
-                self.handle(ns)?
-                    .address()
-                    .add(idx, addr.addr(), addr.prefix_len())
-                    .execute()
-                    .await
-                    .map_err(nl_err)
+                let h = self.handle(ns)?;
+                let mut req = h.address().add(idx, addr.addr(), addr.prefix_len());
+                // Marked as vznet's: on links it does not own (NICs) it
+                // removes only addresses so marked.
+                req.message_mut()
+                    .attributes
+                    .push(AddressAttribute::Protocol(AddressProtocol::from(
+                        RTPROT_VZNET,
+                    )));
+                req.execute().await.map_err(nl_err)
             }
             Op::AddrDel { ns, dev, addr } => {
                 let idx = self.ifindex(ns, dev).await?;
@@ -531,100 +483,36 @@ impl Engine {
         }
         Ok(b.build())
     }
+}
 
-    async fn link_add(
-        &self,
-        ns: &NsName,
-        name: &str,
-        kind: &LinkKind,
-        mac: Option<crate::model::MacAddr>,
-        master: Option<&str>,
-        alias: &str,
-    ) -> io::Result<()> {
-        let h = self.handle(ns)?;
-        let controller = match master {
-            Some(m) => Some(self.ifindex(ns, m).await?),
-            None => None,
-        };
-        let mut peer_set = None;
-        let msg = match kind {
-            LinkKind::Bridge { stp } => finish(
-                LinkBridge::new(name).stp_state(stp_state(*stp)),
-                mac,
-                controller,
-            ),
-            LinkKind::Bond { mode, miimon_ms } => finish(
-                LinkBond::new(name)
-                    .mode(bond_mode_to_nl(*mode))
-                    .miimon(*miimon_ms),
-                mac,
-                controller,
-            ),
-            LinkKind::Vlan { link, id } => {
-                let lower = self.ifindex(ns, link).await?;
-                finish(LinkVlan::new(name, lower, *id), mac, controller)
-            }
-            LinkKind::Veth {
-                peer_ns,
-                peer_name,
-                peer_mac,
-            } => {
-                // Not up here: veth_open() fails with ENOTCONN until the pair is linked.
-                let mut peer = LinkUnspec::new_with_name(peer_name);
-                if let Some(m) = peer_mac {
-                    peer = peer.address(m.0.to_vec());
-                }
-                if let Some(pns) = peer_ns {
-                    let file = self.files.get(pns).ok_or_else(|| self.unavailable(pns))?;
-                    peer = peer.setns_by_fd(file.as_raw_fd());
-                }
-                peer_set = Some((peer_ns.clone(), peer_name.clone()));
-                let b = LinkVeth::new(name, peer_name)
-                    .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())));
-                finish(b, mac, controller)
-            }
-        };
-        h.link().add(msg).execute().await.map_err(nl_err)?;
-        self.forget(ns, name);
-        // The kernel ignores IFLA_IFALIAS on create: mark ownership with a set
-        // (which also brings a veth's peer up).
-        let mark = h
-            .link()
-            .set(LinkUnspec::new_with_name(name).alias(alias).build())
-            .execute();
-        if let Some((pns, pname)) = peer_set {
-            self.forget(&pns, &pname);
-            let ph = self.handle(&pns)?;
-            let pmark = ph
-                .link()
-                .set(LinkUnspec::new_with_name(&pname).alias(alias).up().build())
-                .execute();
-            let (a, b) = futures::join!(mark, pmark);
-            a.map_err(nl_err)?;
-            b.map_err(nl_err)
-        } else {
-            mark.await.map_err(nl_err)
-        }
+impl kernel::link::Netns for Engine {
+    fn handle(&self, ns: &NsName) -> io::Result<Handle> {
+        Engine::handle(self, ns)
+    }
+
+    async fn ifindex(&self, ns: &NsName, name: &str) -> io::Result<u32> {
+        Engine::ifindex(self, ns, name).await
+    }
+
+    fn netns_fd(&self, ns: &str) -> Option<std::os::fd::RawFd> {
+        self.files.get(ns).map(AsRawFd::as_raw_fd)
+    }
+
+    fn forget(&self, ns: &NsName, name: &str) {
+        Engine::forget(self, ns, name)
     }
 }
 
 /// The VE namespaces an op talks to (its own, and a veth peer's).
 fn op_namespaces(op: &Op) -> Vec<&str> {
     let mut out: Vec<&str> = op.ns().into_iter().collect();
-    if let Op::LinkAdd {
-        kind: LinkKind::Veth {
-            peer_ns: Some(p), ..
-        },
-        ..
-    }
-    | Op::LinkDel {
-        kind: LinkKind::Veth {
-            peer_ns: Some(p), ..
-        },
-        ..
-    } = op
-    {
-        out.push(p);
+    if let Op::LinkAdd { link, .. } | Op::LinkDel { link, .. } = op {
+        if let Kind::Veth(Veth {
+            peer: Some(VethPeer { ns: Some(p), .. }),
+        }) = &link.kind
+        {
+            out.push(p);
+        }
     }
     out
 }
@@ -656,65 +544,20 @@ fn inval<E: std::fmt::Display>(e: E) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
 }
 
-fn op_kind(op: &Op) -> &LinkKind {
-    match op {
-        Op::LinkAdd { kind, .. } | Op::LinkDel { kind, .. } => kind,
-        _ => &LinkKind::Bridge { stp: false },
-    }
-}
-
-fn stp_state(on: bool) -> BridgeStpState {
-    if on {
-        BridgeStpState::KernelStp
-    } else {
-        BridgeStpState::Disabled
-    }
-}
-
-fn finish<T>(
-    b: LinkMessageBuilder<T>,
-    mac: Option<crate::model::MacAddr>,
-    controller: Option<u32>,
-) -> netlink_packet_route::link::LinkMessage {
-    let mut b = b.up();
-    if let Some(m) = mac {
-        b = b.address(m.0.to_vec());
-    }
-    if let Some(c) = controller {
-        b = b.controller(c);
-    }
-    b.build()
-}
-
 /// Loads nothing, touches nothing: the features `desired` needs that the kernel lacks.
 pub fn missing_features(desired: &Desired) -> io::Result<Option<PlanError>> {
-    use crate::kernel::features::{probe, Feature};
-    let mut need = Vec::new();
-    if desired
-        .links
-        .iter()
-        .any(|l| matches!(l.kind, LinkKind::Bond { .. }))
-    {
-        need.push(Feature::Bonding);
-    }
-    if desired
-        .links
-        .iter()
-        .any(|l| matches!(l.kind, LinkKind::Vlan { .. }))
-    {
-        need.push(Feature::Vlan);
-    }
+    let need = desired.features();
     if need.is_empty() {
         return Ok(None);
     }
-    let have = probe(&need)?;
+    let have = crate::kernel::features::probe(&need)?;
     Ok(need
         .into_iter()
         .zip(have)
         .find(|(_, ok)| !ok)
         .map(|(f, _)| PlanError::NoKernelSupport {
-            what: f.name(),
-            option: f.config_option(),
+            what: f.name,
+            option: f.option,
         }))
 }
 

@@ -6,26 +6,21 @@ use std::path::PathBuf;
 
 use ipnet::IpNet;
 
+use crate::kernel::features::Feature;
 use crate::kernel::state::ALIAS_PREFIX;
+use crate::link::veth::{Veth, VethPeer};
+use crate::link::{self, Kind, LinkDef, Port};
 use crate::model::validate::{global_sysctl_path, interface_sysctl_path, VENET_IFNAME};
 use crate::model::{Config, MacAddr, RouteDest};
-use crate::op::{LinkKind, NsName, RouteSpec};
+use crate::op::{NsName, RouteSpec};
 
 /// A link vznet creates and owns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinkSpec {
     /// Netns.
     pub ns: NsName,
-    /// Name.
-    pub name: String,
-    /// Kind (for a veth, the end in `ns` with its peer).
-    pub kind: LinkKind,
-    /// MAC, if pinned.
-    pub mac: Option<MacAddr>,
-    /// Master.
-    pub master: Option<String>,
-    /// Ownership alias.
-    pub alias: String,
+    /// The link (kind, attributes, master, alias).
+    pub link: LinkDef,
     /// Addresses.
     pub addrs: Vec<IpNet>,
 }
@@ -39,6 +34,22 @@ pub struct Attachment {
     pub master: String,
     /// The master is a bond (the port must go down before joining).
     pub bond_slave: bool,
+    /// Its attributes as a bridge port.
+    pub port: Port,
+}
+
+/// An existing link the config declares (`[[ethernet]]`): vznet sets its MTU,
+/// up state and addresses but does not own it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Nic {
+    /// Name.
+    pub name: String,
+    /// MTU (`None`: left as it is).
+    pub mtu: Option<u32>,
+    /// Up.
+    pub up: bool,
+    /// Addresses vznet adds and marks as its own.
+    pub addrs: Vec<IpNet>,
 }
 
 /// The VE end of a veth, in the VE's netns.
@@ -50,6 +61,8 @@ pub struct VeEnd {
     pub name: String,
     /// MAC.
     pub mac: Option<MacAddr>,
+    /// MTU.
+    pub mtu: Option<u32>,
     /// Host-side name (its peer).
     pub host_name: String,
     /// Alias.
@@ -67,6 +80,8 @@ pub struct Desired {
     pub links: Vec<LinkSpec>,
     /// Existing links to attach.
     pub attachments: Vec<Attachment>,
+    /// Existing links to configure.
+    pub nics: Vec<Nic>,
     /// VE ends of veths.
     pub ve_ends: Vec<VeEnd>,
     /// Routes per netns (`None`: host).
@@ -76,6 +91,8 @@ pub struct Desired {
     /// VRRP virtual IPs by interface (host netns): the VRRP instance adds and
     /// removes them, so plan never touches them.
     pub vips: Vec<(String, IpNet)>,
+    /// A bridge filters VLANs: observing reads the ports' VLANs too.
+    pub bridge_vlans: bool,
 }
 
 /// The alias of a VE's link.
@@ -99,68 +116,121 @@ impl Desired {
                     }
                 }
             };
+        let owned = |name: &str, kind: Kind, alias: &str| LinkDef {
+            name: name.to_string(),
+            kind,
+            mtu: None,
+            mac: None,
+            master: None,
+            port: Port::default(),
+            alias: format!("{ALIAS_PREFIX}{alias}"),
+            depth: 0,
+        };
         for bond in &host.bond {
+            let mut link = owned(
+                &bond.name,
+                Kind::Bond(link::bond::Bond::from_config(bond)),
+                "bond",
+            );
+            link.mtu = bond.mtu;
             d.links.push(LinkSpec {
                 ns: None,
-                name: bond.name.clone(),
-                kind: LinkKind::Bond {
-                    mode: bond.mode,
-                    miimon_ms: bond.miimon_ms,
-                },
-                mac: None,
-                master: None,
-                alias: format!("{ALIAS_PREFIX}bond"),
+                link,
                 addrs: bond.addresses.clone(),
             });
-            for s in &bond.slaves {
-                d.attachments.push(Attachment {
-                    name: s.clone(),
-                    master: bond.name.clone(),
-                    bond_slave: true,
-                });
-            }
             iface_sysctls(&mut d, &bond.name, &bond.sysctl);
         }
         for vlan in &host.vlan {
+            let kind = Kind::Vlan(link::vlan::Vlan::new(&vlan.link, vlan.id, vlan.protocol));
+            let mut link = owned(&vlan.name, kind, "vlan");
+            link.mtu = vlan.mtu;
             d.links.push(LinkSpec {
                 ns: None,
-                name: vlan.name.clone(),
-                kind: LinkKind::Vlan {
-                    link: vlan.link.clone(),
-                    id: vlan.id,
-                },
-                mac: None,
-                master: None,
-                alias: format!("{ALIAS_PREFIX}vlan"),
+                link,
                 addrs: vlan.addresses.clone(),
             });
             iface_sysctls(&mut d, &vlan.name, &vlan.sysctl);
         }
-        for br in &host.bridge {
+        for mv in &host.macvlan {
+            let kind = Kind::Macvlan(link::macvlan::Macvlan {
+                link: Some(mv.link.as_str().into()),
+                mode: Some(mv.mode),
+            });
+            let mut link = owned(&mv.name, kind, "macvlan");
+            link.mtu = mv.mtu;
+            link.mac = mv.mac;
             d.links.push(LinkSpec {
                 ns: None,
-                name: br.name.clone(),
-                kind: LinkKind::Bridge { stp: br.stp },
-                mac: Some(br.mac.unwrap_or_else(|| MacAddr::for_bridge(&br.name))),
-                master: None,
-                alias: format!("{ALIAS_PREFIX}bridge"),
+                link,
+                addrs: mv.addresses.clone(),
+            });
+            iface_sysctls(&mut d, &mv.name, &mv.sysctl);
+        }
+        for vx in &host.vxlan {
+            let kind = Kind::Vxlan(link::vxlan::Vxlan::from_config(vx));
+            let mut link = owned(&vx.name, kind, "vxlan");
+            link.mtu = vx.mtu;
+            link.mac = vx.mac;
+            d.links.push(LinkSpec {
+                ns: None,
+                link,
+                addrs: vx.addresses.clone(),
+            });
+            iface_sysctls(&mut d, &vx.name, &vx.sysctl);
+        }
+        for dummy in &host.dummy {
+            let mut link = owned(&dummy.name, Kind::Dummy(link::dummy::Dummy {}), "dummy");
+            link.mtu = dummy.mtu;
+            link.mac = dummy.mac;
+            d.links.push(LinkSpec {
+                ns: None,
+                link,
+                addrs: dummy.addresses.clone(),
+            });
+            iface_sysctls(&mut d, &dummy.name, &dummy.sysctl);
+        }
+        for br in &host.bridge {
+            let mut link = owned(
+                &br.name,
+                Kind::Bridge(link::bridge::Bridge::from_config(br)),
+                "bridge",
+            );
+            link.mtu = br.mtu;
+            link.mac = Some(br.mac.unwrap_or_else(|| MacAddr::for_bridge(&br.name)));
+            d.links.push(LinkSpec {
+                ns: None,
+                link,
                 addrs: br.addresses.clone(),
             });
-            for p in &br.ports {
-                if let Some(l) = d.links.iter_mut().find(|l| &l.name == p) {
-                    // A bond or VLAN vznet makes is a port it owns: its master is
-                    // part of its spec.
-                    l.master = Some(br.name.clone());
-                } else {
-                    d.attachments.push(Attachment {
-                        name: p.clone(),
-                        master: br.name.clone(),
-                        bond_slave: false,
-                    });
-                }
-            }
             iface_sysctls(&mut d, &br.name, &br.sysctl);
         }
+        // Members: a link vznet makes has its master in its spec; an existing
+        // one is attached.
+        for bond in &host.bond {
+            for s in &bond.slaves {
+                d.join(s, &bond.name, true, Port::default());
+            }
+        }
+        for br in &host.bridge {
+            for p in &br.ports {
+                d.join(
+                    p.name(),
+                    &br.name,
+                    false,
+                    Port::from_config(br, &p.options()),
+                );
+            }
+        }
+        for nic in &host.ethernet {
+            d.nics.push(Nic {
+                name: nic.name.clone(),
+                mtu: nic.mtu,
+                up: nic.up,
+                addrs: nic.addresses.clone(),
+            });
+            iface_sysctls(&mut d, &nic.name, &nic.sysctl);
+        }
+        d.bridge_vlans = host.bridge.iter().any(|b| b.vlan_filtering);
         for v in &host.vrrp {
             for a in &v.virtual_ips {
                 d.vips.push((v.interface.clone(), *a));
@@ -182,23 +252,40 @@ impl Desired {
             for (n, netif) in ve.netif.iter().enumerate() {
                 let host_name = ve.host_ifname(n);
                 let alias = ve_alias(ve.id, &netif.name);
+                let port = netif
+                    .bridge
+                    .as_ref()
+                    .and_then(|b| host.bridge.iter().find(|br| &br.name == b))
+                    .map(|br| Port::from_config(br, &netif.port_options()))
+                    .unwrap_or_default();
                 d.links.push(LinkSpec {
                     ns: None,
-                    name: host_name.clone(),
-                    kind: LinkKind::Veth {
-                        peer_ns: Some(ns.clone()),
-                        peer_name: netif.name.clone(),
-                        peer_mac: netif.mac,
+                    link: LinkDef {
+                        mtu: netif.mtu,
+                        mac: netif.host_mac,
+                        master: netif.bridge.clone(),
+                        port,
+                        alias: alias.clone(),
+                        ..owned(
+                            &host_name,
+                            Kind::Veth(Veth {
+                                peer: Some(VethPeer {
+                                    ns: Some(ns.clone()),
+                                    name: netif.name.clone(),
+                                    mac: netif.mac,
+                                    mtu: netif.mtu,
+                                }),
+                            }),
+                            "",
+                        )
                     },
-                    mac: netif.host_mac,
-                    master: netif.bridge.clone(),
-                    alias: alias.clone(),
                     addrs: Vec::new(),
                 });
                 d.ve_ends.push(VeEnd {
                     ns: ns.clone(),
                     name: netif.name.clone(),
                     mac: netif.mac,
+                    mtu: netif.mtu,
                     host_name: host_name.clone(),
                     alias,
                     addrs: netif.addresses.clone(),
@@ -218,21 +305,29 @@ impl Desired {
                 let alias = ve_alias(ve.id, VENET_IFNAME);
                 d.links.push(LinkSpec {
                     ns: None,
-                    name: host_name.clone(),
-                    kind: LinkKind::Veth {
-                        peer_ns: Some(ns.clone()),
-                        peer_name: VENET_IFNAME.into(),
-                        peer_mac: None,
+                    link: LinkDef {
+                        mtu: venet.mtu,
+                        alias: alias.clone(),
+                        ..owned(
+                            &host_name,
+                            Kind::Veth(Veth {
+                                peer: Some(VethPeer {
+                                    ns: Some(ns.clone()),
+                                    name: VENET_IFNAME.into(),
+                                    mac: None,
+                                    mtu: venet.mtu,
+                                }),
+                            }),
+                            "",
+                        )
                     },
-                    mac: None,
-                    master: None,
-                    alias: alias.clone(),
                     addrs: Vec::new(),
                 });
                 d.ve_ends.push(VeEnd {
                     ns: ns.clone(),
                     name: VENET_IFNAME.into(),
                     mac: None,
+                    mtu: venet.mtu,
                     host_name: host_name.clone(),
                     alias,
                     addrs: venet.addresses.iter().map(|a| IpNet::from(*a)).collect(),
@@ -276,7 +371,55 @@ impl Desired {
         if !host_routes.is_empty() {
             d.routes.insert(None, host_routes);
         }
+        d.set_depths();
         d
+    }
+
+    /// `name` joins `master`: as part of its spec if vznet makes it, as an
+    /// attachment otherwise.
+    fn join(&mut self, name: &str, master: &str, bond_slave: bool, port: Port) {
+        if let Some(l) = self
+            .links
+            .iter_mut()
+            .find(|l| l.ns.is_none() && l.link.name == name)
+        {
+            l.link.master = Some(master.to_string());
+            l.link.port = port;
+        } else {
+            self.attachments.push(Attachment {
+                name: name.to_string(),
+                master: master.to_string(),
+                bond_slave,
+                port,
+            });
+        }
+    }
+
+    /// Each link's depth: one more than the deepest link of the config it names.
+    fn set_depths(&mut self) {
+        let depths = link::depths(self.links.iter().map(|l| (&l.ns, &l.link)));
+        for (l, depth) in self.links.iter_mut().zip(depths) {
+            l.link.depth = depth;
+        }
+    }
+
+    /// The link vznet makes with this name in the host netns.
+    pub fn host_link(&self, name: &str) -> Option<&LinkDef> {
+        self.links
+            .iter()
+            .find(|l| l.ns.is_none() && l.link.name == name)
+            .map(|l| &l.link)
+    }
+
+    /// Kernel features the config needs.
+    pub fn features(&self) -> Vec<Feature> {
+        let mut out: Vec<Feature> = Vec::new();
+        for f in self.links.iter().flat_map(|l| l.link.kind.features()) {
+            if !out.contains(&f) {
+                out.push(f);
+            }
+        }
+        out
     }
 }
 

@@ -83,8 +83,8 @@ fn every_invalid_input_is_located_exits_2_and_changes_nothing() -> Result<()> {
 #[test]
 fn bonds_and_vlans_on_a_kernel_without_them_fail_before_any_change() -> Result<()> {
     let probe = netcfg::kernel::features::probe(&[
-        netcfg::kernel::features::Feature::Bonding,
-        netcfg::kernel::features::Feature::Vlan,
+        netcfg::link::bond::FEATURE,
+        netcfg::link::vlan::FEATURE,
     ])?;
     let lab = Lab::new("no_bonding")?;
     let host = lab.host("host")?;

@@ -676,7 +676,7 @@ fn wire(cli: &Cli) -> anyhow::Result<()> {
 
 fn report_error(cli: &Cli, e: &ApplyError) -> ExitCode {
     let code = match e {
-        ApplyError::Plan(netcfg::plan::PlanError::NoKernelSupport { .. }) => EXIT_INVALID,
+        ApplyError::Plan(p) if p.is_config_error() => EXIT_INVALID,
         _ => 1,
     };
     if cli.json {

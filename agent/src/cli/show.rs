@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use netcfg::desired::Desired;
 use netcfg::kernel::netns;
-use netcfg::kernel::state::{LinkType, NsState};
+use netcfg::kernel::state::{LinkState, NsState};
 use netcfg::model::Config;
 
 use super::Cli;
@@ -20,7 +20,7 @@ pub(super) async fn show(cli: &Cli) -> anyhow::Result<ExitCode> {
         .unwrap_or_default();
 
     let mut bridges = Vec::new();
-    for br in host.links.iter().filter(|l| l.kind == LinkType::Bridge) {
+    for br in host.links.iter().filter(|l| l.is_bridge()) {
         let ports: Vec<&str> = host
             .links
             .iter()
@@ -72,7 +72,7 @@ pub(super) async fn show(cli: &Cli) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|(br, ports, addrs)| {
                 serde_json::json!({
-                    "name": br.name, "mac": br.mac.map(|m| m.to_string()), "stp": br.stp.unwrap_or(false),
+                    "name": br.name, "mac": br.mac.map(|m| m.to_string()), "stp": stp_on(br),
                     "managed": br.is_managed(), "up": br.up, "ports": ports, "addresses": addrs,
                 })
             })
@@ -92,7 +92,7 @@ pub(super) async fn show(cli: &Cli) -> anyhow::Result<ExitCode> {
             || "-".into(),
             |m| format!("8000.{}", m.to_string().replace(':', "")),
         );
-        let stp = if br.stp.unwrap_or(false) { "yes" } else { "no" };
+        let stp = if stp_on(br) { "yes" } else { "no" };
         let first = ports.first().copied().unwrap_or("");
         println!(
             "{:<16}{:<24}{:<13}{:<16}{}",
@@ -139,6 +139,10 @@ pub(super) async fn show(cli: &Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn stp_on(br: &LinkState) -> bool {
+    br.kind.as_bridge().and_then(|b| b.stp).unwrap_or(false)
 }
 
 async fn read_ns(path: &std::path::Path) -> anyhow::Result<NsState> {

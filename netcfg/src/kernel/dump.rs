@@ -12,10 +12,11 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkMessage};
-use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use nix::sched::{setns, CloneFlags};
 
 use super::state::{AddrState, LinkState, NsState, RouteState};
+use crate::link::port::PortVlans;
 
 /// A blocking netlink route socket with a receive buffer.
 struct Dumper {
@@ -82,8 +83,10 @@ impl Dumper {
         }
     }
 
-    /// Links, addresses and main-table routes of the calling thread's netns.
-    fn read(&mut self) -> io::Result<NsState> {
+    /// Links, addresses and main-table routes of the calling thread's netns;
+    /// with `port_vlans`, the bridge ports' VLANs too (a second link dump, of
+    /// AF_BRIDGE with the BRVLAN filter: not free with 1000 ports).
+    fn read(&mut self, port_vlans: bool) -> io::Result<NsState> {
         let mut st = NsState::default();
         let mut link_req = LinkMessage::default();
         link_req
@@ -94,6 +97,20 @@ impl Dumper {
                 st.links.extend(LinkState::from_message(&l));
             }
         })?;
+        st.resolve();
+        if port_vlans {
+            let mut req = LinkMessage::default();
+            req.header.interface_family = AddressFamily::Bridge;
+            req.attributes
+                .push(LinkAttribute::ExtMask(vec![LinkExtentMask::Brvlan]));
+            self.dump(RouteNetlinkMessage::GetLink(req), |m| {
+                if let RouteNetlinkMessage::NewLink(l) = m {
+                    if let Some(vlans) = PortVlans::from_attributes(&l.attributes) {
+                        st.set_port_vlans(l.header.index, vlans);
+                    }
+                }
+            })?;
+        }
         self.dump(
             RouteNetlinkMessage::GetAddress(AddressMessage::default()),
             |m| {
@@ -114,20 +131,28 @@ impl Dumper {
 
 /// Reads each namespace in `namespaces` on `threads` threads. Results keep the
 /// input order; a namespace that cannot be entered or read gives its error.
-pub fn read_namespaces(namespaces: &[(String, File)], threads: usize) -> Vec<io::Result<NsState>> {
+/// With `port_vlans`, the first namespace's (the host's, which holds the
+/// bridges) port VLANs are read too.
+pub fn read_namespaces(
+    namespaces: &[(String, File)],
+    threads: usize,
+    port_vlans: bool,
+) -> Vec<io::Result<NsState>> {
     let threads = threads.clamp(1, namespaces.len().max(1));
     let per = namespaces.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
         let workers: Vec<_> = namespaces
             .chunks(per)
-            .map(|chunk| {
+            .enumerate()
+            .map(|(c, chunk)| {
                 scope.spawn(move || {
                     chunk
                         .iter()
-                        .map(|(_, file)| {
+                        .enumerate()
+                        .map(|(n, (_, file))| {
                             setns(file.as_fd(), CloneFlags::CLONE_NEWNET)
                                 .map_err(io::Error::from)?;
-                            Dumper::new()?.read()
+                            Dumper::new()?.read(port_vlans && c == 0 && n == 0)
                         })
                         .collect::<Vec<_>>()
                 })

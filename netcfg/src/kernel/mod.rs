@@ -2,6 +2,7 @@
 
 pub mod dump;
 pub mod features;
+pub mod link;
 pub mod netns;
 pub mod state;
 pub mod sysctl;

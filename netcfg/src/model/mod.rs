@@ -3,6 +3,7 @@
 
 mod host;
 pub mod lb;
+mod link;
 mod mac;
 mod source;
 pub mod validate;
@@ -13,11 +14,15 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use host::{Bond, BondMode, Bridge, HostConfig, Route, RouteDest, Vlan, Vrrp, VrrpChecksum};
+pub use host::{HostConfig, Route, RouteDest, Vrrp, VrrpChecksum};
 pub use host::{VrrpTrack, VrrpTrackWeighted};
 pub use lb::{
     Backend as LbBackend, CheckKind, HealthCheck, LbProtocol, OnFailure, Scheduler, SorryServer,
     VirtualServer,
+};
+pub use link::{
+    AdSelect, Bond, BondMode, Bridge, BridgePort, Dummy, Ethernet, LacpRate, Macvlan, MacvlanMode,
+    NamedPort, PortOptions, Vlan, VlanProtocol, Vxlan, XmitHashPolicy,
 };
 pub use mac::{MacAddr, MacParseError};
 pub use source::{KeyPath, Location, Seg, SourceFile};
