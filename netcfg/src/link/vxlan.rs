@@ -172,6 +172,19 @@ impl Spec for Vxlan {
         out
     }
 
+    fn notable(&self) -> Vec<(&'static str, String)> {
+        super::without_defaults(
+            self.describe(),
+            &[
+                ("remote", "none"),
+                ("local", "none"),
+                ("dev", "none"),
+                ("port", "4789"),
+                ("learning", "on"),
+            ],
+        )
+    }
+
     fn features(&self) -> Vec<Feature> {
         vec![FEATURE]
     }

@@ -1,0 +1,189 @@
+//! One config attribute's life under vznet, the same steps for every attribute
+//! (netns tests on this kernel, VM scenarios for what it lacks):
+//!
+//! 1. declared: apply, and the kernel has the value;
+//! 2. changed in the config: `plan` shows exactly one op, apply, the kernel has
+//!    the new value;
+//! 3. changed behind vznet's back: `plan` shows exactly the repair, apply, the
+//!    kernel has the config's value again;
+//! 4. removed from the config: `plan` shows exactly the op back to the default
+//!    (or nothing, for attributes vznet leaves as they are), apply, and then
+//!    `plan` is `0 changes`.
+
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::Value;
+
+use crate::Host;
+
+/// One attribute's steps. Texts may contain `@ATTR@` (where the attribute's
+/// line goes in a config file) and `@NS:name@` (the netns of the lab host
+/// called `name`).
+#[derive(Debug, Clone)]
+pub struct AttributeCase {
+    /// What is tested, for messages.
+    pub name: &'static str,
+    /// `host.toml`.
+    pub host: &'static str,
+    /// VE files by id.
+    pub ves: Vec<(u32, &'static str)>,
+    /// The attribute's line when first declared (`"mtu = 9000"`).
+    pub first: &'static str,
+    /// Its line after the change.
+    pub second: &'static str,
+    /// The ops `plan` shows for the change, one a line.
+    pub change: &'static str,
+    /// The host (by lab name) and the command that changes the value behind
+    /// vznet's back.
+    pub drift: (&'static str, Vec<&'static str>),
+    /// The ops `plan` shows to repair that.
+    pub repair: &'static str,
+    /// The ops `plan` shows once the line is removed (`None`: nothing changes).
+    pub removed: Option<&'static str>,
+    /// Where the value is read back (`None`: the plans are the check).
+    pub read: Option<Read>,
+}
+
+/// Where an attribute's value is read back: a JSON pointer into
+/// `ip -d -j link show DEV` in a lab host, and the value expected after each
+/// step (as `Value::to_string` prints it).
+#[derive(Debug, Clone)]
+pub struct Read {
+    /// The lab host's name.
+    pub host: &'static str,
+    /// The link.
+    pub dev: &'static str,
+    /// JSON pointer into the link's object (`/linkinfo/info_data/forward_delay`).
+    pub pointer: &'static str,
+    /// After step 1.
+    pub first: &'static str,
+    /// After steps 2 and 3.
+    pub second: &'static str,
+    /// After step 4.
+    pub removed: &'static str,
+}
+
+/// What the runner needs from its caller.
+#[allow(missing_debug_implementations)]
+pub struct Runner<'a> {
+    /// The config folder.
+    pub dir: &'a std::path::Path,
+    /// Lab hosts by the names the case uses.
+    pub hosts: Vec<(&'static str, &'a Host)>,
+    /// Runs `vznet ARGS --config-dir DIR` in the host netns; stdout on success.
+    pub vznet: &'a dyn Fn(&[&str]) -> Result<String>,
+}
+
+impl Runner<'_> {
+    fn host(&self, name: &str) -> Result<&Host> {
+        self.hosts
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, h)| *h)
+            .with_context(|| format!("no lab host called {name:?}"))
+    }
+
+    /// `text` with `@NS:name@` replaced.
+    fn expand(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for (name, host) in &self.hosts {
+            out = out.replace(&format!("@NS:{name}@"), host.name());
+        }
+        out
+    }
+
+    fn write(&self, case: &AttributeCase, attr: &str) -> Result<()> {
+        let fill = |t: &str| self.expand(&t.replace("@ATTR@", attr));
+        std::fs::write(self.dir.join("host.toml"), fill(case.host))?;
+        std::fs::create_dir_all(self.dir.join("ve"))?;
+        for (id, text) in &case.ves {
+            std::fs::write(self.dir.join(format!("ve/{id}.toml")), fill(text))?;
+        }
+        Ok(())
+    }
+
+    /// The ops `plan` shows, without the count line.
+    fn plan(&self) -> Result<Vec<String>> {
+        let out = (self.vznet)(&["plan"])?;
+        Ok(out
+            .lines()
+            .filter(|l| !l.ends_with(" changes") && !l.ends_with(" change") && !l.is_empty())
+            .map(str::to_string)
+            .collect())
+    }
+
+    fn expect_plan(&self, case: &AttributeCase, step: &str, want: Option<&str>) -> Result<()> {
+        let got = self.plan()?;
+        let want: Vec<String> = want
+            .map(|w| self.expand(w))
+            .iter()
+            .flat_map(|w| w.lines().map(str::to_string))
+            .collect();
+        ensure!(
+            got == want,
+            "{}: {step}: plan shows {got:#?}, expected exactly {want:#?}",
+            case.name
+        );
+        Ok(())
+    }
+
+    fn read(
+        &self,
+        case: &AttributeCase,
+        step: &str,
+        want: fn(&Read) -> &'static str,
+    ) -> Result<()> {
+        let Some(r) = &case.read else {
+            return Ok(());
+        };
+        let want = want(r);
+        let host = self.host(r.host)?;
+        let json = host.ip_json(["-d", "link", "show", "dev", r.dev])?;
+        let got = json
+            .get(0)
+            .and_then(|l| l.pointer(r.pointer))
+            .map_or_else(|| "(absent)".to_string(), Value::to_string);
+        ensure!(
+            got == want,
+            "{}: {step}: {} {} is {got}, expected {want}",
+            case.name,
+            r.dev,
+            r.pointer
+        );
+        Ok(())
+    }
+
+    fn apply(&self, case: &AttributeCase, step: &str) -> Result<()> {
+        (self.vznet)(&["apply"]).with_context(|| format!("{}: {step}: apply", case.name))?;
+        Ok(())
+    }
+
+    /// Runs the four steps; the first failure is the error.
+    pub fn run(&self, case: &AttributeCase) -> Result<()> {
+        self.write(case, case.first)?;
+        self.apply(case, "declared")?;
+        self.expect_plan(case, "declared", None)?;
+        self.read(case, "declared", |r| r.first)?;
+
+        self.write(case, case.second)?;
+        self.expect_plan(case, "changed in the config", Some(case.change))?;
+        self.apply(case, "changed in the config")?;
+        self.read(case, "changed in the config", |r| r.second)?;
+
+        let (on, argv) = &case.drift;
+        let host = self.host(on)?;
+        let argv: Vec<String> = argv.iter().map(|a| self.expand(a)).collect();
+        if let Err(e) = host.run(&argv) {
+            bail!("{}: drifting with {argv:?}: {e:#}", case.name);
+        }
+        self.expect_plan(case, "changed behind vznet's back", Some(case.repair))?;
+        self.apply(case, "repair")?;
+        self.read(case, "repaired", |r| r.second)?;
+
+        self.write(case, "")?;
+        self.expect_plan(case, "removed from the config", case.removed)?;
+        self.apply(case, "removed from the config")?;
+        self.expect_plan(case, "after removal", None)?;
+        self.read(case, "removed from the config", |r| r.removed)?;
+        Ok(())
+    }
+}
