@@ -44,7 +44,7 @@ mod sweep;
 use std::time::{Duration, Instant};
 
 pub use address::Address;
-pub use attribute::{AttributeCase, Read, Runner};
+pub use attribute::{AttributeCase, Read, Runner, Source};
 pub use command::CommandError;
 pub use host::{Endpoint, Host, Root, Switch};
 pub use keepalived::{keepalived_path, spawn_keepalived};

@@ -408,7 +408,7 @@ impl Engine {
             Op::SetMaster {
                 ns, name, master, ..
             } => kernel::link::set_master(self, ns, name, master.as_deref()).await,
-            Op::SetUp { ns, name, up } => kernel::link::set_up(self, ns, name, *up).await,
+            Op::SetUp { ns, name, up, .. } => kernel::link::set_up(self, ns, name, *up).await,
             Op::SetMac { ns, name, mac, .. } => kernel::link::set_mac(self, ns, name, *mac).await,
             Op::AddrAdd { ns, dev, addr } => {
                 let idx = self.ifindex(ns, dev).await?;

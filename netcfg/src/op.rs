@@ -132,6 +132,10 @@ pub enum Op {
         name: String,
         /// Up.
         up: bool,
+        /// A VLAN or macvlan rides on it: up before they are made (the kernel
+        /// refuses to bring them up on a link that is down).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        lower: bool,
     },
     /// Change a link's MAC.
     SetMac {
@@ -194,6 +198,8 @@ pub enum Phase {
     GlobalSysctl,
     /// MTUs that grow, lower links first.
     MtuGrow(u8),
+    /// Links that VLANs and macvlans ride on, up.
+    LowerUp,
     /// Links other than veths, lower links first (bonds, bridges, dummies,
     /// then VLANs, macvlans, VXLANs on them).
     Create(u8),
@@ -281,6 +287,11 @@ impl Op {
             Op::SetMaster { .. } => Phase::Attach,
             Op::PortSet { .. } => Phase::Port,
             Op::SetMac { .. } | Op::LinkSet { .. } => Phase::Modify,
+            Op::SetUp {
+                up: true,
+                lower: true,
+                ..
+            } => Phase::LowerUp,
             Op::SetUp { up: true, .. } => Phase::Up,
             Op::AddrAdd { .. } => Phase::Address,
             Op::RouteAdd { .. } => Phase::Route,
@@ -344,7 +355,17 @@ impl Op {
                 master: old,
                 old: master,
             },
-            Op::SetUp { ns, name, up, .. } => Op::SetUp { ns, name, up: !up },
+            Op::SetUp {
+                ns,
+                name,
+                up,
+                lower,
+            } => Op::SetUp {
+                ns,
+                name,
+                up: !up,
+                lower,
+            },
             Op::SetMac {
                 ns, name, mac, old, ..
             } => match old {

@@ -8,7 +8,7 @@ mod common;
 
 use anyhow::Result;
 use common::{vznet_ok, ConfigDir};
-use lab::{AttributeCase, Lab, Read, Runner};
+use lab::{AttributeCase, Lab, Read, Runner, Source};
 
 /// A host with two NICs (veths whose far ends are up), a bridge `br0` and a VE
 /// netns; runs `case` in it.
@@ -29,6 +29,7 @@ fn run(test: &str, case: AttributeCase) -> Result<()> {
         dir: cfg.path(),
         hosts: vec![("host", &host), ("ve", &ve)],
         vznet: &vznet,
+        plan_first: true,
     }
     .run(&case)
 }
@@ -41,8 +42,7 @@ fn read(
 ) -> Option<Read> {
     Some(Read {
         host,
-        dev,
-        pointer,
+        source: Source::Link { dev, pointer },
         first: values[0],
         second: values[1],
         removed: values[2],

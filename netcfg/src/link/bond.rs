@@ -211,18 +211,17 @@ impl Spec for Bond {
         let (mut change, mut old) = delta_fields!(self, have;
             mode, miimon_ms, updelay_ms, downdelay_ms, lacp_rate, xmit_hash_policy,
             ad_select, min_links, primary, arp_interval_ms, arp_ip_targets)?;
-        let have_miimon = have.miimon_ms.is_some_and(|m| m > 0);
         // The kernel keeps the delays in units of miimon: a new miimon changes
-        // them, so they are sent again with it (and restored with the old one
-        // only where the old miimon allowed delays at all).
+        // them, so they are sent again with it (a request with miimon 0
+        // leaves them out, see `info_data`).
         if change.miimon_ms.is_some() {
             if change.updelay_ms.is_none() && self.updelay_ms.is_some() {
                 change.updelay_ms = self.updelay_ms;
-                old.updelay_ms = have.updelay_ms.filter(|_| have_miimon);
+                old.updelay_ms = have.updelay_ms;
             }
             if change.downdelay_ms.is_none() && self.downdelay_ms.is_some() {
                 change.downdelay_ms = self.downdelay_ms;
-                old.downdelay_ms = have.downdelay_ms.filter(|_| have_miimon);
+                old.downdelay_ms = have.downdelay_ms;
             }
         }
         // A new mode resets what only the old mode used (ARP monitoring, for
@@ -239,10 +238,8 @@ impl Spec for Bond {
                 keep(&mut old.arp_interval_ms, &have.arp_interval_ms);
                 keep(&mut old.arp_ip_targets, &have.arp_ip_targets);
             }
-            if have_miimon {
-                keep(&mut old.updelay_ms, &have.updelay_ms);
-                keep(&mut old.downdelay_ms, &have.downdelay_ms);
-            }
+            keep(&mut old.updelay_ms, &have.updelay_ms);
+            keep(&mut old.downdelay_ms, &have.downdelay_ms);
         }
         Some((change, old))
     }
@@ -275,6 +272,20 @@ impl Spec for Bond {
         }
     }
 
+    /// A bond made again from what a dump reported carries every option; the
+    /// kernel refuses (EACCES) the ones its mode does not take.
+    fn created(&self) -> Bond {
+        let mut b = self.clone();
+        if let Some(mode) = self.mode {
+            for o in [ModeOption::Lacp, ModeOption::Primary, ModeOption::Arp] {
+                if !o.applies(mode) {
+                    b.take(o, &mut Bond::default());
+                }
+            }
+        }
+        b
+    }
+
     fn refs(&self) -> Vec<&LinkRef> {
         self.primary.iter().filter(|p| **p != NO_LINK).collect()
     }
@@ -291,11 +302,15 @@ impl Spec for Bond {
         if let Some(x) = self.miimon_ms {
             v.push(InfoBond::MiiMon(x));
         }
-        if let Some(x) = self.updelay_ms {
-            v.push(InfoBond::UpDelay(x));
-        }
-        if let Some(x) = self.downdelay_ms {
-            v.push(InfoBond::DownDelay(x));
+        // The kernel refuses delays (EPERM) while miimon is 0, and reports
+        // them as 0 then.
+        if self.miimon_ms != Some(0) {
+            if let Some(x) = self.updelay_ms {
+                v.push(InfoBond::UpDelay(x));
+            }
+            if let Some(x) = self.downdelay_ms {
+                v.push(InfoBond::DownDelay(x));
+            }
         }
         if let Some(x) = self.arp_interval_ms {
             v.push(InfoBond::ArpInterval(x));
@@ -556,6 +571,21 @@ mod tests {
         assert_eq!(undo[0].lacp_rate, Some(LacpRate::Slow));
         assert_eq!(undo[0].mode, None);
         assert_eq!(undo[1].mode, Some(BondMode::ActiveBackup));
+    }
+
+    #[test]
+    fn a_bond_made_again_from_a_dump_carries_only_its_modes_options() {
+        let dumped = observed(&Bond::from_config(&config(BondMode::ActiveBackup)));
+        assert_eq!(
+            dumped.lacp_rate,
+            Some(LacpRate::Slow),
+            "dumps report every option"
+        );
+        let made = dumped.created();
+        assert_eq!(made.lacp_rate, None);
+        assert_eq!(made.ad_select, None);
+        assert_eq!(made.primary, Some(NO_LINK));
+        assert_eq!(made.arp_interval_ms, Some(0));
     }
 
     #[test]

@@ -34,12 +34,23 @@ pub(crate) fn plan(
         .map(|l| l.link.name.as_str())
         .chain(desired.nics.iter().map(|n| n.name.as_str()))
         .collect();
-    for link in host
-        .links
-        .iter()
-        .filter(|l| l.is_managed() && !wanted.contains(l.name.as_str()))
-    {
+    let going = |l: &LinkState| l.is_managed() && !wanted.contains(l.name.as_str());
+    for link in host.links.iter().filter(|l| going(l)) {
         delete(ops, &None, link, host, observed, None)?;
+        // Its ports and slaves leave it first, so that undoing puts them back
+        // (deleting it would release them without a trace).
+        for port in host
+            .links
+            .iter()
+            .filter(|p| p.master == Some(link.index) && !going(p))
+        {
+            ops.push(Op::SetMaster {
+                ns: None,
+                name: port.name.clone(),
+                master: None,
+                old: Some(link.name.clone()),
+            });
+        }
     }
 
     let pvid_moves = default_pvid_moves(desired, host);
@@ -54,7 +65,59 @@ pub(crate) fn plan(
     for end in &desired.ve_ends {
         ve_end_ops(ops, end, observed);
     }
+    lower_up_ops(ops, desired, host);
     Ok(fresh)
+}
+
+/// True when the plan takes `name` out of a bond: the bond closes a slave it
+/// releases, so the link will be down.
+fn released_from_bond(ops: &[Op], host: &NsState, name: &str) -> bool {
+    ops.iter().any(|op| {
+        matches!(op, Op::SetMaster { ns: None, name: n, old: Some(m), .. }
+            if n == name && host.link(m).is_some_and(|b| b.kind.is_bond()))
+    })
+}
+
+/// The links VLANs and macvlans ride on must be up before those are made or
+/// brought up (the kernel refuses with ENETDOWN): their up ops run first, and
+/// a link that is not vznet's and not declared goes up too, as a bridge port
+/// does.
+fn lower_up_ops(ops: &mut Vec<Op>, desired: &Desired, host: &NsState) {
+    let lowers: BTreeSet<&str> = desired
+        .links
+        .iter()
+        .filter(|l| l.ns.is_none())
+        .filter_map(|l| l.link.kind.ifla_link().and_then(|r| r.name()))
+        .collect();
+    for op in ops.iter_mut() {
+        if let Op::SetUp {
+            ns: None,
+            name,
+            up: true,
+            lower,
+        } = op
+        {
+            *lower = lowers.contains(name.as_str());
+        }
+    }
+    for name in lowers {
+        let Some(link) = host.link(name) else {
+            continue;
+        };
+        let handled = ops
+            .iter()
+            .any(|op| matches!(op, Op::SetUp { ns: None, name: n, .. } if n == name));
+        let released = released_from_bond(ops, host, name);
+        let declared = desired.host_link(name).is_some();
+        if (!link.up || released) && !handled && !declared {
+            ops.push(Op::SetUp {
+                ns: None,
+                name: name.to_string(),
+                up: true,
+                lower: true,
+            });
+        }
+    }
 }
 
 /// Bridges whose default PVID changes: (old, new) by name.
@@ -124,6 +187,7 @@ fn join_ops(
             ns: ns.clone(),
             name: name.to_string(),
             up: false,
+            lower: false,
         });
     }
     ops.push(Op::SetMaster {
@@ -258,6 +322,7 @@ fn link_ops(
             ns: spec.ns.clone(),
             name: def.name.clone(),
             up: true,
+            lower: false,
         });
     }
     // A VRRP virtual IP comes and goes with mastership: not drift.
@@ -294,7 +359,8 @@ fn mtu_op(
     let Some(mtu) = want.filter(|m| link.mtu != Some(*m)) else {
         return Ok(());
     };
-    if let Some(max) = link.max_mtu.filter(|max| mtu > *max) {
+    // IFLA_MAX_MTU 0: no limit (dummy).
+    if let Some(max) = link.max_mtu.filter(|max| *max > 0 && mtu > *max) {
         return Err(PlanError::MtuTooLarge {
             name: link.name.clone(),
             mtu,
@@ -518,11 +584,12 @@ fn attachment_ops(
                 &port_now(port, &att.master, pvid_moves),
             );
         }
-        if bridge && !port.up {
+        if bridge && (!port.up || released_from_bond(ops, host, &att.name)) {
             ops.push(Op::SetUp {
                 ns: None,
                 name: att.name.clone(),
                 up: true,
+                lower: false,
             });
         }
     }
@@ -580,11 +647,13 @@ fn nic_ops(ops: &mut Vec<Op>, desired: &Desired, host: &NsState) -> Result<(), P
             .attachments
             .iter()
             .any(|a| a.name == nic.name && a.bond_slave);
-        if link.up != nic.up && !slave {
+        let up = link.up && !released_from_bond(ops, host, &nic.name);
+        if up != nic.up && !slave {
             ops.push(Op::SetUp {
                 ns: None,
                 name: nic.name.clone(),
                 up: nic.up,
+                lower: false,
             });
         }
         let all: Vec<IpNet> = host.addrs_of(link.index).collect();
@@ -692,6 +761,7 @@ fn ve_end_ops(ops: &mut Vec<Op>, end: &VeEnd, observed: &Observed) {
                     ns: ns.clone(),
                     name: end.name.clone(),
                     up: true,
+                    lower: false,
                 });
             }
             addr_ops(
@@ -976,6 +1046,33 @@ mod tests {
         o.host.links.push(eth1);
         let p = full_plan(&d, &o).expect("plan");
         assert_eq!(text(&p.ops), ["~ bridge br0 default_pvid 1 -> 5"]);
+    }
+
+    #[test]
+    fn a_deleted_bond_lets_its_slaves_go_first_and_a_vlan_on_one_brings_it_up() {
+        let mut d = Desired::default();
+        d.links.push(vlan_spec("eth0.5", "eth0", 5));
+        let mut o = Observed::default();
+        o.host.links.push(observed_bond(4, 100));
+        let mut eth0 = fixture::nic(2, "eth0");
+        eth0.master = Some(4);
+        o.host.links.push(eth0);
+        let p = full_plan(&d, &o).expect("plan");
+        assert_eq!(
+            text(&p.ops),
+            [
+                "~ link eth0 nomaster (was bond0)",
+                "- link bond0",
+                "~ link eth0 up",
+                "+ vlan eth0.5 (link eth0, id 5, protocol 802.1Q)",
+            ]
+        );
+        assert_eq!(p.ops[2].phase(), Phase::LowerUp);
+        // Undone in reverse: down, the bond back, eth0 enslaved again.
+        assert!(matches!(
+            p.ops[0].inverse(),
+            Op::SetMaster { master: Some(ref m), .. } if m == "bond0"
+        ));
     }
 
     #[test]

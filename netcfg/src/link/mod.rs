@@ -500,6 +500,14 @@ impl LinkDef {
         if let Some(m) = &self.master {
             s.push_str(&format!(" master {m}"));
         }
+        let port = without_defaults(
+            self.port.describe(),
+            &[("isolated", "off"), ("hairpin", "off"), ("learning", "on")],
+        );
+        if !port.is_empty() {
+            let list: Vec<String> = port.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            s.push_str(&format!(" port {}", list.join(", ")));
+        }
         s
     }
 }

@@ -198,11 +198,13 @@ pub(super) fn check_host_links<'a>(
         check_mtu(c, hs, &p.k("mtu"), nic.mtu);
         let member =
             host.bond.iter().any(|b| b.slaves.contains(&nic.name)) || ports.contains_key(&nic.name);
-        if !nic.up && member {
+        let lower = host.vlan.iter().any(|v| v.link == nic.name)
+            || host.macvlan.iter().any(|m| m.link == nic.name);
+        if !nic.up && (member || lower) {
             c.error(
                 hs,
                 &p.k("up"),
-                "a bridge port or bond slave must be up (its master needs it)".into(),
+                "a bridge port, bond slave or VLAN/macvlan lower link must be up".into(),
             );
         }
         c.sysctls(hs, &p.k("sysctl"), &nic.sysctl, true);
