@@ -43,6 +43,34 @@ pub struct AttributeCase {
     pub read: Option<Read>,
 }
 
+impl AttributeCase {
+    /// A case in `host.toml` alone whose drift runs in the lab host "host".
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_host(
+        host: &'static str,
+        name: &'static str,
+        [first, second]: [&'static str; 2],
+        change: &'static str,
+        drift: Vec<&'static str>,
+        repair: &'static str,
+        removed: Option<&'static str>,
+        read: Option<Read>,
+    ) -> AttributeCase {
+        AttributeCase {
+            name,
+            host,
+            ves: Vec::new(),
+            first,
+            second,
+            change,
+            drift: ("host", drift),
+            repair,
+            removed,
+            read,
+        }
+    }
+}
+
 /// Where an attribute's value is read back, in a lab host, and the value
 /// expected after each step.
 #[derive(Debug, Clone)]

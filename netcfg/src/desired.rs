@@ -95,6 +95,39 @@ pub struct Desired {
     pub bridge_vlans: bool,
 }
 
+/// A link `host.toml` declares, on its way to a [`LinkSpec`].
+struct Made<'a> {
+    name: &'a str,
+    kind: Kind,
+    alias: &'static str,
+    mtu: Option<u32>,
+    mac: Option<MacAddr>,
+    addrs: &'a [IpNet],
+    sysctl: &'a BTreeMap<String, crate::model::SysctlValue>,
+}
+
+impl<'a> Made<'a> {
+    /// The keys every kind has.
+    fn of(
+        name: &'a str,
+        mtu: Option<u32>,
+        addrs: &'a [IpNet],
+        sysctl: &'a BTreeMap<String, crate::model::SysctlValue>,
+    ) -> Made<'a> {
+        Made {
+            name,
+            kind: Kind::Other {
+                kind: String::new(),
+            },
+            alias: "",
+            mtu,
+            mac: None,
+            addrs,
+            sysctl,
+        }
+    }
+}
+
 /// The alias of a VE's link.
 pub fn ve_alias(id: u32, netif: &str) -> String {
     format!("{ALIAS_PREFIX}ve{id}:{netif}")
@@ -126,83 +159,59 @@ impl Desired {
             alias: format!("{ALIAS_PREFIX}{alias}"),
             depth: 0,
         };
-        for bond in &host.bond {
-            let mut link = owned(
-                &bond.name,
-                Kind::Bond(link::bond::Bond::from_config(bond)),
-                "bond",
-            );
-            link.mtu = bond.mtu;
+        let made = host
+            .bond
+            .iter()
+            .map(|b| Made {
+                kind: Kind::Bond(link::bond::Bond::from_config(b)),
+                alias: "bond",
+                mac: None,
+                ..Made::of(&b.name, b.mtu, &b.addresses, &b.sysctl)
+            })
+            .chain(host.vlan.iter().map(|v| Made {
+                kind: Kind::Vlan(link::vlan::Vlan::new(&v.link, v.id, v.protocol)),
+                alias: "vlan",
+                mac: None,
+                ..Made::of(&v.name, v.mtu, &v.addresses, &v.sysctl)
+            }))
+            .chain(host.macvlan.iter().map(|m| Made {
+                kind: Kind::Macvlan(link::macvlan::Macvlan {
+                    link: Some(m.link.as_str().into()),
+                    mode: Some(m.mode),
+                }),
+                alias: "macvlan",
+                mac: m.mac,
+                ..Made::of(&m.name, m.mtu, &m.addresses, &m.sysctl)
+            }))
+            .chain(host.vxlan.iter().map(|v| Made {
+                kind: Kind::Vxlan(link::vxlan::Vxlan::from_config(v)),
+                alias: "vxlan",
+                mac: v.mac,
+                ..Made::of(&v.name, v.mtu, &v.addresses, &v.sysctl)
+            }))
+            .chain(host.dummy.iter().map(|x| Made {
+                kind: Kind::Dummy(link::dummy::Dummy {}),
+                alias: "dummy",
+                mac: x.mac,
+                ..Made::of(&x.name, x.mtu, &x.addresses, &x.sysctl)
+            }))
+            .chain(host.bridge.iter().map(|b| Made {
+                kind: Kind::Bridge(link::bridge::Bridge::from_config(b)),
+                alias: "bridge",
+                // Pinned: a bridge takes its lowest port's MAC otherwise.
+                mac: Some(b.mac.unwrap_or_else(|| MacAddr::for_bridge(&b.name))),
+                ..Made::of(&b.name, b.mtu, &b.addresses, &b.sysctl)
+            }));
+        for m in made {
+            let mut link = owned(m.name, m.kind, m.alias);
+            link.mtu = m.mtu;
+            link.mac = m.mac;
+            iface_sysctls(&mut d, m.name, m.sysctl);
             d.links.push(LinkSpec {
                 ns: None,
                 link,
-                addrs: bond.addresses.clone(),
+                addrs: m.addrs.to_vec(),
             });
-            iface_sysctls(&mut d, &bond.name, &bond.sysctl);
-        }
-        for vlan in &host.vlan {
-            let kind = Kind::Vlan(link::vlan::Vlan::new(&vlan.link, vlan.id, vlan.protocol));
-            let mut link = owned(&vlan.name, kind, "vlan");
-            link.mtu = vlan.mtu;
-            d.links.push(LinkSpec {
-                ns: None,
-                link,
-                addrs: vlan.addresses.clone(),
-            });
-            iface_sysctls(&mut d, &vlan.name, &vlan.sysctl);
-        }
-        for mv in &host.macvlan {
-            let kind = Kind::Macvlan(link::macvlan::Macvlan {
-                link: Some(mv.link.as_str().into()),
-                mode: Some(mv.mode),
-            });
-            let mut link = owned(&mv.name, kind, "macvlan");
-            link.mtu = mv.mtu;
-            link.mac = mv.mac;
-            d.links.push(LinkSpec {
-                ns: None,
-                link,
-                addrs: mv.addresses.clone(),
-            });
-            iface_sysctls(&mut d, &mv.name, &mv.sysctl);
-        }
-        for vx in &host.vxlan {
-            let kind = Kind::Vxlan(link::vxlan::Vxlan::from_config(vx));
-            let mut link = owned(&vx.name, kind, "vxlan");
-            link.mtu = vx.mtu;
-            link.mac = vx.mac;
-            d.links.push(LinkSpec {
-                ns: None,
-                link,
-                addrs: vx.addresses.clone(),
-            });
-            iface_sysctls(&mut d, &vx.name, &vx.sysctl);
-        }
-        for dummy in &host.dummy {
-            let mut link = owned(&dummy.name, Kind::Dummy(link::dummy::Dummy {}), "dummy");
-            link.mtu = dummy.mtu;
-            link.mac = dummy.mac;
-            d.links.push(LinkSpec {
-                ns: None,
-                link,
-                addrs: dummy.addresses.clone(),
-            });
-            iface_sysctls(&mut d, &dummy.name, &dummy.sysctl);
-        }
-        for br in &host.bridge {
-            let mut link = owned(
-                &br.name,
-                Kind::Bridge(link::bridge::Bridge::from_config(br)),
-                "bridge",
-            );
-            link.mtu = br.mtu;
-            link.mac = Some(br.mac.unwrap_or_else(|| MacAddr::for_bridge(&br.name)));
-            d.links.push(LinkSpec {
-                ns: None,
-                link,
-                addrs: br.addresses.clone(),
-            });
-            iface_sysctls(&mut d, &br.name, &br.sysctl);
         }
         // Members: a link vznet makes has its master in its spec; an existing
         // one is attached.

@@ -51,33 +51,6 @@ fn read(
 
 const BRIDGE: &str = "[[bridge]]\nname = \"br0\"\n@ATTR@\n";
 
-/// `host` with the attribute's steps; drift runs in the host netns.
-#[allow(clippy::too_many_arguments)]
-fn case(
-    host: &'static str,
-    name: &'static str,
-    first: &'static str,
-    second: &'static str,
-    change: &'static str,
-    drift: Vec<&'static str>,
-    repair: &'static str,
-    removed: Option<&'static str>,
-    read: Option<Read>,
-) -> AttributeCase {
-    AttributeCase {
-        name,
-        host,
-        ves: vec![],
-        first,
-        second,
-        change,
-        drift: ("host", drift),
-        repair,
-        removed,
-        read,
-    }
-}
-
 fn ip_link_set(args: &[&'static str]) -> Vec<&'static str> {
     let mut v = vec!["ip", "link", "set"];
     v.extend_from_slice(args);
@@ -88,11 +61,10 @@ fn ip_link_set(args: &[&'static str]) -> Vec<&'static str> {
 fn bridge_stp() -> Result<()> {
     run(
         "attr_stp",
-        case(
+        AttributeCase::on_host(
             BRIDGE,
             "stp",
-            "stp = true",
-            "stp = false",
+            ["stp = true", "stp = false"],
             "~ bridge br0 stp on -> off",
             ip_link_set(&["br0", "type", "bridge", "stp_state", "1"]),
             "~ bridge br0 stp on -> off",
@@ -111,11 +83,10 @@ fn bridge_stp() -> Result<()> {
 fn bridge_forward_delay() -> Result<()> {
     run(
         "attr_fwd_delay",
-        case(
+        AttributeCase::on_host(
             BRIDGE,
             "forward_delay_s",
-            "forward_delay_s = 4",
-            "forward_delay_s = 6",
+            ["forward_delay_s = 4", "forward_delay_s = 6"],
             "~ bridge br0 forward_delay_s 4 -> 6",
             ip_link_set(&["br0", "type", "bridge", "forward_delay", "900"]),
             "~ bridge br0 forward_delay_s 9 -> 6",
@@ -134,11 +105,10 @@ fn bridge_forward_delay() -> Result<()> {
 fn bridge_hello_time() -> Result<()> {
     run(
         "attr_hello",
-        case(
+        AttributeCase::on_host(
             BRIDGE,
             "hello_time_s",
-            "hello_time_s = 3",
-            "hello_time_s = 5",
+            ["hello_time_s = 3", "hello_time_s = 5"],
             "~ bridge br0 hello_time_s 3 -> 5",
             ip_link_set(&["br0", "type", "bridge", "hello_time", "700"]),
             "~ bridge br0 hello_time_s 7 -> 5",
@@ -157,11 +127,10 @@ fn bridge_hello_time() -> Result<()> {
 fn bridge_max_age() -> Result<()> {
     run(
         "attr_max_age",
-        case(
+        AttributeCase::on_host(
             BRIDGE,
             "max_age_s",
-            "max_age_s = 10",
-            "max_age_s = 12",
+            ["max_age_s = 10", "max_age_s = 12"],
             "~ bridge br0 max_age_s 10 -> 12",
             ip_link_set(&["br0", "type", "bridge", "max_age", "3000"]),
             "~ bridge br0 max_age_s 30 -> 12",
@@ -180,11 +149,10 @@ fn bridge_max_age() -> Result<()> {
 fn bridge_priority() -> Result<()> {
     run(
         "attr_priority",
-        case(
+        AttributeCase::on_host(
             BRIDGE,
             "priority",
-            "priority = 4096",
-            "priority = 8192",
+            ["priority = 4096", "priority = 8192"],
             "~ bridge br0 priority 4096 -> 8192",
             ip_link_set(&["br0", "type", "bridge", "priority", "100"]),
             "~ bridge br0 priority 100 -> 8192",
@@ -204,11 +172,10 @@ fn bridge_priority() -> Result<()> {
 fn bridge_mtu() -> Result<()> {
     run(
         "attr_br_mtu",
-        case(
+        AttributeCase::on_host(
             BRIDGE,
             "bridge mtu",
-            "mtu = 9000",
-            "mtu = 8000",
+            ["mtu = 9000", "mtu = 8000"],
             "~ link br0 mtu 9000 -> 8000",
             ip_link_set(&["br0", "mtu", "7000"]),
             "~ link br0 mtu 7000 -> 8000",
@@ -351,11 +318,10 @@ const MACVLAN: &str = "[[macvlan]]\nname = \"mv0\"\nlink = \"eth0\"\n@ATTR@\n";
 fn macvlan_mode() -> Result<()> {
     run(
         "attr_mv_mode",
-        case(
+        AttributeCase::on_host(
             MACVLAN,
             "macvlan mode",
-            "mode = \"private\"",
-            "mode = \"vepa\"",
+            ["mode = \"private\"", "mode = \"vepa\""],
             "~ macvlan mv0 mode private -> vepa",
             ip_link_set(&["mv0", "type", "macvlan", "mode", "private"]),
             "~ macvlan mv0 mode private -> vepa",
@@ -374,11 +340,10 @@ fn macvlan_mode() -> Result<()> {
 fn macvlan_mtu() -> Result<()> {
     run(
         "attr_mv_mtu",
-        case(
+        AttributeCase::on_host(
             MACVLAN,
             "macvlan mtu",
-            "mtu = 1400",
-            "mtu = 1300",
+            ["mtu = 1400", "mtu = 1300"],
             "~ link mv0 mtu 1400 -> 1300",
             ip_link_set(&["mv0", "mtu", "1200"]),
             "~ link mv0 mtu 1200 -> 1300",
@@ -392,11 +357,10 @@ fn macvlan_mtu() -> Result<()> {
 fn macvlan_mac() -> Result<()> {
     run(
         "attr_mv_mac",
-        case(
+        AttributeCase::on_host(
             MACVLAN,
             "macvlan mac",
-            "mac = \"02:00:00:00:00:01\"",
-            "mac = \"02:00:00:00:00:02\"",
+            ["mac = \"02:00:00:00:00:01\"", "mac = \"02:00:00:00:00:02\""],
             "~ link mv0 mac 02:00:00:00:00:01 -> 02:00:00:00:00:02",
             ip_link_set(&["mv0", "address", "02:00:00:00:00:09"]),
             "~ link mv0 mac 02:00:00:00:00:09 -> 02:00:00:00:00:02",
@@ -421,11 +385,10 @@ const VXLAN: &str = "[[vxlan]]\nname = \"vx0\"\nid = 42\n@ATTR@\n";
 fn vxlan_learning() -> Result<()> {
     run(
         "attr_vx_learn",
-        case(
+        AttributeCase::on_host(
             VXLAN,
             "vxlan learning",
-            "learning = false",
-            "learning = true",
+            ["learning = false", "learning = true"],
             "~ vxlan vx0 learning off -> on",
             ip_link_set(&["vx0", "type", "vxlan", "nolearning"]),
             "~ vxlan vx0 learning off -> on",
@@ -445,11 +408,10 @@ fn vxlan_learning() -> Result<()> {
 fn vxlan_remote() -> Result<()> {
     run(
         "attr_vx_remote",
-        case(
+        AttributeCase::on_host(
             VXLAN,
             "vxlan remote",
-            "remote = \"10.9.9.9\"",
-            "remote = \"10.9.9.8\"",
+            ["remote = \"10.9.9.9\"", "remote = \"10.9.9.8\""],
             "- link vx0\n+ vxlan vx0 (id 42, remote 10.9.9.8)",
             ip_link_set(&["vx0", "type", "vxlan", "remote", "10.9.9.7"]),
             "- link vx0\n+ vxlan vx0 (id 42, remote 10.9.9.8)",
@@ -470,11 +432,10 @@ fn vxlan_remote() -> Result<()> {
 fn vxlan_port() -> Result<()> {
     run(
         "attr_vx_port",
-        case(
+        AttributeCase::on_host(
             VXLAN,
             "vxlan port",
-            "port = 4790",
-            "port = 4791",
+            ["port = 4790", "port = 4791"],
             "- link vx0\n+ vxlan vx0 (id 42, port 4791)",
             vec![
                 "sh",
@@ -499,11 +460,10 @@ const ETHERNET: &str = "[[ethernet]]\nname = \"eth0\"\n@ATTR@\n";
 fn ethernet_mtu() -> Result<()> {
     run(
         "attr_nic_mtu",
-        case(
+        AttributeCase::on_host(
             ETHERNET,
             "ethernet mtu",
-            "mtu = 9000",
-            "mtu = 8000",
+            ["mtu = 9000", "mtu = 8000"],
             "~ link eth0 mtu 9000 -> 8000",
             ip_link_set(&["eth0", "mtu", "1400"]),
             "~ link eth0 mtu 1400 -> 8000",
@@ -519,11 +479,10 @@ fn ethernet_mtu() -> Result<()> {
 fn ethernet_up() -> Result<()> {
     run(
         "attr_nic_up",
-        case(
+        AttributeCase::on_host(
             ETHERNET,
             "ethernet up",
-            "up = false",
-            "up = true",
+            ["up = false", "up = true"],
             "~ link eth0 up",
             ip_link_set(&["eth0", "down"]),
             "~ link eth0 up",
@@ -543,11 +502,13 @@ fn ethernet_up() -> Result<()> {
 fn ethernet_addresses() -> Result<()> {
     run(
         "attr_nic_addr",
-        case(
+        AttributeCase::on_host(
             ETHERNET,
             "ethernet addresses",
-            "addresses = [\"10.7.0.1/24\"]",
-            "addresses = [\"10.8.0.1/24\"]",
+            [
+                "addresses = [\"10.7.0.1/24\"]",
+                "addresses = [\"10.8.0.1/24\"]",
+            ],
             "- address 10.7.0.1/24 dev eth0\n+ address 10.8.0.1/24 dev eth0",
             vec!["ip", "addr", "del", "10.8.0.1/24", "dev", "eth0"],
             "+ address 10.8.0.1/24 dev eth0",
@@ -561,11 +522,10 @@ fn ethernet_addresses() -> Result<()> {
 fn ethernet_sysctl() -> Result<()> {
     run(
         "attr_nic_sysctl",
-        case(
+        AttributeCase::on_host(
             ETHERNET,
             "ethernet sysctl",
-            "sysctl = { proxy_arp = 1 }",
-            "sysctl = { proxy_arp = 0 }",
+            ["sysctl = { proxy_arp = 1 }", "sysctl = { proxy_arp = 0 }"],
             "~ sysctl net/ipv4/conf/eth0/proxy_arp 1 -> 0",
             vec![
                 "sh",

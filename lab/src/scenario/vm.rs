@@ -188,6 +188,33 @@ pub(super) fn check(ok: bool, what: &str, failures: &mut Vec<String>) {
     }
 }
 
+/// A switch whose bridge filters VLANs, with `trunks` carrying VLANs 136 and
+/// 137 tagged (each joined to `(host, its link name, the switch port)`).
+pub(super) fn vlan_switch(
+    lab: &lab::Lab,
+    trunks: &[(&lab::Host, &str, &str)],
+) -> Result<lab::Switch> {
+    let sw = lab.switch("sw")?;
+    sw.host().run([
+        "ip",
+        "link",
+        "set",
+        "br0",
+        "type",
+        "bridge",
+        "vlan_filtering",
+        "1",
+    ])?;
+    for (host, ifname, port) in trunks {
+        lab.link(*host, ifname, &sw, port)?;
+        for vid in ["136", "137"] {
+            sw.host()
+                .run(["bridge", "vlan", "add", "dev", port, "vid", vid])?;
+        }
+    }
+    Ok(sw)
+}
+
 /// True when one ping to `addr` goes unanswered for a second (a negative
 /// check: `Host::ping` tries three times).
 pub(super) fn unanswered(host: &lab::Host, addr: &str) -> bool {

@@ -352,19 +352,23 @@ pub async fn set_master<E: Netns>(
         }
         None => LinkUnspec::new_with_name(name).nocontroller().build(),
     };
-    h.link().set(msg).execute().await.map_err(nl_err)
+    set(e, ns, msg).await
 }
 
-/// Sets a link up or down.
-pub async fn set_up<E: Netns>(e: &E, ns: &NsName, name: &str, up: bool) -> io::Result<()> {
-    let b = LinkUnspec::new_with_name(name);
-    let msg = if up { b.up() } else { b.down() }.build();
+/// RTM_SETLINK in `ns`.
+async fn set<E: Netns>(e: &E, ns: &NsName, msg: LinkMessage) -> io::Result<()> {
     e.handle(ns)?
         .link()
         .set(msg)
         .execute()
         .await
         .map_err(nl_err)
+}
+
+/// Sets a link up or down.
+pub async fn set_up<E: Netns>(e: &E, ns: &NsName, name: &str, up: bool) -> io::Result<()> {
+    let b = LinkUnspec::new_with_name(name);
+    set(e, ns, if up { b.up() } else { b.down() }.build()).await
 }
 
 /// Sets a link's MAC.
@@ -372,21 +376,10 @@ pub async fn set_mac<E: Netns>(e: &E, ns: &NsName, name: &str, mac: MacAddr) -> 
     let msg = LinkUnspec::new_with_name(name)
         .address(mac.0.to_vec())
         .build();
-    e.handle(ns)?
-        .link()
-        .set(msg)
-        .execute()
-        .await
-        .map_err(nl_err)
+    set(e, ns, msg).await
 }
 
 /// Sets a link's MTU.
 pub async fn set_mtu<E: Netns>(e: &E, ns: &NsName, name: &str, mtu: u32) -> io::Result<()> {
-    let msg = LinkUnspec::new_with_name(name).mtu(mtu).build();
-    e.handle(ns)?
-        .link()
-        .set(msg)
-        .execute()
-        .await
-        .map_err(nl_err)
+    set(e, ns, LinkUnspec::new_with_name(name).mtu(mtu).build()).await
 }

@@ -459,24 +459,7 @@ mod tests {
     use super::*;
 
     fn config(mode: BondMode) -> model::Bond {
-        model::Bond {
-            name: "bond0".into(),
-            mode,
-            miimon_ms: None,
-            updelay_ms: None,
-            downdelay_ms: None,
-            lacp_rate: None,
-            xmit_hash_policy: None,
-            ad_select: None,
-            min_links: None,
-            primary: None,
-            arp_interval_ms: None,
-            arp_ip_targets: Vec::new(),
-            mtu: None,
-            slaves: vec!["eth0".into(), "eth1".into()],
-            addresses: Vec::new(),
-            sysctl: Default::default(),
-        }
+        crate::link::fixture::bond_config(mode)
     }
 
     /// What the kernel reports for a bond made from `b` (every attribute).

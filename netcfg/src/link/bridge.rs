@@ -220,15 +220,10 @@ mod tests {
             forward_delay_cs: Some(400),
             ..Bridge::default()
         };
-        let have = Bridge {
-            stp: Some(true),
-            forward_delay_cs: Some(1500),
-            hello_time_cs: Some(200),
-            max_age_cs: Some(2000),
-            priority: Some(0x8000),
-            vlan_filtering: Some(false),
-            default_pvid: None,
+        let crate::link::Kind::Bridge(mut have) = crate::link::fixture::observed_bridge() else {
+            unreachable!("a bridge")
         };
+        have.stp = Some(true);
         let (change, old) = want.delta(&have).expect("differs");
         assert_eq!(change.describe(), [("forward_delay_s", "4".to_string())]);
         assert_eq!(old.describe(), [("forward_delay_s", "15".to_string())]);

@@ -802,24 +802,9 @@ mod tests {
     }
 
     fn bond_spec(miimon: u32) -> LinkSpec {
-        let cfg = crate::model::Bond {
-            name: "bond0".into(),
-            mode: BondMode::ActiveBackup,
-            mtu: None,
-            miimon_ms: Some(miimon),
-            updelay_ms: None,
-            downdelay_ms: None,
-            lacp_rate: None,
-            xmit_hash_policy: None,
-            ad_select: None,
-            min_links: None,
-            primary: None,
-            arp_interval_ms: None,
-            arp_ip_targets: Vec::new(),
-            slaves: Vec::new(),
-            addresses: Vec::new(),
-            sysctl: Default::default(),
-        };
+        let mut cfg = fixture::bond_config(BondMode::ActiveBackup);
+        cfg.miimon_ms = Some(miimon);
+        cfg.slaves.clear();
         fixture::spec(
             "bond0",
             Kind::Bond(Bond::from_config(&cfg)),

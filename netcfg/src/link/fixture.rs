@@ -93,3 +93,25 @@ pub fn veth(host: &str, ns: &str, peer: &str, bridge: Option<&str>, alias: &str)
     }
     s
 }
+
+/// `[[bond]] name = "bond0"` over eth0 and eth1 in `mode`, every option left out.
+pub fn bond_config(mode: crate::model::BondMode) -> crate::model::Bond {
+    crate::model::Bond {
+        name: "bond0".into(),
+        mode,
+        mtu: None,
+        miimon_ms: None,
+        updelay_ms: None,
+        downdelay_ms: None,
+        lacp_rate: None,
+        xmit_hash_policy: None,
+        ad_select: None,
+        min_links: None,
+        primary: None,
+        arp_interval_ms: None,
+        arp_ip_targets: Vec::new(),
+        slaves: vec!["eth0".into(), "eth1".into()],
+        addresses: Vec::new(),
+        sysctl: Default::default(),
+    }
+}

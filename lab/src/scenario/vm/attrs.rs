@@ -46,32 +46,6 @@ fn link(dev: &'static str, pointer: &'static str, values: [&'static str; 3]) -> 
     })
 }
 
-/// One case whose drift runs in the host netns.
-#[allow(clippy::too_many_arguments)]
-fn case(
-    host: &'static str,
-    name: &'static str,
-    [first, second]: [&'static str; 2],
-    change: &'static str,
-    drift: Vec<&'static str>,
-    repair: &'static str,
-    removed: Option<&'static str>,
-    read: Option<Read>,
-) -> AttributeCase {
-    AttributeCase {
-        name,
-        host,
-        ves: vec![],
-        first,
-        second,
-        change,
-        drift: ("host", drift),
-        repair,
-        removed,
-        read,
-    }
-}
-
 /// Drift that takes several commands (a bond down to change lacp_rate or
 /// ad_select, a VLAN made again by hand).
 fn shell(script: &'static str) -> Vec<&'static str> {
@@ -85,7 +59,7 @@ fn cases() -> Vec<AttributeCase> {
         v
     };
     vec![
-        case(
+        AttributeCase::on_host(
             BOND_AB,
             "bond miimon_ms",
             ["miimon_ms = 200", "miimon_ms = 300"],
@@ -95,7 +69,7 @@ fn cases() -> Vec<AttributeCase> {
             Some("~ bond bond0 miimon_ms 300 -> 100"),
             bond_file("miimon", ["200", "300", "100"]),
         ),
-        case(
+        AttributeCase::on_host(
             BOND_AB,
             "bond updelay_ms",
             ["updelay_ms = 200", "updelay_ms = 400"],
@@ -105,7 +79,7 @@ fn cases() -> Vec<AttributeCase> {
             Some("~ bond bond0 updelay_ms 400 -> 0"),
             bond_file("updelay", ["200", "400", "0"]),
         ),
-        case(
+        AttributeCase::on_host(
             BOND_AB,
             "bond downdelay_ms",
             ["downdelay_ms = 200", "downdelay_ms = 400"],
@@ -115,7 +89,7 @@ fn cases() -> Vec<AttributeCase> {
             Some("~ bond bond0 downdelay_ms 400 -> 0"),
             bond_file("downdelay", ["200", "400", "0"]),
         ),
-        case(
+        AttributeCase::on_host(
             BOND_AB,
             "bond min_links",
             ["min_links = 1", "min_links = 2"],
@@ -125,7 +99,7 @@ fn cases() -> Vec<AttributeCase> {
             Some("~ bond bond0 min_links 2 -> 0"),
             bond_file("min_links", ["1", "2", "0"]),
         ),
-        case(
+        AttributeCase::on_host(
             BOND_AB,
             "bond primary",
             ["primary = \"eth0\"", "primary = \"eth1\""],
@@ -135,7 +109,7 @@ fn cases() -> Vec<AttributeCase> {
             Some("~ bond bond0 primary eth1 -> none"),
             bond_file("primary", ["eth0", "eth1", ""]),
         ),
-        case(
+        AttributeCase::on_host(
             BOND_AB,
             "bond ARP monitoring",
             [
@@ -148,7 +122,7 @@ fn cases() -> Vec<AttributeCase> {
             Some("~ bond bond0 miimon_ms 0 -> 100, arp_interval_ms 400 -> 0, arp_ip_targets 10.60.0.1,10.60.0.3 -> none"),
             bond_file("arp_interval", ["200", "400", "0"]),
         ),
-        case(
+        AttributeCase::on_host(
             BOND_LACP,
             "bond lacp_rate",
             ["lacp_rate = \"slow\"", "lacp_rate = \"fast\""],
@@ -158,7 +132,7 @@ fn cases() -> Vec<AttributeCase> {
             Some("~ bond bond0 lacp_rate fast -> slow"),
             bond_file("lacp_rate", ["slow 0", "fast 1", "slow 0"]),
         ),
-        case(
+        AttributeCase::on_host(
             BOND_LACP,
             "bond ad_select",
             ["ad_select = \"bandwidth\"", "ad_select = \"count\""],
@@ -168,7 +142,7 @@ fn cases() -> Vec<AttributeCase> {
             Some("~ bond bond0 ad_select count -> stable"),
             bond_file("ad_select", ["bandwidth 1", "count 2", "stable 0"]),
         ),
-        case(
+        AttributeCase::on_host(
             BOND_LACP,
             "bond xmit_hash_policy",
             ["xmit_hash_policy = \"layer3+4\"", "xmit_hash_policy = \"layer2+3\""],
@@ -178,7 +152,7 @@ fn cases() -> Vec<AttributeCase> {
             Some("~ bond bond0 xmit_hash_policy layer2+3 -> layer2"),
             bond_file("xmit_hash_policy", ["layer3+4 1", "layer2+3 2", "layer2 0"]),
         ),
-        case(
+        AttributeCase::on_host(
             BOND_AB,
             "bond mtu",
             ["mtu = 9000", "mtu = 8000"],
@@ -188,7 +162,7 @@ fn cases() -> Vec<AttributeCase> {
             None,
             link("eth0", "/mtu", ["9000", "8000", "8000"]),
         ),
-        case(
+        AttributeCase::on_host(
             VLAN,
             "vlan mtu",
             ["mtu = 1400", "mtu = 1300"],
@@ -198,7 +172,7 @@ fn cases() -> Vec<AttributeCase> {
             None,
             link("eth0.5", "/mtu", ["1400", "1300", "1300"]),
         ),
-        case(
+        AttributeCase::on_host(
             VLAN,
             "vlan protocol",
             ["protocol = \"802.1Q\"", "protocol = \"802.1ad\""],
@@ -212,7 +186,7 @@ fn cases() -> Vec<AttributeCase> {
                 ["\"802.1Q\"", "\"802.1ad\"", "\"802.1Q\""],
             ),
         ),
-        case(
+        AttributeCase::on_host(
             DUMMY,
             "dummy mtu",
             ["mtu = 9000", "mtu = 8000"],
@@ -222,7 +196,7 @@ fn cases() -> Vec<AttributeCase> {
             None,
             link("dum0", "/mtu", ["9000", "8000", "8000"]),
         ),
-        case(
+        AttributeCase::on_host(
             DUMMY,
             "dummy mac",
             ["mac = \"02:00:00:00:00:01\"", "mac = \"02:00:00:00:00:02\""],
@@ -240,7 +214,7 @@ fn cases() -> Vec<AttributeCase> {
                 ],
             ),
         ),
-        case(
+        AttributeCase::on_host(
             BRIDGE,
             "bridge vlan_filtering",
             ["vlan_filtering = true", "vlan_filtering = false"],
@@ -254,7 +228,7 @@ fn cases() -> Vec<AttributeCase> {
                 ["1", "0", "0"],
             ),
         ),
-        case(
+        AttributeCase::on_host(
             BRIDGE_VF,
             "bridge default_pvid",
             ["default_pvid = 5", "default_pvid = 6"],
@@ -268,7 +242,7 @@ fn cases() -> Vec<AttributeCase> {
                 ["5", "6", "1"],
             ),
         ),
-        case(
+        AttributeCase::on_host(
             BRIDGE_VF_PORT,
             "port pvid",
             ["pvid = 136,", "pvid = 137,"],
@@ -278,7 +252,7 @@ fn cases() -> Vec<AttributeCase> {
             Some("~ port eth2 vlans [137 pvid untagged] -> [1 pvid untagged]"),
             None,
         ),
-        case(
+        AttributeCase::on_host(
             BRIDGE_VF_PORT,
             "port vlans",
             ["vlans = [136],", "vlans = [136, 137],"],
@@ -290,7 +264,7 @@ fn cases() -> Vec<AttributeCase> {
         ),
         AttributeCase {
             ves: vec![(5, VE_ON_VF)],
-            ..case(
+            ..AttributeCase::on_host(
                 "[[bridge]]\nname = \"br0\"\nvlan_filtering = true\n",
                 "VE netif pvid",
                 ["pvid = 136", "pvid = 137"],

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use lab::{Host, Lab};
 
-use super::{check, parse_ping};
+use super::{check, parse_ping, vlan_switch};
 use crate::scenario::{vznet, vznet_ok};
 
 /// The seed's host: bond0 (eth0+eth1, active-backup, miimon 100), VLANs 136/137
@@ -81,27 +81,15 @@ impl SeedHost {
     fn build(name: &str) -> Result<SeedHost> {
         let lab = Lab::new(name)?;
         let host = lab.host("host")?;
-        let sw = lab.switch("sw")?;
         let peer = lab.host("peer")?;
-        sw.host().run([
-            "ip",
-            "link",
-            "set",
-            "br0",
-            "type",
-            "bridge",
-            "vlan_filtering",
-            "1",
-        ])?;
-        lab.link(&host, "eth0", &sw, "s0")?;
-        lab.link(&host, "eth1", &sw, "s1")?;
-        lab.link(&peer, "p0", &sw, "s2")?;
-        for port in ["s0", "s1", "s2"] {
-            for vid in ["136", "137"] {
-                sw.host()
-                    .run(["bridge", "vlan", "add", "dev", port, "vid", vid])?;
-            }
-        }
+        vlan_switch(
+            &lab,
+            &[
+                (&host, "eth0", "s0"),
+                (&host, "eth1", "s1"),
+                (&peer, "p0", "s2"),
+            ],
+        )?;
         peer.add_address("p0", "192.168.17.1/24")?;
         for vid in ["136", "137"] {
             let dev = format!("p0.{vid}");

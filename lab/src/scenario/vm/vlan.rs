@@ -5,7 +5,7 @@
 use anyhow::{ensure, Result};
 use lab::{Host, Lab};
 
-use super::{check, unanswered};
+use super::{check, unanswered, vlan_switch};
 use crate::scenario::vznet_ok;
 
 const VLAN_BRIDGE_HOST: &str = r#"
@@ -57,25 +57,7 @@ fn neighbour(host: &Host, ip: &str) -> Result<String> {
 pub(in crate::scenario) fn vlan_bridge() -> Result<()> {
     let lab = Lab::new("vm_vlanbr")?;
     let host = lab.host("host")?;
-    let sw = lab.switch("sw")?;
-    sw.host().run([
-        "ip",
-        "link",
-        "set",
-        "br0",
-        "type",
-        "bridge",
-        "vlan_filtering",
-        "1",
-    ])?;
-    lab.link(&host, "eth0", &sw, "s0")?;
-    lab.link(&host, "eth1", &sw, "s1")?;
-    for port in ["s0", "s1"] {
-        for vid in ["136", "137"] {
-            sw.host()
-                .run(["bridge", "vlan", "add", "dev", port, "vid", vid])?;
-        }
-    }
+    let sw = vlan_switch(&lab, &[(&host, "eth0", "s0"), (&host, "eth1", "s1")])?;
     let r136 = router(&lab, &sw, "r136", "s2", "136")?;
     let r137 = router(&lab, &sw, "r137", "s3", "137")?;
     let ve136 = lab.host("ve236")?;
