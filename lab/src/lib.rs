@@ -29,6 +29,7 @@
 
 mod address;
 mod advert;
+mod attribute;
 mod command;
 pub mod etcd;
 pub mod fleet;
@@ -47,6 +48,7 @@ use std::time::{Duration, Instant};
 
 pub use address::Address;
 pub use advert::{AdvertWatch, Adverts};
+pub use attribute::{AttributeCase, Read, Runner, Source};
 pub use command::CommandError;
 pub use host::{Endpoint, Host, Root, Switch};
 pub use keepalived::{keepalived_path, spawn_keepalived};

@@ -1,5 +1,6 @@
-//! The VM tier, run as a test: one boot of a kernel with bonding and 802.1Q runs
-//! every scenario; a failure inside the VM fails this test. A missing qemu,
+//! The VM tier, run as a test: one boot of a kernel with bonding, 802.1Q, dummy
+//! links and bridge VLAN filtering runs every scenario; a failure inside the VM
+//! fails this test. A missing qemu,
 //! virtme-ng or kernel is a failure with the install command, never a pass.
 
 use std::process::Command;
@@ -20,8 +21,10 @@ fn vm_tier_scenarios_pass_in_a_kernel_with_bonding_and_vlans() {
         "lab vm run failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
-    assert!(stdout.contains("vm: 3 passed, 0 failed"), "{stdout}");
-    for line in stdout.lines().filter(|l| l.contains("bond failover:")) {
+    assert!(stdout.contains("vm: 8 passed, 0 failed"), "{stdout}");
+    for line in stdout.lines().filter(|l| {
+        l.contains("bond failover:") || l.contains("slave loss:") || l.contains("vm: done")
+    }) {
         eprintln!("{line}");
     }
 }

@@ -11,19 +11,18 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use futures::StreamExt;
-use netlink_packet_route::address::{AddressAttribute, AddressFlags};
-use netlink_packet_route::link::{BridgeStpState, InfoData, InfoVeth};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressProtocol};
 use netlink_packet_route::route::RouteScope;
-use rtnetlink::{
-    Handle, LinkBond, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVlan,
-    RouteMessageBuilder,
-};
+use rtnetlink::{Handle, RouteMessageBuilder};
 
 use crate::desired::Desired;
-use crate::kernel::state::{self, bond_mode_to_nl, vznet_protocol};
-use crate::kernel::{netns, sysctl};
+use crate::kernel::link::nl_err;
+use crate::kernel::state::{self, vznet_protocol, RTPROT_VZNET};
+use crate::kernel::{self, netns, sysctl};
+use crate::link::veth::{Veth, VethPeer};
+use crate::link::Kind;
 use crate::model::{netns_path, Config};
-use crate::op::{LinkKind, NsName, Op};
+use crate::op::{NsName, Op};
 use crate::plan::{self, Observed, Plan, PlanError};
 use crate::unit::Unit;
 
@@ -108,13 +107,6 @@ pub struct Report {
     pub unwired: Vec<u32>,
 }
 
-fn nl_err(e: rtnetlink::Error) -> io::Error {
-    match e {
-        rtnetlink::Error::NetlinkError(m) => m.to_io(),
-        other => io::Error::other(other.to_string()),
-    }
-}
-
 /// Ops of one phase in flight at once.
 const IN_FLIGHT: usize = 64;
 
@@ -134,6 +126,8 @@ pub struct Engine {
     host_file: File,
     /// Every VE netns the desired state names.
     names: Vec<String>,
+    /// A bridge filters VLANs: reads include the ports' VLANs.
+    bridge_vlans: bool,
     files: RefCell<HashMap<String, Rc<File>>>,
     missing: RefCell<HashMap<String, String>>,
     open: RefCell<HashMap<String, Handle>>,
@@ -164,6 +158,7 @@ impl Engine {
             host,
             host_file,
             names,
+            bridge_vlans: desired.bridge_vlans,
             files: RefCell::new(HashMap::new()),
             missing: RefCell::new(HashMap::new()),
             open: RefCell::new(HashMap::new()),
@@ -304,7 +299,7 @@ impl Engine {
             .into_iter()
             .map(|(ns, f)| (ns.unwrap_or_default(), f))
             .collect();
-        let results = crate::kernel::dump::read_namespaces(&named, threads);
+        let results = crate::kernel::dump::read_namespaces(&named, threads, self.bridge_vlans);
         let mut observed = Observed::default();
         let mut cache = self.index.borrow_mut();
         for ((name, _), res) in named.into_iter().zip(results) {
@@ -616,20 +611,6 @@ impl Engine {
         errors
     }
 
-    /// RTM_SETLINK in `ns`.
-    async fn set_link(
-        &self,
-        ns: &NsName,
-        msg: netlink_packet_route::link::LinkMessage,
-    ) -> io::Result<()> {
-        self.handle(ns)?
-            .link()
-            .set(msg)
-            .execute()
-            .await
-            .map_err(nl_err)
-    }
-
     async fn ifindex(&self, ns: &NsName, name: &str) -> io::Result<u32> {
         if let Some(i) = self.index.borrow().get(&(ns.clone(), name.to_string())) {
             return Ok(*i);
@@ -653,57 +634,26 @@ impl Engine {
         tracing::debug!(%op, "apply");
         match op {
             Op::Sysctl { path, value, .. } => sysctl::write(path, value),
-            Op::LinkAdd {
+            Op::LinkAdd { ns, link } => kernel::link::add(self, ns, link).await,
+            Op::LinkDel { ns, link } => kernel::link::delete(self, ns, link).await,
+            Op::LinkSet {
                 ns,
                 name,
-                kind,
-                mac,
-                master,
-                alias,
-            } => {
-                self.link_add(ns, name, kind, *mac, master.as_deref(), alias)
-                    .await
-            }
-            Op::LinkDel { ns, name, .. } => {
-                let h = self.handle(ns)?;
-                let idx = self.ifindex(ns, name).await?;
-                self.forget(ns, name);
-                if let LinkKind::Veth {
-                    peer_ns, peer_name, ..
-                } = op_kind(op)
-                {
-                    self.forget(peer_ns, peer_name);
-                }
-                h.link().del(idx).execute().await.map_err(nl_err)
-            }
+                change,
+                old,
+            } => kernel::link::change(self, ns, name, change, old).await,
+            Op::PortSet {
+                ns,
+                name,
+                change,
+                old,
+            } => kernel::link::set_port(self, ns, name, change, old).await,
+            Op::SetMtu { ns, name, mtu, .. } => kernel::link::set_mtu(self, ns, name, *mtu).await,
             Op::SetMaster {
                 ns, name, master, ..
-            } => {
-                let msg = match master {
-                    Some(m) => LinkUnspec::new_with_name(name)
-                        .controller(self.ifindex(ns, m).await?)
-                        .build(),
-                    None => LinkUnspec::new_with_name(name).nocontroller().build(),
-                };
-                self.set_link(ns, msg).await
-            }
-            Op::SetUp { ns, name, up } => {
-                let b = LinkUnspec::new_with_name(name);
-                let msg = if *up { b.up() } else { b.down() }.build();
-                self.set_link(ns, msg).await
-            }
-            Op::SetMac { ns, name, mac, .. } => {
-                let msg = LinkUnspec::new_with_name(name)
-                    .address(mac.0.to_vec())
-                    .build();
-                self.set_link(ns, msg).await
-            }
-            Op::SetStp { ns, name, stp } => {
-                let msg = LinkMessageBuilder::<LinkBridge>::new(name)
-                    .stp_state(stp_state(*stp))
-                    .build();
-                self.set_link(ns, msg).await
-            }
+            } => kernel::link::set_master(self, ns, name, master.as_deref()).await,
+            Op::SetUp { ns, name, up, .. } => kernel::link::set_up(self, ns, name, *up).await,
+            Op::SetMac { ns, name, mac, .. } => kernel::link::set_mac(self, ns, name, *mac).await,
             Op::AddrAdd {
                 ns,
                 dev,
@@ -720,6 +670,13 @@ impl Engine {
                         .attributes
                         .push(AddressAttribute::Flags(AddressFlags::Nodad));
                 }
+                // Marked as vznet's: on links it does not own (NICs) it
+                // removes only addresses so marked.
+                req.message_mut()
+                    .attributes
+                    .push(AddressAttribute::Protocol(AddressProtocol::from(
+                        RTPROT_VZNET,
+                    )));
                 req.execute().await.map_err(nl_err)
             }
             Op::AddrDel { ns, dev, addr, .. } => {
@@ -812,99 +769,36 @@ impl Engine {
         }
         Ok(b.build())
     }
+}
 
-    async fn link_add(
-        &self,
-        ns: &NsName,
-        name: &str,
-        kind: &LinkKind,
-        mac: Option<crate::model::MacAddr>,
-        master: Option<&str>,
-        alias: &str,
-    ) -> io::Result<()> {
-        let h = self.handle(ns)?;
-        let controller = match master {
-            Some(m) => Some(self.ifindex(ns, m).await?),
-            None => None,
-        };
-        let mut peer_set = None;
-        let msg = match kind {
-            LinkKind::Bridge { stp } => finish(
-                LinkBridge::new(name).stp_state(stp_state(*stp)),
-                mac,
-                controller,
-            ),
-            LinkKind::Bond { mode, miimon_ms } => finish(
-                LinkBond::new(name)
-                    .mode(bond_mode_to_nl(*mode))
-                    .miimon(*miimon_ms),
-                mac,
-                controller,
-            ),
-            LinkKind::Vlan { link, id } => {
-                let lower = self.ifindex(ns, link).await?;
-                finish(LinkVlan::new(name, lower, *id), mac, controller)
-            }
-            LinkKind::Veth {
-                peer_ns,
-                peer_name,
-                peer_mac,
-            } => {
-                // Not up here: veth_open() fails with ENOTCONN until the pair is linked.
-                let mut peer = LinkUnspec::new_with_name(peer_name);
-                if let Some(m) = peer_mac {
-                    peer = peer.address(m.0.to_vec());
-                }
-                if let Some(pns) = peer_ns {
-                    let file = self.file(pns)?;
-                    peer = peer.setns_by_fd(file.as_raw_fd());
-                }
-                peer_set = Some((peer_ns.clone(), peer_name.clone()));
-                let b = LinkVeth::new(name, peer_name)
-                    .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())));
-                finish(b, mac, controller)
-            }
-        };
-        h.link().add(msg).execute().await.map_err(nl_err)?;
-        self.forget(ns, name);
-        // The kernel ignores IFLA_IFALIAS on create: mark ownership with a set
-        // (which also brings a veth's peer up).
-        let mut mark = LinkUnspec::new_with_name(name).alias(alias).build();
-        if let Some((pns, pname)) = peer_set {
-            // The host end first: its IPv6 mode must be set before the peer
-            // comes up and gives the pair carrier.
-            crate::kernel::ipv6::no_address_generation(&mut mark);
-            h.link().set(mark).execute().await.map_err(nl_err)?;
-            self.forget(&pns, &pname);
-            let ph = self.handle(&pns)?;
-            ph.link()
-                .set(LinkUnspec::new_with_name(&pname).alias(alias).up().build())
-                .execute()
-                .await
-                .map_err(nl_err)
-        } else {
-            h.link().set(mark).execute().await.map_err(nl_err)
-        }
+impl kernel::link::Netns for Engine {
+    fn handle(&self, ns: &NsName) -> io::Result<Handle> {
+        Engine::handle(self, ns)
+    }
+
+    async fn ifindex(&self, ns: &NsName, name: &str) -> io::Result<u32> {
+        Engine::ifindex(self, ns, name).await
+    }
+
+    fn netns_fd(&self, ns: &str) -> Option<std::os::fd::RawFd> {
+        self.file(ns).ok().map(|f| f.as_raw_fd())
+    }
+
+    fn forget(&self, ns: &NsName, name: &str) {
+        Engine::forget(self, ns, name)
     }
 }
 
 /// The VE namespaces an op talks to (its own, and a veth peer's).
 fn op_namespaces(op: &Op) -> Vec<&str> {
     let mut out: Vec<&str> = op.ns().into_iter().collect();
-    if let Op::LinkAdd {
-        kind: LinkKind::Veth {
-            peer_ns: Some(p), ..
-        },
-        ..
-    }
-    | Op::LinkDel {
-        kind: LinkKind::Veth {
-            peer_ns: Some(p), ..
-        },
-        ..
-    } = op
-    {
-        out.push(p);
+    if let Op::LinkAdd { link, .. } | Op::LinkDel { link, .. } = op {
+        if let Kind::Veth(Veth {
+            peer: Some(VethPeer { ns: Some(p), .. }),
+        }) = &link.kind
+        {
+            out.push(p);
+        }
     }
     out
 }
@@ -936,65 +830,20 @@ fn inval<E: std::fmt::Display>(e: E) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
 }
 
-fn op_kind(op: &Op) -> &LinkKind {
-    match op {
-        Op::LinkAdd { kind, .. } | Op::LinkDel { kind, .. } => kind,
-        _ => &LinkKind::Bridge { stp: false },
-    }
-}
-
-fn stp_state(on: bool) -> BridgeStpState {
-    if on {
-        BridgeStpState::KernelStp
-    } else {
-        BridgeStpState::Disabled
-    }
-}
-
-fn finish<T>(
-    b: LinkMessageBuilder<T>,
-    mac: Option<crate::model::MacAddr>,
-    controller: Option<u32>,
-) -> netlink_packet_route::link::LinkMessage {
-    let mut b = b.up();
-    if let Some(m) = mac {
-        b = b.address(m.0.to_vec());
-    }
-    if let Some(c) = controller {
-        b = b.controller(c);
-    }
-    b.build()
-}
-
 /// Loads nothing, touches nothing: the features `desired` needs that the kernel lacks.
 pub fn missing_features(desired: &Desired) -> io::Result<Option<PlanError>> {
-    use crate::kernel::features::{probe, Feature};
-    let mut need = Vec::new();
-    if desired
-        .links
-        .iter()
-        .any(|l| matches!(l.kind, LinkKind::Bond { .. }))
-    {
-        need.push(Feature::Bonding);
-    }
-    if desired
-        .links
-        .iter()
-        .any(|l| matches!(l.kind, LinkKind::Vlan { .. }))
-    {
-        need.push(Feature::Vlan);
-    }
+    let need = desired.features();
     if need.is_empty() {
         return Ok(None);
     }
-    let have = probe(&need)?;
+    let have = crate::kernel::features::probe(&need)?;
     Ok(need
         .into_iter()
         .zip(have)
         .find(|(_, ok)| !ok)
         .map(|(f, _)| PlanError::NoKernelSupport {
-            what: f.name(),
-            option: f.config_option(),
+            what: f.name,
+            option: f.option,
         }))
 }
 

@@ -6,26 +6,21 @@ use std::path::PathBuf;
 
 use ipnet::IpNet;
 
+use crate::kernel::features::Feature;
 use crate::kernel::state::ALIAS_PREFIX;
+use crate::link::veth::{Veth, VethPeer};
+use crate::link::{self, Kind, LinkDef, Port};
 use crate::model::validate::{global_sysctl_path, interface_sysctl_path, VENET_IFNAME};
 use crate::model::{Config, MacAddr, RouteDest};
-use crate::op::{LinkKind, NsName, RouteSpec};
+use crate::op::{NsName, RouteSpec};
 
 /// A link vznet creates and owns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinkSpec {
     /// Netns.
     pub ns: NsName,
-    /// Name.
-    pub name: String,
-    /// Kind (for a veth, the end in `ns` with its peer).
-    pub kind: LinkKind,
-    /// MAC, if pinned.
-    pub mac: Option<MacAddr>,
-    /// Master.
-    pub master: Option<String>,
-    /// Ownership alias.
-    pub alias: String,
+    /// The link (kind, attributes, master, alias).
+    pub link: LinkDef,
     /// Addresses.
     pub addrs: Vec<IpNet>,
 }
@@ -39,6 +34,22 @@ pub struct Attachment {
     pub master: String,
     /// The master is a bond (the port must go down before joining).
     pub bond_slave: bool,
+    /// Its attributes as a bridge port.
+    pub port: Port,
+}
+
+/// An existing link the config declares (`[[ethernet]]`): vznet sets its MTU,
+/// up state and addresses but does not own it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Nic {
+    /// Name.
+    pub name: String,
+    /// MTU (`None`: left as it is).
+    pub mtu: Option<u32>,
+    /// Up.
+    pub up: bool,
+    /// Addresses vznet adds and marks as its own.
+    pub addrs: Vec<IpNet>,
 }
 
 /// The VE end of a veth, in the VE's netns.
@@ -50,6 +61,8 @@ pub struct VeEnd {
     pub name: String,
     /// MAC.
     pub mac: Option<MacAddr>,
+    /// MTU.
+    pub mtu: Option<u32>,
     /// Host-side name (its peer).
     pub host_name: String,
     /// Alias.
@@ -67,6 +80,8 @@ pub struct Desired {
     pub links: Vec<LinkSpec>,
     /// Existing links to attach.
     pub attachments: Vec<Attachment>,
+    /// Existing links to configure.
+    pub nics: Vec<Nic>,
     /// VE ends of veths.
     pub ve_ends: Vec<VeEnd>,
     /// Routes per netns (`None`: host).
@@ -88,6 +103,41 @@ pub struct Desired {
     /// configured: venet host ends, made with no address generation (see
     /// kernel::ipv6), where the only link-local one is the VE's gateway.
     pub own_link_local: BTreeSet<(NsName, String)>,
+    /// A bridge filters VLANs: observing reads the ports' VLANs too.
+    pub bridge_vlans: bool,
+}
+
+/// A link `host.toml` declares, on its way to a [`LinkSpec`].
+struct Made<'a> {
+    name: &'a str,
+    kind: Kind,
+    alias: &'static str,
+    mtu: Option<u32>,
+    mac: Option<MacAddr>,
+    addrs: &'a [IpNet],
+    sysctl: &'a BTreeMap<String, crate::model::SysctlValue>,
+}
+
+impl<'a> Made<'a> {
+    /// The keys every kind has.
+    fn of(
+        name: &'a str,
+        mtu: Option<u32>,
+        addrs: &'a [IpNet],
+        sysctl: &'a BTreeMap<String, crate::model::SysctlValue>,
+    ) -> Made<'a> {
+        Made {
+            name,
+            kind: Kind::Other {
+                kind: String::new(),
+            },
+            alias: "",
+            mtu,
+            mac: None,
+            addrs,
+            sysctl,
+        }
+    }
 }
 
 /// The host end's address on a venet link with IPv6: the VE's default route
@@ -129,68 +179,97 @@ impl Desired {
                     }
                 }
             };
-        for bond in &host.bond {
+        let owned = |name: &str, kind: Kind, alias: &str| LinkDef {
+            name: name.to_string(),
+            kind,
+            mtu: None,
+            mac: None,
+            master: None,
+            port: Port::default(),
+            alias: format!("{ALIAS_PREFIX}{alias}"),
+            depth: 0,
+        };
+        let made = host
+            .bond
+            .iter()
+            .map(|b| Made {
+                kind: Kind::Bond(link::bond::Bond::from_config(b)),
+                alias: "bond",
+                mac: None,
+                ..Made::of(&b.name, b.mtu, &b.addresses, &b.sysctl)
+            })
+            .chain(host.vlan.iter().map(|v| Made {
+                kind: Kind::Vlan(link::vlan::Vlan::new(&v.link, v.id, v.protocol)),
+                alias: "vlan",
+                mac: None,
+                ..Made::of(&v.name, v.mtu, &v.addresses, &v.sysctl)
+            }))
+            .chain(host.macvlan.iter().map(|m| Made {
+                kind: Kind::Macvlan(link::macvlan::Macvlan {
+                    link: Some(m.link.as_str().into()),
+                    mode: Some(m.mode),
+                }),
+                alias: "macvlan",
+                mac: m.mac,
+                ..Made::of(&m.name, m.mtu, &m.addresses, &m.sysctl)
+            }))
+            .chain(host.vxlan.iter().map(|v| Made {
+                kind: Kind::Vxlan(link::vxlan::Vxlan::from_config(v)),
+                alias: "vxlan",
+                mac: v.mac,
+                ..Made::of(&v.name, v.mtu, &v.addresses, &v.sysctl)
+            }))
+            .chain(host.dummy.iter().map(|x| Made {
+                kind: Kind::Dummy(link::dummy::Dummy {}),
+                alias: "dummy",
+                mac: x.mac,
+                ..Made::of(&x.name, x.mtu, &x.addresses, &x.sysctl)
+            }))
+            .chain(host.bridge.iter().map(|b| Made {
+                kind: Kind::Bridge(link::bridge::Bridge::from_config(b)),
+                alias: "bridge",
+                // Pinned: a bridge takes its lowest port's MAC otherwise.
+                mac: Some(b.mac.unwrap_or_else(|| MacAddr::for_bridge(&b.name))),
+                ..Made::of(&b.name, b.mtu, &b.addresses, &b.sysctl)
+            }));
+        for m in made {
+            let mut link = owned(m.name, m.kind, m.alias);
+            link.mtu = m.mtu;
+            link.mac = m.mac;
+            iface_sysctls(&mut d, m.name, m.sysctl);
             d.links.push(LinkSpec {
                 ns: None,
-                name: bond.name.clone(),
-                kind: LinkKind::Bond {
-                    mode: bond.mode,
-                    miimon_ms: bond.miimon_ms,
-                },
-                mac: None,
-                master: None,
-                alias: format!("{ALIAS_PREFIX}bond"),
-                addrs: bond.addresses.clone(),
+                link,
+                addrs: m.addrs.to_vec(),
             });
-            for s in &bond.slaves {
-                d.attachments.push(Attachment {
-                    name: s.clone(),
-                    master: bond.name.clone(),
-                    bond_slave: true,
-                });
-            }
-            iface_sysctls(&mut d, &bond.name, &bond.sysctl);
         }
-        for vlan in &host.vlan {
-            d.links.push(LinkSpec {
-                ns: None,
-                name: vlan.name.clone(),
-                kind: LinkKind::Vlan {
-                    link: vlan.link.clone(),
-                    id: vlan.id,
-                },
-                mac: None,
-                master: None,
-                alias: format!("{ALIAS_PREFIX}vlan"),
-                addrs: vlan.addresses.clone(),
-            });
-            iface_sysctls(&mut d, &vlan.name, &vlan.sysctl);
+        // Members: a link vznet makes has its master in its spec; an existing
+        // one is attached.
+        for bond in &host.bond {
+            for s in &bond.slaves {
+                d.join(s, &bond.name, true, Port::default());
+            }
         }
         for br in &host.bridge {
-            d.links.push(LinkSpec {
-                ns: None,
-                name: br.name.clone(),
-                kind: LinkKind::Bridge { stp: br.stp },
-                mac: Some(br.mac.unwrap_or_else(|| MacAddr::for_bridge(&br.name))),
-                master: None,
-                alias: format!("{ALIAS_PREFIX}bridge"),
-                addrs: br.addresses.clone(),
-            });
             for p in &br.ports {
-                if let Some(l) = d.links.iter_mut().find(|l| &l.name == p) {
-                    // A bond or VLAN vznet makes is a port it owns: its master is
-                    // part of its spec.
-                    l.master = Some(br.name.clone());
-                } else {
-                    d.attachments.push(Attachment {
-                        name: p.clone(),
-                        master: br.name.clone(),
-                        bond_slave: false,
-                    });
-                }
+                d.join(
+                    p.name(),
+                    &br.name,
+                    false,
+                    Port::from_config(br, &p.options()),
+                );
             }
-            iface_sysctls(&mut d, &br.name, &br.sysctl);
         }
+        for nic in &host.ethernet {
+            d.nics.push(Nic {
+                name: nic.name.clone(),
+                mtu: nic.mtu,
+                up: nic.up,
+                addrs: nic.addresses.clone(),
+            });
+            iface_sysctls(&mut d, &nic.name, &nic.sysctl);
+        }
+        d.bridge_vlans = host.bridge.iter().any(|b| b.vlan_filtering);
         for v in &host.vrrp {
             for (dev, a) in v.held_addresses() {
                 d.vips.push((dev.to_owned(), a));
@@ -216,23 +295,40 @@ impl Desired {
             for (n, netif) in ve.netif.iter().enumerate() {
                 let host_name = ve.host_ifname(n);
                 let alias = ve_alias(ve.id, &netif.name);
+                let port = netif
+                    .bridge
+                    .as_ref()
+                    .and_then(|b| host.bridge.iter().find(|br| &br.name == b))
+                    .map(|br| Port::from_config(br, &netif.port_options()))
+                    .unwrap_or_default();
                 d.links.push(LinkSpec {
                     ns: None,
-                    name: host_name.clone(),
-                    kind: LinkKind::Veth {
-                        peer_ns: Some(ns.clone()),
-                        peer_name: netif.name.clone(),
-                        peer_mac: netif.mac,
+                    link: LinkDef {
+                        mtu: netif.mtu,
+                        mac: netif.host_mac,
+                        master: netif.bridge.clone(),
+                        port,
+                        alias: alias.clone(),
+                        ..owned(
+                            &host_name,
+                            Kind::Veth(Veth {
+                                peer: Some(VethPeer {
+                                    ns: Some(ns.clone()),
+                                    name: netif.name.clone(),
+                                    mac: netif.mac,
+                                    mtu: netif.mtu,
+                                }),
+                            }),
+                            "",
+                        )
                     },
-                    mac: netif.host_mac,
-                    master: netif.bridge.clone(),
-                    alias: alias.clone(),
                     addrs: Vec::new(),
                 });
                 d.ve_ends.push(VeEnd {
                     ns: ns.clone(),
                     name: netif.name.clone(),
                     mac: netif.mac,
+                    mtu: netif.mtu,
                     host_name: host_name.clone(),
                     alias,
                     addrs: netif.addresses.clone(),
@@ -253,15 +349,22 @@ impl Desired {
                 let ipv6 = venet.addresses.iter().any(IpAddr::is_ipv6);
                 d.links.push(LinkSpec {
                     ns: None,
-                    name: host_name.clone(),
-                    kind: LinkKind::Veth {
-                        peer_ns: Some(ns.clone()),
-                        peer_name: VENET_IFNAME.into(),
-                        peer_mac: None,
+                    link: LinkDef {
+                        mtu: venet.mtu,
+                        alias: alias.clone(),
+                        ..owned(
+                            &host_name,
+                            Kind::Veth(Veth {
+                                peer: Some(VethPeer {
+                                    ns: Some(ns.clone()),
+                                    name: VENET_IFNAME.into(),
+                                    mac: None,
+                                    mtu: venet.mtu,
+                                }),
+                            }),
+                            "",
+                        )
                     },
-                    mac: None,
-                    master: None,
-                    alias: alias.clone(),
                     addrs: if ipv6 {
                         vec![VENET_GATEWAY6_NET]
                     } else {
@@ -272,6 +375,7 @@ impl Desired {
                     ns: ns.clone(),
                     name: VENET_IFNAME.into(),
                     mac: None,
+                    mtu: venet.mtu,
                     host_name: host_name.clone(),
                     alias,
                     addrs: venet.addresses.iter().map(|a| IpNet::from(*a)).collect(),
@@ -336,6 +440,7 @@ impl Desired {
                 d.sysctls.push((p, v));
             }
         }
+        d.set_depths();
         d
     }
 
@@ -347,6 +452,53 @@ impl Desired {
     /// Whether IPv6 addresses on `dev` in `ns` skip duplicate address detection.
     pub fn skips_dad(&self, ns: &NsName, dev: &str) -> bool {
         self.no_dad.contains(&(ns.clone(), dev.to_string()))
+    }
+
+    /// `name` joins `master`: as part of its spec if vznet makes it, as an
+    /// attachment otherwise.
+    fn join(&mut self, name: &str, master: &str, bond_slave: bool, port: Port) {
+        if let Some(l) = self
+            .links
+            .iter_mut()
+            .find(|l| l.ns.is_none() && l.link.name == name)
+        {
+            l.link.master = Some(master.to_string());
+            l.link.port = port;
+        } else {
+            self.attachments.push(Attachment {
+                name: name.to_string(),
+                master: master.to_string(),
+                bond_slave,
+                port,
+            });
+        }
+    }
+
+    /// Each link's depth: one more than the deepest link of the config it names.
+    fn set_depths(&mut self) {
+        let depths = link::depths(self.links.iter().map(|l| (&l.ns, &l.link)));
+        for (l, depth) in self.links.iter_mut().zip(depths) {
+            l.link.depth = depth;
+        }
+    }
+
+    /// The link vznet makes with this name in the host netns.
+    pub fn host_link(&self, name: &str) -> Option<&LinkDef> {
+        self.links
+            .iter()
+            .find(|l| l.ns.is_none() && l.link.name == name)
+            .map(|l| &l.link)
+    }
+
+    /// Kernel features the config needs.
+    pub fn features(&self) -> Vec<Feature> {
+        let mut out: Vec<Feature> = Vec::new();
+        for f in self.links.iter().flat_map(|l| l.link.kind.features()) {
+            if !out.contains(&f) {
+                out.push(f);
+            }
+        }
+        out
     }
 }
 

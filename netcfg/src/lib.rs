@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod desired;
 pub mod kernel;
+pub mod link;
 pub mod model;
 pub mod neighbour;
 pub mod op;

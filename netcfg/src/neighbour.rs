@@ -180,7 +180,7 @@ pub fn plan(
     let deleted: Vec<String> = ops
         .iter()
         .filter_map(|op| match op {
-            Op::LinkDel { ns: None, name, .. } => Some(name.clone()),
+            Op::LinkDel { ns: None, link } => Some(link.name.clone()),
             _ => None,
         })
         .collect();

@@ -1,6 +1,7 @@
 //! Operations: one kernel change each, with its inverse, in a phase that orders
 //! it against the others.
 
+use std::cmp::Reverse;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -8,45 +9,12 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{BondMode, MacAddr};
+use crate::link::{describe_change, Kind, LinkDef, Port, Tier};
+use crate::model::MacAddr;
 
 /// A netns: `None` is the one vznet runs in (the host's); `Some` a VE's, as the
 /// config names it (a name under /run/netns or a path).
 pub type NsName = Option<String>;
-
-/// What kind of link to create.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum LinkKind {
-    /// A bridge.
-    Bridge {
-        /// Spanning tree.
-        stp: bool,
-    },
-    /// A veth pair whose peer is created directly in its netns.
-    Veth {
-        /// The peer's netns.
-        peer_ns: NsName,
-        /// The peer's name there.
-        peer_name: String,
-        /// The peer's MAC.
-        peer_mac: Option<MacAddr>,
-    },
-    /// A bond.
-    Bond {
-        /// Mode.
-        mode: BondMode,
-        /// MII monitoring interval.
-        miimon_ms: u32,
-    },
-    /// An 802.1Q VLAN.
-    Vlan {
-        /// Lower link.
-        link: String,
-        /// VLAN id.
-        id: u16,
-    },
-}
 
 /// A route as vznet installs it (protocol vznet).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,35 +83,56 @@ pub enum Op {
         /// Value before, if the file existed.
         old: Option<String>,
     },
-    /// Create a link, up, with its MAC, master and ownership alias.
+    /// Create a link, up, with its MAC, MTU, master, port attributes and
+    /// ownership alias.
     LinkAdd {
         /// Netns.
         ns: NsName,
-        /// Name.
-        name: String,
-        /// Kind.
-        kind: LinkKind,
-        /// MAC.
-        mac: Option<MacAddr>,
-        /// Master (bridge or bond) to join.
-        master: Option<String>,
-        /// vznet's ownership marker.
-        alias: String,
+        /// The link.
+        link: LinkDef,
     },
     /// Delete a link vznet created.
     LinkDel {
         /// Netns.
         ns: NsName,
-        /// Name.
+        /// Everything needed to make it again (rollback).
+        link: LinkDef,
+    },
+    /// Change attributes of a link's kind (a bond's miimon, a bridge's STP).
+    LinkSet {
+        /// Netns.
+        ns: NsName,
+        /// Link.
         name: String,
-        /// How to make it again (rollback).
-        kind: LinkKind,
-        /// Its MAC.
-        mac: Option<MacAddr>,
-        /// Its master.
-        master: Option<String>,
-        /// Its alias.
-        alias: String,
+        /// The attributes that change, with their new values.
+        change: Kind,
+        /// The same attributes' values before.
+        old: Kind,
+    },
+    /// Change a link's attributes as a bridge port (isolated, VLANs...).
+    PortSet {
+        /// Netns.
+        ns: NsName,
+        /// The port.
+        name: String,
+        /// The attributes that change, with their new values.
+        change: Port,
+        /// Their values before.
+        old: Port,
+    },
+    /// Change a link's MTU.
+    SetMtu {
+        /// Netns.
+        ns: NsName,
+        /// Link.
+        name: String,
+        /// New MTU.
+        mtu: u32,
+        /// MTU before.
+        old: Option<u32>,
+        /// Links it is stacked on: a lower link's MTU grows first and shrinks
+        /// last (a VLAN's MTU cannot exceed its lower link's).
+        depth: u8,
     },
     /// Join (or leave, with `None`) a bridge or bond.
     SetMaster {
@@ -164,6 +153,10 @@ pub enum Op {
         name: String,
         /// Up.
         up: bool,
+        /// A VLAN or macvlan rides on it: up before they are made (the kernel
+        /// refuses to bring them up on a link that is down).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        lower: bool,
     },
     /// Change a link's MAC.
     SetMac {
@@ -175,15 +168,6 @@ pub enum Op {
         mac: MacAddr,
         /// Old MAC.
         old: Option<MacAddr>,
-    },
-    /// Turn a bridge's STP on or off.
-    SetStp {
-        /// Netns.
-        ns: NsName,
-        /// Bridge.
-        name: String,
-        /// On.
-        stp: bool,
     },
     /// Add an address.
     AddrAdd {
@@ -255,28 +239,30 @@ pub enum Phase {
     Unaddress,
     /// Ports that leave a master.
     Detach,
-    /// Links that go: upper before lower.
-    DeleteUpper,
-    /// Links that go after their uppers.
-    DeleteLower,
+    /// MTUs that shrink, the links stacked highest first.
+    MtuShrink(Reverse<u8>),
+    /// Links that go, the links stacked highest first (deleting a lower link
+    /// deletes what is stacked on it).
+    Delete(Reverse<u8>),
     /// Global sysctls (forwarding before links appear).
     GlobalSysctl,
-    /// Bonds.
-    CreateBond,
+    /// MTUs that grow, lower links first.
+    MtuGrow(u8),
+    /// Links that VLANs and macvlans ride on, up.
+    LowerUp,
+    /// Links other than veths, lower links first (bonds, bridges, dummies,
+    /// then VLANs, macvlans, VXLANs on them).
+    Create(u8),
     /// Slaves down (a slave must be down to be enslaved).
     SlaveDown,
-    /// Slaves into bonds.
-    Enslave,
-    /// VLANs over bonds and links.
-    CreateVlan,
-    /// Bridges.
-    CreateBridge,
-    /// Link attribute changes.
+    /// Attribute changes.
     Modify,
     /// Veth pairs (joining their bridge as they are made).
     CreateVeth,
-    /// Ports into bridges.
+    /// Ports into bridges, slaves into bonds.
     Attach,
+    /// Bridge-port attributes and VLANs.
+    Port,
     /// Links up.
     Up,
     /// Per-interface sysctls.
@@ -289,6 +275,10 @@ pub enum Phase {
     Rule,
     /// Proxy neighbour entries (the LAN learns of routed VEs once they are reachable).
     Proxy,
+    /// Veths whose peer is in a netns vznet cannot see (a VE dropped from the
+    /// config whose netns lives on): they cannot be made again, so they go
+    /// last, when nothing after them can fail but the verification.
+    DeleteLast,
 }
 
 impl Op {
@@ -302,10 +292,12 @@ impl Op {
             | Op::ProxyDel { .. } => None,
             Op::LinkAdd { ns, .. }
             | Op::LinkDel { ns, .. }
+            | Op::LinkSet { ns, .. }
+            | Op::PortSet { ns, .. }
+            | Op::SetMtu { ns, .. }
             | Op::SetMaster { ns, .. }
             | Op::SetUp { ns, .. }
             | Op::SetMac { ns, .. }
-            | Op::SetStp { ns, .. }
             | Op::AddrAdd { ns, .. }
             | Op::AddrDel { ns, .. }
             | Op::RouteAdd { ns, .. }
@@ -319,9 +311,9 @@ impl Op {
             Op::RouteDel { .. } | Op::RuleDel { .. } | Op::ProxyDel { .. } => Phase::Unroute,
             Op::AddrDel { .. } => Phase::Unaddress,
             Op::SetMaster { master: None, .. } => Phase::Detach,
-            Op::LinkDel { kind, .. } => match kind {
-                LinkKind::Bond { .. } => Phase::DeleteLower,
-                _ => Phase::DeleteUpper,
+            Op::LinkDel { link, .. } => match &link.kind {
+                Kind::Veth(v) if v.peer.is_none() => Phase::DeleteLast,
+                _ => Phase::Delete(Reverse(link.depth)),
             },
             Op::Sysctl { path, .. } => {
                 // net/{ipv4,ipv6}/{conf,neigh}/IF/KEY is a link's, but for
@@ -340,15 +332,28 @@ impl Op {
                     _ => Phase::GlobalSysctl,
                 }
             }
-            Op::LinkAdd { kind, .. } => match kind {
-                LinkKind::Bond { .. } => Phase::CreateBond,
-                LinkKind::Vlan { .. } => Phase::CreateVlan,
-                LinkKind::Bridge { .. } => Phase::CreateBridge,
-                LinkKind::Veth { .. } => Phase::CreateVeth,
+            Op::LinkAdd { link, .. } => match link.kind.tier() {
+                Some(Tier::Veth) => Phase::CreateVeth,
+                _ => Phase::Create(link.depth),
             },
+            Op::SetMtu {
+                mtu, old, depth, ..
+            } => {
+                if old.is_some_and(|o| *mtu < o) {
+                    Phase::MtuShrink(Reverse(*depth))
+                } else {
+                    Phase::MtuGrow(*depth)
+                }
+            }
             Op::SetUp { up: false, .. } => Phase::SlaveDown,
             Op::SetMaster { .. } => Phase::Attach,
-            Op::SetMac { .. } | Op::SetStp { .. } => Phase::Modify,
+            Op::PortSet { .. } => Phase::Port,
+            Op::SetMac { .. } | Op::LinkSet { .. } => Phase::Modify,
+            Op::SetUp {
+                up: true,
+                lower: true,
+                ..
+            } => Phase::LowerUp,
             Op::SetUp { up: true, .. } => Phase::Up,
             Op::AddrAdd { .. } => Phase::Address,
             Op::RouteAdd { .. } => Phase::Route,
@@ -365,35 +370,42 @@ impl Op {
                 value: old.clone().unwrap_or_default(),
                 old: Some(value),
             },
-            Op::LinkAdd {
+            Op::LinkAdd { ns, link } => Op::LinkDel { ns, link },
+            Op::LinkDel { ns, link } => Op::LinkAdd { ns, link },
+            Op::LinkSet {
                 ns,
                 name,
-                kind,
-                mac,
-                master,
-                alias,
-            } => Op::LinkDel {
+                change,
+                old,
+            } => Op::LinkSet {
                 ns,
                 name,
-                kind,
-                mac,
-                master,
-                alias,
+                change: old,
+                old: change,
             },
-            Op::LinkDel {
+            Op::PortSet {
                 ns,
                 name,
-                kind,
-                mac,
-                master,
-                alias,
-            } => Op::LinkAdd {
+                change,
+                old,
+            } => Op::PortSet {
                 ns,
                 name,
-                kind,
-                mac,
-                master,
-                alias,
+                change: old,
+                old: change,
+            },
+            Op::SetMtu {
+                ns,
+                name,
+                mtu,
+                old,
+                depth,
+            } => Op::SetMtu {
+                ns,
+                name,
+                mtu: old.unwrap_or(mtu),
+                old: Some(mtu),
+                depth,
             },
             Op::SetMaster {
                 ns,
@@ -407,7 +419,17 @@ impl Op {
                 master: old,
                 old: master,
             },
-            Op::SetUp { ns, name, up, .. } => Op::SetUp { ns, name, up: !up },
+            Op::SetUp {
+                ns,
+                name,
+                up,
+                lower,
+            } => Op::SetUp {
+                ns,
+                name,
+                up: !up,
+                lower,
+            },
             Op::SetMac {
                 ns, name, mac, old, ..
             } => match old {
@@ -423,11 +445,6 @@ impl Op {
                     mac,
                     old: Some(mac),
                 },
-            },
-            Op::SetStp { ns, name, stp, .. } => Op::SetStp {
-                ns,
-                name,
-                stp: !stp,
             },
             Op::AddrAdd {
                 ns,
@@ -494,43 +511,26 @@ impl fmt::Display for Op {
                     opt(old)
                 )
             }
-            Op::LinkAdd {
-                name,
-                kind,
-                mac,
-                master,
-                ..
-            } => {
-                write!(f, "+ ")?;
-                match kind {
-                    LinkKind::Bridge { stp } => {
-                        write!(f, "bridge {name} (stp {})", if *stp { "on" } else { "off" })?
-                    }
-                    LinkKind::Veth {
-                        peer_ns, peer_name, ..
-                    } => write!(
-                        f,
-                        "veth {name} <-> {}{peer_name}",
-                        peer_ns
-                            .as_deref()
-                            .map_or(String::new(), |n| format!("{n}:"))
-                    )?,
-                    LinkKind::Bond { mode, miimon_ms } => write!(
-                        f,
-                        "bond {name} (mode {}, miimon {miimon_ms} ms)",
-                        mode.as_str()
-                    )?,
-                    LinkKind::Vlan { link, id } => write!(f, "vlan {name} (link {link}, id {id})")?,
-                }
-                if let Some(mac) = mac {
-                    write!(f, " mac {mac}")?;
-                }
-                if let Some(m) = master {
-                    write!(f, " master {m}")?;
-                }
-                write!(f, "{ns}")
+            Op::LinkAdd { link, .. } => write!(f, "+ {}{ns}", link.summary()),
+            Op::LinkDel { link, .. } => write!(f, "- link {}{ns}", link.name),
+            Op::LinkSet {
+                name, change, old, ..
+            } => write!(
+                f,
+                "~ {} {name} {}{ns}",
+                change.name(),
+                describe_change(&change.describe(), &old.describe())
+            ),
+            Op::PortSet {
+                name, change, old, ..
+            } => write!(
+                f,
+                "~ port {name} {}{ns}",
+                describe_change(&change.describe(), &old.describe())
+            ),
+            Op::SetMtu { name, mtu, old, .. } => {
+                write!(f, "~ link {name} mtu {} -> {mtu}{ns}", opt(old))
             }
-            Op::LinkDel { name, .. } => write!(f, "- link {name}{ns}"),
             Op::SetMaster {
                 name,
                 master: Some(m),
@@ -548,11 +548,6 @@ impl fmt::Display for Op {
             Op::SetMac { name, mac, old, .. } => {
                 write!(f, "~ link {name} mac {} -> {mac}{ns}", opt(old))
             }
-            Op::SetStp { name, stp, .. } => write!(
-                f,
-                "~ bridge {name} stp {}{ns}",
-                if *stp { "on" } else { "off" }
-            ),
             Op::AddrAdd {
                 dev, addr, nodad, ..
             } => write!(

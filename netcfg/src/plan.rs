@@ -4,9 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::desired::{Desired, LinkSpec};
-use crate::kernel::state::{LinkState, LinkType, NsState, RouteState};
-use crate::op::{LinkKind, NsName, Op, Phase, RouteSpec};
+use crate::desired::Desired;
+use crate::kernel::state::{NsState, RouteState};
+use crate::op::{NsName, Op, Phase, RouteSpec};
 
 /// The kernel's state in every netns the config names.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -55,6 +55,36 @@ pub enum PlanError {
         /// Kernel config option.
         option: &'static str,
     },
+    /// A link vznet owns must go, but it is of a kind vznet cannot make again
+    /// (so no rollback could restore it).
+    #[error("link {name:?} carries vznet's alias but is of kind {kind:?}, which vznet cannot make again; delete it (ip link del {name}) or clear its alias")]
+    CannotRecreate {
+        /// Name.
+        name: String,
+        /// Its kind.
+        kind: String,
+    },
+    /// The config asks for an MTU the device does not take.
+    #[error("mtu {mtu} of {name:?} is above the largest the device takes ({max})")]
+    MtuTooLarge {
+        /// Link.
+        name: String,
+        /// Asked for.
+        mtu: u32,
+        /// IFLA_MAX_MTU.
+        max: u32,
+    },
+}
+
+impl PlanError {
+    /// True when the config asks for what this kernel or device cannot do
+    /// (exit 2: invalid input, nothing changed).
+    pub fn is_config_error(&self) -> bool {
+        matches!(
+            self,
+            PlanError::NoKernelSupport { .. } | PlanError::MtuTooLarge { .. }
+        )
+    }
 }
 
 fn in_ns(ns: &NsName) -> String {
@@ -106,109 +136,17 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
 pub fn plan_all(desired: &Desired, observed: &Observed) -> (Plan, Vec<PlanError>) {
     let mut errors = Vec::new();
     let mut ops = Vec::new();
-    let host = &observed.host;
-
-    // Links vznet owns but the config no longer names.
-    let wanted: BTreeSet<&str> = desired.links.iter().map(|l| l.name.as_str()).collect();
-    for link in host
-        .links
-        .iter()
-        .filter(|l| l.is_managed() && !wanted.contains(l.name.as_str()))
-    {
-        delete_link(&mut ops, None, link, host);
-    }
-
-    for spec in &desired.links {
-        if let Err(e) = link_ops(&mut ops, spec, desired, observed) {
-            errors.push(e);
-        }
-    }
-
-    for att in &desired.attachments {
-        let Some(port) = host.link(&att.name) else {
-            errors.push(PlanError::Missing {
-                role: if att.bond_slave {
-                    "bond slave"
-                } else {
-                    "bridge port"
-                },
-                name: att.name.clone(),
-            });
-            continue;
-        };
-        let master_now = port
-            .master
-            .and_then(|m| host.link_by_index(m))
-            .map(|m| m.name.clone());
-        if master_now.as_deref() != Some(att.master.as_str()) {
-            if att.bond_slave && port.up {
-                ops.push(Op::SetUp {
-                    ns: None,
-                    name: att.name.clone(),
-                    up: false,
-                });
-            }
-            ops.push(Op::SetMaster {
-                ns: None,
-                name: att.name.clone(),
-                master: Some(att.master.clone()),
-                old: master_now,
-            });
-            if !att.bond_slave && !port.up {
-                ops.push(Op::SetUp {
-                    ns: None,
-                    name: att.name.clone(),
-                    up: true,
-                });
-            }
-        } else if !port.up && !att.bond_slave {
-            ops.push(Op::SetUp {
-                ns: None,
-                name: att.name.clone(),
-                up: true,
-            });
-        }
-    }
-    // Ports of managed bridges and bonds that the config does not list.
-    let port_wanted: BTreeSet<(&str, &str)> = desired
-        .attachments
-        .iter()
-        .map(|a| (a.name.as_str(), a.master.as_str()))
-        .chain(
-            desired
-                .links
-                .iter()
-                .filter_map(|l| l.master.as_deref().map(|m| (l.name.as_str(), m))),
-        )
-        .collect();
-    for link in &host.links {
-        let Some(master) = link.master.and_then(|m| host.link_by_index(m)) else {
-            continue;
-        };
-        if !master.is_managed() || !wanted.contains(master.name.as_str()) {
-            continue;
-        }
-        let going = link.is_managed() && !wanted.contains(link.name.as_str());
-        if !going
-            && !port_wanted.contains(&(link.name.as_str(), master.name.as_str()))
-            && !desired.links.iter().any(|l| l.name == link.name)
-        {
-            ops.push(Op::SetMaster {
-                ns: None,
-                name: link.name.clone(),
-                master: None,
-                old: Some(master.name.clone()),
-            });
-        }
-    }
-
-    for end in &desired.ve_ends {
-        ve_end_ops(&mut ops, end, observed, desired);
-    }
+    let fresh = crate::link::diff::plan(&mut ops, desired, observed, &mut errors);
 
     for (path, value) in &desired.sysctls {
         let now = observed.sysctls.get(path).cloned().flatten();
-        if now.as_deref() != Some(crate::kernel::sysctl::normalise(value).as_str()) {
+        // A link made (again) by this plan starts with the kernel's defaults.
+        let reset = path
+            .iter()
+            .nth(6)
+            .and_then(|s| s.to_str())
+            .is_some_and(|ifname| fresh.contains(ifname));
+        if reset || now.as_deref() != Some(crate::kernel::sysctl::normalise(value).as_str()) {
             ops.push(Op::Sysctl {
                 path: path.clone(),
                 value: value.clone(),
@@ -218,6 +156,7 @@ pub fn plan_all(desired: &Desired, observed: &Observed) -> (Plan, Vec<PlanError>
     }
 
     route_ops(&mut ops, desired, observed, &mut errors);
+    let host = &observed.host;
     crate::rule::plan(&mut ops, &desired.rules, &host.rules);
     if let Err(e) = crate::neighbour::plan(
         &mut ops,
@@ -255,268 +194,7 @@ impl crate::neighbour::Links for HostLinks<'_> {
                 .desired
                 .links
                 .iter()
-                .any(|l| l.ns.is_none() && l.name == name)
-    }
-}
-
-fn kind_matches(spec: &LinkKind, link: &LinkState) -> bool {
-    match spec {
-        LinkKind::Bridge { .. } => link.kind == LinkType::Bridge,
-        LinkKind::Veth { .. } => link.kind == LinkType::Veth,
-        LinkKind::Bond { mode, .. } => {
-            link.kind == LinkType::Bond && link.bond_mode.is_none_or(|m| m == *mode)
-        }
-        LinkKind::Vlan { id, .. } => link.kind == LinkType::Vlan && link.vlan_id == Some(*id),
-    }
-}
-
-fn delete_link(ops: &mut Vec<Op>, ns: NsName, link: &LinkState, state: &NsState) {
-    for addr in state.addrs_of(link.index) {
-        ops.push(Op::AddrDel {
-            ns: ns.clone(),
-            dev: link.name.clone(),
-            addr,
-            nodad: false,
-        });
-    }
-    let kind = match &link.kind {
-        LinkType::Bridge => LinkKind::Bridge {
-            stp: link.stp.unwrap_or(false),
-        },
-        LinkType::Bond => LinkKind::Bond {
-            mode: link
-                .bond_mode
-                .unwrap_or(crate::model::BondMode::ActiveBackup),
-            miimon_ms: link.miimon_ms.unwrap_or(0),
-        },
-        LinkType::Vlan => LinkKind::Vlan {
-            link: link
-                .link
-                .and_then(|i| state.link_by_index(i))
-                .map_or_else(String::new, |l| l.name.clone()),
-            id: link.vlan_id.unwrap_or(0),
-        },
-        // The peer of a veth lives elsewhere; rollback recreates it with the
-        // name recorded in the alias.
-        _ => LinkKind::Veth {
-            peer_ns: None,
-            peer_name: link
-                .alias
-                .as_deref()
-                .and_then(|a| a.rsplit(':').next())
-                .unwrap_or("")
-                .to_string(),
-            peer_mac: None,
-        },
-    };
-    ops.push(Op::LinkDel {
-        ns,
-        name: link.name.clone(),
-        kind,
-        mac: link.mac,
-        master: link
-            .master
-            .and_then(|m| state.link_by_index(m))
-            .map(|m| m.name.clone()),
-        alias: link.alias.clone().unwrap_or_default(),
-    });
-}
-
-fn link_ops(
-    ops: &mut Vec<Op>,
-    spec: &LinkSpec,
-    desired: &Desired,
-    observed: &Observed,
-) -> Result<(), PlanError> {
-    let host = &observed.host;
-    if let LinkKind::Vlan { link, .. } = &spec.kind {
-        let made_here = desired.links.iter().any(|l| &l.name == link);
-        if !made_here && host.link(link).is_none() {
-            return Err(PlanError::Missing {
-                role: "VLAN lower link",
-                name: link.clone(),
-            });
-        }
-    }
-    let add = |ops: &mut Vec<Op>| {
-        // A veth joins its bridge as it is made (bridges come first); a bond or
-        // VLAN is made before the bridges, so it joins in the attach phase.
-        let joins_at_create = matches!(spec.kind, LinkKind::Veth { .. });
-        ops.push(Op::LinkAdd {
-            ns: spec.ns.clone(),
-            name: spec.name.clone(),
-            kind: spec.kind.clone(),
-            mac: spec.mac,
-            master: spec.master.clone().filter(|_| joins_at_create),
-            alias: spec.alias.clone(),
-        });
-        if let (Some(master), false) = (&spec.master, joins_at_create) {
-            ops.push(Op::SetMaster {
-                ns: spec.ns.clone(),
-                name: spec.name.clone(),
-                master: Some(master.clone()),
-                old: None,
-            });
-        }
-        for addr in &spec.addrs {
-            ops.push(Op::AddrAdd {
-                ns: spec.ns.clone(),
-                dev: spec.name.clone(),
-                addr: *addr,
-                nodad: desired.skips_dad(&spec.ns, &spec.name),
-            });
-        }
-    };
-    let Some(link) = host.link(&spec.name) else {
-        add(ops);
-        return Ok(());
-    };
-    if !link.is_managed() {
-        return Err(PlanError::NotOwned {
-            ns: spec.ns.clone(),
-            name: spec.name.clone(),
-        });
-    }
-    let mut recreate =
-        !kind_matches(&spec.kind, link) || link.alias.as_deref() != Some(spec.alias.as_str());
-    if let LinkKind::Veth {
-        peer_ns: Some(peer_ns),
-        peer_name,
-        ..
-    } = &spec.kind
-    {
-        // Both ends must exist and point at each other.
-        let paired = observed
-            .ves
-            .get(peer_ns)
-            .and_then(|s| s.link(peer_name))
-            .is_some_and(|peer| {
-                peer.kind == LinkType::Veth
-                    && peer.link == Some(link.index)
-                    && link.link == Some(peer.index)
-            });
-        recreate |= !paired;
-    }
-    if recreate {
-        delete_link(ops, spec.ns.clone(), link, host);
-        add(ops);
-        return Ok(());
-    }
-    if let Some(mac) = spec.mac {
-        if link.mac != Some(mac) {
-            ops.push(Op::SetMac {
-                ns: spec.ns.clone(),
-                name: spec.name.clone(),
-                mac,
-                old: link.mac,
-            });
-        }
-    }
-    if let (LinkKind::Bridge { stp }, Some(now)) = (&spec.kind, link.stp) {
-        if *stp != now {
-            ops.push(Op::SetStp {
-                ns: spec.ns.clone(),
-                name: spec.name.clone(),
-                stp: *stp,
-            });
-        }
-    }
-    let master_now = link
-        .master
-        .and_then(|m| host.link_by_index(m))
-        .map(|m| m.name.clone());
-    if master_now != spec.master {
-        ops.push(Op::SetMaster {
-            ns: spec.ns.clone(),
-            name: spec.name.clone(),
-            master: spec.master.clone(),
-            old: master_now,
-        });
-    }
-    if !link.up {
-        ops.push(Op::SetUp {
-            ns: spec.ns.clone(),
-            name: spec.name.clone(),
-            up: true,
-        });
-    }
-    // A VRRP virtual IP comes and goes with mastership: not drift.
-    let have = host
-        .addrs_for(
-            link.index,
-            &spec.addrs,
-            desired.owns_link_local(&spec.ns, &spec.name),
-        )
-        .filter(|a| {
-            !desired
-                .vips
-                .iter()
-                .any(|(dev, vip)| dev == &spec.name && vip.addr() == a.addr())
-        })
-        .collect();
-    let nodad = desired.skips_dad(&spec.ns, &spec.name);
-    addr_ops(
-        ops,
-        &spec.ns,
-        &spec.name,
-        &spec.addrs,
-        have,
-        &host.secondaries_of(link.index),
-        nodad,
-    );
-    Ok(())
-}
-
-/// The address changes of a link that stays. When IPv4 addresses go, the kernel
-/// may take others with them: removing a primary address removes its secondaries
-/// (the addresses in its subnet), and removing the last one disables IPv4 on the
-/// link and flushes its routes. So a change that would hit either case renumbers:
-/// every IPv4 address goes and the wanted ones come back, and `route_ops` takes the
-/// link's routes down first and puts them back after (see [`readdressed`]).
-fn addr_ops(
-    ops: &mut Vec<Op>,
-    ns: &NsName,
-    dev: &str,
-    want: &[ipnet::IpNet],
-    have: Vec<ipnet::IpNet>,
-    secondaries: &[ipnet::IpNet],
-    nodad: bool,
-) {
-    let is4 = |a: &ipnet::IpNet| a.addr().is_ipv4();
-    let removed4: Vec<&ipnet::IpNet> = have
-        .iter()
-        .filter(|a| is4(a) && !want.contains(a))
-        .collect();
-    let kept4: Vec<&ipnet::IpNet> = have.iter().filter(|a| is4(a) && want.contains(a)).collect();
-    // A kept secondary of a removed primary would go with it.
-    let takes_a_secondary = removed4.iter().any(|r| {
-        !secondaries.contains(r)
-            && kept4
-                .iter()
-                .any(|k| secondaries.contains(k) && r.contains(&k.addr()))
-    });
-    let renumber = !removed4.is_empty() && (kept4.is_empty() || takes_a_secondary);
-    let gone: Vec<ipnet::IpNet> = have
-        .iter()
-        .filter(|a| !want.contains(a) || (renumber && is4(a)))
-        .copied()
-        .collect();
-    let present: Vec<ipnet::IpNet> = have.iter().filter(|a| !gone.contains(a)).copied().collect();
-    for a in &gone {
-        ops.push(Op::AddrDel {
-            ns: ns.clone(),
-            dev: dev.to_string(),
-            addr: *a,
-            nodad,
-        });
-    }
-    for a in want.iter().filter(|a| !present.contains(a)) {
-        ops.push(Op::AddrAdd {
-            ns: ns.clone(),
-            dev: dev.to_string(),
-            addr: *a,
-            nodad,
-        });
+                .any(|l| l.ns.is_none() && l.link.name == name)
     }
 }
 
@@ -542,64 +220,6 @@ fn readdressed(ops: &[Op], ns: &NsName, state: &NsState) -> BTreeSet<String> {
         }
     }
     out
-}
-
-/// The VE end comes with its veth (`LinkAdd` creates both); here only what
-/// differs on an existing, correctly paired end.
-fn ve_end_ops(
-    ops: &mut Vec<Op>,
-    end: &crate::desired::VeEnd,
-    observed: &Observed,
-    desired: &Desired,
-) {
-    let ns = Some(end.ns.clone());
-    let nodad = desired.skips_dad(&ns, &end.name);
-    let host_end_recreated = ops
-        .iter()
-        .any(|op| matches!(op, Op::LinkAdd { name, ns: None, .. } if *name == end.host_name));
-    let state = observed.ves.get(&end.ns);
-    let link = state.and_then(|s| s.link(&end.name));
-    match (link, host_end_recreated) {
-        (Some(link), false) => {
-            let state = state.expect("link came from this state");
-            if let Some(mac) = end.mac {
-                if link.mac != Some(mac) {
-                    ops.push(Op::SetMac {
-                        ns: ns.clone(),
-                        name: end.name.clone(),
-                        mac,
-                        old: link.mac,
-                    });
-                }
-            }
-            if !link.up {
-                ops.push(Op::SetUp {
-                    ns: ns.clone(),
-                    name: end.name.clone(),
-                    up: true,
-                });
-            }
-            addr_ops(
-                ops,
-                &ns,
-                &end.name,
-                &end.addrs,
-                state.addrs_for(link.index, &end.addrs, false).collect(),
-                &state.secondaries_of(link.index),
-                nodad,
-            );
-        }
-        _ => {
-            for a in &end.addrs {
-                ops.push(Op::AddrAdd {
-                    ns: ns.clone(),
-                    dev: end.name.clone(),
-                    addr: *a,
-                    nodad,
-                });
-            }
-        }
-    }
 }
 
 fn route_ops(
@@ -631,7 +251,7 @@ fn route_ops(
         let recreated: BTreeSet<String> = ops
             .iter()
             .filter_map(|op| match op {
-                Op::LinkDel { ns: n, name, .. } if n == ns => Some(name.clone()),
+                Op::LinkDel { ns: n, link } if n == ns => Some(link.name.clone()),
                 _ => None,
             })
             .collect();
@@ -658,7 +278,10 @@ fn route_ops(
             let comes_back = have.iter().any(|h| route_matches(r, h) && flushed(h));
             if !have.iter().any(|h| route_matches(r, h)) || dev_recreated || comes_back {
                 if let Some(dev) = &r.dev {
-                    let made = desired.links.iter().any(|l| &l.name == dev && &l.ns == ns)
+                    let made = desired
+                        .links
+                        .iter()
+                        .any(|l| &l.link.name == dev && &l.ns == ns)
                         || desired
                             .ve_ends
                             .iter()
@@ -709,57 +332,37 @@ fn route_spec_of(r: &RouteState, state: &NsState) -> RouteSpec {
 mod tests {
     use super::*;
     use crate::desired::{Attachment, LinkSpec, VeEnd};
-    use crate::kernel::state::{AddrState, LinkState, LinkType, RouteState, RTPROT_VZNET};
+    use crate::kernel::state::{AddrState, LinkState, RouteState, RTPROT_VZNET};
+    use crate::link::fixture;
+    use crate::link::{Kind, Port};
 
-    fn link(index: u32, name: &str, kind: LinkType, alias: Option<&str>) -> LinkState {
-        LinkState {
-            index,
-            name: name.into(),
-            kind,
-            alias: alias.map(Into::into),
-            mac: None,
-            master: None,
-            up: true,
-            link: None,
-            stp: Some(false),
-            bond_mode: None,
-            miimon_ms: None,
-            vlan_id: None,
-        }
+    fn link(index: u32, name: &str, kind: Kind, alias: Option<&str>) -> LinkState {
+        fixture::observed(index, name, kind, alias)
+    }
+
+    fn veth_kind() -> Kind {
+        Kind::Veth(Default::default())
     }
 
     fn bridge_spec() -> LinkSpec {
-        LinkSpec {
-            ns: None,
-            name: "br0".into(),
-            kind: LinkKind::Bridge { stp: false },
-            mac: None,
-            master: None,
-            alias: "vznet:bridge".into(),
-            addrs: vec!["10.0.0.1/24".parse().expect("cidr")],
-        }
+        fixture::bridge("br0", &["10.0.0.1/24"])
     }
 
     fn veth_desired() -> Desired {
         let mut d = Desired::default();
         d.links.push(bridge_spec());
-        d.links.push(LinkSpec {
-            ns: None,
-            name: "veth1.0".into(),
-            kind: LinkKind::Veth {
-                peer_ns: Some("ve1".into()),
-                peer_name: "eth0".into(),
-                peer_mac: None,
-            },
-            mac: None,
-            master: Some("br0".into()),
-            alias: "vznet:ve1:eth0".into(),
-            addrs: vec![],
-        });
+        d.links.push(fixture::veth(
+            "veth1.0",
+            "ve1",
+            "eth0",
+            Some("br0"),
+            "vznet:ve1:eth0",
+        ));
         d.ve_ends.push(VeEnd {
             ns: "ve1".into(),
             name: "eth0".into(),
             mac: None,
+            mtu: None,
             host_name: "veth1.0".into(),
             alias: "vznet:ve1:eth0".into(),
             addrs: vec!["10.0.0.2/24".parse().expect("cidr")],
@@ -780,31 +383,39 @@ mod tests {
     /// The kernel state that `veth_desired` produces.
     fn veth_observed() -> Observed {
         let mut host = NsState::default();
-        host.links
-            .push(link(2, "br0", LinkType::Bridge, Some("vznet:bridge")));
-        let mut h = link(3, "veth1.0", LinkType::Veth, Some("vznet:ve1:eth0"));
+        host.links.push(link(
+            2,
+            "br0",
+            fixture::observed_bridge(),
+            Some("vznet:bridge"),
+        ));
+        let mut h = link(3, "veth1.0", veth_kind(), Some("vznet:ve1:eth0"));
         h.master = Some(2);
         h.link = Some(7);
+        h.port = Port::joined(None);
         host.links.push(h);
         host.addrs.push(AddrState {
             index: 2,
             addr: "10.0.0.1/24".parse().expect("cidr"),
             secondary: false,
+            protocol: Some(RTPROT_VZNET),
         });
         // The kernel's own IPv6 link-local address is not drift.
         host.addrs.push(AddrState {
             index: 3,
             addr: "fe80::1/64".parse().expect("cidr"),
             secondary: false,
+            protocol: None,
         });
         let mut ve = NsState::default();
-        let mut e = link(7, "eth0", LinkType::Veth, Some("vznet:ve1:eth0"));
+        let mut e = link(7, "eth0", veth_kind(), Some("vznet:ve1:eth0"));
         e.link = Some(3);
         ve.links.push(e);
         ve.addrs.push(AddrState {
             index: 7,
             addr: "10.0.0.2/24".parse().expect("cidr"),
             secondary: false,
+            protocol: Some(RTPROT_VZNET),
         });
         ve.routes.push(RouteState {
             dst: "0.0.0.0/0".parse().expect("cidr"),
@@ -883,6 +494,7 @@ mod tests {
             index: 2,
             addr: "10.9.9.9/32".parse().expect("cidr"),
             secondary: false,
+            protocol: None,
         });
         o.host.routes.push(RouteState {
             dst: "10.8.0.0/16".parse().expect("cidr"),
@@ -902,7 +514,9 @@ mod tests {
             scope_link: true,
             table: 254,
         });
-        o.host.links.push(link(9, "mine0", LinkType::Bridge, None));
+        o.host
+            .links
+            .push(link(9, "mine0", fixture::observed_bridge(), None));
         let p = plan(&veth_desired(), &o).expect("plan");
         let text: Vec<String> = p.ops.iter().map(ToString::to_string).collect();
         assert_eq!(
@@ -955,6 +569,7 @@ mod tests {
             name: "eth9".into(),
             master: "br0".into(),
             bond_slave: false,
+            port: Port::joined(None),
         });
         assert_eq!(
             plan(&d, &veth_observed()).err(),
@@ -981,28 +596,28 @@ mod tests {
     #[test]
     fn bond_slaves_go_down_before_joining_and_bonds_join_bridges_after_they_exist() {
         let mut d = Desired::default();
-        d.links.push(LinkSpec {
-            ns: None,
-            name: "bond0".into(),
-            kind: LinkKind::Bond {
-                mode: crate::model::BondMode::ActiveBackup,
-                miimon_ms: 100,
-            },
-            mac: None,
-            master: Some("br0".into()),
-            alias: "vznet:bond".into(),
-            addrs: vec![],
-        });
+        let mut bond = fixture::spec(
+            "bond0",
+            Kind::Bond(crate::link::bond::Bond {
+                mode: Some(crate::model::BondMode::ActiveBackup),
+                miimon_ms: Some(100),
+                ..Default::default()
+            }),
+            "vznet:bond",
+            &[],
+        );
+        bond.link.master = Some("br0".into());
+        bond.link.port = Port::joined(None);
+        d.links.push(bond);
         d.links.push(bridge_spec());
         d.attachments.push(Attachment {
             name: "eth0".into(),
             master: "bond0".into(),
             bond_slave: true,
+            port: Port::default(),
         });
         let mut o = Observed::default();
-        o.host
-            .links
-            .push(link(5, "eth0", LinkType::Other("veth".into()), None));
+        o.host.links.push(fixture::nic(5, "eth0"));
         let p = plan(&d, &o).expect("plan");
         let pos = |s: &str| {
             p.ops
@@ -1010,7 +625,7 @@ mod tests {
                 .position(|op| op.to_string() == s)
                 .unwrap_or(usize::MAX)
         };
-        assert!(pos("+ bond bond0 (mode active-backup, miimon 100 ms)") < pos("~ link eth0 down"));
+        assert!(pos("+ bond bond0 (mode active-backup, miimon_ms 100)") < pos("~ link eth0 down"));
         assert!(pos("~ link eth0 down") < pos("~ link eth0 master bond0"));
         assert!(pos("+ bridge br0 (stp off)") < pos("~ link bond0 master br0"));
         assert!(pos("~ link bond0 master br0") != usize::MAX, "{:?}", p.ops);
@@ -1026,6 +641,7 @@ mod tests {
             index: 2,
             addr: "10.0.0.100/24".parse().expect("cidr"),
             secondary: false,
+            protocol: None,
         });
         assert!(plan(&d, &o).expect("plan").is_empty());
         // Without the VRRP instance it would go.
@@ -1063,6 +679,7 @@ mod tests {
             index: 2,
             addr: "10.0.0.9/24".parse().expect("cidr"),
             secondary: true,
+            protocol: None,
         });
         let p = plan(&d, &o).expect("plan");
         let text: Vec<String> = p.ops.iter().map(ToString::to_string).collect();

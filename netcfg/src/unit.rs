@@ -69,8 +69,8 @@ impl Units {
     pub fn new(desired: &Desired) -> Units {
         let mut u = Units::default();
         for l in &desired.links {
-            if let Some(id) = ve_of_alias(&l.alias) {
-                u.ve_links.insert(l.name.clone(), id);
+            if let Some(id) = ve_of_alias(&l.link.alias) {
+                u.ve_links.insert(l.link.name.clone(), id);
             }
         }
         for e in &desired.ve_ends {
@@ -104,7 +104,9 @@ impl Units {
                 .get(ns)
                 .map_or_else(|| Unit::Host(format!("netns {ns}")), |id| Unit::Ve(*id)),
             PlanError::NotOwned { ns: None, name } => self.of_host_link(name),
-            PlanError::Missing { name, .. } => self.of_host_link(name),
+            PlanError::Missing { name, .. }
+            | PlanError::CannotRecreate { name, .. }
+            | PlanError::MtuTooLarge { name, .. } => self.of_host_link(name),
             PlanError::NoKernelSupport { what, .. } => Unit::Host(format!("kernel {what}")),
         }
     }
@@ -118,16 +120,16 @@ impl Units {
                 .map_or_else(|| Unit::Host(format!("netns {ns}")), |id| Unit::Ve(*id));
         }
         match op {
-            Op::LinkDel { name, alias, .. } | Op::LinkAdd { name, alias, .. } => {
-                match ve_of_alias(alias) {
-                    Some(id) => Unit::Ve(id),
-                    None => self.of_host_link(name),
-                }
-            }
+            Op::LinkDel { link, .. } | Op::LinkAdd { link, .. } => match ve_of_alias(&link.alias) {
+                Some(id) => Unit::Ve(id),
+                None => self.of_host_link(&link.name),
+            },
             Op::SetMaster { name, .. }
             | Op::SetUp { name, .. }
             | Op::SetMac { name, .. }
-            | Op::SetStp { name, .. } => self.of_host_link(name),
+            | Op::SetMtu { name, .. }
+            | Op::LinkSet { name, .. }
+            | Op::PortSet { name, .. } => self.of_host_link(name),
             Op::AddrAdd { dev, .. } | Op::AddrDel { dev, .. } => self.of_host_link(dev),
             Op::RouteAdd { route, .. } | Op::RouteDel { route, .. } => match &route.dev {
                 Some(dev) => self.of_host_link(dev),
@@ -163,37 +165,24 @@ pub fn interface_of_sysctl(path: &Path) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired::{Attachment, LinkSpec, VeEnd};
-    use crate::op::{LinkKind, RouteSpec};
+    use crate::desired::{Attachment, VeEnd};
+    use crate::op::RouteSpec;
 
     fn desired() -> Desired {
         let mut d = Desired::default();
-        d.links.push(LinkSpec {
-            ns: None,
-            name: "br0".into(),
-            kind: LinkKind::Bridge { stp: false },
-            mac: None,
-            master: None,
-            alias: "vznet:bridge".into(),
-            addrs: vec![],
-        });
-        d.links.push(LinkSpec {
-            ns: None,
-            name: "veth7.0".into(),
-            kind: LinkKind::Veth {
-                peer_ns: Some("ve7".into()),
-                peer_name: "eth0".into(),
-                peer_mac: None,
-            },
-            mac: None,
-            master: Some("br0".into()),
-            alias: "vznet:ve7:eth0".into(),
-            addrs: vec![],
-        });
+        d.links.push(crate::link::fixture::bridge("br0", &[]));
+        d.links.push(crate::link::fixture::veth(
+            "veth7.0",
+            "ve7",
+            "eth0",
+            Some("br0"),
+            "vznet:ve7:eth0",
+        ));
         d.ve_ends.push(VeEnd {
             ns: "ve7".into(),
             name: "eth0".into(),
             mac: None,
+            mtu: None,
             host_name: "veth7.0".into(),
             alias: "vznet:ve7:eth0".into(),
             addrs: vec![],
@@ -202,6 +191,7 @@ mod tests {
             name: "eth1".into(),
             master: "br0".into(),
             bond_slave: false,
+            port: crate::link::Port::default(),
         });
         d
     }
@@ -222,6 +212,7 @@ mod tests {
                     ns: Some("ve7".into()),
                     name: "eth0".into(),
                     up: true,
+                    lower: false,
                 },
                 Unit::Ve(7),
             ),
@@ -285,15 +276,14 @@ mod tests {
             (
                 Op::LinkDel {
                     ns: None,
-                    name: "veth9.0".into(),
-                    kind: LinkKind::Veth {
-                        peer_ns: None,
-                        peer_name: "eth0".into(),
-                        peer_mac: None,
-                    },
-                    mac: None,
-                    master: None,
-                    alias: "vznet:ve9:eth0".into(),
+                    link: crate::link::fixture::veth(
+                        "veth9.0",
+                        "ve9",
+                        "eth0",
+                        None,
+                        "vznet:ve9:eth0",
+                    )
+                    .link,
                 },
                 Unit::Ve(9),
             ),

@@ -51,6 +51,24 @@ const CASES: &[Case] = &[
     Case { name: "neighbour device name", host: "[venet]\nneighbour_devs = [\"br0\", \"a/b\"]\n", ve: "", at: "host.toml:2:26: venet.neighbour_devs[1]", says: "may not contain '/'" },
     Case { name: "gateway6 of IPv4", host: GOOD_HOST, ve: "id = 7\n[[netif]]\nname = \"eth0\"\naddresses = [\"fd00::7/64\"]\ngateway6 = \"10.0.0.1\"\n", at: "ve/7.toml:5:1: netif[0].gateway6", says: "not an IPv6 address" },
     Case { name: "gateway6 without an IPv6 address", host: GOOD_HOST, ve: "id = 7\n[[netif]]\nname = \"eth0\"\naddresses = [\"10.0.0.7/24\"]\ngateway6 = \"fd00::1\"\n", at: "ve/7.toml:5:1: netif[0].gateway6", says: "no address of its family" },
+    Case { name: "name template", host: "[[bridge]]\nname = \"br%d\"\n", ve: "", at: "host.toml:2:1: bridge[0].name", says: "contains '%'" },
+    Case { name: "reserved name", host: "[[dummy]]\nname = \"all\"\n", ve: "", at: "host.toml:2:1: dummy[0].name", says: "is reserved" },
+    Case { name: "0xA0 byte in a name", host: "[[bridge]]\nname = \"br\u{00e0}\"\n", ve: "", at: "host.toml:2:1: bridge[0].name", says: "0xA0" },
+    Case { name: "bond option of another mode", host: "[[bond]]\nname = \"bond0\"\nmode = \"active-backup\"\nlacp_rate = \"fast\"\n", ve: "", at: "host.toml:4:1: bond[0].lacp_rate", says: "used in mode \"802.3ad\" only" },
+    Case { name: "bond primary not a slave", host: "[[bond]]\nname = \"bond0\"\nmode = \"active-backup\"\nslaves = [\"eth0\"]\nprimary = \"eth1\"\n", ve: "", at: "host.toml:5:1: bond[0].primary", says: "not one of the slaves" },
+    Case { name: "bond delay not a multiple", host: "[[bond]]\nname = \"bond0\"\nmode = \"balance-rr\"\nupdelay_ms = 150\n", ve: "", at: "host.toml:4:1: bond[0].updelay_ms", says: "not a multiple of miimon_ms 100" },
+    Case { name: "bond ARP and MII", host: "[[bond]]\nname = \"bond0\"\nmode = \"active-backup\"\nmiimon_ms = 100\narp_interval_ms = 200\narp_ip_targets = [\"10.0.0.1\"]\n", ve: "", at: "host.toml:4:1: bond[0].miimon_ms", says: "exclude each other" },
+    Case { name: "bond hash policy", host: "[[bond]]\nname = \"bond0\"\nmode = \"802.3ad\"\nxmit_hash_policy = \"layer5\"\n", ve: "", at: "host.toml:4:20: bond[0].xmit_hash_policy", says: "unknown variant `layer5`" },
+    Case { name: "VLAN protocol", host: "[[vlan]]\nname = \"eth9.5\"\nlink = \"eth9\"\nid = 5\nprotocol = \"802.1x\"\n", ve: "", at: "host.toml:5:12: vlan[0].protocol", says: "unknown variant `802.1x`" },
+    Case { name: "VLAN MTU above its lower link's", host: "[[bond]]\nname = \"bond0\"\nmode = \"balance-rr\"\nmtu = 1500\n[[vlan]]\nname = \"bond0.5\"\nlink = \"bond0\"\nid = 5\nmtu = 9000\n", ve: "", at: "host.toml:9:1: vlan[0].mtu", says: "above the mtu of its lower link \"bond0\" (1500)" },
+    Case { name: "MTU range", host: "[[bridge]]\nname = \"br0\"\nmtu = 20\n", ve: "", at: "host.toml:3:1: bridge[0].mtu", says: "out of range 68..65535" },
+    Case { name: "STP timer range", host: "[[bridge]]\nname = \"br0\"\nforward_delay_s = 40\n", ve: "", at: "host.toml:3:1: bridge[0].forward_delay_s", says: "out of range 2..30" },
+    Case { name: "port VLAN without filtering", host: "[[bridge]]\nname = \"br0\"\nports = [{ name = \"eth1\", pvid = 5 }]\n", ve: "", at: "host.toml:3:27: bridge[0].ports[0].pvid", says: "needs vlan_filtering = true" },
+    Case { name: "port option typo", host: "[[bridge]]\nname = \"br0\"\nports = [{ name = \"eth1\", isolate = true }]\n", ve: "", at: "host.toml:3:", says: "unknown field `isolate`" },
+    Case { name: "VXLAN VNI", host: "[[vxlan]]\nname = \"vx0\"\nid = 20000000\n", ve: "", at: "host.toml:3:1: vxlan[0].id", says: "out of range 0..16777215" },
+    Case { name: "macvlan mode", host: "[[macvlan]]\nname = \"mv0\"\nlink = \"eth0\"\nmode = \"source\"\n", ve: "", at: "host.toml:4:8: macvlan[0].mode", says: "unknown variant `source`" },
+    Case { name: "NIC port down", host: "[[ethernet]]\nname = \"eth1\"\nup = false\n[[bridge]]\nname = \"br0\"\nports = [\"eth1\"]\n", ve: "", at: "host.toml:3:1: ethernet[0].up", says: "must be up" },
+    Case { name: "netif port option without a bridge", host: GOOD_HOST, ve: "id = 7\n[[netif]]\nname = \"eth0\"\nisolated = true\n", at: "ve/7.toml:4:1: netif[0].isolated", says: "bridge port option" },
     Case { name: "TOML syntax", host: "[[bridge]\nname = \"br0\"\n", ve: "", at: "host.toml:1:", says: "" },
 ];
 
@@ -98,8 +116,8 @@ fn every_invalid_input_is_located_exits_2_and_changes_nothing() -> Result<()> {
 #[test]
 fn bonds_and_vlans_on_a_kernel_without_them_fail_before_any_change() -> Result<()> {
     let probe = netcfg::kernel::features::probe(&[
-        netcfg::kernel::features::Feature::Bonding,
-        netcfg::kernel::features::Feature::Vlan,
+        netcfg::link::bond::FEATURE,
+        netcfg::link::vlan::FEATURE,
     ])?;
     let lab = Lab::new("no_bonding")?;
     let host = lab.host("host")?;

@@ -22,14 +22,16 @@ pub const EXIT_INVALID: u8 = 2;
 
 const AFTER_HELP: &str = "\
 CONFIG
-  The config folder holds host.toml (sysctls, bonds, VLANs, bridges, routes) and
-  ve/ID.toml, one file per VE (veth netifs, venet addresses, the netns to wire).
+  The config folder holds host.toml (sysctls, bonds, VLANs, bridges, macvlans,
+  VXLANs, dummies, the NICs vznet configures, routes) and ve/ID.toml, one file per
+  VE (veth netifs, venet addresses, the netns to wire).
   Keys are described in the README.
 
 EXIT STATUS
   0  success (for plan: whether or not changes are pending)
   1  the kernel refused a change (everything applied before it was rolled back)
-  2  invalid config or a kernel feature the config needs is missing; nothing changed
+  2  invalid config, a kernel feature the config needs is missing, or an MTU a
+     device does not take; nothing changed
 
 EXAMPLES
   vznet check --config-dir /etc/vznet
@@ -600,7 +602,7 @@ fn with_meter(engine: Engine, what: &'static str, json: bool) -> Engine {
 
 fn report_error(cli: &Cli, e: &ApplyError) -> ExitCode {
     let code = match e {
-        ApplyError::Plan(netcfg::plan::PlanError::NoKernelSupport { .. }) => EXIT_INVALID,
+        ApplyError::Plan(p) if p.is_config_error() => EXIT_INVALID,
         _ => 1,
     };
     if cli.json {

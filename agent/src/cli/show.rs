@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use netcfg::desired::Desired;
 use netcfg::kernel::netns;
-use netcfg::kernel::state::{LinkType, NsState};
+use netcfg::kernel::state::{LinkState, NsState};
 use netcfg::model::Config;
 
 use super::picture;
@@ -32,7 +32,7 @@ pub(super) async fn show(cli: &Cli, format: Format) -> anyhow::Result<ExitCode> 
         .unwrap_or_default();
 
     let mut bridges = Vec::new();
-    for br in host.links.iter().filter(|l| l.kind == LinkType::Bridge) {
+    for br in host.links.iter().filter(|l| l.is_bridge()) {
         let ports: Vec<&str> = host
             .links
             .iter()
@@ -97,7 +97,7 @@ pub(super) async fn show(cli: &Cli, format: Format) -> anyhow::Result<ExitCode> 
             .iter()
             .map(|(br, ports, addrs)| {
                 serde_json::json!({
-                    "name": br.name, "mac": br.mac.map(|m| m.to_string()), "stp": br.stp.unwrap_or(false),
+                    "name": br.name, "mac": br.mac.map(|m| m.to_string()), "stp": stp_on(br),
                     "managed": br.is_managed(), "up": br.up, "ports": ports, "addresses": addrs,
                 })
             })
@@ -117,7 +117,7 @@ pub(super) async fn show(cli: &Cli, format: Format) -> anyhow::Result<ExitCode> 
             || "-".into(),
             |m| format!("8000.{}", m.to_string().replace(':', "")),
         );
-        let stp = if br.stp.unwrap_or(false) { "yes" } else { "no" };
+        let stp = if stp_on(br) { "yes" } else { "no" };
         let first = ports.first().copied().unwrap_or("");
         println!(
             "{:<16}{:<24}{:<13}{:<16}{}",
@@ -212,19 +212,13 @@ fn picture_facts(
         .filter(|l| l.name != "lo")
         .map(|l| picture::Link {
             name: l.name.clone(),
-            kind: match &l.kind {
-                LinkType::Bridge => "bridge".into(),
-                LinkType::Veth => "veth".into(),
-                LinkType::Bond => "bond".into(),
-                LinkType::Vlan => "vlan".into(),
-                LinkType::Other(k) => k.clone(),
-            },
+            kind: l.kind.name().to_string(),
             up: l.up,
             master: name_of(l.master),
-            lower: if l.kind == LinkType::Vlan {
-                name_of(l.link)
-            } else {
-                None
+            lower: match l.kind.lower() {
+                Some(netcfg::link::LinkRef::Name(n)) => Some(n.clone()),
+                Some(netcfg::link::LinkRef::Index(i)) => name_of(Some(*i)),
+                None => None,
             },
             addresses: host.addrs_of(l.index).map(|a| a.to_string()).collect(),
         })
@@ -318,6 +312,10 @@ fn picture_facts(
         vrrp,
         virtual_servers,
     }
+}
+
+fn stp_on(br: &LinkState) -> bool {
+    br.kind.as_bridge().and_then(|b| b.stp).unwrap_or(false)
 }
 
 async fn read_ns(path: &std::path::Path) -> anyhow::Result<NsState> {

@@ -402,6 +402,7 @@ impl Reconciler {
         })?;
         self.view.track(&loaded.desired);
         self.view.refresh(&engine, &loaded.desired, true);
+        self.view.resolve();
         let (plan, errors) = plan_all(&loaded.desired, &self.view.observed);
         // The running config's namespaces stay followed.
         self.view.track(&self.loaded.desired);
@@ -443,6 +444,7 @@ impl Reconciler {
                 tracing::warn!(netns = ns.as_deref().unwrap_or("host"), error = %e, "cannot read namespace");
             }
         }
+        self.view.resolve();
         let (plan, errors) = plan_all(desired, &self.view.observed);
         self.status.unwired = plan.unwired.clone();
         let now = Instant::now();
@@ -577,14 +579,10 @@ fn namespaces_by_unit(plan: &Plan, units: &Units) -> BTreeMap<Unit, Vec<String>>
     let mut out: BTreeMap<Unit, Vec<String>> = BTreeMap::new();
     for op in &plan.ops {
         let mut names: Vec<String> = op.ns().map(str::to_string).into_iter().collect();
-        if let Op::LinkAdd {
-            kind: netcfg::op::LinkKind::Veth {
-                peer_ns: Some(p), ..
-            },
-            ..
-        } = op
-        {
-            names.push(p.clone());
+        if let Op::LinkAdd { link, .. } = op {
+            if let netcfg::link::Kind::Veth(v) = &link.kind {
+                names.extend(v.peer.as_ref().and_then(|p| p.ns.clone()));
+            }
         }
         if !names.is_empty() {
             out.entry(units.of(op)).or_default().extend(names);

@@ -35,6 +35,9 @@ pub struct KernelView {
     by_nsid: HashMap<i32, String>,
     stale: BTreeSet<NsName>,
     stale_links: BTreeSet<String>,
+    /// Namespaces with new link states whose references (a VLAN's lower link)
+    /// are still ifindexes.
+    unresolved: BTreeSet<NsName>,
     all_sysctls: bool,
     /// Events applied.
     pub events: u64,
@@ -49,6 +52,7 @@ impl KernelView {
             by_nsid: HashMap::new(),
             stale: BTreeSet::new(),
             stale_links: BTreeSet::new(),
+            unresolved: BTreeSet::new(),
             all_sysctls: true,
             events: 0,
         };
@@ -138,6 +142,9 @@ impl KernelView {
                         self.stale_links.insert(link.name.clone());
                     }
                 }
+                if let Delta::Link(_) = delta {
+                    self.unresolved.insert(ns.clone());
+                }
                 let state = match &ns {
                     None => Some(&mut self.observed.host),
                     Some(name) => self.observed.ves.get_mut(name),
@@ -160,6 +167,19 @@ impl KernelView {
         }
         self.events += n as u64;
         n
+    }
+
+    /// Names the links that new link states refer to by ifindex.
+    pub fn resolve(&mut self) {
+        for ns in std::mem::take(&mut self.unresolved) {
+            let state = match &ns {
+                None => Some(&mut self.observed.host),
+                Some(name) => self.observed.ves.get_mut(name),
+            };
+            if let Some(st) = state {
+                st.resolve();
+            }
+        }
     }
 
     /// True when a plan needs reads first.

@@ -116,10 +116,7 @@ impl Change {
                 }
             }
             Change::IpAdd { ip } => {
-                let v = ve.venet.get_or_insert_with(|| Venet {
-                    addresses: Vec::new(),
-                    host_name: None,
-                });
+                let v = ve.venet.get_or_insert_with(Venet::default);
                 if !v.addresses.contains(ip) {
                     v.addresses.push(*ip);
                 }
@@ -270,13 +267,15 @@ pub fn scope(before: &VeConfig, after: &VeConfig) -> impl Fn(&Op) -> bool {
                     .iter()
                     .any(|tree| path.starts_with(format!("/proc/sys/net/{tree}/{h}")))
             }),
-            Op::LinkAdd { name, alias: a, .. } | Op::LinkDel { name, alias: a, .. } => {
-                named(name) || a.starts_with(&alias)
+            Op::LinkAdd { link, .. } | Op::LinkDel { link, .. } => {
+                named(&link.name) || link.alias.starts_with(&alias)
             }
             Op::SetMaster { name, .. }
             | Op::SetUp { name, .. }
             | Op::SetMac { name, .. }
-            | Op::SetStp { name, .. } => named(name),
+            | Op::SetMtu { name, .. }
+            | Op::LinkSet { name, .. }
+            | Op::PortSet { name, .. } => named(name),
             Op::AddrAdd { dev, .. } | Op::AddrDel { dev, .. } => named(dev),
             Op::RouteAdd { route, .. } | Op::RouteDel { route, .. } => {
                 route.dev.as_deref().is_some_and(named)
@@ -325,10 +324,7 @@ pub fn parse_netif(s: &str) -> Result<Netif, String> {
         host_name,
         host_mac: mac(3, "HOST_MAC")?,
         bridge: get(4).map(str::to_string),
-        addresses: Vec::new(),
-        gateway: None,
-        gateway6: None,
-        sysctl: Default::default(),
+        ..Netif::default()
     })
 }
 

@@ -14,10 +14,11 @@ use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkMessage};
 use netlink_packet_route::neighbour::{NeighbourFlags, NeighbourMessage};
 use netlink_packet_route::rule::RuleMessage;
-use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use nix::sched::{setns, CloneFlags};
 
 use super::state::{AddrState, LinkState, NsState, RouteState};
+use crate::link::port::PortVlans;
 use crate::neighbour::ProxyState;
 use crate::rule::RuleState;
 
@@ -99,8 +100,9 @@ impl Dumper {
 
     /// Links, addresses and routes of the calling thread's netns; in the host's
     /// (`host`) also policy rules and proxy neighbour entries, which vznet only
-    /// keeps there.
-    fn read(&mut self, host: bool) -> io::Result<NsState> {
+    /// keeps there, and with `port_vlans` the bridge ports' VLANs (a second link
+    /// dump, of AF_BRIDGE with the BRVLAN filter: not free with 1000 ports).
+    fn read(&mut self, host: bool, port_vlans: bool) -> io::Result<NsState> {
         let mut st = NsState::default();
         let mut link_req = LinkMessage::default();
         link_req
@@ -111,6 +113,20 @@ impl Dumper {
                 st.links.extend(LinkState::from_message(&l));
             }
         })?;
+        st.resolve();
+        if port_vlans {
+            let mut req = LinkMessage::default();
+            req.header.interface_family = AddressFamily::Bridge;
+            req.attributes
+                .push(LinkAttribute::ExtMask(vec![LinkExtentMask::Brvlan]));
+            self.dump(RouteNetlinkMessage::GetLink(req), |m| {
+                if let RouteNetlinkMessage::NewLink(l) = m {
+                    if let Some(vlans) = PortVlans::from_attributes(&l.attributes) {
+                        st.set_port_vlans(l.header.index, vlans);
+                    }
+                }
+            })?;
+        }
         self.dump(
             RouteNetlinkMessage::GetAddress(AddressMessage::default()),
             |m| {
@@ -156,7 +172,13 @@ pub(crate) fn request(
 /// Reads each namespace in `namespaces` on `threads` threads; the one named ""
 /// is the host's (rules and proxy entries are read there only). Results keep the
 /// input order; a namespace that cannot be entered or read gives its error.
-pub fn read_namespaces(namespaces: &[(String, File)], threads: usize) -> Vec<io::Result<NsState>> {
+/// With `port_vlans`, the first namespace's (the host's, which holds the
+/// bridges) port VLANs are read too.
+pub fn read_namespaces(
+    namespaces: &[(String, File)],
+    threads: usize,
+    port_vlans: bool,
+) -> Vec<io::Result<NsState>> {
     let threads = threads.clamp(1, namespaces.len().max(1));
     let per = namespaces.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
@@ -169,7 +191,7 @@ pub fn read_namespaces(namespaces: &[(String, File)], threads: usize) -> Vec<io:
                         .map(|(name, file)| {
                             setns(file.as_fd(), CloneFlags::CLONE_NEWNET)
                                 .map_err(io::Error::from)?;
-                            Dumper::new()?.read(name.is_empty())
+                            Dumper::new()?.read(name.is_empty(), port_vlans && name.is_empty())
                         })
                         .collect::<Vec<_>>()
                 })

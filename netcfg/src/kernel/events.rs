@@ -362,23 +362,16 @@ pub fn nsid(ns: &File) -> io::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::state::LinkType;
 
     fn link(index: u32, up: bool) -> LinkState {
-        LinkState {
+        let mut l = crate::link::fixture::observed(
             index,
-            name: format!("l{index}"),
-            kind: LinkType::Bridge,
-            alias: None,
-            mac: None,
-            master: None,
-            up,
-            link: None,
-            stp: None,
-            bond_mode: None,
-            miimon_ms: None,
-            vlan_id: None,
-        }
+            &format!("l{index}"),
+            crate::link::fixture::observed_bridge(),
+            None,
+        );
+        l.up = up;
+        l
     }
 
     fn route(oif: u32) -> RouteState {
@@ -404,6 +397,7 @@ mod tests {
             index: 2,
             addr: "10.0.0.1/24".parse().expect("cidr"),
             secondary: false,
+            protocol: None,
         }));
         st.apply(&Delta::Route(route(2)));
         // The same route again replaces, never duplicates.

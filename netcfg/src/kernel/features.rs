@@ -8,49 +8,40 @@ use serde::Serialize;
 
 use super::netns;
 
-/// A link type vznet may need.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Feature {
-    /// Bonding driver.
-    Bonding,
-    /// 802.1Q VLANs.
-    Vlan,
-    /// Bridges.
-    Bridge,
-    /// veth pairs.
-    Veth,
+/// The name probe links get in their throw-away netns.
+pub const PROBE_NAME: &str = "vzprobe0";
+
+/// Something a link kind needs from the kernel. Each kind's module defines its
+/// own (`link::bond::FEATURE`...), with a message that makes a probe link.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Feature {
+    /// A human name.
+    pub name: &'static str,
+    /// The kernel config option that provides it.
+    pub option: &'static str,
+    /// A request that makes a link needing the feature, named [`PROBE_NAME`];
+    /// `lower` is an Ethernet link for kinds that need one.
+    #[serde(skip)]
+    pub probe: fn(lower: u32) -> LinkMessage,
 }
+
+impl PartialEq for Feature {
+    fn eq(&self, other: &Feature) -> bool {
+        (self.name, self.option) == (other.name, other.option)
+    }
+}
+
+impl Eq for Feature {}
 
 impl Feature {
     /// The kernel config option that provides it.
     pub fn config_option(self) -> &'static str {
-        match self {
-            Feature::Bonding => "CONFIG_BONDING",
-            Feature::Vlan => "CONFIG_VLAN_8021Q",
-            Feature::Bridge => "CONFIG_BRIDGE",
-            Feature::Veth => "CONFIG_VETH",
-        }
+        self.option
     }
 
     /// A human name.
     pub fn name(self) -> &'static str {
-        match self {
-            Feature::Bonding => "bonding",
-            Feature::Vlan => "802.1Q VLAN",
-            Feature::Bridge => "bridge",
-            Feature::Veth => "veth",
-        }
-    }
-
-    /// `lower` is an Ethernet link for probes that need one (loopback refuses
-    /// VLANs with the same EOPNOTSUPP as a kernel without 8021q).
-    fn probe_message(self, lower: u32) -> LinkMessage {
-        match self {
-            Feature::Bonding => rtnetlink::LinkBond::new("vzprobe0").build(),
-            Feature::Vlan => rtnetlink::LinkVlan::new("vzprobe0", lower, 2).build(),
-            Feature::Bridge => rtnetlink::LinkBridge::new("vzprobe0").build(),
-            Feature::Veth => rtnetlink::LinkVeth::new("vzprobe0", "vzprobe1").build(),
-        }
+        self.name
     }
 }
 
@@ -76,7 +67,7 @@ pub fn probe(features: &[Feature]) -> io::Result<Vec<bool>> {
             };
             let mut out = Vec::new();
             for f in features {
-                let res = handle.link().add(f.probe_message(lower)).execute().await;
+                let res = handle.link().add((f.probe)(lower)).execute().await;
                 out.push(match res {
                     Ok(()) => true,
                     Err(rtnetlink::Error::NetlinkError(e))
@@ -89,7 +80,7 @@ pub fn probe(features: &[Feature]) -> io::Result<Vec<bool>> {
                     }
                     Err(_) => true,
                 });
-                if let Ok(Some(l)) = super::state::read_link(&handle, "vzprobe0").await {
+                if let Ok(Some(l)) = super::state::read_link(&handle, PROBE_NAME).await {
                     let _ = handle.link().del(l.index).execute().await;
                 }
             }

@@ -6,10 +6,7 @@ use std::net::IpAddr;
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{
-    BondMode as NlBondMode, InfoBond, InfoBridge, InfoData, InfoKind, InfoVlan, LinkAttribute,
-    LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
-};
+use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -17,7 +14,9 @@ use netlink_packet_route::AddressFamily;
 use rtnetlink::Handle;
 use serde::Serialize;
 
-use crate::model::{BondMode, MacAddr};
+use crate::link::port::PortVlans;
+use crate::link::{Kind, Port};
+use crate::model::MacAddr;
 
 /// Routes vznet installs carry this `rtm_protocol`, so it knows them as its own
 /// (`ip route show proto 249`).
@@ -26,22 +25,6 @@ pub const RTPROT_VZNET: u8 = 249;
 /// Links vznet creates carry an alias starting with this.
 pub const ALIAS_PREFIX: &str = "vznet:";
 
-/// Link types vznet distinguishes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LinkType {
-    /// A bridge.
-    Bridge,
-    /// One end of a veth pair.
-    Veth,
-    /// A bond.
-    Bond,
-    /// An 802.1Q VLAN link.
-    Vlan,
-    /// Anything else (physical, loopback, macvlan...), by its kind if it has one.
-    Other(String),
-}
-
 /// One link.
 #[derive(Debug, Clone, Serialize)]
 pub struct LinkState {
@@ -49,8 +32,8 @@ pub struct LinkState {
     pub index: u32,
     /// Name.
     pub name: String,
-    /// Type.
-    pub kind: LinkType,
+    /// Kind and every attribute of it the kernel reports.
+    pub kind: Kind,
     /// Alias (`ip link set ... alias`), vznet's ownership marker.
     pub alias: Option<String>,
     /// MAC.
@@ -61,14 +44,12 @@ pub struct LinkState {
     pub up: bool,
     /// IFLA_LINK: a veth's peer ifindex, a VLAN's lower link.
     pub link: Option<u32>,
-    /// Bridge: STP on.
-    pub stp: Option<bool>,
-    /// Bond: mode.
-    pub bond_mode: Option<BondMode>,
-    /// Bond: miimon in ms.
-    pub miimon_ms: Option<u32>,
-    /// VLAN: id.
-    pub vlan_id: Option<u16>,
+    /// MTU.
+    pub mtu: Option<u32>,
+    /// The largest MTU the device takes.
+    pub max_mtu: Option<u32>,
+    /// Its attributes as a bridge port (VLANs only when they were dumped).
+    pub port: Port,
 }
 
 impl LinkState {
@@ -79,21 +60,28 @@ impl LinkState {
             .is_some_and(|a| a.starts_with(ALIAS_PREFIX))
     }
 
+    /// True for a bridge.
+    pub fn is_bridge(&self) -> bool {
+        matches!(self.kind, Kind::Bridge(_))
+    }
+
     pub(crate) fn from_message(msg: &LinkMessage) -> Option<LinkState> {
         let mut link = LinkState {
             index: msg.header.index,
             name: String::new(),
-            kind: LinkType::Other(String::new()),
+            kind: Kind::Other {
+                kind: String::new(),
+            },
             alias: None,
             mac: None,
             master: None,
             up: msg.header.flags.contains(LinkFlags::Up),
             link: None,
-            stp: None,
-            bond_mode: None,
-            miimon_ms: None,
-            vlan_id: None,
+            mtu: None,
+            max_mtu: None,
+            port: Port::default(),
         };
+        let mut infos: &[LinkInfo] = &[];
         for attr in &msg.attributes {
             match attr {
                 LinkAttribute::IfName(n) => link.name = n.clone(),
@@ -101,78 +89,26 @@ impl LinkState {
                 LinkAttribute::Address(a) => link.mac = MacAddr::try_from(a.as_slice()).ok(),
                 LinkAttribute::Controller(m) => link.master = Some(*m),
                 LinkAttribute::Link(l) => link.link = Some(*l),
-                LinkAttribute::LinkInfo(infos) => link.read_info(infos),
+                LinkAttribute::Mtu(m) => link.mtu = Some(*m),
+                LinkAttribute::MaxMtu(m) => link.max_mtu = Some(*m),
+                LinkAttribute::LinkInfo(i) => infos = i,
                 _ => {}
             }
         }
+        let kind = infos.iter().find_map(|i| match i {
+            LinkInfo::Kind(k) => Some(k),
+            _ => None,
+        });
+        let data = infos.iter().find_map(|i| match i {
+            LinkInfo::Data(d) => Some(d),
+            _ => None,
+        });
+        if let Some(kind) = kind {
+            link.kind = Kind::decode(kind, data, link.link);
+        }
+        link.port = Port::decode(infos);
         (!link.name.is_empty()).then_some(link)
     }
-
-    fn read_info(&mut self, infos: &[LinkInfo]) {
-        for info in infos {
-            match info {
-                LinkInfo::Kind(kind) => {
-                    self.kind = match kind {
-                        InfoKind::Bridge => LinkType::Bridge,
-                        InfoKind::Veth => LinkType::Veth,
-                        InfoKind::Bond => LinkType::Bond,
-                        InfoKind::Vlan => LinkType::Vlan,
-                        other => LinkType::Other(other.to_string()),
-                    }
-                }
-                LinkInfo::Data(InfoData::Bridge(attrs)) => {
-                    for a in attrs {
-                        if let InfoBridge::StpState(s) = a {
-                            self.stp = Some(u32::from(*s) != 0);
-                        }
-                    }
-                }
-                LinkInfo::Data(InfoData::Bond(attrs)) => {
-                    for a in attrs {
-                        match a {
-                            InfoBond::Mode(m) => self.bond_mode = bond_mode_from_nl(*m),
-                            InfoBond::MiiMon(ms) => self.miimon_ms = Some(*ms),
-                            _ => {}
-                        }
-                    }
-                }
-                LinkInfo::Data(InfoData::Vlan(attrs)) => {
-                    for a in attrs {
-                        if let InfoVlan::Id(id) = a {
-                            self.vlan_id = Some(*id);
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-}
-
-/// The netlink value of a bond mode.
-pub fn bond_mode_to_nl(mode: BondMode) -> NlBondMode {
-    match mode {
-        BondMode::BalanceRr => NlBondMode::BalanceRr,
-        BondMode::ActiveBackup => NlBondMode::ActiveBackup,
-        BondMode::BalanceXor => NlBondMode::BalanceXor,
-        BondMode::Broadcast => NlBondMode::Broadcast,
-        BondMode::Lacp => NlBondMode::Ieee8023Ad,
-        BondMode::BalanceTlb => NlBondMode::BalanceTlb,
-        BondMode::BalanceAlb => NlBondMode::BalanceAlb,
-    }
-}
-
-fn bond_mode_from_nl(mode: NlBondMode) -> Option<BondMode> {
-    Some(match mode {
-        NlBondMode::BalanceRr => BondMode::BalanceRr,
-        NlBondMode::ActiveBackup => BondMode::ActiveBackup,
-        NlBondMode::BalanceXor => BondMode::BalanceXor,
-        NlBondMode::Broadcast => BondMode::Broadcast,
-        NlBondMode::Ieee8023Ad => BondMode::Lacp,
-        NlBondMode::BalanceTlb => BondMode::BalanceTlb,
-        NlBondMode::BalanceAlb => BondMode::BalanceAlb,
-        _ => return None,
-    })
 }
 
 /// One address.
@@ -185,6 +121,8 @@ pub struct AddrState {
     /// A secondary address (another in its subnet came first): the kernel removes
     /// it with its primary.
     pub secondary: bool,
+    /// IFA_PROTO: who added it ([`RTPROT_VZNET`] for vznet).
+    pub protocol: Option<u8>,
 }
 
 impl AddrState {
@@ -192,10 +130,12 @@ impl AddrState {
         // IFA_LOCAL is the interface's own address on point-to-point links; prefer it.
         let mut local = None;
         let mut address = None;
+        let mut protocol = None;
         for attr in &msg.attributes {
             match attr {
                 AddressAttribute::Local(a) => local = Some(*a),
                 AddressAttribute::Address(a) => address = Some(*a),
+                AddressAttribute::Protocol(p) => protocol = Some(u8::from(*p)),
                 _ => {}
             }
         }
@@ -208,6 +148,7 @@ impl AddrState {
                 .header
                 .flags
                 .contains(netlink_packet_route::address::AddressHeaderFlags::Secondary),
+            protocol,
         })
     }
 
@@ -321,12 +262,42 @@ impl NsState {
         let links = read_links(handle).await?;
         let addrs = read_addrs(handle).await?;
         let routes = read_routes(handle).await?;
-        Ok(NsState {
+        let mut st = NsState {
             links,
             addrs,
             routes,
             ..NsState::default()
-        })
+        };
+        st.resolve();
+        Ok(st)
+    }
+
+    /// Turns the ifindexes that kinds name (a VLAN's lower link) into names,
+    /// once every link of the netns is known.
+    pub fn resolve(&mut self) {
+        let names: std::collections::HashMap<u32, String> = self
+            .links
+            .iter()
+            .map(|l| (l.index, l.name.clone()))
+            .collect();
+        let name_of = |i: u32| names.get(&i).cloned();
+        for l in &mut self.links {
+            l.kind.resolve(&name_of);
+        }
+    }
+
+    /// Records a port's VLANs (from an AF_BRIDGE dump).
+    pub(crate) fn set_port_vlans(&mut self, index: u32, vlans: PortVlans) {
+        if let Some(l) = self.links.iter_mut().find(|l| l.index == index) {
+            l.port.vlans = Some(vlans);
+        }
+    }
+
+    /// The name of the master of `link`.
+    pub fn master_name(&self, link: &LinkState) -> Option<String> {
+        link.master
+            .and_then(|m| self.link_by_index(m))
+            .map(|m| m.name.clone())
     }
 
     /// The link named `name`.

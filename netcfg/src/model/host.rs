@@ -6,7 +6,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::{MacAddr, SysctlValue};
+use super::link::{Bond, Bridge, Dummy, Ethernet, Macvlan, Vlan, Vxlan};
+use super::SysctlValue;
 
 /// Everything `host.toml` declares.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -24,6 +25,18 @@ pub struct HostConfig {
     /// Bridges; host IPs belong here, not on their ports.
     #[serde(default)]
     pub bridge: Vec<Bridge>,
+    /// macvlan links.
+    #[serde(default)]
+    pub macvlan: Vec<Macvlan>,
+    /// VXLAN links.
+    #[serde(default)]
+    pub vxlan: Vec<Vxlan>,
+    /// Dummy links.
+    #[serde(default)]
+    pub dummy: Vec<Dummy>,
+    /// Existing links (physical NICs) vznet configures but does not own.
+    #[serde(default)]
+    pub ethernet: Vec<Ethernet>,
     /// Routes (in the main table unless they name another).
     #[serde(default)]
     pub route: Vec<Route>,
@@ -45,110 +58,6 @@ pub struct HostConfig {
     /// Load-balanced services (run by vznetd with nftables).
     #[serde(default)]
     pub virtual_server: Vec<super::VirtualServer>,
-}
-
-/// Bonding modes vznet drives (the kernel's names).
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum BondMode {
-    /// One active slave; the others take over when its link fails (miimon).
-    ActiveBackup,
-    /// Round robin over the slaves.
-    BalanceRr,
-    /// XOR hash over the slaves.
-    BalanceXor,
-    /// Everything on every slave.
-    Broadcast,
-    /// IEEE 802.3ad dynamic link aggregation (LACP).
-    #[serde(rename = "802.3ad")]
-    Lacp,
-    /// Adaptive transmit load balancing.
-    BalanceTlb,
-    /// Adaptive load balancing.
-    BalanceAlb,
-}
-
-impl BondMode {
-    /// The kernel's name for the mode.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BondMode::ActiveBackup => "active-backup",
-            BondMode::BalanceRr => "balance-rr",
-            BondMode::BalanceXor => "balance-xor",
-            BondMode::Broadcast => "broadcast",
-            BondMode::Lacp => "802.3ad",
-            BondMode::BalanceTlb => "balance-tlb",
-            BondMode::BalanceAlb => "balance-alb",
-        }
-    }
-}
-
-/// A bond over existing links (`mode=active-backup miimon=100`).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Bond {
-    /// Interface name.
-    pub name: String,
-    /// Bonding mode.
-    pub mode: BondMode,
-    /// MII link monitoring interval; 0 disables it (and with it failover).
-    #[serde(default = "default_miimon")]
-    pub miimon_ms: u32,
-    /// Slave links; they must exist.
-    #[serde(default)]
-    pub slaves: Vec<String>,
-    /// Addresses on the bond itself.
-    #[serde(default)]
-    pub addresses: Vec<IpNet>,
-    /// Per-interface sysctls (`forwarding`, `proxy_arp`, `rp_filter`...).
-    #[serde(default)]
-    pub sysctl: BTreeMap<String, SysctlValue>,
-}
-
-fn default_miimon() -> u32 {
-    100
-}
-
-/// An 802.1Q VLAN subinterface.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Vlan {
-    /// Interface name, by custom `LINK.ID`.
-    pub name: String,
-    /// The link it rides on (a bond or a physical link).
-    pub link: String,
-    /// VLAN id, 1..=4094.
-    pub id: u16,
-    /// Addresses on the VLAN link itself.
-    #[serde(default)]
-    pub addresses: Vec<IpNet>,
-    /// Per-interface sysctls.
-    #[serde(default)]
-    pub sysctl: BTreeMap<String, SysctlValue>,
-}
-
-/// A Linux bridge.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Bridge {
-    /// Interface name.
-    pub name: String,
-    /// Ports named here (VE veths join through their own files' `bridge` key).
-    #[serde(default)]
-    pub ports: Vec<String>,
-    /// Host addresses on the bridge.
-    #[serde(default)]
-    pub addresses: Vec<IpNet>,
-    /// Spanning tree on or off (off by default, as `brctl addbr`).
-    #[serde(default)]
-    pub stp: bool,
-    /// The bridge's MAC; by default one derived from its name, so that it never
-    /// changes when ports come and go.
-    #[serde(default)]
-    pub mac: Option<MacAddr>,
-    /// Per-interface sysctls.
-    #[serde(default)]
-    pub sysctl: BTreeMap<String, SysctlValue>,
 }
 
 /// A route (main table unless `table` says otherwise).

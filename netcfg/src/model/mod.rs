@@ -3,6 +3,7 @@
 
 mod host;
 pub mod lb;
+mod link;
 mod mac;
 mod routing;
 mod source;
@@ -16,10 +17,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use host::{Bond, BondMode, Bridge, HostConfig, Route, RouteDest, Vlan};
+pub use host::{HostConfig, Route, RouteDest};
 pub use lb::{
     Backend as LbBackend, CheckKind, HealthCheck, LbProtocol, OnFailure, Scheduler, SorryServer,
     VirtualServer,
+};
+pub use link::{
+    AdSelect, Bond, BondMode, Bridge, BridgePort, Dummy, Ethernet, LacpRate, Macvlan, MacvlanMode,
+    NamedPort, PortOptions, Vlan, VlanProtocol, Vxlan, XmitHashPolicy,
 };
 pub use mac::{MacAddr, MacParseError};
 pub use routing::{table_id, Fwmark, HostVenet, RouteTable, Rule, Selector};

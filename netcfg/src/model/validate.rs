@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+mod link;
+
 use super::{Config, ConfigError, KeyPath, SourceFile, SysctlValue};
 
 /// The kernel's IFNAMSIZ - 1.
@@ -61,7 +63,8 @@ impl Checker<'_> {
     }
 }
 
-/// Why `name` cannot be a Linux interface name, if it cannot.
+/// Why `name` cannot be a Linux interface name, if it cannot: the kernel's
+/// rules (net/core/dev.c, dev_valid_name) and what it does with the name.
 pub fn check_ifname(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("interface name is empty".into());
@@ -72,13 +75,28 @@ pub fn check_ifname(name: &str) -> Result<(), String> {
             name.len()
         ));
     }
-    if name == "."
-        || name == ".."
-        || name.contains(['/', ':'])
-        || name.chars().any(char::is_whitespace)
+    if name == "." || name == ".." {
+        return Err(format!("interface name {name:?} is not allowed"));
+    }
+    // isspace() in the kernel's lib/ctype.c: ASCII whitespace and 0xA0, a byte
+    // that UTF-8 letters such as "à" contain.
+    let space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0xa0);
+    if name
+        .bytes()
+        .any(|b| b == b'/' || b == b':' || b == 0 || space(b))
     {
         return Err(format!(
-            "interface name {name:?} may not contain '/', ':' or spaces, nor be '.' or '..'"
+            "interface name {name:?} may not contain '/', ':' or spaces (the kernel also counts byte 0xA0 as a space)"
+        ));
+    }
+    if name.contains('%') {
+        return Err(format!(
+            "interface name {name:?} contains '%': the kernel takes it as a template (eth%d) and picks another name"
+        ));
+    }
+    if name == "all" || name == "default" {
+        return Err(format!(
+            "interface name {name:?} is reserved: /proc/sys/net/*/conf/{name} are the kernel's own settings"
         ));
     }
     Ok(())
@@ -90,6 +108,38 @@ pub use super::sysctl::{global_sysctl_path, interface_sysctl_path};
 struct Declared<'a> {
     source: &'a SourceFile,
     path: KeyPath,
+}
+
+/// Port name -> (bridge, where it is declared).
+type Ports<'a> = BTreeMap<String, (String, Declared<'a>)>;
+
+fn add_port<'a>(
+    c: &mut Checker,
+    ports: &mut Ports<'a>,
+    port: &str,
+    bridge: &str,
+    source: &'a SourceFile,
+    path: KeyPath,
+) {
+    if let Some((other, at)) = ports.get(port) {
+        let msg = if other == bridge {
+            format!(
+                "{port:?} is listed twice as a port of bridge {bridge:?} (also at {})",
+                at.source.locate(&at.path)
+            )
+        } else {
+            format!(
+                "{port:?} cannot be a port of bridge {bridge:?}: it is already a port of bridge {other:?} (at {})",
+                at.source.locate(&at.path)
+            )
+        };
+        c.error(source, &path, msg);
+    } else {
+        ports.insert(
+            port.to_string(),
+            (bridge.to_string(), Declared { source, path }),
+        );
+    }
 }
 
 pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
@@ -104,85 +154,8 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
 
     c.sysctls(hs, &KeyPath::key("sysctl"), &host.sysctl, false);
 
-    for (i, bond) in host.bond.iter().enumerate() {
-        let p = KeyPath::key("bond").i(i);
-        c.ifname(hs, &p.k("name"), &bond.name);
-        names.push((bond.name.clone(), hs, p.k("name")));
-        for (j, s) in bond.slaves.iter().enumerate() {
-            c.ifname(hs, &p.k("slaves").i(j), s);
-        }
-        c.sysctls(hs, &p.k("sysctl"), &bond.sysctl, true);
-    }
-    for (i, vlan) in host.vlan.iter().enumerate() {
-        let p = KeyPath::key("vlan").i(i);
-        c.ifname(hs, &p.k("name"), &vlan.name);
-        c.ifname(hs, &p.k("link"), &vlan.link);
-        names.push((vlan.name.clone(), hs, p.k("name")));
-        if !(1..=4094).contains(&vlan.id) {
-            c.error(
-                hs,
-                &p.k("id"),
-                format!("VLAN id {} is out of range 1..4094", vlan.id),
-            );
-        }
-        if vlan.link == vlan.name {
-            c.error(hs, &p.k("link"), "a VLAN cannot ride on itself".into());
-        }
-        c.sysctls(hs, &p.k("sysctl"), &vlan.sysctl, true);
-    }
+    let mut ports = link::check_host_links(&mut c, config, &mut names);
     let bridge_names: Vec<&str> = host.bridge.iter().map(|b| b.name.as_str()).collect();
-    // port name -> (bridge, where)
-    let mut ports: BTreeMap<String, (String, Declared)> = BTreeMap::new();
-    fn add_port<'a>(
-        c: &mut Checker,
-        ports: &mut BTreeMap<String, (String, Declared<'a>)>,
-        port: &str,
-        bridge: &str,
-        source: &'a SourceFile,
-        path: KeyPath,
-    ) {
-        if let Some((other, at)) = ports.get(port) {
-            let msg = if other == bridge {
-                format!(
-                    "{port:?} is listed twice as a port of bridge {bridge:?} (also at {})",
-                    at.source.locate(&at.path)
-                )
-            } else {
-                format!(
-                    "{port:?} cannot be a port of bridge {bridge:?}: it is already a port of bridge {other:?} (at {})",
-                    at.source.locate(&at.path)
-                )
-            };
-            c.error(source, &path, msg);
-        } else {
-            ports.insert(
-                port.to_string(),
-                (bridge.to_string(), Declared { source, path }),
-            );
-        }
-    }
-    for (i, br) in host.bridge.iter().enumerate() {
-        let p = KeyPath::key("bridge").i(i);
-        c.ifname(hs, &p.k("name"), &br.name);
-        names.push((br.name.clone(), hs, p.k("name")));
-        for (j, port) in br.ports.iter().enumerate() {
-            c.ifname(hs, &p.k("ports").i(j), port);
-            if port == &br.name {
-                c.error(
-                    hs,
-                    &p.k("ports").i(j),
-                    "a bridge cannot be its own port".into(),
-                );
-            }
-            add_port(&mut c, &mut ports, port, &br.name, hs, p.k("ports").i(j));
-        }
-        if let Some(mac) = br.mac {
-            if mac.is_multicast() {
-                c.error(hs, &p.k("mac"), format!("{mac} is a multicast address"));
-            }
-        }
-        c.sysctls(hs, &p.k("sysctl"), &br.sysctl, true);
-    }
     check_vrrp(&mut c, hs, host);
     check_virtual_servers(&mut c, config);
     for (i, route) in host.route.iter().enumerate() {
@@ -286,6 +259,12 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
                     add_port(&mut c, &mut ports, &host_name, bridge, s, p.k("bridge"));
                 }
             }
+            let bridge = netif
+                .bridge
+                .as_ref()
+                .and_then(|b| host.bridge.iter().find(|br| &br.name == b));
+            link::check_port(&mut c, s, &p, &netif.port_options(), bridge);
+            link::check_mtu(&mut c, s, &p.k("mtu"), netif.mtu);
             for (key, gw) in [("gateway", netif.gateway), ("gateway6", netif.gateway6)] {
                 let Some(gw) = gw else { continue };
                 if let Err(why) = check_gateway(netif, key, gw) {
@@ -313,6 +292,7 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
                 c.error(s, &hp, format!("host-side {why}; set host_name"));
             }
             names.push((host_name, s, hp));
+            link::check_mtu(&mut c, s, &p.k("mtu"), venet.mtu);
             if inner.contains_key(VENET_IFNAME) {
                 c.error(
                     s,
@@ -340,27 +320,7 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
             seen.insert(name, (source, path));
         }
     }
-    // A bond slave can be in one bond only, and not a bridge port.
-    let mut slaves: BTreeMap<&str, KeyPath> = BTreeMap::new();
-    for (i, bond) in host.bond.iter().enumerate() {
-        for (j, s) in bond.slaves.iter().enumerate() {
-            let p = KeyPath::key("bond").i(i).k("slaves").i(j);
-            if let Some(first) = slaves.insert(s, p.clone()) {
-                c.error(
-                    hs,
-                    &p,
-                    format!("{s:?} is already a slave (at {})", hs.locate(&first)),
-                );
-            }
-            if let Some((bridge, _)) = ports.get(s.as_str()) {
-                c.error(
-                    hs,
-                    &p,
-                    format!("{s:?} is a bond slave and a port of bridge {bridge:?}"),
-                );
-            }
-        }
-    }
+    link::check_slaves(&mut c, config, &ports);
 }
 
 /// The VRRP tables: the vrrp crate checks them and names the field; interface names

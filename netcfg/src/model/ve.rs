@@ -208,7 +208,7 @@ impl<'de> Deserialize<'de> for ByteSize {
 }
 
 /// A veth pair: one end in the VE, the other on the host (usually a bridge port).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Netif {
     /// Name inside the VE (`eth0`).
@@ -238,11 +238,44 @@ pub struct Netif {
     /// Sysctls on the host end (`forwarding`, `proxy_arp`...).
     #[serde(default)]
     pub sysctl: BTreeMap<String, SysctlValue>,
+    /// MTU of both ends (default: the kernel's, 1500).
+    #[serde(default)]
+    pub mtu: Option<u32>,
+    /// On a VLAN-filtering bridge: the VLAN of the VE's untagged frames
+    /// (default the bridge's default_pvid).
+    #[serde(default)]
+    pub pvid: Option<u16>,
+    /// On a VLAN-filtering bridge: VLANs the VE sends and receives tagged.
+    #[serde(default)]
+    pub vlans: Vec<u16>,
+    /// The host end forwards only to bridge ports that are not isolated
+    /// (default false).
+    #[serde(default)]
+    pub isolated: Option<bool>,
+    /// Frames may leave by the port they came in (default false).
+    #[serde(default)]
+    pub hairpin: Option<bool>,
+    /// The bridge learns the VE's source MACs (default true).
+    #[serde(default)]
+    pub learning: Option<bool>,
+}
+
+impl Netif {
+    /// Its options as a bridge port.
+    pub fn port_options(&self) -> super::PortOptions {
+        super::PortOptions {
+            pvid: self.pvid,
+            vlans: self.vlans.clone(),
+            isolated: self.isolated,
+            hairpin: self.hairpin,
+            learning: self.learning,
+        }
+    }
 }
 
 /// Routed ("venet") networking: a veth with no bridge, /32 host routes to it, and
 /// proxy ARP on it, so VEs in any subnet reach each other through the host.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Venet {
     /// The VE's addresses (host routes /32 or /128 point at them).
@@ -250,6 +283,9 @@ pub struct Venet {
     /// Host-side name; default `venet<ID>`.
     #[serde(default)]
     pub host_name: Option<String>,
+    /// MTU of both ends (default: the kernel's, 1500).
+    #[serde(default)]
+    pub mtu: Option<u32>,
 }
 
 #[cfg(test)]
