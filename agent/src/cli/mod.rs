@@ -32,7 +32,8 @@ EXAMPLES
   vznet check --config-dir /etc/vznet
   vznet plan --config-dir /etc/vznet
   vznet apply --config-dir /etc/vznet --json
-  vznet show";
+  vznet show
+  vznet import keepalived /etc/keepalived/keepalived.conf --out /etc/vznet.new";
 
 /// Declarative networking for container hosts: bridges, veth pairs into VE network
 /// namespaces, routed (venet) VEs, bonds, VLANs, addresses, routes and sysctls,
@@ -92,6 +93,13 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         cmd: VeCommand,
+    },
+    /// Turn another tool's config into vznet's (keepalived.conf); reports what
+    /// is not carried over.
+    Import {
+        /// The source format.
+        #[command(subcommand)]
+        cmd: crate::import::ImportCommand,
     },
 }
 
@@ -294,6 +302,9 @@ fn load(cli: &Cli) -> Result<(Config, Desired), ExitCode> {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Import { cmd } = &cli.command {
+        return crate::import::run(cmd, cli.json);
+    }
     if let Command::Ve { cmd } = &cli.command {
         return ve_command(cli, cmd);
     }
@@ -389,7 +400,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => Ok(report_error(cli, &e)),
             },
-            Command::Check | Command::Show | Command::Status | Command::Ve { .. } => unreachable!("handled above"),
+            Command::Check | Command::Show | Command::Status | Command::Ve { .. } | Command::Import { .. } => unreachable!("handled above"),
         }
     })
 }
