@@ -26,7 +26,27 @@ pub struct Globals {
     pub garp_master_refresh_repeat: Option<u32>,
     /// `script_user USER [GROUP]`.
     pub script_user: Option<(String, Option<String>)>,
+    /// Whether an `smtp_server` is set: without one keepalived sends no e-mail,
+    /// and its alert keywords do nothing.
+    pub smtp_server: bool,
 }
+
+/// The e-mail keywords of `global_defs`.
+const EMAIL_KEYWORDS: &[&str] = &[
+    "notification_email",
+    "notification_email_from",
+    "smtp_server",
+    "smtp_helo_name",
+    "smtp_connect_timeout",
+    "smtp_alert",
+    "smtp_alert_vrrp",
+    "smtp_alert_checker",
+    "no_email_faults",
+    "no_checker_emails",
+];
+
+/// Why an alert keyword does nothing when no `smtp_server` is set.
+pub const NO_SMTP_SERVER: &str = "no smtp_server is set, so keepalived sends no e-mail either";
 
 /// Keywords keepalived reads at the top level besides the blocks.
 const ROOT_KEYWORDS: &[&str] = &[
@@ -51,7 +71,10 @@ const ROOT_KEYWORDS: &[&str] = &[
 pub fn read(tree: &[Node], report: &mut Report) -> Globals {
     let mut g = Globals::default();
     let mut router_ids: Vec<&Node> = Vec::new();
-    let mut alerts = false;
+    g.smtp_server = tree
+        .iter()
+        .filter(|n| n.keyword() == "global_defs")
+        .any(|b| b.children().iter().any(|c| c.keyword() == "smtp_server"));
     for block in tree.iter().filter(|n| n.keyword() == "global_defs") {
         for node in block.children() {
             let mut r = Reporter { report, node };
@@ -87,31 +110,22 @@ pub fn read(tree: &[Node], report: &mut Report) -> Globals {
                     }
                     None => r.invalid("user"),
                 },
-                k => {
-                    if matches!(
-                        k,
-                        "notification_email"
-                            | "smtp_server"
-                            | "smtp_alert"
-                            | "smtp_alert_vrrp"
-                            | "smtp_alert_checker"
-                    ) {
-                        alerts = true;
-                    }
-                    match keywords::reason(Scope::Global, k) {
-                        Some(why) => r.add(Kind::NotCarried, why.to_string()),
-                        None => r.add(
-                            Kind::NoEffect,
-                            "not a keepalived keyword in global_defs (keepalived ignores it too)"
-                                .into(),
-                        ),
-                    }
+                k if EMAIL_KEYWORDS.contains(&k) && !g.smtp_server => {
+                    r.add(Kind::NoEffect, NO_SMTP_SERVER.into())
                 }
+                k => match keywords::reason(Scope::Global, k) {
+                    Some(why) => r.add(Kind::NotCarried, why.to_string()),
+                    None => r.add(
+                        Kind::NoEffect,
+                        "not a keepalived keyword in global_defs (keepalived ignores it too)"
+                            .into(),
+                    ),
+                },
             }
         }
     }
     for node in router_ids {
-        let (kind, why) = if alerts {
+        let (kind, why) = if g.smtp_server {
             (
                 Kind::NotCarried,
                 "names this host in keepalived's e-mail alerts, which vznet does not send",

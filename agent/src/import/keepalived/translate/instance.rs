@@ -29,7 +29,7 @@ struct Draft<'n> {
     /// The family: of the first source address or virtual IP.
     family_v4: Option<bool>,
     vips: Vec<(VirtualIp, &'n Node)>,
-    excluded: Vec<VirtualIp>,
+    excluded: Vec<(VirtualIp, &'n Node)>,
     peers: Vec<(IpAddr, &'n Node)>,
     src: Option<(IpAddr, &'n Node)>,
     auth: Option<&'n Node>,
@@ -100,8 +100,11 @@ pub(super) fn instance(ctx: &mut Ctx<'_>, node: &Node) -> Option<Sourced<Instanc
         return None;
     }
     vips(ctx, &mut d, &mut i);
-    i.virtual_ips_excluded = std::mem::take(&mut d.excluded);
-    i.advert_interval_ms = interval(&d, i.version);
+    for (vip, line) in std::mem::take(&mut d.excluded) {
+        let vip = label(ctx, line, vip, &i.interface);
+        i.virtual_ips_excluded.push(vip);
+    }
+    i.advert_interval_ms = interval(ctx, &d, i.version);
     timing(ctx, &d, &mut i);
     i.unicast_peers = d.peers.iter().map(|(p, _)| *p).collect();
     i.unicast_src_ip = d.src.map(|(a, _)| a);
@@ -243,11 +246,11 @@ fn read_line<'n>(ctx: &mut Ctx<'_>, c: &'n Node, d: &mut Draft<'n>, i: &mut Inst
             }
         }
         "virtual_ipaddress_excluded" => {
-            d.excluded.extend(
-                c.children()
-                    .iter()
-                    .filter_map(|l| address::virtual_ip(ctx, l)),
-            );
+            for line in c.children() {
+                if let Some(vip) = address::virtual_ip(ctx, line) {
+                    d.excluded.push((vip, line));
+                }
+            }
         }
         "virtual_routes" => d.routes.push(c),
         "virtual_rules" => d.rules.push(c),
@@ -368,13 +371,37 @@ fn version(ctx: &mut Ctx<'_>, node: &Node, d: &Draft<'_>, v4: bool, strict: bool
 }
 
 /// keepalived rounds to whole seconds (v2) or centiseconds (v3), half up.
-fn interval(d: &Draft<'_>, version: Version) -> u32 {
+fn interval(ctx: &mut Ctx<'_>, d: &Draft<'_>, version: Version) -> u32 {
     let us = d.advert_us.map_or(1_000_000, |(us, _)| us);
     let ms = match version {
         Version::V2 => ((us + 500_000) / 1_000_000).clamp(1, 255) * 1000,
         Version::V3 => ((us + 5_000) / 10_000).clamp(1, 4095) * 10,
     };
+    if let Some((us, node)) = d.advert_us {
+        if ms * 1000 != us {
+            ctx.no_effect(
+                node,
+                format!(
+                    "keepalived rounds it to {ms} ms for VRRPv{}, and so does the import",
+                    version.number()
+                ),
+            );
+        }
+    }
     u32::try_from(ms).unwrap_or(1000)
+}
+
+/// vznet wants an address label to start with its interface's name (as `ip
+/// address` does); keepalived hands any label to the kernel.
+fn label(ctx: &mut Ctx<'_>, line: &Node, mut vip: VirtualIp, interface: &str) -> VirtualIp {
+    let dev = vip.dev.clone().unwrap_or_else(|| interface.to_string());
+    if let Some(l) = &vip.label {
+        if !l.starts_with(&dev) {
+            ctx.attr_lost(line, "label", format!("{l:?}: vznet's labels start with the interface name ({dev:?}, as ip address requires): carried without it"));
+            vip.label = None;
+        }
+    }
+    vip
 }
 
 /// `nopreempt` and `preempt_delay`, with what keepalived cancels.
@@ -466,6 +493,7 @@ fn vips(ctx: &mut Ctx<'_>, d: &mut Draft<'_>, i: &mut Instance) {
             i.virtual_ips_excluded.push(vip);
             continue;
         }
+        let vip = label(ctx, line, vip, &i.interface);
         i.virtual_ips.push(vip);
     }
 }

@@ -147,6 +147,7 @@ pub(super) fn virtual_server(
     let mut default_weight: u32 = 1;
     let mut reals: Vec<&Node> = Vec::new();
     let mut scheduler_set = false;
+    let mut protocol_set = false;
     for c in node.children() {
         if inherited.read(ctx, c) {
             continue;
@@ -159,8 +160,14 @@ pub(super) fn virtual_server(
                 }
             }
             "protocol" => match c.arg(1).map(str::to_ascii_uppercase).as_deref() {
-                Some("TCP") => vs.protocol = LbProtocol::Tcp,
-                Some("UDP") => vs.protocol = LbProtocol::Udp,
+                Some("TCP") => {
+                    vs.protocol = LbProtocol::Tcp;
+                    protocol_set = true;
+                }
+                Some("UDP") => {
+                    vs.protocol = LbProtocol::Udp;
+                    protocol_set = true;
+                }
                 Some("SCTP") => {
                     ctx.lost(c, "vznet balances TCP and UDP only: virtual server not carried");
                     return None;
@@ -201,6 +208,12 @@ pub(super) fn virtual_server(
             "real_server" => reals.push(c),
             _ => ctx.unsupported(c, Scope::VirtualServer),
         }
+    }
+    if vs.fwmark.is_some() || vs.members.iter().any(|m| m.fwmark.is_some()) {
+        ctx.changed(node, format!("vznet's firewall-mark service takes only {} packets that carry the mark; IPVS takes every protocol (a second virtual server can take the other)", vs.protocol.as_str().to_uppercase()));
+    } else if !protocol_set {
+        // keepalived defaults an address service to UDP (with a complaint).
+        vs.protocol = LbProtocol::Udp;
     }
     if !scheduler_set {
         vs.scheduler = Scheduler::WeightedLeastConnection;

@@ -112,6 +112,10 @@ impl Ctx<'_> {
     /// A keyword the import does not translate: keepalived's with no vznet
     /// counterpart (lost, with why), or not keepalived's at all (ignored by both).
     fn unsupported(&mut self, node: &Node, scope: Scope) {
+        if node.keyword() == "smtp_alert" && !self.globals.smtp_server {
+            self.no_effect(node, global::NO_SMTP_SERVER);
+            return;
+        }
         match keywords::reason(scope, node.keyword()) {
             Some(why) => self.lost(node, why),
             None => self.unknown(node, scope),
