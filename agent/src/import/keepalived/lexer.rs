@@ -198,7 +198,7 @@ impl Lexer<'_> {
                 self.sequence(at, &text, expansions);
                 return;
             }
-            if text.starts_with('~') || !text.contains('$') || self.definitions.is_empty() {
+            if text.starts_with('~') || !text.contains('$') {
                 break;
             }
             match self.expand(&text) {
@@ -815,6 +815,19 @@ mod tests {
                 "11:vip 10.0.0.2"
             ]
         );
+    }
+
+    #[test]
+    fn standard_definitions_expand_without_user_ones() {
+        let (lines, _) = lex(
+            &[(
+                "k.conf",
+                "script /run/${_INSTANCE}.up $_HASH\nx \"${_HASH}\" $unknown\n",
+            )],
+            "r1",
+        );
+        // An expanded `#` starts a comment, as in keepalived, unless it is quoted.
+        assert_eq!(lines, ["1:script /run/r1.up", "2:x \"#\" $unknown"]);
     }
 
     #[test]
