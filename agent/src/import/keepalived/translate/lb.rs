@@ -148,12 +148,16 @@ pub(super) fn virtual_server(
     let mut reals: Vec<&Node> = Vec::new();
     let mut scheduler_set = false;
     let mut protocol_set = false;
+    let mut rr_unweighted = false;
     for c in node.children() {
         if inherited.read(ctx, c) {
             continue;
         }
         match c.keyword() {
-            "lb_algo" | "lvs_sched" => scheduler_set |= scheduler(ctx, c, &mut vs),
+            "lb_algo" | "lvs_sched" => {
+                scheduler_set |= scheduler(ctx, c, &mut vs);
+                rr_unweighted = c.arg(1) == Some("rr");
+            }
             "lb_kind" | "lvs_method" => {
                 if !forwarding(ctx, c, &mut vs) {
                     return None;
@@ -240,6 +244,14 @@ pub(super) fn virtual_server(
         );
         return None;
     }
+    if rr_unweighted
+        && vs
+            .backends
+            .iter()
+            .any(|b| b.weight != vs.backends[0].weight)
+    {
+        ctx.changed(node, "lb_algo rr ignores the real servers' weights; vznet's round-robin follows them (give them equal weights for rr's behaviour)");
+    }
     place_checks(&mut vs, checks);
     quorum(ctx, node, &mut vs);
     Some(Sourced {
@@ -247,6 +259,20 @@ pub(super) fn virtual_server(
         origin,
         value: vs,
     })
+}
+
+/// The global `SSL` block of `SSL_GET` checks.
+pub(super) fn ssl(ctx: &mut Ctx<'_>, node: &Node) {
+    for c in node.children() {
+        match c.keyword() {
+            // keepalived loads the CAs but never asks OpenSSL to verify the peer.
+            "ca" => ctx.no_effect(c, "keepalived loads these CAs but never verifies the backends' certificates; vznet's https checks do not verify either unless tls_verify = true (with tls_ca)"),
+            "certificate" | "key" | "password" => {
+                ctx.lost(c, "vznet's https checks present no client certificate")
+            }
+            _ => ctx.unknown(c, Scope::Block("SSL")),
+        }
+    }
 }
 
 /// Every backend's checks: one check shared by all goes to the virtual server.

@@ -164,8 +164,8 @@ pub fn translate(tree: &[Node], report: &mut Report) -> Imported {
             | "track_file"
             | "vrrp_track_file"
             | "vrrp_track_process"
-            | "virtual_server_group"
-            | "SSL" => {}
+            | "virtual_server_group" => {}
+            "SSL" => lb::ssl(&mut ctx, node),
             "vrrp_instance" => {
                 if let Some(i) = instance::instance(&mut ctx, node) {
                     out.vrrp.push(i);
