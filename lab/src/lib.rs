@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 pub use address::Address;
 pub use command::CommandError;
 pub use host::{Endpoint, Host, Root, Switch};
-pub use keepalived::{keepalived_path, spawn_keepalived};
+pub use keepalived::{keepalived_path, spawn_keepalived, spawn_keepalived_with};
 pub use lab::Lab;
 pub use link::LinkInfo;
 pub use name::{IFNAME_MAX, IFNAME_SUFFIX_MAX};

@@ -13,7 +13,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
@@ -77,26 +76,6 @@ fn counts(r1: &Host, r2: &Host) -> (usize, usize) {
     (n(r1), n(r2))
 }
 
-/// keepalived (VRRP only, foreground) with config id r2.
-fn spawn_keepalived(host: &Host, dir: &Path, conf: &Path) -> Result<Process> {
-    let path = |name: &str| dir.join(name).display().to_string();
-    host.spawn([
-        lab::keepalived_path()?.display().to_string(),
-        "--dont-fork".into(),
-        "--log-console".into(),
-        "--log-detail".into(),
-        "--no-syslog".into(),
-        "--vrrp".into(),
-        "--config-id=r2".into(),
-        "--use-file".into(),
-        conf.display().to_string(),
-        format!("--pid={}", path("keepalived.pid")),
-        format!("--vrrp_pid={}", path("vrrp.pid")),
-        format!("--checkers_pid={}", path("checkers.pid")),
-        format!("--bfd_pid={}", path("bfd.pid")),
-    ])
-}
-
 #[test]
 fn an_imported_config_runs_against_keepalived_with_the_original() -> Result<()> {
     lab::keepalived_path()?;
@@ -114,8 +93,9 @@ fn an_imported_config_runs_against_keepalived_with_the_original() -> Result<()> 
     let scratch = tempfile::tempdir()?;
     let flags = scratch.path().join("flags");
     std::fs::create_dir(&flags)?;
+    let text = CONF.replace("FLAGS", &flags.display().to_string());
     let conf = scratch.path().join("keepalived.conf");
-    std::fs::write(&conf, CONF.replace("FLAGS", &flags.display().to_string()))?;
+    std::fs::write(&conf, &text)?;
     for id in ["r1", "r2"] {
         std::fs::write(flags.join(format!("{id}.up")), "")?;
     }
@@ -143,9 +123,13 @@ fn an_imported_config_runs_against_keepalived_with_the_original() -> Result<()> 
     ensure!(host_toml.contains("version = 2"), "{host_toml}");
     ensure!(host_toml.contains("priority = 150"), "{host_toml}");
 
-    let ka_dir = scratch.path().join("keepalived");
-    std::fs::create_dir(&ka_dir)?;
-    let ka = spawn_keepalived(&r2, &ka_dir, &conf)?;
+    // The same text on the peer, read by keepalived with config id r2.
+    let ka = lab::spawn_keepalived_with(
+        &r2,
+        &scratch.path().join("keepalived"),
+        &text,
+        &["--config-id=r2"],
+    )?;
     let state = scratch.path().join("state");
     let socket = scratch.path().join("vznetd.sock");
     let mut vznetd = spawn_vznetd(&r1, &cfg, &state, &socket, &["--interval", "1s"])?;

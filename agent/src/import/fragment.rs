@@ -51,19 +51,24 @@ pub fn defaults(text: &str) -> Table {
         .into_table()
 }
 
-/// Removes, from every inline table in the array at `key`, the keys that equal
-/// `defaults`'.
-pub fn prune_each(table: &mut Table, key: &str, defaults: &Table) {
+/// Passes every inline table in the array at `key` through `f`.
+pub fn edit_each(table: &mut Table, key: &str, mut f: impl FnMut(&mut Table)) {
     let Some(Item::Value(Value::Array(a))) = table.get_mut(key) else {
         return;
     };
     for v in a.iter_mut() {
         if let Value::InlineTable(t) = v {
             let mut plain = t.clone().into_table();
-            prune(&mut plain, defaults, &[]);
+            f(&mut plain);
             *t = plain.into_inline_table();
         }
     }
+}
+
+/// Removes, from every inline table in the array at `key`, the keys that equal
+/// `defaults`'.
+pub fn prune_each(table: &mut Table, key: &str, defaults: &Table) {
+    edit_each(table, key, |t| prune(t, defaults, &[]));
 }
 
 /// Turns the inline table at `key` into a `[parent.key]` sub-table.

@@ -141,27 +141,13 @@ pub fn render(source: &Path, imported: &Imported) -> Result<String, RenderError>
         .iter()
         .map(|s| {
             entry(s, &d.vs, VS_KEEP, |t| {
-                if let Some(toml_edit::Item::Value(toml_edit::Value::InlineTable(c))) =
-                    t.get_mut("check")
-                {
-                    let mut ct = c.clone().into_table();
-                    check_layout(&mut ct);
-                    *c = ct.into_inline_table();
-                }
                 fragment::sub_table(t, "check");
+                if let Some(check) = t.get_mut("check").and_then(|c| c.as_table_mut()) {
+                    check_layout(check);
+                }
                 fragment::table_array(t, "backends", |b| {
                     fragment::prune(b, &d.backend, BACKEND_KEEP);
-                    if let Some(toml_edit::Item::Value(toml_edit::Value::Array(a))) =
-                        b.get_mut("checks")
-                    {
-                        for v in a.iter_mut() {
-                            if let toml_edit::Value::InlineTable(c) = v {
-                                let mut ct = c.clone().into_table();
-                                check_layout(&mut ct);
-                                *c = ct.into_inline_table();
-                            }
-                        }
-                    }
+                    fragment::edit_each(b, "checks", check_layout);
                 });
             })
         })

@@ -461,32 +461,74 @@ fn weight_option(ctx: &mut Ctx<'_>, line: &Node, default: i32) -> Option<(i32, b
     }
 }
 
-/// `track_script { NAME [weight W [reverse|noreverse]] }`.
-pub(super) fn scripts(ctx: &mut Ctx<'_>, block: &Node, rule: WeightRule) -> Vec<TrackScript> {
-    let mut out: Vec<TrackScript> = Vec::new();
+/// One line of a track block that names a definition.
+struct Reference<'n, T> {
+    line: &'n Node,
+    name: String,
+    def: T,
+    /// The weight in effect: the line's, else the definition's.
+    weight: i32,
+    /// `reverse` in effect: the line's (with a weight), else the definition's.
+    reverse: bool,
+    /// Whether the line gives a weight.
+    explicit: bool,
+}
+
+/// The lines of a track block whose names are defined, each name once (keepalived
+/// ignores unknown names and repeats); `find` gives a definition and its default
+/// weight and reverse.
+fn references<'n, T>(
+    ctx: &mut Ctx<'_>,
+    block: &'n Node,
+    what: &str,
+    find: impl Fn(&Definitions, &str) -> Option<(T, i32, bool)>,
+) -> Vec<Reference<'n, T>> {
+    let mut out: Vec<Reference<'n, T>> = Vec::new();
     for line in block.children() {
         let name = line.keyword().to_string();
-        let Some(&(default, _)) = ctx.defs.scripts.get(&name) else {
+        let Some((def, default_weight, default_reverse)) = find(&ctx.defs, &name) else {
             ctx.no_effect(
                 line,
-                format!("no vrrp_script {name} (keepalived ignores the reference too)"),
+                format!("no {what} {name} (keepalived ignores the reference too)"),
             );
             continue;
         };
-        if out.iter().any(|t| t.script == name) {
+        if out.iter().any(|r| r.name == name) {
             ctx.no_effect(
                 line,
                 format!("{name} is tracked twice (keepalived keeps the first)"),
             );
             continue;
         }
-        let explicit = line.arg(1).is_some();
-        let Some((weight, reverse)) = weight_option(ctx, line, default) else {
+        let Some((weight, reverse)) = weight_option(ctx, line, default_weight) else {
             continue;
         };
-        if weight != 0 && rule != WeightRule::Kept {
+        out.push(Reference {
+            line,
+            name,
+            def,
+            weight,
+            reverse: if line.arg(3).is_some() {
+                reverse
+            } else {
+                default_reverse
+            },
+            explicit: line.arg(1).is_some(),
+        });
+    }
+    out
+}
+
+/// `track_script { NAME [weight W [reverse|noreverse]] }`.
+pub(super) fn scripts(ctx: &mut Ctx<'_>, block: &Node, rule: WeightRule) -> Vec<TrackScript> {
+    let refs = references(ctx, block, "vrrp_script", |d, n| {
+        d.scripts.get(n).map(|&(w, r)| ((), w, r))
+    });
+    let mut out = Vec::new();
+    for r in refs {
+        if r.weight != 0 && rule != WeightRule::Kept {
             ctx.no_effect(
-                line,
+                r.line,
                 format!(
                     "keepalived does not track a weighted script because {}",
                     rule.why()
@@ -495,9 +537,9 @@ pub(super) fn scripts(ctx: &mut Ctx<'_>, block: &Node, rule: WeightRule) -> Vec<
             continue;
         }
         out.push(TrackScript {
-            script: name,
-            weight: explicit.then_some(weight),
-            reverse: (explicit && line.arg(3).is_some()).then_some(reverse),
+            script: r.name,
+            weight: r.explicit.then_some(r.weight),
+            reverse: (r.explicit && r.line.arg(3).is_some()).then_some(r.reverse),
         });
     }
     out
@@ -505,59 +547,31 @@ pub(super) fn scripts(ctx: &mut Ctx<'_>, block: &Node, rule: WeightRule) -> Vec<
 
 /// `track_file { NAME [weight W [reverse]] }`.
 pub(super) fn files(ctx: &mut Ctx<'_>, block: &Node, rule: WeightRule) -> Vec<TrackFile> {
-    let mut out: Vec<TrackFile> = Vec::new();
-    let mut names: Vec<String> = Vec::new();
-    for line in block.children() {
-        let name = line.keyword().to_string();
-        let Some(def) = ctx.defs.files.get(&name).cloned() else {
-            ctx.no_effect(
-                line,
-                format!("no track_file {name} (keepalived ignores the reference too)"),
-            );
-            continue;
-        };
-        if names.contains(&name) {
-            ctx.no_effect(
-                line,
-                format!("{name} is tracked twice (keepalived keeps the first)"),
-            );
-            continue;
-        }
-        names.push(name);
-        let Some((weight, reverse)) = weight_option(ctx, line, def.weight) else {
-            continue;
-        };
-        let reverse = if line.arg(1).is_some() {
-            reverse
-        } else {
-            def.reverse
-        };
+    let refs = references(ctx, block, "track_file", |d, n| {
+        d.files.get(n).map(|f| (f.clone(), f.weight, f.reverse))
+    });
+    let mut out = Vec::new();
+    for r in refs {
         let mut t = TrackFile {
-            weight,
-            reverse,
-            ..def
+            weight: r.weight,
+            reverse: r.reverse,
+            ..r.def
         };
-        if rule != WeightRule::Kept && t.weight != 0 {
-            if t.weight == 1 {
-                ctx.no_effect(
-                    line,
-                    format!(
-                        "keepalived tracks it without its default weight 1 because {}",
-                        rule.why()
-                    ),
-                );
-                t.weight = 0;
-            } else {
-                ctx.no_effect(
-                    line,
-                    format!(
-                        "keepalived does not track it with weight {} because {}",
-                        t.weight,
-                        rule.why()
-                    ),
-                );
-                continue;
-            }
+        if rule != WeightRule::Kept && t.weight == 1 {
+            let why = format!(
+                "keepalived tracks it without its default weight 1 because {}",
+                rule.why()
+            );
+            ctx.no_effect(r.line, why);
+            t.weight = 0;
+        } else if rule != WeightRule::Kept && t.weight != 0 {
+            let why = format!(
+                "keepalived does not track it with weight {} because {}",
+                t.weight,
+                rule.why()
+            );
+            ctx.no_effect(r.line, why);
+            continue;
         }
         out.push(t);
     }
@@ -566,53 +580,34 @@ pub(super) fn files(ctx: &mut Ctx<'_>, block: &Node, rule: WeightRule) -> Vec<Tr
 
 /// `track_process { NAME [weight W [reverse|noreverse]] }`.
 pub(super) fn processes(ctx: &mut Ctx<'_>, block: &Node, rule: WeightRule) -> Vec<TrackProcess> {
-    let mut out: Vec<TrackProcess> = Vec::new();
-    let mut names: Vec<String> = Vec::new();
-    for line in block.children() {
-        let name = line.keyword().to_string();
-        let Some(def) = ctx.defs.processes.get(&name).cloned() else {
-            ctx.no_effect(
-                line,
-                format!("no vrrp_track_process {name} (keepalived ignores the reference too)"),
-            );
-            continue;
-        };
-        if names.contains(&name) {
-            ctx.no_effect(
-                line,
-                format!("{name} is tracked twice (keepalived keeps the first)"),
-            );
-            continue;
-        }
-        names.push(name);
-        let Some((weight, reverse)) = weight_option(ctx, line, def.weight) else {
-            continue;
-        };
-        let reverse = if line.arg(3).is_some() {
-            reverse
-        } else {
-            def.reverse
-        };
-        if weight != 0 && rule == WeightRule::SyncMember {
-            // keepalived 2.2.7 keeps weighted processes on sync group members; vznet
-            // refuses weights there (the members' priorities would drift apart).
-            ctx.lost(line, format!("weight {weight}: vznet refuses weighted tracking because {} (set sync_group_tracking_weight, or track it on the group)", rule.why()));
-            continue;
-        }
-        if weight != 0 && rule == WeightRule::Owner {
+    let refs = references(ctx, block, "vrrp_track_process", |d, n| {
+        d.processes.get(n).map(|p| (p.clone(), p.weight, p.reverse))
+    });
+    let mut out = Vec::new();
+    for r in refs {
+        if r.weight != 0 && rule != WeightRule::Kept {
+            // keepalived 2.2.7 keeps weighted processes on sync group members and on
+            // the owner; vznet refuses them (the priorities would drift apart, or the
+            // owner's never moves).
+            let hint = if rule == WeightRule::SyncMember {
+                " (set sync_group_tracking_weight, or track it on the group)"
+            } else {
+                ""
+            };
             ctx.lost(
-                line,
+                r.line,
                 format!(
-                    "weight {weight}: vznet refuses weighted tracking because {}",
+                    "weight {}: vznet refuses weighted tracking because {}{hint}",
+                    r.weight,
                     rule.why()
                 ),
             );
             continue;
         }
         out.push(TrackProcess {
-            weight,
-            reverse,
-            ..def
+            weight: r.weight,
+            reverse: r.reverse,
+            ..r.def
         });
     }
     out
