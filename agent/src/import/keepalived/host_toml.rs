@@ -77,34 +77,32 @@ impl Defaults {
     }
 }
 
-fn entry<T: serde::Serialize>(
-    s: &Sourced<T>,
+/// Each object as a table under a comment naming where it comes from: keys equal
+/// to `defaults` left out except `keep`, then laid out by `layout`.
+fn entries<T: serde::Serialize>(
+    list: &[Sourced<T>],
     defaults: &Table,
     keep: &[&str],
-    layout: impl FnOnce(&mut Table),
-) -> Result<Entry, RenderError> {
-    let mut table = fragment::table(&s.value)?;
-    fragment::prune(&mut table, defaults, keep);
-    layout(&mut table);
-    Ok(Entry {
-        comment: vec![format!(
-            "{}:{}: {}",
-            s.at.file.display(),
-            s.at.line,
-            s.origin
-        )],
-        table,
-    })
+    layout: impl Fn(&mut Table),
+) -> Result<Vec<Entry>, RenderError> {
+    list.iter()
+        .map(|s| {
+            let mut table = fragment::table(&s.value)?;
+            fragment::prune(&mut table, defaults, keep);
+            layout(&mut table);
+            let at = format!("{}:{}: {}", s.at.file.display(), s.at.line, s.origin);
+            Ok(Entry {
+                comment: vec![at],
+                table,
+            })
+        })
+        .collect()
 }
 
 /// The fragment's text.
 pub fn render(source: &Path, imported: &Imported) -> Result<String, RenderError> {
     let d = Defaults::new()?;
-    let scripts = imported
-        .vrrp_script
-        .iter()
-        .map(|s| entry(s, &d.script, SCRIPT_KEEP, |_| {}))
-        .collect::<Result<Vec<_>, _>>()?;
+    let scripts = entries(&imported.vrrp_script, &d.script, SCRIPT_KEEP, |_| {})?;
     let track = fragment::defaults("reverse = false");
     let track_file = fragment::defaults("weight = 1\nreverse = false\ninit_overwrite = false");
     let track_process = fragment::defaults(
@@ -116,47 +114,27 @@ pub fn render(source: &Path, imported: &Imported) -> Result<String, RenderError>
         fragment::prune_each(t, "track_file", &track_file);
         fragment::prune_each(t, "track_process", &track_process);
     };
-    let vrrp = imported
-        .vrrp
-        .iter()
-        .map(|s| {
-            entry(s, &d.vrrp, VRRP_KEEP, |t| {
-                tracking(t);
-                fragment::prune_each(t, "virtual_routes", &route);
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let groups = imported
-        .vrrp_sync_group
-        .iter()
-        .map(|s| entry(s, &d.group, GROUP_KEEP, tracking))
-        .collect::<Result<Vec<_>, _>>()?;
+    let vrrp = entries(&imported.vrrp, &d.vrrp, VRRP_KEEP, |t| {
+        tracking(t);
+        fragment::prune_each(t, "virtual_routes", &route);
+    })?;
+    let groups = entries(&imported.vrrp_sync_group, &d.group, GROUP_KEEP, tracking)?;
     let url = fragment::defaults("status = []");
     let check_layout = |t: &mut Table| {
         fragment::prune(t, &d.check, CHECK_KEEP);
         fragment::prune_each(t, "urls", &url);
     };
-    let servers = imported
-        .virtual_server
-        .iter()
-        .map(|s| {
-            entry(s, &d.vs, VS_KEEP, |t| {
-                fragment::sub_table(t, "check");
-                if let Some(check) = t.get_mut("check").and_then(|c| c.as_table_mut()) {
-                    check_layout(check);
-                }
-                fragment::table_array(t, "backends", |b| {
-                    fragment::prune(b, &d.backend, BACKEND_KEEP);
-                    fragment::edit_each(b, "checks", check_layout);
-                });
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let routes = imported
-        .route
-        .iter()
-        .map(|s| entry(s, &Table::new(), &[], |_| {}))
-        .collect::<Result<Vec<_>, _>>()?;
+    let servers = entries(&imported.virtual_server, &d.vs, VS_KEEP, |t| {
+        fragment::sub_table(t, "check");
+        if let Some(check) = t.get_mut("check").and_then(|c| c.as_table_mut()) {
+            check_layout(check);
+        }
+        fragment::table_array(t, "backends", |b| {
+            fragment::prune(b, &d.backend, BACKEND_KEEP);
+            fragment::edit_each(b, "checks", check_layout);
+        });
+    })?;
+    let routes = entries(&imported.route, &Table::new(), &[], |_| {})?;
     let header = vec![
         format!("Imported from {} by vznet import keepalived (keepalived 2.2.7's meaning and defaults).", source.display()),
         "Add these tables to host.toml; the import's report lists what was not carried over.".to_string(),
