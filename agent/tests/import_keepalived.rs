@@ -292,3 +292,128 @@ fn the_command_prints_writes_refuses_and_reports() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/keepalived.conf"));
 }
+
+/// A small deterministic generator (xorshift), so a failure names its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Configs made by mutating real ones (lines dropped, repeated, moved, words
+/// swapped, braces and junk inserted) never panic the importer, and every import
+/// still passes netcfg's checks (an error here is a bug: the importer drops what
+/// vznet refuses before it renders).
+#[test]
+fn mutated_configs_never_break_the_importer() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let mut sources = samples(scratch.path());
+    sources.push(golden_dir().join("features.conf"));
+    let lines: Vec<String> = sources
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let words: Vec<String> = lines
+        .iter()
+        .flat_map(|l| l.split_whitespace().map(str::to_string))
+        .collect();
+    let junk = [
+        "{",
+        "}",
+        "\"",
+        "$X=1",
+        "$X",
+        "${X}",
+        "@high",
+        "~SEQ(i, 1, 3) x $i",
+        "include *",
+        "0",
+        "-1",
+        "999999999999",
+        "::",
+        "255.255.255.255/33",
+        "weight",
+        "\\",
+    ];
+    let file = scratch.path().join("mutated.conf");
+    for seed in 1..=300u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let base = &sources[rng.below(sources.len())];
+        let mut out: Vec<String> = std::fs::read_to_string(base)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        for _ in 0..1 + rng.below(8) {
+            let at = rng.below(out.len() + 1);
+            match rng.below(6) {
+                0 if !out.is_empty() => {
+                    out.remove(at.min(out.len() - 1));
+                }
+                1 => out.insert(at, lines[rng.below(lines.len())].clone()),
+                2 => out.insert(at, junk[rng.below(junk.len())].to_string()),
+                3 if !out.is_empty() => {
+                    let i = at.min(out.len() - 1);
+                    let mut w: Vec<String> =
+                        out[i].split_whitespace().map(str::to_string).collect();
+                    if !w.is_empty() {
+                        let k = rng.below(w.len());
+                        w[k] = words[rng.below(words.len())].clone();
+                    }
+                    out[i] = w.join(" ");
+                }
+                4 if !out.is_empty() => {
+                    let i = at.min(out.len() - 1);
+                    let line = out.remove(i);
+                    let j = rng.below(out.len() + 1);
+                    out.insert(j, line);
+                }
+                _ => out.insert(
+                    at,
+                    format!(
+                        "{} {}",
+                        words[rng.below(words.len())],
+                        words[rng.below(words.len())]
+                    ),
+                ),
+            }
+        }
+        std::fs::write(&file, out.join("\n")).expect("write");
+        let result = std::panic::catch_unwind(|| {
+            import(
+                &file,
+                &Options {
+                    config_id: "high".into(),
+                },
+            )
+        });
+        match result {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!(
+                "seed {seed} (from {}): {e}\n{}",
+                base.display(),
+                out.join("\n")
+            ),
+            Err(_) => panic!(
+                "seed {seed} (from {}) panicked:\n{}",
+                base.display(),
+                out.join("\n")
+            ),
+        }
+    }
+}

@@ -13,8 +13,13 @@ use std::sync::Arc;
 use super::glob;
 use crate::import::report::{Kind, Report};
 
-/// Files nested deeper than this are an include loop.
+/// Files nested deeper than this are refused (keepalived has no limit).
 const MAX_INCLUDE_DEPTH: usize = 32;
+/// Files read in all: includes that repeat each other could otherwise multiply
+/// without end.
+const MAX_FILES_READ: usize = 4096;
+/// Lines produced in all (sequences and includes multiply them).
+const MAX_LINES: usize = 1_000_000;
 /// Expansions of one line; more is a definition that names itself.
 const MAX_EXPANSIONS: usize = 256;
 /// keepalived stops a `~SEQ` nowhere; the import stops at this many lines.
@@ -64,6 +69,13 @@ struct Lexer<'a> {
     /// The definition whose continuation lines are being read.
     continuing: Option<usize>,
     depth: usize,
+    /// The files being read, outermost first (a file including itself is a loop).
+    open: Vec<PathBuf>,
+    files_read: usize,
+    /// At most this many lines ([`MAX_LINES`]).
+    max_lines: usize,
+    /// Whether `max_lines` was reached (reported once).
+    overflow: bool,
     lines: Vec<Line>,
     report: &'a mut Report,
 }
@@ -71,6 +83,15 @@ struct Lexer<'a> {
 /// Reads `path` and everything it includes into lines, reporting what keepalived
 /// would have complained about (and skipped) into `report`.
 pub fn read(path: &Path, config_id: &str, report: &mut Report) -> Result<Vec<Line>, ReadError> {
+    read_limited(path, config_id, report, MAX_LINES)
+}
+
+fn read_limited(
+    path: &Path,
+    config_id: &str,
+    report: &mut Report,
+    max_lines: usize,
+) -> Result<Vec<Line>, ReadError> {
     let text = read_file(path).map_err(|message| ReadError {
         path: path.to_path_buf(),
         message,
@@ -80,6 +101,10 @@ pub fn read(path: &Path, config_id: &str, report: &mut Report) -> Result<Vec<Lin
         definitions: Vec::new(),
         continuing: None,
         depth: 0,
+        open: vec![identity(path)],
+        files_read: 1,
+        max_lines,
+        overflow: false,
         lines: Vec::new(),
         report,
     };
@@ -157,6 +182,19 @@ impl Lexer<'_> {
     /// One line after comments are cut: conditionals, definitions, sequences,
     /// expansion, includes, then braces.
     fn text(&mut self, at: &Location, mut text: String, expansions: usize) {
+        if self.lines.len() >= self.max_lines {
+            if !self.overflow {
+                self.overflow = true;
+                self.report.add(
+                    &at.file,
+                    at.line,
+                    first_word(&text),
+                    Kind::NotCarried,
+                    format!("more than {} lines: the rest is not read", self.max_lines),
+                );
+            }
+            return;
+        }
         let mut follow: Vec<String> = Vec::new();
         let mut rounds = 0;
         loop {
@@ -434,10 +472,29 @@ impl Lexer<'_> {
                 );
                 continue;
             }
+            let id = identity(&path);
+            let why = if self.open.contains(&id) {
+                Some(format!("{} includes itself (keepalived would read it until it runs out of files): not read again", path.display()))
+            } else if self.files_read >= MAX_FILES_READ {
+                Some(format!(
+                    "{}: more than {MAX_FILES_READ} files read in all: not read",
+                    path.display()
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                self.report
+                    .add(&at.file, at.line, "include", Kind::NotCarried, why);
+                continue;
+            }
             match read_file(&path) {
                 Ok(text) => {
                     self.depth += 1;
+                    self.files_read += 1;
+                    self.open.push(id);
                     self.file(Arc::from(path.as_path()), &text);
+                    self.open.pop();
                     self.depth -= 1;
                 }
                 Err(why) => self.report.add(
@@ -567,6 +624,11 @@ fn include_pattern(text: &str) -> Option<&str> {
         _ => return None,
     };
     Some(rest.trim_matches([' ', '\t']))
+}
+
+/// A file's identity for loop detection: its canonical path, or the path itself.
+fn identity(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// keepalived reads only regular files without an execute bit.
@@ -747,6 +809,10 @@ mod tests {
     use super::*;
 
     fn lex(files: &[(&str, &str)], config_id: &str) -> (Vec<String>, String) {
+        lex_limited(files, config_id, MAX_LINES)
+    }
+
+    fn lex_limited(files: &[(&str, &str)], config_id: &str, max: usize) -> (Vec<String>, String) {
         let dir = tempfile::tempdir().expect("tempdir");
         for (name, text) in files {
             let p = dir.path().join(name);
@@ -754,7 +820,8 @@ mod tests {
             std::fs::write(p, text).expect("write");
         }
         let mut report = Report::default();
-        let lines = read(&dir.path().join(files[0].0), config_id, &mut report).expect("read");
+        let lines =
+            read_limited(&dir.path().join(files[0].0), config_id, &mut report, max).expect("read");
         let text = report
             .to_text()
             .replace(&format!("{}/", dir.path().display()), "");
@@ -848,6 +915,27 @@ mod tests {
             report,
             "main.conf:3: include: not carried: no file matches \"missing/{x,y}.conf\" here\n"
         );
+    }
+
+    #[test]
+    fn include_loops_and_nested_sequences_end() {
+        let (lines, report) = lex(
+            &[
+                ("a.conf", "a 1\ninclude b.conf\n"),
+                ("b.conf", "b 2\ninclude a.conf\ninclude b.conf\n"),
+            ],
+            "h",
+        );
+        assert_eq!(lines, ["1:a 1", "1:b 2"]);
+        assert!(report.contains("a.conf includes itself"), "{report}");
+        assert!(report.contains("b.conf includes itself"), "{report}");
+        let (lines, report) = lex_limited(
+            &[("s.conf", "~SEQ(i, 1, 60000) ~SEQ(j, 1, 60000) x $i $j\n")],
+            "h",
+            1000,
+        );
+        assert_eq!(lines.len(), 1000);
+        assert!(report.contains("more than 1000 lines"), "{report}");
     }
 
     #[test]
