@@ -39,6 +39,12 @@ pub enum ImportCommand {
     /// EXIT STATUS: 0 imported; 2 the file cannot be read, or --strict and
     /// something is not carried (nothing is written then); 1 the output cannot
     /// be written.
+    ///
+    /// EXAMPLES
+    ///   vznet import keepalived /etc/keepalived/keepalived.conf
+    ///   vznet import keepalived keepalived.conf --config-id lb1 --out /etc/vznet.new
+    ///   vznet check --config-dir /etc/vznet.new
+    ///   vznet import keepalived keepalived.conf --strict --json
     #[command(verbatim_doc_comment)]
     Keepalived(KeepalivedArgs),
 }
