@@ -308,8 +308,9 @@ fn report_extras(ctx: &mut Ctx<'_>, line: &Node, r: &ParsedRoute) -> bool {
         .filter(|(_, e)| *e)
         .map(|(k, _)| k.as_str())
         .collect();
-    if !essential.is_empty() {
-        ctx.lost(line, format!("the route uses {}, which vznet's routes do not have (multipath, source routing, ToS, VRF, other types): route not carried", essential.join(", ")));
+    if let Some(first) = essential.first() {
+        let to = r.to.map(|t| t.to_string()).unwrap_or_default();
+        ctx.attr_lost(line, first, format!("the route to {to} uses {}, which vznet's routes do not have (multipath, source routing, ToS, VRF, other types): route not carried", essential.join(", ")));
         return false;
     }
     for (k, _) in &r.extra {
