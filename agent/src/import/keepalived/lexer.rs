@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::definition::{Definitions, Sequence};
 use super::glob;
 use crate::import::report::{Kind, Report};
 
@@ -55,19 +56,8 @@ pub struct ReadError {
     pub message: String,
 }
 
-/// A `$NAME=` definition.
-#[derive(Debug, Clone)]
-struct Definition {
-    name: String,
-    /// One line, or several for a multi-line definition.
-    lines: Vec<String>,
-}
-
 struct Lexer<'a> {
-    config_id: &'a str,
-    definitions: Vec<Definition>,
-    /// The definition whose continuation lines are being read.
-    continuing: Option<usize>,
+    defs: Definitions,
     depth: usize,
     /// The files being read, outermost first (a file including itself is a loop).
     open: Vec<PathBuf>,
@@ -97,9 +87,7 @@ fn read_limited(
         message,
     })?;
     let mut lexer = Lexer {
-        config_id,
-        definitions: Vec::new(),
-        continuing: None,
+        defs: Definitions::new(config_id),
         depth: 0,
         open: vec![identity(path)],
         files_read: 1,
@@ -147,7 +135,7 @@ impl Lexer<'_> {
             let raw = raw.trim_end_matches(['\r', '\n']);
             if raw.is_empty() {
                 // An empty line ends a multi-line definition.
-                self.continuing = None;
+                self.defs.end_continuation();
                 continue;
             }
             let text = decomment(raw, &at, self.report);
@@ -155,28 +143,14 @@ impl Lexer<'_> {
                 // A comment line: keepalived reads on, even inside a definition.
                 continue;
             }
-            if let Some(d) = self.continuing {
-                self.continue_definition(d, &text);
+            if self.defs.continuing() {
+                self.defs.continue_with(&text);
                 continue;
             }
             self.text(&at, text, 0);
         }
         // A definition never continues into the next file.
-        self.continuing = None;
-    }
-
-    /// Adds a continuation line to a multi-line definition.
-    fn continue_definition(&mut self, d: usize, text: &str) {
-        let (line, more) = match text.strip_suffix('\\') {
-            Some(t) => (t.trim_end_matches([' ', '\t']), true),
-            None => (text, false),
-        };
-        if !line.is_empty() {
-            self.definitions[d].lines.push(line.to_string());
-        }
-        if !more {
-            self.continuing = None;
-        }
+        self.defs.end_continuation();
     }
 
     /// One line after comments are cut: conditionals, definitions, sequences,
@@ -215,22 +189,8 @@ impl Lexer<'_> {
                     None => return,
                 }
             }
-            if text.starts_with('$') {
-                if let Some(d) = self.definition(&text) {
-                    if self.definitions[d]
-                        .lines
-                        .last()
-                        .is_some_and(|l| l.ends_with('\\'))
-                    {
-                        let first = self.definitions[d].lines.pop().unwrap_or_default();
-                        let first = first.trim_end_matches('\\').trim_end_matches([' ', '\t']);
-                        if !first.is_empty() {
-                            self.definitions[d].lines.push(first.to_string());
-                        }
-                        self.continuing = Some(d);
-                    }
-                    return;
-                }
+            if text.starts_with('$') && self.defs.define(&text) {
+                return;
             }
             if text.starts_with("~SEQ") || text.starts_with("~LST") {
                 self.sequence(at, &text, expansions);
@@ -239,7 +199,7 @@ impl Lexer<'_> {
             if text.starts_with('~') || !text.contains('$') {
                 break;
             }
-            match self.expand(&text) {
+            match self.defs.expand(&text) {
                 Some((line, more)) => {
                     text = decomment(&line, at, self.report);
                     // Lines of a multi-line definition follow this one.
@@ -268,167 +228,42 @@ impl Lexer<'_> {
             None => (false, &text[1..]),
         };
         let end = rest.find([' ', '\t'])?;
-        let matches = &rest[..end] == self.config_id;
+        let matches = &rest[..end] == self.defs.config_id();
         (matches != negate).then(|| rest[end..].trim_start_matches([' ', '\t']).to_string())
     }
 
-    /// `$NAME=VALUE` (no blank before `=`): sets the definition, returns its index.
-    fn definition(&mut self, text: &str) -> Option<usize> {
-        let body = &text[1..];
-        let eq = body.find('=')?;
-        let name = &body[..eq];
-        if !valid_name(name) {
-            return None;
-        }
-        let value = body[eq + 1..].trim_start_matches([' ', '\t']).to_string();
-        let lines = if value.is_empty() {
-            vec![]
-        } else {
-            vec![value]
-        };
-        match self.definitions.iter().position(|d| d.name == name) {
-            Some(i) => {
-                self.definitions[i].lines = lines;
-                Some(i)
-            }
-            None => {
-                self.definitions.push(Definition {
-                    name: name.to_string(),
-                    lines,
-                });
-                Some(self.definitions.len() - 1)
-            }
-        }
-    }
-
-    /// Expands the first `$NAME` / `${NAME}` that names a definition (keepalived
-    /// rescans from there, so a definition may use others). A multi-line definition
-    /// expands only at the end of a line; its further lines are returned.
-    fn expand(&self, text: &str) -> Option<(String, Vec<String>)> {
-        let mut from = 0;
-        while let Some(off) = text[from..].find('$') {
-            let start = from + off;
-            if let Some((end, def)) = self.reference(text, start) {
-                let at_end = text[end..].is_empty();
-                if def.lines.len() > 1 && !at_end {
-                    from = start + 1;
-                    continue;
-                }
-                let mut line = text[..start].to_string();
-                line.push_str(def.lines.first().map_or("", String::as_str));
-                line.push_str(&text[end..]);
-                let more = def.lines.iter().skip(1).cloned().collect();
-                return Some((line, more));
-            }
-            from = start + 1;
-        }
-        None
-    }
-
-    /// The definition a `$` at `start` refers to, and where the reference ends.
-    fn reference(&self, text: &str, start: usize) -> Option<(usize, Definition)> {
-        let rest = &text[start + 1..];
-        let (braced, name_from) = if rest.starts_with('{') {
-            (true, 1)
-        } else {
-            (false, 0)
-        };
-        let name_len = rest[name_from..]
-            .bytes()
-            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
-            .count();
-        let name = &rest[name_from..name_from + name_len];
-        if !valid_name(name) {
-            return None;
-        }
-        let after = name_from + name_len;
-        let end = if braced {
-            // `${_RANDOM 1 10}` takes parameters: digits and spaces.
-            let params = rest[after..]
-                .bytes()
-                .take_while(|b| *b == b' ' || b.is_ascii_digit())
-                .count();
-            if !rest[after + params..].starts_with('}') {
-                return None;
-            }
-            after + params + 1
-        } else {
-            match rest[after..].chars().next() {
-                None | Some(' ' | '\t' | ',' | ')') => after,
-                Some(_) => return None,
-            }
-        };
-        let def = self.lookup(name, &rest[name_from..end])?;
-        Some((start + 1 + end, def))
-    }
-
-    /// A user definition, or one of keepalived's standard ones.
-    fn lookup(&self, name: &str, reference: &str) -> Option<Definition> {
-        if let Some(d) = self.definitions.iter().find(|d| d.name == name) {
-            return Some(d.clone());
-        }
-        let value = match name {
-            "_INSTANCE" => self.config_id.to_string(),
-            "_HASH" => "#".into(),
-            "_BANG" => "!".into(),
-            // The lower bound: an import must not draw numbers.
-            "_RANDOM" => reference
-                .trim_start_matches("_RANDOM")
-                .split_whitespace()
-                .next()
-                .unwrap_or("0")
-                .trim_end_matches('}')
-                .to_string(),
-            _ => return None,
-        };
-        Some(Definition {
-            name: name.to_string(),
-            lines: vec![value],
-        })
-    }
-
-    /// `~SEQ(VAR, END)`, `~SEQ(VAR, START, END)`, `~SEQ(VAR, START, STEP, END)`
-    /// (`~SEQx`: hexadecimal values) repeats the rest of the line with `$VAR` set.
+    /// A `~SEQ` line repeats its text with the variable set to each value
+    /// ([`Sequence`]); `~LST` lists are not read.
     fn sequence(&mut self, at: &Location, text: &str, expansions: usize) {
-        let parsed = parse_sequence(text);
-        let Some((var, hex, start, step, end, body)) = parsed else {
-            let word = if text.starts_with("~LST") {
-                "~LST"
+        let Some(seq) = Sequence::parse(text) else {
+            let (word, why) = if text.starts_with("~LST") {
+                (
+                    "~LST",
+                    "~LST lists are not supported by the import: write the lines out",
+                )
             } else {
-                "~SEQ"
-            };
-            let why = if word == "~LST" {
-                "~LST lists are not supported by the import: write the lines out"
-            } else {
-                "invalid ~SEQ (keepalived skips it too)"
+                ("~SEQ", "invalid ~SEQ (keepalived skips it too)")
             };
             self.report
                 .add(&at.file, at.line, word, Kind::NotCarried, why);
             return;
         };
-        let count = (end - start) / step + 1;
-        if count > MAX_SEQUENCE {
+        if seq.len() > MAX_SEQUENCE {
             self.report.add(
                 &at.file,
                 at.line,
                 "~SEQ",
                 Kind::NotCarried,
-                format!("{count} lines: more than the import expands ({MAX_SEQUENCE})"),
+                format!(
+                    "{} lines: more than the import expands ({MAX_SEQUENCE})",
+                    seq.len()
+                ),
             );
             return;
         }
-        let mut v = start;
-        while (step > 0 && v <= end) || (step < 0 && v >= end) {
-            let value = if hex { format!("{v:x}") } else { v.to_string() };
-            match self.definitions.iter_mut().find(|d| d.name == var) {
-                Some(d) => d.lines = vec![value],
-                None => self.definitions.push(Definition {
-                    name: var.clone(),
-                    lines: vec![value],
-                }),
-            }
-            self.text(at, body.clone(), expansions + 1);
-            v += step;
+        for value in seq.values() {
+            self.defs.set(&seq.var, value);
+            self.text(at, seq.body.clone(), expansions + 1);
         }
     }
 
@@ -535,12 +370,6 @@ fn first_word(text: &str) -> &str {
     text.split_whitespace().next().unwrap_or(text)
 }
 
-fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 /// The position of the first `{` or `}` not inside double quotes.
 fn first_brace(text: &str) -> Option<usize> {
     let mut quoted = false;
@@ -642,166 +471,6 @@ fn includable(path: &Path) -> Result<(), &'static str> {
         return Err("executable, which keepalived refuses to read as config");
     }
     Ok(())
-}
-
-/// `~SEQ[x](VAR, ...) TEXT` -> (VAR, hex, start, step, end, TEXT).
-fn parse_sequence(text: &str) -> Option<(String, bool, i64, i64, i64, String)> {
-    let rest = text.strip_prefix("~SEQ")?;
-    let (hex, rest) = match rest.strip_prefix('x') {
-        Some(r) => (true, r),
-        None => (false, rest),
-    };
-    let rest = rest.trim_start().strip_prefix('(')?;
-    let close = rest.find(')')?;
-    let mut parts = rest[..close].split(',').map(str::trim);
-    let var = parts.next().filter(|v| valid_name(v))?.to_string();
-    let numbers: Vec<i64> = parts.map(parse_c_long).collect::<Option<_>>()?;
-    let (start, step, end) = match numbers.as_slice() {
-        [end] => (
-            if *end < 0 { -1 } else { 1 },
-            if *end < 1 { -1 } else { 1 },
-            *end,
-        ),
-        [start, end] => (*start, if start <= end { 1 } else { -1 }, *end),
-        [start, step, end] => (*start, *step, *end),
-        _ => return None,
-    };
-    if step == 0 || (start < end && step < 0) || (start > end && step > 0) {
-        return None;
-    }
-    if hex && (start < 0 || end < 0) {
-        return None;
-    }
-    let body = rest[close + 1..]
-        .trim_start_matches([' ', '\t'])
-        .to_string();
-    Some((var, hex, start, step, end, body))
-}
-
-/// C's `strtol(s, 0)` for a whole word: decimal, `0x` hex, `0` octal.
-pub fn parse_c_long(s: &str) -> Option<i64> {
-    let (neg, digits) = match s.strip_prefix('-') {
-        Some(d) => (true, d),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    let v = if let Some(h) = digits
-        .strip_prefix("0x")
-        .or_else(|| digits.strip_prefix("0X"))
-    {
-        i64::from_str_radix(h, 16).ok()?
-    } else if digits.len() > 1 && digits.starts_with('0') {
-        i64::from_str_radix(&digits[1..], 8).ok()?
-    } else {
-        digits.parse().ok()?
-    };
-    Some(if neg { -v } else { v })
-}
-
-/// keepalived's word split (`alloc_strvec_r`): white space separates words; a
-/// double-quoted string is one word without its quotes.
-pub fn words(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = text;
-    loop {
-        rest = rest.trim_start_matches(is_space);
-        if rest.is_empty() {
-            return out;
-        }
-        if let Some(q) = rest.strip_prefix('"') {
-            match q.find('"') {
-                Some(end) => {
-                    out.push(q[..end].to_string());
-                    rest = &q[end + 1..];
-                }
-                None => {
-                    // Unmatched: keepalived stops there.
-                    return out;
-                }
-            }
-        } else {
-            let end = rest
-                .find(|c: char| is_space(c) || c == '"')
-                .unwrap_or(rest.len());
-            out.push(rest[..end].to_string());
-            rest = &rest[end..];
-        }
-    }
-}
-
-fn is_space(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\x0c' | '\n' | '\r' | '\x0b')
-}
-
-/// keepalived's split of a script line (`alloc_strvec_quoted_escaped`): words at
-/// white space, `"..."` and `'...'` quote (inside the other kind too), backslash
-/// escapes (`\n`, `\t`, `\xHH`, `\NNN` octal, `\cX`, others the character itself).
-/// `None` for an unmatched quote or a trailing backslash (keepalived drops the line).
-pub fn script_words(text: &str) -> Option<Vec<String>> {
-    let mut out = Vec::new();
-    let mut chars = text.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| is_space(*c)) {
-            chars.next();
-        }
-        if chars.peek().is_none() {
-            return Some(out);
-        }
-        let mut word = String::new();
-        let mut quote: Option<char> = None;
-        while let Some(&c) = chars.peek() {
-            if quote.is_none() && is_space(c) {
-                break;
-            }
-            chars.next();
-            match (c, quote) {
-                ('\\', _) => word.push(escape(&mut chars)?),
-                ('"' | '\'', None) => quote = Some(c),
-                (q, Some(open)) if q == open => quote = None,
-                _ => word.push(c),
-            }
-        }
-        if quote.is_some() {
-            return None;
-        }
-        out.push(word);
-    }
-}
-
-fn escape(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<char> {
-    let c = chars.next()?;
-    Some(match c {
-        'x' if chars.peek().is_some_and(char::is_ascii_hexdigit) => {
-            let mut v: u32 = 0;
-            while let Some(d) = chars.peek().and_then(|c| c.to_digit(16)) {
-                v = (v << 4 | d) & 0xff;
-                chars.next();
-            }
-            char::from_u32(v)?
-        }
-        'c' if chars.peek().is_some() => char::from_u32(u32::from(chars.next()?) & 0x1f)?,
-        '0'..='7' => {
-            let mut v = c.to_digit(8)?;
-            for _ in 0..2 {
-                match chars.peek().and_then(|c| c.to_digit(8)) {
-                    Some(d) => {
-                        v = v * 8 + d;
-                        chars.next();
-                    }
-                    None => break,
-                }
-            }
-            char::from_u32(v & 0xff)?
-        }
-        'a' => '\x07',
-        'b' => '\x08',
-        'E' => '\x1b',
-        'f' => '\x0c',
-        'n' => '\n',
-        'r' => '\r',
-        't' => '\t',
-        'v' => '\x0b',
-        other => other,
-    })
 }
 
 #[cfg(test)]
@@ -936,26 +605,5 @@ mod tests {
         );
         assert_eq!(lines.len(), 1000);
         assert!(report.contains("more than 1000 lines"), "{report}");
-    }
-
-    #[test]
-    fn words_and_script_words() {
-        assert_eq!(
-            words("notify \"/bin/a b\"  root"),
-            ["notify", "/bin/a b", "root"]
-        );
-        assert_eq!(
-            script_words(r#"/bin/sh -c 'echo "$X"' a\ b \x41"#),
-            Some(vec![
-                "/bin/sh".to_string(),
-                "-c".into(),
-                "echo \"$X\"".into(),
-                "a b".into(),
-                "A".into()
-            ])
-        );
-        assert_eq!(script_words("'open"), None);
-        assert_eq!(parse_c_long("0x1f"), Some(31));
-        assert_eq!(parse_c_long("010"), Some(8));
     }
 }

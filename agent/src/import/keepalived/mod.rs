@@ -7,11 +7,13 @@
 //! tables and proves `vznet check` accepts them. Nothing here looks at the kernel:
 //! interfaces named in the file need not exist where the import runs.
 
+mod definition;
 mod glob;
 pub mod host_toml;
 pub mod lexer;
 pub mod parser;
 pub mod translate;
+pub mod words;
 
 use std::path::Path;
 

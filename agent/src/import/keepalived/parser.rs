@@ -3,7 +3,8 @@
 //! `process_stream` and `alloc_value_block` read nested blocks and value lists
 //! that way).
 
-use super::lexer::{words, Line, Location};
+use super::lexer::{Line, Location};
+use super::words::words;
 use crate::import::report::{Kind, Report};
 
 /// One keyword line and the block it opens, if any.

@@ -12,8 +12,8 @@
 
 use vrrp::settings::ScriptCommand;
 
-use super::super::lexer::script_words;
 use super::super::parser::Node;
+use super::super::words::script_words;
 
 /// What a hook runs and how keepalived's line was carried.
 #[derive(Debug, Clone, PartialEq, Eq)]

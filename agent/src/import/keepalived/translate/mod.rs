@@ -4,9 +4,11 @@
 //! item for every keyword that is not carried over.
 //!
 //! Each module takes one family of blocks: [`global`] (`global_defs`, which sets
-//! defaults for the others), [`track`] (scripts, tracked files and processes, sync
-//! groups), [`instance`] (`vrrp_instance`), [`address`] (addresses, routes and rules
-//! lines), [`lb`] (`virtual_server` and its checkers), [`command`] (scripts and hooks).
+//! defaults for the others), [`tracked`] (scripts, tracked files and processes),
+//! [`track`] (the blocks that track them), [`sync_group`], [`instance`]
+//! (`vrrp_instance`), [`address`] (address, route and rule lines), [`lb`] and
+//! [`lb_check`] (`virtual_server` and its checkers), [`command`] (scripts and
+//! hooks); [`keywords`] says why the rest is not carried.
 
 mod address;
 mod command;
@@ -15,7 +17,9 @@ mod instance;
 mod keywords;
 mod lb;
 mod lb_check;
+mod sync_group;
 mod track;
+mod tracked;
 mod value;
 
 use std::collections::BTreeMap;
@@ -59,9 +63,9 @@ pub struct Imported {
 pub(super) struct Ctx<'a> {
     report: &'a mut Report,
     globals: global::Globals,
-    defs: track::Definitions,
+    defs: tracked::Definitions,
     /// Sync group of each instance, for keepalived's rules on members' weights.
-    membership: BTreeMap<String, track::Membership>,
+    membership: BTreeMap<String, sync_group::Membership>,
 }
 
 impl Ctx<'_> {
@@ -149,13 +153,13 @@ pub fn translate(tree: &[Node], report: &mut Report) -> Imported {
     let mut ctx = Ctx {
         report,
         globals,
-        defs: track::Definitions::default(),
+        defs: tracked::Definitions::default(),
         membership: BTreeMap::new(),
     };
     let mut out = Imported::default();
     // Definitions first: instances and groups refer to them wherever they are.
-    track::definitions(&mut ctx, tree, &mut out);
-    ctx.membership = track::membership(&mut ctx, tree);
+    tracked::definitions(&mut ctx, tree, &mut out);
+    ctx.membership = sync_group::membership(&mut ctx, tree);
     let groups = lb::groups(&mut ctx, tree);
     for node in tree {
         match node.keyword() {
@@ -172,7 +176,7 @@ pub fn translate(tree: &[Node], report: &mut Report) -> Imported {
                 }
             }
             "vrrp_sync_group" => {
-                if let Some(g) = track::sync_group(&mut ctx, node) {
+                if let Some(g) = sync_group::sync_group(&mut ctx, node) {
                     out.vrrp_sync_group.push(g);
                 }
             }
@@ -185,6 +189,6 @@ pub fn translate(tree: &[Node], report: &mut Report) -> Imported {
             _ => global::root_keyword(&mut ctx, node),
         }
     }
-    track::finish(&mut ctx, &mut out);
+    sync_group::finish(&mut ctx, &mut out);
     out
 }
