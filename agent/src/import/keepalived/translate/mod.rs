@@ -3,12 +3,12 @@
 //! with keepalived 2.2.7's defaults written out where vznet's differ, and a report
 //! item for every keyword that is not carried over.
 //!
-//! Each module takes one family of blocks: [`global`] (`global_defs`, which sets
-//! defaults for the others), [`tracked`] (scripts, tracked files and processes),
-//! [`track`] (the blocks that track them), [`sync_group`], [`instance`]
-//! (`vrrp_instance`), [`address`] (address, route and rule lines), [`lb`] and
-//! [`lb_check`] (`virtual_server` and its checkers), [`command`] (scripts and
-//! hooks); [`keywords`] says why the rest is not carried.
+//! Each module takes one family of blocks: `global` (`global_defs`, which sets
+//! defaults for the others), `tracked` (scripts, tracked files and processes),
+//! `track` (the blocks that track them), `sync_group`, `instance`
+//! (`vrrp_instance`), `address` (address, route and rule lines), `lb` and
+//! `lb_check` (`virtual_server` and its checkers), `command` (scripts and
+//! hooks); `keywords` says why the rest is not carried.
 
 mod address;
 mod command;
