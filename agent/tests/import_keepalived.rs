@@ -417,3 +417,37 @@ fn mutated_configs_never_break_the_importer() {
         }
     }
 }
+
+/// What keepalived accepts but vznet refuses (here a VRID used twice on one link)
+/// is dropped with a report line, with what refers to it, and the rest still passes
+/// `vznet check`.
+#[test]
+fn objects_vznet_refuses_are_dropped_and_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("keepalived.conf");
+    std::fs::write(
+        &path,
+        "vrrp_instance A {\n interface eth0\n virtual_router_id 5\n virtual_ipaddress { 10.0.0.1/24 }\n}\n\
+         vrrp_instance B {\n interface eth0\n virtual_router_id 5\n virtual_ipaddress { 10.0.0.2/24 }\n}\n\
+         vrrp_sync_group G {\n group { B }\n}\n",
+    )
+    .expect("write");
+    let outcome = run_import(&path);
+    let report = relative(&outcome.report.to_text(), &path);
+    assert_eq!(
+        report,
+        "keepalived.conf:6: vrrp_instance: not carried: vznet refuses vrid: VRID 5 is already used on eth0 for this address family (at vrrp[0].vrid): vrrp_instance B not carried\n\
+         keepalived.conf:11: vrrp_sync_group: not carried: its last member B is not carried: vrrp_sync_group G not carried\n"
+    );
+    assert!(
+        !outcome.host_toml.contains("vrrp_sync_group"),
+        "{}",
+        outcome.host_toml
+    );
+    let out = vznet_check(&outcome.host_toml);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -195,13 +195,10 @@ pub fn render_valid(
         let Some((array, index, key, message)) = found.into_iter().next() else {
             return Ok(text);
         };
-        drop_object(
-            imported,
-            report,
-            &array,
-            index,
-            &format!("vznet refuses {key}: {message}"),
-        )?;
+        // The key within the object: its index is the rendered one, not the source's.
+        let field = key.split_once("].").map_or("it", |(_, f)| f);
+        let why = format!("vznet refuses {field}: {message}");
+        drop_object(imported, report, &array, index, &why)?;
     }
 }
 

@@ -55,10 +55,11 @@ pub(super) fn instance(ctx: &mut Ctx<'_>, node: &Node) -> Option<Sourced<Instanc
         read_line(ctx, c, &mut d, &mut i);
     }
     let Some(interface) = d.interface.clone() else {
-        ctx.lost(
-            node,
-            format!("{name} has no interface: vznet's instances need one"),
-        );
+        if d.src.is_some() {
+            ctx.lost(node, format!("{name} has no interface: keepalived runs unicast without one, vznet's instances need one"));
+        } else {
+            ctx.no_effect(node, format!("{name} has neither an interface nor a unicast_src_ip (keepalived does not run it either)"));
+        }
         return None;
     };
     let Some(vrid) = d.vrid else {
