@@ -135,9 +135,10 @@ fn an_imported_config_runs_against_keepalived_with_the_original() -> Result<()> 
     let mut vznetd = spawn_vznetd(&r1, &cfg, &state, &socket, &["--interval", "1s"])?;
     let logs = |p: &Process| {
         format!(
-            "vznetd:\n{}\nkeepalived:\n{}",
+            "vznetd:\n{}\nkeepalived:\n{}{}",
             p.stderr().unwrap_or_default(),
-            ka.stdout().unwrap_or_default()
+            ka.stdout().unwrap_or_default(),
+            ka.stderr().unwrap_or_default()
         )
     };
     let settled = |want: (usize, usize)| {
