@@ -28,7 +28,10 @@
 #![warn(missing_docs)]
 
 mod address;
+mod advert;
 mod command;
+pub mod etcd;
+pub mod fleet;
 mod host;
 mod keepalived;
 mod lab;
@@ -43,6 +46,7 @@ mod sweep;
 use std::time::{Duration, Instant};
 
 pub use address::Address;
+pub use advert::{AdvertWatch, Adverts};
 pub use command::CommandError;
 pub use host::{Endpoint, Host, Root, Switch};
 pub use keepalived::{keepalived_path, spawn_keepalived, spawn_keepalived_with};

@@ -10,7 +10,8 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use futures::future::join_all;
+use futures::StreamExt;
+use netlink_packet_route::address::{AddressAttribute, AddressFlags};
 use netlink_packet_route::link::{BridgeStpState, InfoData, InfoVeth};
 use netlink_packet_route::route::RouteScope;
 use rtnetlink::{
@@ -114,6 +115,9 @@ fn nl_err(e: rtnetlink::Error) -> io::Error {
     }
 }
 
+/// Ops of one phase in flight at once.
+const IN_FLIGHT: usize = 64;
+
 /// VE namespaces with an open netlink socket at any one time. Each socket's
 /// connection keeps a 64 KiB read buffer: 1000 VEs at once would cost ~70 MB.
 const WINDOW: usize = 128;
@@ -134,6 +138,16 @@ pub struct Engine {
     missing: RefCell<HashMap<String, String>>,
     open: RefCell<HashMap<String, Handle>>,
     index: RefCell<HashMap<(NsName, String), u32>>,
+    progress: Option<Progress>,
+}
+
+/// Told `(ops done, ops in the plan)` after each op an apply runs.
+pub struct Progress(Box<dyn Fn(usize, usize)>);
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
 }
 
 impl Engine {
@@ -154,6 +168,7 @@ impl Engine {
             missing: RefCell::new(HashMap::new()),
             open: RefCell::new(HashMap::new()),
             index: RefCell::new(HashMap::new()),
+            progress: None,
         })
     }
 
@@ -334,6 +349,12 @@ impl Engine {
         Ok(plan::plan(desired, &observed)?)
     }
 
+    /// Calls `f(done, total)` after each op of an apply (a terminal's progress).
+    pub fn on_progress(mut self, f: impl Fn(usize, usize) + 'static) -> Engine {
+        self.progress = Some(Progress(Box::new(f)));
+        self
+    }
+
     /// Plans, applies, verifies; on any failure undoes what it did.
     pub async fn apply(&self, desired: &Desired) -> Result<Report, ApplyError> {
         let t = std::time::Instant::now();
@@ -394,6 +415,8 @@ impl Engine {
         unit_of: &dyn Fn(&Op) -> Unit,
         verify: Verify<'_>,
     ) -> UnitsReport {
+        let total = plan.ops.len();
+        let mut ran = 0usize;
         let mut done: BTreeMap<Unit, Vec<Op>> = BTreeMap::new();
         let mut failed: BTreeMap<Unit, ApplyError> = BTreeMap::new();
         for (phase, ops) in plan.phases() {
@@ -410,13 +433,26 @@ impl Engine {
                     // The ops that need these sockets fail one by one and roll back.
                     tracing::warn!(error = %e, "opening netns sockets");
                 }
-                let results = join_all(chunk.iter().map(|op| self.run(op))).await;
+                // A bounded number in flight: the kernel takes one request of
+                // a socket at a time anyway, and each pending op is a future of
+                // a few KiB (3000 sysctls at once cost ~10 MB).
+                let results: Vec<io::Result<()>> = futures::stream::iter(chunk.iter())
+                    .map(|op| self.run(op))
+                    .buffered(IN_FLIGHT)
+                    .collect()
+                    .await;
                 self.close_handles();
                 let mut broken: BTreeMap<Unit, (Op, io::Error)> = BTreeMap::new();
                 for (op, res) in chunk.iter().zip(results) {
                     let unit = unit_of(op);
                     match res {
-                        Ok(()) => done.entry(unit).or_default().push((*op).clone()),
+                        Ok(()) => {
+                            done.entry(unit).or_default().push((*op).clone());
+                            ran += 1;
+                            if let Some(Progress(f)) = &self.progress {
+                                f(ran, total);
+                            }
+                        }
                         Err(e) if !broken.contains_key(&unit) => {
                             broken.insert(unit, ((*op).clone(), e));
                         }
@@ -668,16 +704,25 @@ impl Engine {
                     .build();
                 self.set_link(ns, msg).await
             }
-            Op::AddrAdd { ns, dev, addr } => {
+            Op::AddrAdd {
+                ns,
+                dev,
+                addr,
+                nodad,
+            } => {
                 let idx = self.ifindex(ns, dev).await?;
-                self.handle(ns)?
+                let mut req = self
+                    .handle(ns)?
                     .address()
-                    .add(idx, addr.addr(), addr.prefix_len())
-                    .execute()
-                    .await
-                    .map_err(nl_err)
+                    .add(idx, addr.addr(), addr.prefix_len());
+                if *nodad && addr.addr().is_ipv6() {
+                    req.message_mut()
+                        .attributes
+                        .push(AddressAttribute::Flags(AddressFlags::Nodad));
+                }
+                req.execute().await.map_err(nl_err)
             }
-            Op::AddrDel { ns, dev, addr } => {
+            Op::AddrDel { ns, dev, addr, .. } => {
                 let idx = self.ifindex(ns, dev).await?;
                 let h = self.handle(ns)?;
                 let mut req = h
@@ -712,6 +757,33 @@ impl Engine {
                     .await
                     .map_err(nl_err)
             }
+            Op::RuleAdd { rule } => {
+                let mut req = self.host.rule().add();
+                *req.message_mut() = rule.message();
+                req.execute().await.map_err(nl_err)
+            }
+            Op::RuleDel { rule } => self
+                .host
+                .rule()
+                .del(rule.message())
+                .execute()
+                .await
+                .map_err(nl_err),
+            Op::ProxyAdd { proxy } => {
+                let idx = self.ifindex(&None, &proxy.dev).await?;
+                let mut req = self.host.neighbours().add(idx, proxy.addr);
+                *req.message_mut() = crate::neighbour::message(idx, proxy.addr);
+                req.execute().await.map_err(nl_err)
+            }
+            Op::ProxyDel { proxy } => {
+                let idx = self.ifindex(&None, &proxy.dev).await?;
+                self.host
+                    .neighbours()
+                    .del(crate::neighbour::message(idx, proxy.addr))
+                    .execute()
+                    .await
+                    .map_err(nl_err)
+            }
         }
     }
 
@@ -734,6 +806,9 @@ impl Engine {
         }
         if let Some(m) = r.metric {
             b = b.priority(m);
+        }
+        if r.table != crate::op::MAIN_TABLE {
+            b = b.table_id(r.table);
         }
         Ok(b.build())
     }
@@ -794,22 +869,21 @@ impl Engine {
         self.forget(ns, name);
         // The kernel ignores IFLA_IFALIAS on create: mark ownership with a set
         // (which also brings a veth's peer up).
-        let mark = h
-            .link()
-            .set(LinkUnspec::new_with_name(name).alias(alias).build())
-            .execute();
+        let mut mark = LinkUnspec::new_with_name(name).alias(alias).build();
         if let Some((pns, pname)) = peer_set {
+            // The host end first: its IPv6 mode must be set before the peer
+            // comes up and gives the pair carrier.
+            crate::kernel::ipv6::no_address_generation(&mut mark);
+            h.link().set(mark).execute().await.map_err(nl_err)?;
             self.forget(&pns, &pname);
             let ph = self.handle(&pns)?;
-            let pmark = ph
-                .link()
+            ph.link()
                 .set(LinkUnspec::new_with_name(&pname).alias(alias).up().build())
-                .execute();
-            let (a, b) = futures::join!(mark, pmark);
-            a.map_err(nl_err)?;
-            b.map_err(nl_err)
+                .execute()
+                .await
+                .map_err(nl_err)
         } else {
-            mark.await.map_err(nl_err)
+            h.link().set(mark).execute().await.map_err(nl_err)
         }
     }
 }

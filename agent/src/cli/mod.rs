@@ -1,6 +1,9 @@
 //! The `vznet` command line.
 
 mod agent;
+mod completion;
+mod picture;
+mod progress;
 mod set;
 mod show;
 mod status;
@@ -83,8 +86,17 @@ pub enum Command {
     /// Apply the config: create, change and delete only what differs, verify, and
     /// roll everything back if any step fails. A second apply prints "0 changes".
     Apply,
-    /// Show bridges with their ports (like `brctl show`) and the VEs' interfaces.
-    Show,
+    /// Show bridges with their ports (like `brctl show`) and the VEs' interfaces,
+    /// or draw the host (--format dot or svg): NICs, bonds, VLANs, bridges with
+    /// their addresses, VE ports and VEs, VRRP instances and virtual servers, with
+    /// state as colour (green up/Master/healthy, yellow Backup, red down/Fault/
+    /// failing, grey unknown: vznetd does not answer).
+    Show {
+        /// text, dot (Graphviz; with --json its nodes and edges), or svg (runs
+        /// Graphviz's `dot`).
+        #[arg(long, value_enum, default_value_t = show::Format::Text)]
+        format: show::Format,
+    },
     /// Show vznetd's state: applies, drift repairs, last error, unwired VEs.
     Status,
     /// Run VEs: a root folder plus their own mount, UTS, IPC, network and PID
@@ -94,6 +106,9 @@ pub enum Command {
         #[command(subcommand)]
         cmd: VeCommand,
     },
+    /// A fleet of hosts driven from etcd: push a host's config, get it back,
+    /// list every host's status, move a VE between hosts.
+    Fleet(crate::fleet::command::FleetArgs),
     /// Turn another tool's config into vznet's (keepalived.conf); reports what
     /// is not carried over.
     Import {
@@ -137,7 +152,7 @@ pub enum VeCommand {
     #[command(verbatim_doc_comment)]
     Start {
         /// VE ids: several start side by side and are wired with one apply.
-        #[arg(required = true, num_args = 1..)]
+        #[arg(required = true, num_args = 1.., add = completion::ve_ids())]
         ids: Vec<u32>,
     },
     /// Stop a VE: SIGTERM to its init, SIGKILL after --timeout.
@@ -148,7 +163,7 @@ pub enum VeCommand {
     #[command(verbatim_doc_comment)]
     Stop {
         /// VE ids: several stop side by side.
-        #[arg(required = true, num_args = 1..)]
+        #[arg(required = true, num_args = 1.., add = completion::ve_ids())]
         ids: Vec<u32>,
         /// Seconds to wait after SIGTERM.
         #[arg(long, default_value_t = 10)]
@@ -157,6 +172,7 @@ pub enum VeCommand {
     /// Remove a stopped VE's root and file.
     Destroy {
         /// VE id.
+        #[arg(add = completion::ve_ids())]
         id: u32,
     },
     /// VEID NPROC STATUS IP_ADDR HOSTNAME for every VE file.
@@ -165,6 +181,7 @@ pub enum VeCommand {
     /// cgroups), like `vzctl enter`.
     Enter {
         /// VE id.
+        #[arg(add = completion::ve_ids())]
         id: u32,
         /// The shell, a path inside the VE.
         #[arg(long, default_value = "/bin/sh")]
@@ -182,10 +199,11 @@ pub enum VeCommand {
     #[command(verbatim_doc_comment)]
     Set {
         /// VE id.
+        #[arg(add = completion::ve_ids())]
         id: u32,
         /// Add a bridged veth: IF[,MAC,HOST_IF,HOST_MAC,BRIDGE] (empty fields
         /// take defaults: random MACs, host name vethID.N, no bridge).
-        #[arg(long = "netif-add", value_name = "IF,MAC,HOST_IF,HOST_MAC,BRIDGE", value_parser = parse_netif_arg)]
+        #[arg(long = "netif-add", value_name = "IF,MAC,HOST_IF,HOST_MAC,BRIDGE", value_parser = parse_netif_arg, add = completion::netif_bridge())]
         netif_add: Vec<netcfg::model::Netif>,
         /// Remove a veth by its name inside the VE.
         #[arg(long = "netif-del", value_name = "IF")]
@@ -203,6 +221,7 @@ pub enum VeCommand {
     /// Run a command inside a running VE.
     Exec {
         /// VE id.
+        #[arg(add = completion::ve_ids())]
         id: u32,
         /// The command and its arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
@@ -212,6 +231,7 @@ pub enum VeCommand {
 
 /// Runs the command line; never panics on bad input.
 pub fn main() -> ExitCode {
+    completion::complete_if_asked();
     main_from(std::env::args_os())
 }
 
@@ -308,8 +328,11 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     if let Command::Ve { cmd } = &cli.command {
         return ve_command(cli, cmd);
     }
-    if let Command::Show = cli.command {
-        return runtime()?.block_on(show::show(cli));
+    if let Command::Fleet(args) = &cli.command {
+        return crate::fleet::command::run(args, cli.json);
+    }
+    if let Command::Show { format } = cli.command {
+        return runtime()?.block_on(show::show(cli, format));
     }
     if let Command::Status = cli.command {
         return match agent::find(cli) {
@@ -366,7 +389,11 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     }
     let rt = runtime()?;
     rt.block_on(async {
-        let engine = Engine::new(&desired).context("opening netlink sockets")?;
+        let engine = with_meter(
+            Engine::new(&desired).context("opening netlink sockets")?,
+            "applying",
+            cli.json,
+        );
         match cli.command {
             Command::Plan => {
                 let plan = match engine.plan(&desired).await {
@@ -400,7 +427,12 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => Ok(report_error(cli, &e)),
             },
-            Command::Check | Command::Show | Command::Status | Command::Ve { .. } | Command::Import { .. } => unreachable!("handled above"),
+            Command::Check
+            | Command::Show { .. }
+            | Command::Status
+            | Command::Ve { .. }
+            | Command::Fleet(_)
+            | Command::Import { .. } => unreachable!("handled above"),
         }
     })
 }
@@ -561,13 +593,21 @@ fn wire(cli: &Cli) -> anyhow::Result<()> {
         anyhow::bail!("{missing}");
     }
     runtime()?.block_on(async {
-        let engine = Engine::new(&desired)?;
+        let engine = with_meter(Engine::new(&desired)?, "wiring", cli.json);
         let report = engine.apply(&desired).await?;
         for op in &report.ops {
             println!("{op}");
         }
         Ok(())
     })
+}
+
+/// `engine` drawing a progress line for large applies on a terminal.
+fn with_meter(engine: Engine, what: &'static str, json: bool) -> Engine {
+    match progress::Meter::for_terminal(what, json) {
+        Some(meter) => engine.on_progress(move |done, total| meter.update(done, total)),
+        None => engine,
+    }
 }
 
 fn report_error(cli: &Cli, e: &ApplyError) -> ExitCode {

@@ -19,13 +19,14 @@ pub use report::{Item, Kind, Report};
 #[derive(Debug, Subcommand)]
 pub enum ImportCommand {
     /// Import a keepalived.conf: VRRP instances, scripts and sync groups, virtual
-    /// servers and their checks, static routes.
+    /// servers and their checks, static routes and rules.
     ///
     /// The file is read as keepalived 2.2.7 reads it: `!` and `#` comments,
     /// `include` with globs (relative to the including file), double-quoted
     /// strings, `@ID` / `@^ID` lines for one config id, `$NAME=VALUE` definitions
     /// and `~SEQ` sequences. The result is host.toml tables ([[vrrp]],
-    /// [[vrrp_script]], [[vrrp_sync_group]], [[virtual_server]], [[route]]) with
+    /// [[vrrp_script]], [[vrrp_sync_group]], [[virtual_server]], [[route]],
+    /// [[rule]]) with
     /// keepalived's defaults written out where vznet's differ (keepalived speaks
     /// VRRPv2 unless told otherwise, vznet v3; health checks every 60 s). They
     /// pass `vznet check`; the import reads nothing from the kernel, so the

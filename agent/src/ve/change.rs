@@ -245,14 +245,17 @@ fn netifs(doc: &DocumentMut) -> Option<&ArrayOfTables> {
 
 /// Selects the ops of a plan that belong to one VE, before and after a change:
 /// everything in its netns, and on the host its links (by name or ownership
-/// alias), their addresses, sysctls and routes.
+/// alias), their addresses, sysctls and routes, and the proxy neighbour entries
+/// of its venet addresses.
 pub fn scope(before: &VeConfig, after: &VeConfig) -> impl Fn(&Op) -> bool {
     let ns = after.netns.clone().or_else(|| before.netns.clone());
     let mut names: Vec<String> = Vec::new();
+    let mut venet_addrs = Vec::new();
     for ve in [before, after] {
         names.extend((0..ve.netif.len()).map(|n| ve.host_ifname(n)));
-        if ve.venet.is_some() {
+        if let Some(v) = &ve.venet {
             names.push(ve.venet_host_ifname());
+            venet_addrs.extend(v.addresses.iter().copied());
         }
     }
     let alias = netcfg::desired::ve_alias(after.id, "");
@@ -263,8 +266,9 @@ pub fn scope(before: &VeConfig, after: &VeConfig) -> impl Fn(&Op) -> bool {
         let named = |n: &str| names.iter().any(|x| x == n);
         match op {
             Op::Sysctl { path, .. } => names.iter().any(|h| {
-                path.starts_with(format!("/proc/sys/net/ipv4/conf/{h}"))
-                    || path.starts_with(format!("/proc/sys/net/ipv6/conf/{h}"))
+                ["ipv4/conf", "ipv6/conf", "ipv4/neigh", "ipv6/neigh"]
+                    .iter()
+                    .any(|tree| path.starts_with(format!("/proc/sys/net/{tree}/{h}")))
             }),
             Op::LinkAdd { name, alias: a, .. } | Op::LinkDel { name, alias: a, .. } => {
                 named(name) || a.starts_with(&alias)
@@ -277,6 +281,8 @@ pub fn scope(before: &VeConfig, after: &VeConfig) -> impl Fn(&Op) -> bool {
             Op::RouteAdd { route, .. } | Op::RouteDel { route, .. } => {
                 route.dev.as_deref().is_some_and(named)
             }
+            Op::ProxyAdd { proxy } | Op::ProxyDel { proxy } => venet_addrs.contains(&proxy.addr),
+            Op::RuleAdd { .. } | Op::RuleDel { .. } => false,
         }
     }
 }
@@ -321,6 +327,7 @@ pub fn parse_netif(s: &str) -> Result<Netif, String> {
         bridge: get(4).map(str::to_string),
         addresses: Vec::new(),
         gateway: None,
+        gateway6: None,
         sysctl: Default::default(),
     })
 }

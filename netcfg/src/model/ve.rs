@@ -228,9 +228,13 @@ pub struct Netif {
     /// Addresses inside the VE.
     #[serde(default)]
     pub addresses: Vec<IpNet>,
-    /// Default gateway inside the VE.
+    /// Default gateway inside the VE (either family).
     #[serde(default)]
     pub gateway: Option<IpAddr>,
+    /// IPv6 default gateway inside the VE, next to an IPv4 `gateway`; a
+    /// link-local one (`fe80::1`) needs no IPv6 address on the interface.
+    #[serde(default)]
+    pub gateway6: Option<IpAddr>,
     /// Sysctls on the host end (`forwarding`, `proxy_arp`...).
     #[serde(default)]
     pub sysctl: BTreeMap<String, SysctlValue>,

@@ -135,6 +135,7 @@ pub fn render(source: &Path, imported: &Imported) -> Result<String, RenderError>
         });
     })?;
     let routes = entries(&imported.route, &Table::new(), &[], |_| {})?;
+    let rules = entries(&imported.rule, &Table::new(), &[], |_| {})?;
     let header = vec![
         format!("Imported from {} by vznet import keepalived (keepalived 2.2.7's meaning and defaults).", source.display()),
         "Add these tables to host.toml; the import's report lists what was not carried over.".to_string(),
@@ -147,6 +148,7 @@ pub fn render(source: &Path, imported: &Imported) -> Result<String, RenderError>
             ("vrrp_sync_group", groups),
             ("virtual_server", servers),
             ("route", routes),
+            ("rule", rules),
         ],
     );
     Ok(doc.to_string())
@@ -285,6 +287,9 @@ fn drop_object(
         }
         "route" => {
             refuse(&mut imported.route, index, report, why)?;
+        }
+        "rule" => {
+            refuse(&mut imported.rule, index, report, why)?;
         }
         other => {
             return Err(RenderError::ReadBack(format!(

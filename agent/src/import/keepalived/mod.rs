@@ -61,6 +61,7 @@ pub fn import(path: &Path, options: &Options) -> Result<Outcome, ImportError> {
         ("vrrp_sync_group", imported.vrrp_sync_group.len()),
         ("virtual_server", imported.virtual_server.len()),
         ("route", imported.route.len()),
+        ("rule", imported.rule.len()),
     ];
     Ok(Outcome {
         host_toml,

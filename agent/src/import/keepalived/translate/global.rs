@@ -58,7 +58,6 @@ const ROOT_KEYWORDS: &[&str] = &[
     "child_wait_time",
     "linkbeat_use_polling",
     "static_ipaddress",
-    "static_rules",
     "track_group",
     "garp_group",
     "linkbeat_interfaces",

@@ -11,7 +11,7 @@ use vrrp::Version;
 use super::super::parser::Node;
 use super::keywords::Scope;
 use super::track::{self, WeightRule};
-use super::{address, command, global, value, Ctx, Sourced};
+use super::{address, command, global, route, rule, value, Ctx, Sourced};
 
 /// The instance's lines read so far, before defaults and keepalived's corrections.
 #[derive(Default)]
@@ -140,7 +140,7 @@ pub(super) fn instance(ctx: &mut Ctx<'_>, node: &Node) -> Option<Sourced<Instanc
             block
                 .children()
                 .iter()
-                .filter_map(|l| address::virtual_route(ctx, l)),
+                .filter_map(|l| route::virtual_route(ctx, l)),
         );
     }
     for block in d.rules.clone() {
@@ -148,7 +148,7 @@ pub(super) fn instance(ctx: &mut Ctx<'_>, node: &Node) -> Option<Sourced<Instanc
             block
                 .children()
                 .iter()
-                .filter_map(|l| address::virtual_rule(ctx, l)),
+                .filter_map(|l| rule::virtual_rule(ctx, l)),
         );
     }
     apply_garp_defaults(ctx, &d.garp_own, &mut i);

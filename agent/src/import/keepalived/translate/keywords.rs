@@ -124,7 +124,6 @@ fn global(k: &str) -> Option<&'static str> {
             "keepalived's process settings have no vznetd counterpart"
         }
         "static_ipaddress" => "vznet puts addresses on the links it manages only ([[bridge]] addresses); add them there or outside vznet",
-        "static_rules" => "vznet has no policy rules outside VRRP's virtual_rules",
         "track_group" => "vznet's static routes do not follow tracked interfaces",
         "garp_group" => "vznet does not pace gratuitous ARPs per interface group",
         "interface_up_down_delays" => "vznet reacts to link changes at once (no up/down debouncing)",

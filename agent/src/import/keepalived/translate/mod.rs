@@ -1,12 +1,13 @@
 //! keepalived's parsed configuration into vznet's settings: `[[vrrp]]`,
-//! `[[vrrp_script]]`, `[[vrrp_sync_group]]`, `[[virtual_server]]` and `[[route]]`,
+//! `[[vrrp_script]]`, `[[vrrp_sync_group]]`, `[[virtual_server]]`, `[[route]]` and
+//! `[[rule]]`,
 //! with keepalived 2.2.7's defaults written out where vznet's differ, and a report
 //! item for every keyword that is not carried over.
 //!
 //! Each module takes one family of blocks: `global` (`global_defs`, which sets
 //! defaults for the others), `tracked` (scripts, tracked files and processes),
 //! `track` (the blocks that track them), `sync_group`, `instance`
-//! (`vrrp_instance`), `address` (address, route and rule lines), `lb` and
+//! (`vrrp_instance`), `address`, `route` and `rule` (their lines), `lb` and
 //! `lb_check` (`virtual_server` and its checkers), `command` (scripts and
 //! hooks); `keywords` says why the rest is not carried.
 
@@ -17,6 +18,8 @@ mod instance;
 mod keywords;
 mod lb;
 mod lb_check;
+mod route;
+mod rule;
 mod sync_group;
 mod track;
 mod tracked;
@@ -24,7 +27,7 @@ mod value;
 
 use std::collections::BTreeMap;
 
-use netcfg::model::{Route, VirtualServer};
+use netcfg::model::{Route, Rule, VirtualServer};
 use vrrp::settings::{Instance, Script, SyncGroup};
 
 use keywords::Scope;
@@ -57,6 +60,8 @@ pub struct Imported {
     pub virtual_server: Vec<Sourced<VirtualServer>>,
     /// `[[route]]` (keepalived's `static_routes`).
     pub route: Vec<Sourced<Route>>,
+    /// `[[rule]]` (keepalived's `static_rules`).
+    pub rule: Vec<Sourced<Rule>>,
 }
 
 /// What the translation of one config knows while it works.
@@ -185,7 +190,8 @@ pub fn translate(tree: &[Node], report: &mut Report) -> Imported {
                     out.virtual_server.push(vs);
                 }
             }
-            "static_routes" => address::static_routes(&mut ctx, node, &mut out.route),
+            "static_routes" => route::static_routes(&mut ctx, node, &mut out.route),
+            "static_rules" => rule::static_rules(&mut ctx, node, &mut out.rule),
             _ => global::root_keyword(&mut ctx, node),
         }
     }
