@@ -254,28 +254,20 @@ fn drop_object(
         "vrrp_script" => {
             let gone = refuse(&mut imported.vrrp_script, index, report, why)?;
             let name = gone.value.name;
+            let untrack = |origin: &str, list: &mut Vec<vrrp::settings::TrackScript>| {
+                let before = list.len();
+                list.retain(|t| t.script != name);
+                (list.len() != before)
+                    .then(|| format!("{origin} does not track {name}, which is not carried"))
+            };
             for i in &mut imported.vrrp {
-                if i.value.track_script.iter().any(|t| t.script == name) {
-                    i.value.track_script.retain(|t| t.script != name);
-                    report.add(
-                        &i.at.file,
-                        i.at.line,
-                        "track_script",
-                        Kind::NotCarried,
-                        format!("{} does not track {name}, which is not carried", i.origin),
-                    );
+                if let Some(why) = untrack(&i.origin, &mut i.value.track_script) {
+                    report.add(&i.at.file, i.at.line, "track_script", Kind::NotCarried, why);
                 }
             }
             for g in &mut imported.vrrp_sync_group {
-                if g.value.track_script.iter().any(|t| t.script == name) {
-                    g.value.track_script.retain(|t| t.script != name);
-                    report.add(
-                        &g.at.file,
-                        g.at.line,
-                        "track_script",
-                        Kind::NotCarried,
-                        format!("{} does not track {name}, which is not carried", g.origin),
-                    );
+                if let Some(why) = untrack(&g.origin, &mut g.value.track_script) {
+                    report.add(&g.at.file, g.at.line, "track_script", Kind::NotCarried, why);
                 }
             }
         }
