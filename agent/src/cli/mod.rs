@@ -37,7 +37,8 @@ EXAMPLES
   vznet check --config-dir /etc/vznet
   vznet plan --config-dir /etc/vznet
   vznet apply --config-dir /etc/vznet --json
-  vznet show";
+  vznet show
+  vznet import keepalived /etc/keepalived/keepalived.conf --out /etc/vznet.new";
 
 /// Declarative networking for container hosts: bridges, veth pairs into VE network
 /// namespaces, routed (venet) VEs, bonds, VLANs, addresses, routes and sysctls,
@@ -110,6 +111,13 @@ pub enum Command {
     /// A fleet of hosts driven from etcd: push a host's config, get it back,
     /// list every host's status, move a VE between hosts.
     Fleet(crate::fleet::command::FleetArgs),
+    /// Turn another tool's config into vznet's (keepalived.conf); reports what
+    /// is not carried over.
+    Import {
+        /// The source format.
+        #[command(subcommand)]
+        cmd: crate::import::ImportCommand,
+    },
 }
 
 /// `vznet ve` subcommands.
@@ -316,6 +324,9 @@ fn load(cli: &Cli) -> Result<(Config, Desired), ExitCode> {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Import { cmd } = &cli.command {
+        return crate::import::run(cmd, cli.json);
+    }
     if let Command::Ve { cmd } = &cli.command {
         return ve_command(cli, cmd);
     }
@@ -422,7 +433,8 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             | Command::Show { .. }
             | Command::Status
             | Command::Ve { .. }
-            | Command::Fleet(_) => unreachable!("handled above"),
+            | Command::Fleet(_)
+            | Command::Import { .. } => unreachable!("handled above"),
         }
     })
 }
