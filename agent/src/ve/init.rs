@@ -102,24 +102,42 @@ fn join_cgroups(pid: u32) -> Result<()> {
     Ok(())
 }
 
-/// Brings the VE's loopback up (SIOCSIFFLAGS; no netlink needed for this).
+nix::ioctl_readwrite_bad!(
+    /// SIOCGIFFLAGS: an interface's flags into an `ifreq`.
+    get_if_flags,
+    libc::SIOCGIFFLAGS,
+    libc::ifreq
+);
+nix::ioctl_write_ptr_bad!(
+    /// SIOCSIFFLAGS: an interface's flags from an `ifreq`.
+    set_if_flags,
+    libc::SIOCSIFFLAGS,
+    libc::ifreq
+);
+
+/// Brings the VE's loopback up (SIOCSIFFLAGS: PID 1 runs before anything
+/// could open a netlink socket for it, and this needs no runtime).
 fn loopback_up() -> Result<()> {
-    // SAFETY: a plain socket and two ioctls on a zeroed ifreq we own.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        anyhow::ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-        let mut req: libc::ifreq = std::mem::zeroed();
-        for (i, b) in b"lo\0".iter().enumerate() {
-            req.ifr_name[i] = *b as libc::c_char;
-        }
-        let ok = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) == 0 && {
-            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) == 0
-        };
-        let err = std::io::Error::last_os_error();
-        libc::close(fd);
-        anyhow::ensure!(ok, "bringing lo up: {err}");
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    use std::os::fd::AsRawFd;
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .context("socket for SIOCSIFFLAGS")?;
+    // SAFETY: an all-zero ifreq is valid (a C struct of integers and arrays).
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (i, b) in b"lo\0".iter().enumerate() {
+        req.ifr_name[i] = *b as libc::c_char;
     }
+    // SAFETY: `req` is a live ifreq the kernel reads and fills; the socket is open.
+    unsafe { get_if_flags(sock.as_raw_fd(), &mut req) }.context("reading lo's flags")?;
+    // SAFETY: the union's flags member is what SIOCGIFFLAGS filled.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as above.
+    unsafe { set_if_flags(sock.as_raw_fd(), &req) }.context("bringing lo up")?;
     Ok(())
 }
 

@@ -6,3 +6,4 @@ pub mod features;
 pub mod netns;
 pub mod state;
 pub mod sysctl;
+pub mod ve;

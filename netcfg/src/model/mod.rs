@@ -21,7 +21,10 @@ pub use lb::{
 };
 pub use mac::{MacAddr, MacParseError};
 pub use source::{KeyPath, Location, Seg, SourceFile};
-pub use ve::{ByteSize, Firewall, FwPolicy, FwProto, FwRule, Hooks, Netif, VeConfig, Venet};
+pub use ve::{
+    check_domain, check_hostname, ByteSize, Firewall, FwPolicy, FwProto, FwRule, Hooks, Netif,
+    VeConfig, Venet, MAX_NAMESERVERS,
+};
 
 /// A sysctl value as written: an integer or a string.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -492,6 +492,9 @@ fn check_ve_runtime(c: &mut Checker, s: &SourceFile, ve: &super::VeConfig) {
             c.error(s, &p, "hook arguments cannot contain NUL".into());
         }
     }
+    for (p, message) in ve.runtime_problems() {
+        c.error(s, &p, message);
+    }
 }
 
 /// The VE-side name of the venet link.
