@@ -34,7 +34,8 @@ pub fn onboot(config: &Config, state: &Path) -> Vec<Vec<u32>> {
         .ves
         .iter()
         .map(|f| &f.ve)
-        .filter(|ve| ve.onboot && ve.netns.is_none() && running(state, ve.id).is_none())
+        // A VE whose file names a netns is wired, not run: `start` says so.
+        .filter(|ve| ve.onboot && running(state, ve.id).is_none())
         .map(|ve| (ve.id, ve.boot_order))
         .collect();
     start_order(&ves)

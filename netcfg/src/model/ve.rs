@@ -77,12 +77,30 @@ impl VeConfig {
     /// Problems with the runtime keys that serde cannot see: (key, message).
     pub fn runtime_problems(&self) -> Vec<(KeyPath, String)> {
         let mut out = Vec::new();
-        if self.onboot && self.netns.is_some() {
-            out.push((
-                KeyPath::key("onboot"),
-                "a VE that names a netns is wired, not run: `vznet ve start` cannot start it"
-                    .into(),
-            ));
+        // Every netif gateway and the venet link (per family of its
+        // addresses) is a default route of equal metric: a second one of a
+        // family is refused by the kernel.
+        let mut defaults: Vec<(bool, String)> = Vec::new();
+        if let Some(v) = &self.venet {
+            for v4 in [true, false] {
+                if v.addresses.iter().any(|a| a.is_ipv4() == v4) {
+                    defaults.push((v4, "[venet] (venet0 is its default route)".into()));
+                }
+            }
+        }
+        for (i, n) in self.netif.iter().enumerate() {
+            let Some(gw) = n.gateway else { continue };
+            let here = format!("netif[{i}].gateway");
+            if let Some((_, first)) = defaults.iter().find(|(v4, _)| *v4 == gw.is_ipv4()) {
+                out.push((
+                    KeyPath::key("netif").i(i).k("gateway"),
+                    format!(
+                        "a second {} default route: {first} has one already",
+                        if gw.is_ipv4() { "IPv4" } else { "IPv6" }
+                    ),
+                ));
+            }
+            defaults.push((gw.is_ipv4(), here));
         }
         if let Some(h) = &self.hostname {
             if let Err(why) = check_hostname(h) {
@@ -410,9 +428,11 @@ mod tests {
         std::fs::create_dir(dir.path().join("ve")).expect("ve dir");
         std::fs::write(
             dir.path().join("ve/2.toml"),
-            "id = 2\nhostname = \"web_1\"\nonboot = true\nnetns = \"x\"\n\
+            "id = 2\nhostname = \"web_1\"\nonboot = true\nboot_order = 1\n\
              nameservers = [\"10.0.0.1\", \"10.0.0.2\", \"10.0.0.3\", \"10.0.0.4\"]\n\
-             search = [\"example.org\", \"-bad.example\"]\n",
+             search = [\"example.org\", \"-bad.example\"]\n\
+             [[netif]]\nname = \"eth0\"\naddresses = [\"10.0.0.5/24\"]\ngateway = \"10.0.0.1\"\n\
+             [venet]\naddresses = [\"10.9.0.5\"]\n",
         )
         .expect("ve file");
         let errors = crate::model::Config::load(dir.path())
@@ -420,9 +440,9 @@ mod tests {
             .to_string();
         for want in [
             "2.toml:2:1: hostname: host name \"web_1\" may hold only letters",
-            "2.toml:3:1: onboot: a VE that names a netns is wired, not run",
             "2.toml:5:1: nameservers: 4 name servers",
             "2.toml:6:26: search[1]: domain \"-bad.example\" has a label that starts",
+            "2.toml:10:1: netif[0].gateway: a second IPv4 default route: [venet]",
         ] {
             assert!(errors.contains(want), "{want}\nin:\n{errors}");
         }

@@ -202,12 +202,10 @@ pub fn print(cli: &Cli, all: &[VeInfo], opts: &Options<'_>) -> anyhow::Result<Ex
         .collect();
     if let Some((f, reverse)) = sort {
         rows.sort_by(|a, b| {
-            let o = compare(&value(a, f), &value(b, f)).then(a.veid.cmp(&b.veid));
-            if reverse {
-                o.reverse()
-            } else {
-                o
-            }
+            let o = compare(&value(a, f), &value(b, f));
+            let o = if reverse { o.reverse() } else { o };
+            // Ties stay in id order either way.
+            o.then(a.veid.cmp(&b.veid))
         });
     }
     if cli.json {

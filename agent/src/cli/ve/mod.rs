@@ -197,7 +197,7 @@ pub enum VeCommand {
         onboot: Option<bool>,
         /// Boot order (higher starts first), or `none`.
         #[arg(long, value_name = "N|none", value_parser = parse_order)]
-        bootorder: Option<Option<u32>>,
+        bootorder: Option<BootOrderArg>,
         /// Also write the change to ve/ID.toml.
         #[arg(long)]
         save: bool,
@@ -224,12 +224,17 @@ fn parse_yes_no(s: &str) -> Result<bool, String> {
     }
 }
 
-fn parse_order(s: &str) -> Result<Option<u32>, String> {
+/// `--bootorder N|none` (a type of its own: clap reads `Option<Option<_>>`
+/// as a flag whose value may be left out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootOrderArg(pub Option<u32>);
+
+fn parse_order(s: &str) -> Result<BootOrderArg, String> {
     if s == "none" {
-        return Ok(None);
+        return Ok(BootOrderArg(None));
     }
     s.parse()
-        .map(Some)
+        .map(|n| BootOrderArg(Some(n)))
         .map_err(|_| format!("{s:?}: use a number 0..4294967295 or none"))
 }
 

@@ -109,7 +109,7 @@ fn changes(cmd: &VeCommand, ve: Option<&VeConfig>) -> Result<Vec<Change>, String
         out.push(Change::Onboot { onboot: *o });
     }
     if let Some(b) = bootorder {
-        out.push(Change::BootOrder { boot_order: *b });
+        out.push(Change::BootOrder { boot_order: b.0 });
     }
     Ok(out)
 }
