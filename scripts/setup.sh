@@ -8,8 +8,9 @@ need=()
 # qemu + a kernel with bonding/8021q/dummy modules for the VM tier (the running
 # kernel is untouched); busybox-static for minimal VE roots; file(1) because
 # virtme-ng runs it on the kernel image; keepalived, FRR and etcd are the real peers
-# the tests and benchmarks run against; openssl makes and serves the TLS-check test certificates.
-for pkg in iproute2 nftables libnftables1 iputils-ping procps kmod ca-certificates openssl gcc \
+# the tests and benchmarks run against; openssl makes and serves the TLS-check test
+# certificates; arping asks ARP from a LAN peer in the neighbour proxy test.
+for pkg in iproute2 nftables libnftables1 iputils-ping iputils-arping procps kmod ca-certificates openssl gcc \
            file qemu-system-x86 linux-image-amd64 busybox-static python3-venv keepalived \
            etcd-server etcd-client debootstrap; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")

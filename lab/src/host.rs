@@ -122,6 +122,16 @@ impl Host {
         false
     }
 
+    /// Waits until no IPv6 address in the host is tentative (duplicate address
+    /// detection done, about a second after an address or link appears); false
+    /// if some still are after `timeout`.
+    pub fn wait_dad(&self, timeout: Duration) -> bool {
+        crate::wait_until(timeout, Duration::from_millis(50), || {
+            self.ip(["-6", "addr", "show", "tentative"])
+                .is_ok_and(|out| out.trim().is_empty())
+        })
+    }
+
     /// Runs `ip ARGS` inside the host and returns its stdout; non-zero exit is an error.
     pub fn ip<I, S>(&self, args: I) -> Result<String>
     where

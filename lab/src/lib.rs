@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 mod address;
+mod advert;
 mod command;
 mod host;
 mod keepalived;
@@ -43,6 +44,7 @@ mod sweep;
 use std::time::{Duration, Instant};
 
 pub use address::Address;
+pub use advert::{AdvertWatch, Adverts};
 pub use command::CommandError;
 pub use host::{Endpoint, Host, Root, Switch};
 pub use keepalived::{keepalived_path, spawn_keepalived};

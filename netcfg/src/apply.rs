@@ -10,7 +10,8 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use futures::future::join_all;
+use futures::StreamExt;
+use netlink_packet_route::address::{AddressAttribute, AddressFlags};
 use netlink_packet_route::link::{BridgeStpState, InfoData, InfoVeth};
 use netlink_packet_route::route::RouteScope;
 use rtnetlink::{
@@ -113,6 +114,9 @@ fn nl_err(e: rtnetlink::Error) -> io::Error {
         other => io::Error::other(other.to_string()),
     }
 }
+
+/// Ops of one phase in flight at once.
+const IN_FLIGHT: usize = 64;
 
 /// VE namespaces with an open netlink socket at any one time. Each socket's
 /// connection keeps a 64 KiB read buffer: 1000 VEs at once would cost ~70 MB.
@@ -410,7 +414,14 @@ impl Engine {
                     // The ops that need these sockets fail one by one and roll back.
                     tracing::warn!(error = %e, "opening netns sockets");
                 }
-                let results = join_all(chunk.iter().map(|op| self.run(op))).await;
+                // A bounded number in flight: the kernel takes one request of
+                // a socket at a time anyway, and each pending op is a future of
+                // a few KiB (3000 sysctls at once cost ~10 MB).
+                let results: Vec<io::Result<()>> = futures::stream::iter(chunk.iter())
+                    .map(|op| self.run(op))
+                    .buffered(IN_FLIGHT)
+                    .collect()
+                    .await;
                 self.close_handles();
                 let mut broken: BTreeMap<Unit, (Op, io::Error)> = BTreeMap::new();
                 for (op, res) in chunk.iter().zip(results) {
@@ -668,16 +679,25 @@ impl Engine {
                     .build();
                 self.set_link(ns, msg).await
             }
-            Op::AddrAdd { ns, dev, addr } => {
+            Op::AddrAdd {
+                ns,
+                dev,
+                addr,
+                nodad,
+            } => {
                 let idx = self.ifindex(ns, dev).await?;
-                self.handle(ns)?
+                let mut req = self
+                    .handle(ns)?
                     .address()
-                    .add(idx, addr.addr(), addr.prefix_len())
-                    .execute()
-                    .await
-                    .map_err(nl_err)
+                    .add(idx, addr.addr(), addr.prefix_len());
+                if *nodad && addr.addr().is_ipv6() {
+                    req.message_mut()
+                        .attributes
+                        .push(AddressAttribute::Flags(AddressFlags::Nodad));
+                }
+                req.execute().await.map_err(nl_err)
             }
-            Op::AddrDel { ns, dev, addr } => {
+            Op::AddrDel { ns, dev, addr, .. } => {
                 let idx = self.ifindex(ns, dev).await?;
                 let h = self.handle(ns)?;
                 let mut req = h
@@ -712,6 +732,33 @@ impl Engine {
                     .await
                     .map_err(nl_err)
             }
+            Op::RuleAdd { rule } => {
+                let mut req = self.host.rule().add();
+                *req.message_mut() = rule.message();
+                req.execute().await.map_err(nl_err)
+            }
+            Op::RuleDel { rule } => self
+                .host
+                .rule()
+                .del(rule.message())
+                .execute()
+                .await
+                .map_err(nl_err),
+            Op::ProxyAdd { proxy } => {
+                let idx = self.ifindex(&None, &proxy.dev).await?;
+                let mut req = self.host.neighbours().add(idx, proxy.addr);
+                *req.message_mut() = crate::neighbour::message(idx, proxy.addr);
+                req.execute().await.map_err(nl_err)
+            }
+            Op::ProxyDel { proxy } => {
+                let idx = self.ifindex(&None, &proxy.dev).await?;
+                self.host
+                    .neighbours()
+                    .del(crate::neighbour::message(idx, proxy.addr))
+                    .execute()
+                    .await
+                    .map_err(nl_err)
+            }
         }
     }
 
@@ -734,6 +781,9 @@ impl Engine {
         }
         if let Some(m) = r.metric {
             b = b.priority(m);
+        }
+        if r.table != crate::op::MAIN_TABLE {
+            b = b.table_id(r.table);
         }
         Ok(b.build())
     }
@@ -794,22 +844,21 @@ impl Engine {
         self.forget(ns, name);
         // The kernel ignores IFLA_IFALIAS on create: mark ownership with a set
         // (which also brings a veth's peer up).
-        let mark = h
-            .link()
-            .set(LinkUnspec::new_with_name(name).alias(alias).build())
-            .execute();
+        let mut mark = LinkUnspec::new_with_name(name).alias(alias).build();
         if let Some((pns, pname)) = peer_set {
+            // The host end first: its IPv6 mode must be set before the peer
+            // comes up and gives the pair carrier.
+            crate::kernel::ipv6::no_address_generation(&mut mark);
+            h.link().set(mark).execute().await.map_err(nl_err)?;
             self.forget(&pns, &pname);
             let ph = self.handle(&pns)?;
-            let pmark = ph
-                .link()
+            ph.link()
                 .set(LinkUnspec::new_with_name(&pname).alias(alias).up().build())
-                .execute();
-            let (a, b) = futures::join!(mark, pmark);
-            a.map_err(nl_err)?;
-            b.map_err(nl_err)
+                .execute()
+                .await
+                .map_err(nl_err)
         } else {
-            mark.await.map_err(nl_err)
+            h.link().set(mark).execute().await.map_err(nl_err)
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The config flattened into what must exist in each netns.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -76,7 +76,29 @@ pub struct Desired {
     /// VRRP virtual IPs by interface (host netns): the VRRP instance adds and
     /// removes them, so plan never touches them.
     pub vips: Vec<(String, IpNet)>,
+    /// Policy routing rules (host netns).
+    pub rules: Vec<crate::rule::RuleSpec>,
+    /// Proxy neighbour entries for routed VEs (host netns).
+    pub proxies: Vec<crate::neighbour::ProxySpec>,
+    /// Links whose IPv6 addresses skip duplicate address detection: the two
+    /// ends of a venet pair, a point-to-point link where nobody else can hold
+    /// an address, so DAD would only hold the VE's traffic back for a second.
+    pub no_dad: BTreeSet<(NsName, String)>,
+    /// Links whose IPv6 link-local addresses are all vznet's to keep as
+    /// configured: venet host ends, made with no address generation (see
+    /// kernel::ipv6), where the only link-local one is the VE's gateway.
+    pub own_link_local: BTreeSet<(NsName, String)>,
 }
+
+/// The host end's address on a venet link with IPv6: the VE's default route
+/// points at it (`default via fe80::1 dev venet0`). A veth is not a NOARP
+/// point-to-point device like OpenVZ's venet, and IPv6 has no proxy_arp: a
+/// device route would make the VE solicit every destination, which nobody
+/// answers. Link-local, so the same address on every venet link is fine.
+pub const VENET_GATEWAY6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+
+/// [`VENET_GATEWAY6`] with its prefix, as the host end carries it.
+const VENET_GATEWAY6_NET: IpNet = IpNet::V6(ipnet::Ipv6Net::new_assert(VENET_GATEWAY6, 64));
 
 /// The alias of a VE's link.
 pub fn ve_alias(id: u32, netif: &str) -> String {
@@ -89,13 +111,21 @@ impl Desired {
         let mut d = Desired::default();
         let host = &config.host;
         for (k, v) in &host.sysctl {
-            d.sysctls.push((global_sysctl_path(k), v.to_string()));
+            // Validation refused keys that leave /proc/sys.
+            if let Ok(p) = global_sysctl_path(k) {
+                d.sysctls.push((p, v.to_string()));
+            }
         }
         let iface_sysctls =
             |d: &mut Desired, ifname: &str, map: &BTreeMap<String, crate::model::SysctlValue>| {
                 for (k, v) in map {
-                    if let Some(p) = interface_sysctl_path(k, ifname) {
+                    if let Ok(p) = interface_sysctl_path(k, ifname) {
                         d.sysctls.push((p, v.to_string()));
+                    }
+                }
+                for (k, v) in crate::model::sysctl::implied_by(map) {
+                    if let Ok(p) = interface_sysctl_path(&k, ifname) {
+                        d.sysctls.push((p, v));
                     }
                 }
             };
@@ -166,9 +196,13 @@ impl Desired {
                 d.vips.push((dev.to_owned(), a));
             }
         }
+        // Sysctls vznet sets by itself (routed VEs, neighbour devices).
+        let mut defaults: Vec<(PathBuf, String)> = Vec::new();
         let mut host_routes = Vec::new();
         for r in &host.route {
-            host_routes.push(route_spec(r.to, r.via, r.dev.clone(), r.metric));
+            let mut route = route_spec(r.to, r.via, r.dev.clone(), r.metric);
+            route.table = r.table.map_or(crate::op::MAIN_TABLE, |t| t.0);
+            host_routes.push(route);
         }
         for file in &config.ves {
             let ve = &file.ve;
@@ -203,10 +237,10 @@ impl Desired {
                     alias,
                     addrs: netif.addresses.clone(),
                 });
-                if let Some(gw) = netif.gateway {
+                for gw in netif.gateway.iter().chain(&netif.gateway6) {
                     ve_routes.push(route_spec(
                         RouteDest::Default,
-                        Some(gw),
+                        Some(*gw),
                         Some(netif.name.clone()),
                         None,
                     ));
@@ -216,6 +250,7 @@ impl Desired {
             if let Some(venet) = &ve.venet {
                 let host_name = ve.venet_host_ifname();
                 let alias = ve_alias(ve.id, VENET_IFNAME);
+                let ipv6 = venet.addresses.iter().any(IpAddr::is_ipv6);
                 d.links.push(LinkSpec {
                     ns: None,
                     name: host_name.clone(),
@@ -227,7 +262,11 @@ impl Desired {
                     mac: None,
                     master: None,
                     alias: alias.clone(),
-                    addrs: Vec::new(),
+                    addrs: if ipv6 {
+                        vec![VENET_GATEWAY6_NET]
+                    } else {
+                        Vec::new()
+                    },
                 });
                 d.ve_ends.push(VeEnd {
                     ns: ns.clone(),
@@ -237,7 +276,9 @@ impl Desired {
                     alias,
                     addrs: venet.addresses.iter().map(|a| IpNet::from(*a)).collect(),
                 });
-                let mut families = Vec::new();
+                d.no_dad.insert((None, host_name.clone()));
+                d.own_link_local.insert((None, host_name.clone()));
+                d.no_dad.insert((Some(ns.clone()), VENET_IFNAME.into()));
                 for a in &venet.addresses {
                     host_routes.push(route_spec(
                         RouteDest::Prefix(IpNet::from(*a)),
@@ -245,27 +286,36 @@ impl Desired {
                         Some(host_name.clone()),
                         None,
                     ));
-                    if !families.contains(&a.is_ipv4()) {
-                        families.push(a.is_ipv4());
-                        let any = if a.is_ipv4() {
-                            IpAddr::from([0u8; 4])
-                        } else {
-                            IpAddr::from([0u16; 8])
-                        };
-                        ve_routes.push(route_spec(
-                            RouteDest::Prefix(IpNet::from(any).trunc_to(0)),
-                            None,
-                            Some(VENET_IFNAME.into()),
-                            None,
-                        ));
-                    }
                 }
-                // Routed mode: the host answers ARP for every VE and forwards.
-                for key in ["proxy_arp", "forwarding"] {
-                    if let Some(p) = interface_sysctl_path(key, &host_name) {
-                        if !d.sysctls.iter().any(|(q, _)| q == &p) {
-                            d.sysctls.push((p, "1".into()));
-                        }
+                if venet.addresses.iter().any(IpAddr::is_ipv4) {
+                    ve_routes.push(route_spec(
+                        RouteDest::Prefix(IpNet::from(IpAddr::from([0u8; 4])).trunc_to(0)),
+                        None,
+                        Some(VENET_IFNAME.into()),
+                        None,
+                    ));
+                }
+                if ipv6 {
+                    ve_routes.push(route_spec(
+                        RouteDest::Default,
+                        Some(IpAddr::V6(VENET_GATEWAY6)),
+                        Some(VENET_IFNAME.into()),
+                        None,
+                    ));
+                }
+                // Routed mode: the host answers ARP for every VE (at once, see
+                // model::sysctl::implied_by) and forwards.
+                let mut keys = vec![
+                    ("proxy_arp", "1"),
+                    ("neigh.proxy_delay", "0"),
+                    ("forwarding", "1"),
+                ];
+                if ipv6 {
+                    keys.push(("ipv6.forwarding", "1"));
+                }
+                for (key, value) in keys {
+                    if let Ok(p) = interface_sysctl_path(key, &host_name) {
+                        defaults.push((p, value.into()));
                     }
                 }
             }
@@ -276,7 +326,27 @@ impl Desired {
         if !host_routes.is_empty() {
             d.routes.insert(None, host_routes);
         }
+        d.rules = crate::rule::desired(config);
+        d.proxies = crate::neighbour::desired(config);
+        defaults.extend(crate::neighbour::sysctls(config, &d.proxies));
+        // What vznet sets by itself yields to what the config sets.
+        let mut set: BTreeSet<PathBuf> = d.sysctls.iter().map(|(p, _)| p.clone()).collect();
+        for (p, v) in defaults {
+            if set.insert(p.clone()) {
+                d.sysctls.push((p, v));
+            }
+        }
         d
+    }
+
+    /// Whether every IPv6 link-local address on `dev` in `ns` is vznet's.
+    pub fn owns_link_local(&self, ns: &NsName, dev: &str) -> bool {
+        self.own_link_local.contains(&(ns.clone(), dev.to_string()))
+    }
+
+    /// Whether IPv6 addresses on `dev` in `ns` skip duplicate address detection.
+    pub fn skips_dad(&self, ns: &NsName, dev: &str) -> bool {
+        self.no_dad.contains(&(ns.clone(), dev.to_string()))
     }
 }
 
@@ -315,5 +385,6 @@ fn route_spec(
         via,
         dev,
         metric,
+        table: crate::op::MAIN_TABLE,
     }
 }

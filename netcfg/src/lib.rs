@@ -6,6 +6,8 @@ pub mod apply;
 pub mod desired;
 pub mod kernel;
 pub mod model;
+pub mod neighbour;
 pub mod op;
 pub mod plan;
+pub mod rule;
 pub mod unit;

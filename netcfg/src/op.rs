@@ -48,7 +48,7 @@ pub enum LinkKind {
     },
 }
 
-/// A route as vznet installs it (protocol vznet, main table).
+/// A route as vznet installs it (protocol vznet).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteSpec {
     /// Destination.
@@ -59,6 +59,24 @@ pub struct RouteSpec {
     pub dev: Option<String>,
     /// Metric.
     pub metric: Option<u32>,
+    /// Routing table (254: main).
+    #[serde(default = "main_table", skip_serializing_if = "is_main_table")]
+    pub table: u32,
+}
+
+/// The kernel's main routing table.
+pub const MAIN_TABLE: u32 = 254;
+
+fn main_table() -> u32 {
+    MAIN_TABLE
+}
+
+fn is_main_table(t: &u32) -> bool {
+    *t == MAIN_TABLE
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 impl fmt::Display for RouteSpec {
@@ -76,6 +94,9 @@ impl fmt::Display for RouteSpec {
         }
         if let Some(m) = self.metric {
             write!(f, " metric {m}")?;
+        }
+        if self.table != MAIN_TABLE {
+            write!(f, " table {}", crate::model::RouteTable(self.table))?;
         }
         Ok(())
     }
@@ -172,6 +193,10 @@ pub enum Op {
         dev: String,
         /// Address.
         addr: IpNet,
+        /// IPv6: usable at once, without duplicate address detection (links
+        /// where nobody else can hold it).
+        #[serde(default, skip_serializing_if = "is_false")]
+        nodad: bool,
     },
     /// Remove an address.
     AddrDel {
@@ -181,6 +206,9 @@ pub enum Op {
         dev: String,
         /// Address.
         addr: IpNet,
+        /// How the inverse adds it back.
+        #[serde(default, skip_serializing_if = "is_false")]
+        nodad: bool,
     },
     /// Add a route.
     RouteAdd {
@@ -195,6 +223,26 @@ pub enum Op {
         ns: NsName,
         /// Route.
         route: RouteSpec,
+    },
+    /// Add a policy routing rule (host netns).
+    RuleAdd {
+        /// The rule.
+        rule: crate::rule::RuleSpec,
+    },
+    /// Remove a rule vznet made.
+    RuleDel {
+        /// The rule.
+        rule: crate::rule::RuleSpec,
+    },
+    /// Answer ARP/neighbour solicitations for an address on a host interface.
+    ProxyAdd {
+        /// The proxy entry.
+        proxy: crate::neighbour::ProxySpec,
+    },
+    /// Remove a proxy entry vznet made.
+    ProxyDel {
+        /// The proxy entry.
+        proxy: crate::neighbour::ProxySpec,
     },
 }
 
@@ -237,13 +285,21 @@ pub enum Phase {
     Address,
     /// Routes (after addresses make gateways reachable).
     Route,
+    /// Policy rules (after the routes of the tables they send packets to).
+    Rule,
+    /// Proxy neighbour entries (the LAN learns of routed VEs once they are reachable).
+    Proxy,
 }
 
 impl Op {
     /// The netns the op works in.
     pub fn ns(&self) -> Option<&str> {
         match self {
-            Op::Sysctl { .. } => None,
+            Op::Sysctl { .. }
+            | Op::RuleAdd { .. }
+            | Op::RuleDel { .. }
+            | Op::ProxyAdd { .. }
+            | Op::ProxyDel { .. } => None,
             Op::LinkAdd { ns, .. }
             | Op::LinkDel { ns, .. }
             | Op::SetMaster { ns, .. }
@@ -260,7 +316,7 @@ impl Op {
     /// When it runs.
     pub fn phase(&self) -> Phase {
         match self {
-            Op::RouteDel { .. } => Phase::Unroute,
+            Op::RouteDel { .. } | Op::RuleDel { .. } | Op::ProxyDel { .. } => Phase::Unroute,
             Op::AddrDel { .. } => Phase::Unaddress,
             Op::SetMaster { master: None, .. } => Phase::Detach,
             Op::LinkDel { kind, .. } => match kind {
@@ -268,17 +324,20 @@ impl Op {
                 _ => Phase::DeleteUpper,
             },
             Op::Sysctl { path, .. } => {
-                if path.starts_with("/proc/sys/net/ipv4/conf")
-                    || path.starts_with("/proc/sys/net/ipv6/conf")
-                {
-                    let iface = path.iter().nth(6).and_then(|s| s.to_str()).unwrap_or("");
-                    if ["all", "default"].contains(&iface) {
-                        Phase::GlobalSysctl
-                    } else {
+                // net/{ipv4,ipv6}/{conf,neigh}/IF/KEY is a link's, but for
+                // the all and default folders (the link may not exist before).
+                let mut parts = path
+                    .strip_prefix("/proc/sys/net")
+                    .into_iter()
+                    .flat_map(|p| p.iter())
+                    .map(|s| s.to_str().unwrap_or(""));
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some("ipv4" | "ipv6"), Some("conf" | "neigh"), Some(iface))
+                        if iface != "all" && iface != "default" =>
+                    {
                         Phase::LinkSysctl
                     }
-                } else {
-                    Phase::GlobalSysctl
+                    _ => Phase::GlobalSysctl,
                 }
             }
             Op::LinkAdd { kind, .. } => match kind {
@@ -293,6 +352,8 @@ impl Op {
             Op::SetUp { up: true, .. } => Phase::Up,
             Op::AddrAdd { .. } => Phase::Address,
             Op::RouteAdd { .. } => Phase::Route,
+            Op::RuleAdd { .. } => Phase::Rule,
+            Op::ProxyAdd { .. } => Phase::Proxy,
         }
     }
 
@@ -368,10 +429,34 @@ impl Op {
                 name,
                 stp: !stp,
             },
-            Op::AddrAdd { ns, dev, addr } => Op::AddrDel { ns, dev, addr },
-            Op::AddrDel { ns, dev, addr } => Op::AddrAdd { ns, dev, addr },
+            Op::AddrAdd {
+                ns,
+                dev,
+                addr,
+                nodad,
+            } => Op::AddrDel {
+                ns,
+                dev,
+                addr,
+                nodad,
+            },
+            Op::AddrDel {
+                ns,
+                dev,
+                addr,
+                nodad,
+            } => Op::AddrAdd {
+                ns,
+                dev,
+                addr,
+                nodad,
+            },
             Op::RouteAdd { ns, route } => Op::RouteDel { ns, route },
             Op::RouteDel { ns, route } => Op::RouteAdd { ns, route },
+            Op::RuleAdd { rule } => Op::RuleDel { rule },
+            Op::RuleDel { rule } => Op::RuleAdd { rule },
+            Op::ProxyAdd { proxy } => Op::ProxyDel { proxy },
+            Op::ProxyDel { proxy } => Op::ProxyAdd { proxy },
         }
     }
 }
@@ -468,10 +553,59 @@ impl fmt::Display for Op {
                 "~ bridge {name} stp {}{ns}",
                 if *stp { "on" } else { "off" }
             ),
-            Op::AddrAdd { dev, addr, .. } => write!(f, "+ address {addr} dev {dev}{ns}"),
+            Op::AddrAdd {
+                dev, addr, nodad, ..
+            } => write!(
+                f,
+                "+ address {addr} dev {dev}{}{ns}",
+                if *nodad { " nodad" } else { "" }
+            ),
             Op::AddrDel { dev, addr, .. } => write!(f, "- address {addr} dev {dev}{ns}"),
             Op::RouteAdd { route, .. } => write!(f, "+ route {route}{ns}"),
             Op::RouteDel { route, .. } => write!(f, "- route {route}{ns}"),
+            Op::RuleAdd { rule } => write!(f, "+ rule {rule}"),
+            Op::RuleDel { rule } => write!(f, "- rule {rule}"),
+            Op::ProxyAdd { proxy } => write!(f, "+ neighbour proxy {proxy}"),
+            Op::ProxyDel { proxy } => write!(f, "- neighbour proxy {proxy}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sysctls_of_links_wait_for_their_links() {
+        let phase = |p: &str| {
+            Op::Sysctl {
+                path: p.into(),
+                value: "1".into(),
+                old: None,
+            }
+            .phase()
+        };
+        assert_eq!(phase("/proc/sys/net/ipv4/ip_forward"), Phase::GlobalSysctl);
+        assert_eq!(
+            phase("/proc/sys/net/ipv4/conf/all/forwarding"),
+            Phase::GlobalSysctl
+        );
+        assert_eq!(
+            phase("/proc/sys/net/ipv6/neigh/default/proxy_delay"),
+            Phase::GlobalSysctl
+        );
+        assert_eq!(
+            phase("/proc/sys/net/ipv4/conf/veth1.0/proxy_arp"),
+            Phase::LinkSysctl
+        );
+        assert_eq!(
+            phase("/proc/sys/net/ipv6/conf/br0/proxy_ndp"),
+            Phase::LinkSysctl
+        );
+        assert_eq!(
+            phase("/proc/sys/net/ipv4/neigh/venet5/proxy_delay"),
+            Phase::LinkSysctl
+        );
+        assert_eq!(phase("/proc/sys/net/core/somaxconn"), Phase::GlobalSysctl);
     }
 }

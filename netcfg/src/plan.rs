@@ -203,7 +203,7 @@ pub fn plan_all(desired: &Desired, observed: &Observed) -> (Plan, Vec<PlanError>
     }
 
     for end in &desired.ve_ends {
-        ve_end_ops(&mut ops, end, observed);
+        ve_end_ops(&mut ops, end, observed, desired);
     }
 
     for (path, value) in &desired.sysctls {
@@ -218,8 +218,17 @@ pub fn plan_all(desired: &Desired, observed: &Observed) -> (Plan, Vec<PlanError>
     }
 
     route_ops(&mut ops, desired, observed, &mut errors);
+    crate::rule::plan(&mut ops, &desired.rules, &host.rules);
+    if let Err(e) = crate::neighbour::plan(
+        &mut ops,
+        &desired.proxies,
+        &host.proxies,
+        &HostLinks { desired, host },
+    ) {
+        errors.push(e);
+    }
 
-    ops.sort_by_key(Op::phase);
+    ops.sort_by_cached_key(Op::phase);
     (
         Plan {
             ops,
@@ -227,6 +236,27 @@ pub fn plan_all(desired: &Desired, observed: &Observed) -> (Plan, Vec<PlanError>
         },
         errors,
     )
+}
+
+/// The host's links as the proxy plan needs them.
+struct HostLinks<'a> {
+    desired: &'a Desired,
+    host: &'a NsState,
+}
+
+impl crate::neighbour::Links for HostLinks<'_> {
+    fn name_of(&self, index: u32) -> Option<&str> {
+        self.host.link_by_index(index).map(|l| l.name.as_str())
+    }
+
+    fn exists(&self, name: &str) -> bool {
+        self.host.link(name).is_some()
+            || self
+                .desired
+                .links
+                .iter()
+                .any(|l| l.ns.is_none() && l.name == name)
+    }
 }
 
 fn kind_matches(spec: &LinkKind, link: &LinkState) -> bool {
@@ -246,6 +276,7 @@ fn delete_link(ops: &mut Vec<Op>, ns: NsName, link: &LinkState, state: &NsState)
             ns: ns.clone(),
             dev: link.name.clone(),
             addr,
+            nodad: false,
         });
     }
     let kind = match &link.kind {
@@ -332,6 +363,7 @@ fn link_ops(
                 ns: spec.ns.clone(),
                 dev: spec.name.clone(),
                 addr: *addr,
+                nodad: desired.skips_dad(&spec.ns, &spec.name),
             });
         }
     };
@@ -410,7 +442,11 @@ fn link_ops(
     }
     // A VRRP virtual IP comes and goes with mastership: not drift.
     let have = host
-        .addrs_of(link.index)
+        .addrs_for(
+            link.index,
+            &spec.addrs,
+            desired.owns_link_local(&spec.ns, &spec.name),
+        )
         .filter(|a| {
             !desired
                 .vips
@@ -418,6 +454,7 @@ fn link_ops(
                 .any(|(dev, vip)| dev == &spec.name && vip.addr() == a.addr())
         })
         .collect();
+    let nodad = desired.skips_dad(&spec.ns, &spec.name);
     addr_ops(
         ops,
         &spec.ns,
@@ -425,6 +462,7 @@ fn link_ops(
         &spec.addrs,
         have,
         &host.secondaries_of(link.index),
+        nodad,
     );
     Ok(())
 }
@@ -442,6 +480,7 @@ fn addr_ops(
     want: &[ipnet::IpNet],
     have: Vec<ipnet::IpNet>,
     secondaries: &[ipnet::IpNet],
+    nodad: bool,
 ) {
     let is4 = |a: &ipnet::IpNet| a.addr().is_ipv4();
     let removed4: Vec<&ipnet::IpNet> = have
@@ -468,6 +507,7 @@ fn addr_ops(
             ns: ns.clone(),
             dev: dev.to_string(),
             addr: *a,
+            nodad,
         });
     }
     for a in want.iter().filter(|a| !present.contains(a)) {
@@ -475,6 +515,7 @@ fn addr_ops(
             ns: ns.clone(),
             dev: dev.to_string(),
             addr: *a,
+            nodad,
         });
     }
 }
@@ -493,7 +534,7 @@ fn readdressed(ops: &[Op], ns: &NsName, state: &NsState) -> BTreeSet<String> {
         }
         let all_go = current.iter().all(|a| {
             ops.iter().any(|op| {
-                matches!(op, Op::AddrDel { ns: n, dev, addr } if n == ns && *dev == l.name && addr == a)
+                matches!(op, Op::AddrDel { ns: n, dev, addr, .. } if n == ns && *dev == l.name && addr == a)
             })
         });
         if all_go {
@@ -505,8 +546,14 @@ fn readdressed(ops: &[Op], ns: &NsName, state: &NsState) -> BTreeSet<String> {
 
 /// The VE end comes with its veth (`LinkAdd` creates both); here only what
 /// differs on an existing, correctly paired end.
-fn ve_end_ops(ops: &mut Vec<Op>, end: &crate::desired::VeEnd, observed: &Observed) {
+fn ve_end_ops(
+    ops: &mut Vec<Op>,
+    end: &crate::desired::VeEnd,
+    observed: &Observed,
+    desired: &Desired,
+) {
     let ns = Some(end.ns.clone());
+    let nodad = desired.skips_dad(&ns, &end.name);
     let host_end_recreated = ops
         .iter()
         .any(|op| matches!(op, Op::LinkAdd { name, ns: None, .. } if *name == end.host_name));
@@ -537,8 +584,9 @@ fn ve_end_ops(ops: &mut Vec<Op>, end: &crate::desired::VeEnd, observed: &Observe
                 &ns,
                 &end.name,
                 &end.addrs,
-                state.addrs_of(link.index).collect(),
+                state.addrs_for(link.index, &end.addrs, false).collect(),
                 &state.secondaries_of(link.index),
+                nodad,
             );
         }
         _ => {
@@ -547,6 +595,7 @@ fn ve_end_ops(ops: &mut Vec<Op>, end: &crate::desired::VeEnd, observed: &Observe
                     ns: ns.clone(),
                     dev: end.name.clone(),
                     addr: *a,
+                    nodad,
                 });
             }
         }
@@ -588,7 +637,8 @@ fn route_ops(
             .collect();
         // IPv4 routes of links that lose every IPv4 address go first, explicitly
         // (the kernel would flush them), and come back after the new addresses:
-        // so the inverse restores them exactly.
+        // so the inverse restores them exactly. Routes of a link that is made
+        // again go with it.
         let renumbered = readdressed(ops, ns, state);
         let flushed = |r: &RouteSpec| {
             r.dst.addr().is_ipv4() && r.dev.as_deref().is_some_and(|d| renumbered.contains(d))
@@ -633,6 +683,7 @@ fn route_ops(
 /// A configured route without a device matches the kernel's whatever its device.
 fn route_matches(want: &RouteSpec, have: &RouteSpec) -> bool {
     want.dst == have.dst
+        && want.table == have.table
         && want.via == have.via
         && want.metric == have.metric
         && (want.dev.is_none() || want.dev == have.dev)
@@ -650,6 +701,7 @@ fn route_spec_of(r: &RouteState, state: &NsState) -> RouteSpec {
         metric: r
             .metric
             .filter(|m| *m != 0 && !(r.dst.addr().is_ipv6() && *m == 1024)),
+        table: r.table,
     }
 }
 
@@ -719,6 +771,7 @@ mod tests {
                 via: Some("10.0.0.1".parse().expect("ip")),
                 dev: Some("eth0".into()),
                 metric: None,
+                table: 254,
             }],
         );
         d
@@ -760,6 +813,7 @@ mod tests {
             metric: None,
             protocol: RTPROT_VZNET,
             scope_link: false,
+            table: 254,
         });
         // A kernel route vznet does not own.
         ve.routes.push(RouteState {
@@ -769,6 +823,7 @@ mod tests {
             metric: None,
             protocol: 2,
             scope_link: true,
+            table: 254,
         });
         let mut o = Observed {
             host,
@@ -836,6 +891,7 @@ mod tests {
             metric: None,
             protocol: RTPROT_VZNET,
             scope_link: true,
+            table: 254,
         });
         o.host.routes.push(RouteState {
             dst: "10.7.0.0/16".parse().expect("cidr"),
@@ -844,6 +900,7 @@ mod tests {
             metric: None,
             protocol: 4,
             scope_link: true,
+            table: 254,
         });
         o.host.links.push(link(9, "mine0", LinkType::Bridge, None));
         let p = plan(&veth_desired(), &o).expect("plan");

@@ -133,6 +133,10 @@ impl Units {
                 Some(dev) => self.of_host_link(dev),
                 None => Unit::Host("routes".into()),
             },
+            Op::RuleAdd { .. } | Op::RuleDel { .. } => Unit::Host("rules".into()),
+            Op::ProxyAdd { proxy } | Op::ProxyDel { proxy } => {
+                Unit::Host(format!("proxies {}", proxy.dev))
+            }
             Op::Sysctl { path, .. } => match interface_of_sysctl(path) {
                 Some(ifname) => self.of_host_link(ifname),
                 None => Unit::Host("sysctl".into()),
@@ -210,6 +214,7 @@ mod tests {
             via: None,
             dev: dev.map(Into::into),
             metric: None,
+            table: 254,
         };
         let cases = [
             (

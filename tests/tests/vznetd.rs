@@ -22,20 +22,20 @@ struct Setup {
     state: tempfile::TempDir,
 }
 
-fn setup(name: &str) -> Result<Setup> {
-    let lab = Lab::new(name)?;
-    let host = lab.host("host")?;
-    let cfg = ConfigDir::new()?;
-    cfg.host(
-        r#"
+const HOST: &str = r#"
 [sysctl]
 "net.ipv4.ip_forward" = 1
 
 [[bridge]]
 name = "br0"
 addresses = ["10.40.0.1/24"]
-"#,
-    )?;
+"#;
+
+fn setup(name: &str) -> Result<Setup> {
+    let lab = Lab::new(name)?;
+    let host = lab.host("host")?;
+    let cfg = ConfigDir::new()?;
+    cfg.host(HOST)?;
     let mut ves = Vec::new();
     for n in 0..2u32 {
         let ve = lab.host(&format!("ve{n}"))?;
@@ -324,5 +324,33 @@ fn control_socket_refuses_non_root_and_survives_garbage() -> Result<()> {
     assert_eq!(v["ok"], true, "{v}");
     assert!(t.elapsed() < Duration::from_secs(5));
     let _ = &s.lab;
+    Ok(())
+}
+
+#[test]
+fn a_rule_deleted_by_hand_comes_back_on_its_kernel_event() -> Result<()> {
+    let s = setup("vznetd_rule")?;
+    s.cfg.host(&format!(
+        "{HOST}\n[[rule]]\npriority = 1200\nfrom = \"10.40.0.0/24\"\ntable = 120\n"
+    ))?;
+    // No periodic reconcile in the test's time: only the rule event can repair.
+    let p = s.start(&["--interval", "3600s"])?;
+    let present = || {
+        s.host
+            .ip(["rule", "show", "priority", "1200"])
+            .is_ok_and(|r| r.contains("lookup 120"))
+    };
+    ensure!(present(), "rule not applied at start");
+    s.host.run(["ip", "rule", "del", "priority", "1200"])?;
+    ensure!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(20), present),
+        "rule not repaired: {}",
+        p.stderr().unwrap_or_default()
+    );
+    let log = p.stderr()?;
+    assert!(
+        log.contains("repairing drift op=+ rule ipv4 1200: from 10.40.0.0/24 lookup 120"),
+        "{log}"
+    );
     Ok(())
 }

@@ -11,10 +11,6 @@ use vrrp::settings::Settings;
 use super::vrrp::Instances;
 use crate::status::VrrpStatus;
 
-/// Niceness of the protocol thread: ahead of the engine thread when both want the
-/// CPU (a busy 2-core host repairing 1000 VEs must still send its adverts on time).
-const NICE: libc::c_int = -10;
-
 /// Failed instances (their interface is not there yet) are retried this often.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -40,12 +36,9 @@ impl Protocol {
         std::thread::Builder::new()
             .name("vznetd-protocol".into())
             .spawn(move || {
-                // SAFETY: plain syscalls on this thread.
-                let tid = unsafe { libc::gettid() };
-                // SAFETY: setpriority on this thread's id; failure only logs.
-                if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, NICE) } != 0 {
-                    tracing::debug!(error = %std::io::Error::last_os_error(), "protocol thread keeps its priority");
-                }
+                // A busy 2-core host repairing 1000 VEs must still send its
+                // adverts on time.
+                vrrp::io::timer_thread::raise_priority("protocol");
                 rt.block_on(serve(rx));
             })?;
         Ok(Protocol { tx })

@@ -7,6 +7,7 @@ pub mod drift;
 pub mod lb_bench;
 pub mod ve_bench;
 pub mod vm;
+pub mod vrrp_agent;
 pub mod vrrp_bench;
 
 use std::path::Path;
@@ -66,4 +67,10 @@ pub fn spawn_vznetd(host: &lab::Host, dir: &Path) -> Result<lab::Process> {
         agent.stderr().unwrap_or_default()
     );
     Ok(agent)
+}
+
+/// The status of the vznetd answering on `socket`.
+pub fn status_of(socket: &Path) -> Result<agent::status::Status> {
+    agent::control::status(socket, std::time::Duration::from_secs(10))
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }

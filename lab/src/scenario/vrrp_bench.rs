@@ -44,6 +44,8 @@ const INTERVALS: [(u32, &str); 3] = [(1000, "1"), (100, "0.1"), (10, "0.01")];
 enum Implementation {
     Vznet,
     Keepalived,
+    /// The instance inside vznetd (the path users run).
+    Vznetd,
 }
 
 impl Implementation {
@@ -51,6 +53,7 @@ impl Implementation {
         match self {
             Implementation::Vznet => "vznet-vrrp",
             Implementation::Keepalived => "keepalived",
+            Implementation::Vznetd => "vznetd",
         }
     }
 }
@@ -74,8 +77,9 @@ const CPU_WINDOW: Duration = Duration::from_secs(10);
 /// VRIDs per interface in the many-instances measurement.
 const VRIDS_PER_LINK: usize = 250;
 
-/// Runs the VRRP failover benchmark.
-pub fn run(trials: usize, instances: usize) -> Result<()> {
+/// Runs the VRRP failover benchmark; with `via_vznetd`, rows for the instance
+/// inside vznetd too, and the busy master with `busy_ves` VEs (0: skipped).
+pub fn run(trials: usize, instances: usize, via_vznetd: bool, busy_ves: u32) -> Result<()> {
     ensure!(trials >= 1, "--trials must be at least 1");
     let vznet_vrrp = vznet_vrrp_path()?;
     let keepalived = keepalived_path()?;
@@ -119,7 +123,16 @@ pub fn run(trials: usize, instances: usize) -> Result<()> {
     );
     let mut rows = Vec::new();
     for (interval_ms, advert_int) in INTERVALS {
-        for implementation in [Implementation::Vznet, Implementation::Keepalived] {
+        let implementations: &[Implementation] = if via_vznetd {
+            &[
+                Implementation::Vznet,
+                Implementation::Vznetd,
+                Implementation::Keepalived,
+            ]
+        } else {
+            &[Implementation::Vznet, Implementation::Keepalived]
+        };
+        for &implementation in implementations {
             if implementation == Implementation::Keepalived {
                 if let Err(e) = bench.keepalived_accepts(advert_int) {
                     eprintln!(
@@ -202,37 +215,49 @@ pub fn run(trials: usize, instances: usize) -> Result<()> {
          0..interval: expect takeover in [MDI - interval, MDI] plus gratuitous-ARP latency."
     );
 
-    // Graceful handover, vznet-vrrp only.
+    // Graceful handover: vznet's own (keepalived's differs: it sends priority 0
+    // too, but is not what this measures).
     eprintln!("  graceful handover: {trials} trials per interval ...");
     let mut graceful = Vec::new();
-    for (interval_ms, _) in INTERVALS {
-        let mut times = Vec::new();
-        let mut failure = None;
-        for trial in 0..trials {
-            match bench.graceful_trial(interval_ms) {
-                Ok(d) => times.push(d),
-                Err(e) => {
-                    eprintln!("    graceful @ {interval_ms} ms trial {trial} failed: {e:#}");
-                    failure = Some(format!("trial {trial}: {e:#}"));
-                    let _ = bench.restore();
-                    break;
+    let speakers: &[Implementation] = if via_vznetd {
+        &[Implementation::Vznet, Implementation::Vznetd]
+    } else {
+        &[Implementation::Vznet]
+    };
+    for &implementation in speakers {
+        for (interval_ms, _) in INTERVALS {
+            let mut times = Vec::new();
+            let mut failure = None;
+            for trial in 0..trials {
+                match bench.graceful_trial(implementation, interval_ms) {
+                    Ok(d) => times.push(d),
+                    Err(e) => {
+                        eprintln!("    graceful @ {interval_ms} ms trial {trial} failed: {e:#}");
+                        failure = Some(format!("trial {trial}: {e:#}"));
+                        let _ = bench.restore();
+                        break;
+                    }
                 }
             }
+            graceful.push((implementation, interval_ms, failure.map_or(Ok(times), Err)));
         }
-        graceful.push((interval_ms, failure.map_or(Ok(times), Err)));
     }
     println!();
     println!(
-        "graceful handover (vznet-vrrp): SIGTERM to the Master (priority 0), time until the Backup answers the client's 1 ms echo requests"
+        "graceful handover: SIGTERM to the Master (priority 0), time until the Backup answers the client's 1 ms echo requests"
     );
     println!(
-        "{:<10}{:>8}{:>10}{:>10}{:>12}{:>10}{:>10}{:>8}",
-        "interval", "trials", "Skew ms", "goal ms", "median ms", "p99 ms", "max ms", "met"
+        "{:<12}{:<10}{:>8}{:>10}{:>10}{:>12}{:>10}{:>10}{:>8}",
+        "impl", "interval", "trials", "Skew ms", "goal ms", "median ms", "p99 ms", "max ms", "met"
     );
-    for (interval_ms, result) in &graceful {
+    for (implementation, interval_ms, result) in &graceful {
         let skew = skew_time_ms(*interval_ms);
         let goal = skew + 10.0;
-        let mut line = format!("{:<10}", format!("{interval_ms} ms"));
+        let mut line = format!(
+            "{:<12}{:<10}",
+            implementation.name(),
+            format!("{interval_ms} ms")
+        );
         match result {
             Ok(times) => {
                 let mut t = times.clone();
@@ -266,6 +291,11 @@ pub fn run(trials: usize, instances: usize) -> Result<()> {
 
     // CPU at 10 ms adverts.
     eprintln!("  CPU of one instance at 10 ms ...");
+    let busy = if via_vznetd && busy_ves > 0 {
+        Some(busy_ves)
+    } else {
+        None
+    };
     let one = bench.cpu_one_instance(10);
     bench.restore()?;
     drop(bench.scratch);
@@ -324,6 +354,40 @@ pub fn run(trials: usize, instances: usize) -> Result<()> {
         None => println!("(many instances: skipped, --instances 0)"),
     }
     println!("flaps = state changes the process logged during the window (0: stable)");
+    if let Some(n) = busy {
+        eprintln!("  busy master: vznetd at 10 ms adverts repairing drift on {n} VEs ...");
+        println!();
+        println!(
+            "busy master: vznetd is VRRP master at 10 ms adverts (keepalived backup) while it repairs drift on N VEs (a VE link deleted every 100 ms, 10 s); silences between adverts seen at the backup"
+        );
+        match super::vrrp_agent::busy_master(n, 10) {
+            Ok(b) => {
+                let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+                println!(
+                    "{:>6}{:>11}{:>10}{:>9}{:>12}{:>12}{:>11}   goal: max < 20 ms: {}",
+                    "VEs",
+                    "deletions",
+                    "repaired",
+                    "adverts",
+                    "p99 gap ms",
+                    "max gap ms",
+                    "takeovers",
+                    if ms(b.max) < 20.0 { "met" } else { "MISSED" }
+                );
+                println!(
+                    "{:>6}{:>11}{:>10}{:>9}{:>12.1}{:>12.1}{:>11}",
+                    b.ves,
+                    b.deletions,
+                    b.repaired,
+                    b.adverts,
+                    ms(b.p99),
+                    ms(b.max),
+                    b.takeovers
+                );
+            }
+            Err(e) => println!("  failed: {e:#}"),
+        }
+    }
     Ok(())
 }
 
@@ -602,6 +666,25 @@ impl Bench {
                 "--vip".into(),
                 VIP_CIDR.into(),
             ]),
+            Implementation::Vznetd => {
+                self.starts += 1;
+                let dir = self
+                    .scratch
+                    .path()
+                    .join(format!("r{i}-vznetd-{}", self.starts));
+                super::vrrp_agent::spawn_vrrp_agent(
+                    self.router(i),
+                    &dir,
+                    super::vrrp_agent::Instance {
+                        iface: IFACE,
+                        vrid: VRID,
+                        priority,
+                        interval_ms,
+                        vip_cidr: VIP_CIDR,
+                    },
+                    "",
+                )
+            }
             Implementation::Keepalived => {
                 // Fresh pid files per start: keepalived refuses to start while an old
                 // one names a live process.
@@ -713,11 +796,15 @@ impl Bench {
         }
     }
 
-    /// Starts a vznet-vrrp pair and waits until r1 alone holds the VIP and r2 heard it.
-    fn start_vznet_pair(&mut self, interval_ms: u32) -> Result<(Process, Process)> {
+    /// Starts a pair and waits until r1 alone holds the VIP and r2 heard it.
+    fn start_pair(
+        &mut self,
+        implementation: Implementation,
+        interval_ms: u32,
+    ) -> Result<(Process, Process)> {
         let mdi = Duration::from_secs_f64(master_down_interval_ms(interval_ms) / 1000.0);
-        let master = self.start(Implementation::Vznet, 1, MASTER_PRIORITY, interval_ms, "")?;
-        let backup = self.start(Implementation::Vznet, 2, BACKUP_PRIORITY, interval_ms, "")?;
+        let master = self.start(implementation, 1, MASTER_PRIORITY, interval_ms, "")?;
+        let backup = self.start(implementation, 2, BACKUP_PRIORITY, interval_ms, "")?;
         let up = wait_until(mdi * 3 + Duration::from_secs(5), POLL, || {
             self.has_vip(1) && !self.has_vip(2)
         });
@@ -732,8 +819,12 @@ impl Bench {
     }
 
     /// One graceful stop; the time from SIGTERM to the first reply from r2.
-    fn graceful_trial(&mut self, interval_ms: u32) -> Result<Duration> {
-        let (master, backup) = self.start_vznet_pair(interval_ms)?;
+    fn graceful_trial(
+        &mut self,
+        implementation: Implementation,
+        interval_ms: u32,
+    ) -> Result<Duration> {
+        let (master, backup) = self.start_pair(implementation, interval_ms)?;
         let vip: std::net::Ipv4Addr = VIP.parse().context("VIP literal")?;
         let prober = Prober::start(&self.client, vip)?;
         let backup_ttl: u8 = BACKUP_TTL.parse().context("TTL literal")?;
@@ -776,7 +867,7 @@ impl Bench {
 
     /// CPU of the Master's and the Backup's process, one instance at `interval_ms`.
     fn cpu_one_instance(&mut self, interval_ms: u32) -> Result<[Usage; 2]> {
-        let (master, backup) = self.start_vznet_pair(interval_ms)?;
+        let (master, backup) = self.start_pair(Implementation::Vznet, interval_ms)?;
         let usage = measure([&master, &backup]);
         let _ = master.terminate(Duration::from_secs(3));
         let _ = backup.terminate(Duration::from_secs(3));

@@ -12,10 +12,14 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkMessage};
+use netlink_packet_route::neighbour::{NeighbourFlags, NeighbourMessage};
+use netlink_packet_route::rule::RuleMessage;
 use netlink_packet_route::RouteNetlinkMessage;
 use nix::sched::{setns, CloneFlags};
 
 use super::state::{AddrState, LinkState, NsState, RouteState};
+use crate::neighbour::ProxyState;
+use crate::rule::RuleState;
 
 /// A blocking netlink route socket with a receive buffer.
 struct Dumper {
@@ -93,8 +97,10 @@ impl Dumper {
         }
     }
 
-    /// Links, addresses and main-table routes of the calling thread's netns.
-    fn read(&mut self) -> io::Result<NsState> {
+    /// Links, addresses and routes of the calling thread's netns; in the host's
+    /// (`host`) also policy rules and proxy neighbour entries, which vznet only
+    /// keeps there.
+    fn read(&mut self, host: bool) -> io::Result<NsState> {
         let mut st = NsState::default();
         let mut link_req = LinkMessage::default();
         link_req
@@ -119,6 +125,21 @@ impl Dumper {
                 st.routes.extend(RouteState::from_message(&r));
             }
         })?;
+        if host {
+            self.dump(RouteNetlinkMessage::GetRule(RuleMessage::default()), |m| {
+                if let RouteNetlinkMessage::NewRule(r) = m {
+                    st.rules.extend(RuleState::from_message(&r));
+                }
+            })?;
+            // ndm_flags = NTF_PROXY selects the proxy table (of every family).
+            let mut proxies = NeighbourMessage::default();
+            proxies.header.flags = NeighbourFlags::Proxy;
+            self.dump(RouteNetlinkMessage::GetNeighbour(proxies), |m| {
+                if let RouteNetlinkMessage::NewNeighbour(n) = m {
+                    st.proxies.extend(ProxyState::from_message(&n));
+                }
+            })?;
+        }
         Ok(st)
     }
 }
@@ -132,7 +153,8 @@ pub(crate) fn request(
     Dumper::new()?.exchange(request, NLM_F_REQUEST | NLM_F_ACK, each)
 }
 
-/// Reads each namespace in `namespaces` on `threads` threads. Results keep the
+/// Reads each namespace in `namespaces` on `threads` threads; the one named ""
+/// is the host's (rules and proxy entries are read there only). Results keep the
 /// input order; a namespace that cannot be entered or read gives its error.
 pub fn read_namespaces(namespaces: &[(String, File)], threads: usize) -> Vec<io::Result<NsState>> {
     let threads = threads.clamp(1, namespaces.len().max(1));
@@ -144,10 +166,10 @@ pub fn read_namespaces(namespaces: &[(String, File)], threads: usize) -> Vec<io:
                 scope.spawn(move || {
                     chunk
                         .iter()
-                        .map(|(_, file)| {
+                        .map(|(name, file)| {
                             setns(file.as_fd(), CloneFlags::CLONE_NEWNET)
                                 .map_err(io::Error::from)?;
-                            Dumper::new()?.read()
+                            Dumper::new()?.read(name.is_empty())
                         })
                         .collect::<Vec<_>>()
                 })

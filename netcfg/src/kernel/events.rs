@@ -20,13 +20,18 @@ use tokio::io::unix::AsyncFd;
 use super::state::{AddrState, LinkState, NsState, RouteState};
 
 /// rtnetlink multicast groups (linux/rtnetlink.h, `enum rtnetlink_groups`).
-const GROUPS: [u32; 5] = [
+const GROUPS: [u32; 7] = [
     1,  // RTNLGRP_LINK
     5,  // RTNLGRP_IPV4_IFADDR
     7,  // RTNLGRP_IPV4_ROUTE
+    8,  // RTNLGRP_IPV4_RULE
     9,  // RTNLGRP_IPV6_IFADDR
     11, // RTNLGRP_IPV6_ROUTE
+    19, // RTNLGRP_IPV6_RULE
 ];
+// Not RTNLGRP_NEIGH: it reports every ARP/ND cache change (a storm on a busy host)
+// and the kernel does not report proxy entries there; their drift is found by the
+// periodic read.
 
 /// One change to the state of a namespace.
 #[derive(Debug, Clone)]
@@ -43,6 +48,10 @@ pub enum Delta {
     Route(RouteState),
     /// A route was removed.
     RouteGone(RouteState),
+    /// A policy rule was added.
+    Rule(crate::rule::RuleState),
+    /// A policy rule was removed.
+    RuleGone(crate::rule::RuleState),
     /// Events were lost: read the namespace again.
     Overrun,
 }
@@ -54,6 +63,7 @@ impl Delta {
             Delta::Link(_) | Delta::LinkGone(_) => "link",
             Delta::Addr(_) | Delta::AddrGone(_) => "address",
             Delta::Route(_) | Delta::RouteGone(_) => "route",
+            Delta::Rule(_) | Delta::RuleGone(_) => "rule",
             Delta::Overrun => "overrun",
         }
     }
@@ -71,7 +81,7 @@ pub enum Stale {
 }
 
 fn same_route(a: &RouteState, b: &RouteState) -> bool {
-    a.dst == b.dst && a.via == b.via && a.oif == b.oif && a.metric == b.metric
+    a.dst == b.dst && a.table == b.table && a.via == b.via && a.oif == b.oif && a.metric == b.metric
 }
 
 impl NsState {
@@ -123,6 +133,11 @@ impl NsState {
                 self.routes.push(route.clone());
             }
             Delta::RouteGone(route) => self.routes.retain(|r| !same_route(r, route)),
+            Delta::Rule(rule) => {
+                self.rules.retain(|r| r.spec != rule.spec);
+                self.rules.push(rule.clone());
+            }
+            Delta::RuleGone(rule) => self.rules.retain(|r| r.spec != rule.spec),
             Delta::Overrun => return Stale::All,
         }
         Stale::No
@@ -159,6 +174,12 @@ pub fn decode(buf: &[u8], out: &mut Vec<Delta>) {
                 }
                 RouteNetlinkMessage::DelRoute(m) => {
                     out.extend(RouteState::from_message(&m).map(Delta::RouteGone))
+                }
+                RouteNetlinkMessage::NewRule(m) => {
+                    out.extend(crate::rule::RuleState::from_message(&m).map(Delta::Rule))
+                }
+                RouteNetlinkMessage::DelRule(m) => {
+                    out.extend(crate::rule::RuleState::from_message(&m).map(Delta::RuleGone))
                 }
                 _ => {}
             }
@@ -368,6 +389,7 @@ mod tests {
             metric: None,
             protocol: 249,
             scope_link: true,
+            table: 254,
         }
     }
 

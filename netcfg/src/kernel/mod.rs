@@ -3,6 +3,7 @@
 pub mod dump;
 pub mod events;
 pub mod features;
+pub mod ipv6;
 pub mod netns;
 pub mod state;
 pub mod sysctl;

@@ -220,7 +220,8 @@ impl AddrState {
     }
 }
 
-/// One route of the main table.
+/// One route: every route of the main table, and vznet's own in any other
+/// table (but the kernel's local one).
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteState {
     /// Destination prefix.
@@ -235,13 +236,16 @@ pub struct RouteState {
     pub protocol: u8,
     /// Link scope (a device route with no gateway).
     pub scope_link: bool,
+    /// Routing table.
+    pub table: u32,
 }
 
 impl RouteState {
     pub(crate) fn from_message(msg: &RouteMessage) -> Option<RouteState> {
-        if msg.header.table != RouteHeader::RT_TABLE_MAIN || msg.header.kind != RouteType::Unicast {
+        if msg.header.kind != RouteType::Unicast {
             return None;
         }
+        let mut table = u32::from(msg.header.table);
         let family = msg.header.address_family;
         let mut dst = None;
         let mut via = None;
@@ -253,9 +257,7 @@ impl RouteState {
                 RouteAttribute::Gateway(a) => via = route_addr(a),
                 RouteAttribute::Oif(i) => oif = Some(*i),
                 RouteAttribute::Priority(p) => metric = Some(*p),
-                RouteAttribute::Table(t) if *t != u32::from(RouteHeader::RT_TABLE_MAIN) => {
-                    return None
-                }
+                RouteAttribute::Table(t) => table = *t,
                 _ => {}
             }
         }
@@ -265,13 +267,21 @@ impl RouteState {
             (None, AddressFamily::Inet6) => IpNet::new(IpAddr::from([0u16; 8]), 0).ok()?,
             _ => return None,
         };
+        let protocol = u8::from(msg.header.protocol);
+        // Other tables may be large (a full BGP feed) and are not vznet's
+        // business beyond its own routes, which it must find to remove them.
+        let main = table == u32::from(RouteHeader::RT_TABLE_MAIN);
+        if table == crate::model::RouteTable::LOCAL.0 || (!main && protocol != RTPROT_VZNET) {
+            return None;
+        }
         Some(RouteState {
             dst,
             via,
             oif,
             metric,
-            protocol: u8::from(msg.header.protocol),
+            protocol,
             scope_link: msg.header.scope == RouteScope::Link,
+            table,
         })
     }
 
@@ -296,8 +306,12 @@ pub struct NsState {
     pub links: Vec<LinkState>,
     /// Addresses.
     pub addrs: Vec<AddrState>,
-    /// Main-table unicast routes.
+    /// Unicast routes: the main table's, and vznet's in other tables.
     pub routes: Vec<RouteState>,
+    /// Policy routing rules (read in the host netns only).
+    pub rules: Vec<crate::rule::RuleState>,
+    /// Proxy neighbour entries (read in the host netns only).
+    pub proxies: Vec<crate::neighbour::ProxyState>,
 }
 
 impl NsState {
@@ -311,6 +325,7 @@ impl NsState {
             links,
             addrs,
             routes,
+            ..NsState::default()
         })
     }
 
@@ -331,6 +346,23 @@ impl NsState {
             .filter(|a| a.index == index && a.secondary)
             .map(|a| a.addr)
             .collect()
+    }
+
+    /// The addresses of link `index` that count against `want`: all but IPv6
+    /// link-local ones, which are the kernel's unless the config names them or
+    /// vznet owns every address of the link (`all`).
+    pub fn addrs_for<'a>(
+        &'a self,
+        index: u32,
+        want: &'a [IpNet],
+        all: bool,
+    ) -> impl Iterator<Item = IpNet> + 'a {
+        self.addrs
+            .iter()
+            .filter(move |a| {
+                a.index == index && (all || !a.is_link_local() || want.contains(&a.addr))
+            })
+            .map(|a| a.addr)
     }
 
     /// Non-link-local addresses of link `index`.

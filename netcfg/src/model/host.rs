@@ -24,9 +24,15 @@ pub struct HostConfig {
     /// Bridges; host IPs belong here, not on their ports.
     #[serde(default)]
     pub bridge: Vec<Bridge>,
-    /// Routes in the host's main table.
+    /// Routes (in the main table unless they name another).
     #[serde(default)]
     pub route: Vec<Route>,
+    /// Policy routing rules (`ip rule`).
+    #[serde(default)]
+    pub rule: Vec<super::Rule>,
+    /// Routed VEs' side of the host: which interfaces answer for them.
+    #[serde(default)]
+    pub venet: super::HostVenet,
     /// VRRP instances (run by vznetd; their virtual IPs are theirs, not netcfg's).
     #[serde(default)]
     pub vrrp: Vec<vrrp::settings::Instance>,
@@ -145,7 +151,7 @@ pub struct Bridge {
     pub sysctl: BTreeMap<String, SysctlValue>,
 }
 
-/// A route in the main table.
+/// A route (main table unless `table` says otherwise).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
@@ -160,6 +166,9 @@ pub struct Route {
     /// Route metric (priority).
     #[serde(default)]
     pub metric: Option<u32>,
+    /// Routing table: a number or a name from /etc/iproute2/rt_tables; main by default.
+    #[serde(default)]
+    pub table: Option<super::RouteTable>,
 }
 
 /// A route destination.

@@ -4,7 +4,9 @@
 mod host;
 pub mod lb;
 mod mac;
+mod routing;
 mod source;
+pub mod sysctl;
 pub mod validate;
 mod ve;
 mod vrrp_config;
@@ -20,6 +22,7 @@ pub use lb::{
     VirtualServer,
 };
 pub use mac::{MacAddr, MacParseError};
+pub use routing::{table_id, Fwmark, HostVenet, RouteTable, Rule, Selector};
 pub use source::{KeyPath, Location, Seg, SourceFile};
 pub use ve::{
     check_domain, check_hostname, ByteSize, Firewall, FwPolicy, FwProto, FwRule, Hooks, Netif,

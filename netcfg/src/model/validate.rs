@@ -2,7 +2,6 @@
 //! They read the kernel only to see that named namespaces and sysctls exist.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use super::{Config, ConfigError, KeyPath, SourceFile, SysctlValue};
 
@@ -12,7 +11,7 @@ pub const IFNAME_MAX: usize = 15;
 struct Checker<'a> {
     errors: &'a mut Vec<ConfigError>,
     /// Sysctl files already looked up: 1000 VEs name the same few keys.
-    known_sysctls: BTreeMap<std::path::PathBuf, bool>,
+    known_sysctls: BTreeMap<std::path::PathBuf, Result<(), String>>,
 }
 
 impl Checker<'_> {
@@ -44,19 +43,19 @@ impl Checker<'_> {
                     self.error(source, &p, "sysctl value must be one line".into());
                 }
             }
-            let probe = if per_interface {
+            let file = if per_interface {
                 interface_sysctl_path(key, "default")
             } else {
-                Some(global_sysctl_path(key))
+                global_sysctl_path(key)
             };
-            match probe {
-                Some(file) if *self.known_sysctls.entry(file.clone()).or_insert_with(|| file.exists()) => {}
-                Some(_) if per_interface => self.error(
-                    source,
-                    &p,
-                    format!("unknown per-interface sysctl {key:?} (not in /proc/sys/net/ipv4/conf/default)"),
-                ),
-                _ => self.error(source, &p, format!("unknown sysctl {key:?} (not under /proc/sys)")),
+            let checked = file.and_then(|file| {
+                self.known_sysctls
+                    .entry(file.clone())
+                    .or_insert_with(|| super::sysctl::check_file(&file))
+                    .clone()
+            });
+            if let Err(why) = checked {
+                self.error(source, &p, why);
             }
         }
     }
@@ -85,34 +84,7 @@ pub fn check_ifname(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `/proc/sys/...` for a dotted global key; slashes are accepted too.
-pub fn global_sysctl_path(key: &str) -> std::path::PathBuf {
-    let rel = if key.contains('/') {
-        key.to_string()
-    } else {
-        key.replace('.', "/")
-    };
-    Path::new("/proc/sys").join(rel.trim_start_matches('/'))
-}
-
-/// `/proc/sys/net/ipv4/conf/IF/KEY`; `ipv6.KEY` selects the IPv6 tree. `None` for
-/// keys that try to leave the interface's folder.
-pub fn interface_sysctl_path(key: &str, ifname: &str) -> Option<std::path::PathBuf> {
-    let (family, leaf) = match key.strip_prefix("ipv6.") {
-        Some(rest) => ("ipv6", rest),
-        None => ("ipv4", key.strip_prefix("ipv4.").unwrap_or(key)),
-    };
-    if leaf.is_empty() || leaf.contains(['/', '.']) {
-        return None;
-    }
-    Some(
-        Path::new("/proc/sys/net")
-            .join(family)
-            .join("conf")
-            .join(ifname)
-            .join(leaf),
-    )
-}
+pub use super::sysctl::{global_sysctl_path, interface_sysctl_path};
 
 /// Where a name was first declared, for "also at" notes.
 struct Declared<'a> {
@@ -217,6 +189,9 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
         let p = KeyPath::key("route").i(i);
         check_route(&mut c, hs, &p, route);
     }
+    for (path, why) in super::routing::host_problems(host) {
+        c.error(hs, &path, why);
+    }
     let mut netns_users: BTreeMap<std::path::PathBuf, (u32, Declared)> = BTreeMap::new();
     for file in &config.ves {
         let ve = &file.ve;
@@ -311,17 +286,10 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
                     add_port(&mut c, &mut ports, &host_name, bridge, s, p.k("bridge"));
                 }
             }
-            if let Some(gw) = netif.gateway {
-                if !netif
-                    .addresses
-                    .iter()
-                    .any(|a| a.addr().is_ipv4() == gw.is_ipv4())
-                {
-                    c.error(
-                        s,
-                        &p.k("gateway"),
-                        format!("gateway {gw} has no address of its family on this interface"),
-                    );
+            for (key, gw) in [("gateway", netif.gateway), ("gateway6", netif.gateway6)] {
+                let Some(gw) = gw else { continue };
+                if let Err(why) = check_gateway(netif, key, gw) {
+                    c.error(s, &p.k(key), why);
                 }
             }
             c.sysctls(s, &p.k("sysctl"), &netif.sysctl, true);
@@ -495,6 +463,33 @@ fn check_ve_runtime(c: &mut Checker, s: &SourceFile, ve: &super::VeConfig) {
     for (p, message) in ve.runtime_problems() {
         c.error(s, &p, message);
     }
+}
+
+/// Why `gw` cannot be the default gateway `key` of `netif`. A link-local IPv6
+/// gateway needs no address of the interface's: the kernel gives the VE end a
+/// link-local one of its own.
+fn check_gateway(netif: &super::Netif, key: &str, gw: std::net::IpAddr) -> Result<(), String> {
+    if key == "gateway6" {
+        if gw.is_ipv4() {
+            return Err(format!("gateway6 {gw} is not an IPv6 address: use gateway"));
+        }
+        if netif.gateway.is_some_and(|g| g.is_ipv6()) {
+            return Err("gateway is IPv6 already: one default gateway per family".into());
+        }
+    }
+    let link_local =
+        matches!(gw, std::net::IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
+    if !link_local
+        && !netif
+            .addresses
+            .iter()
+            .any(|a| a.addr().is_ipv4() == gw.is_ipv4())
+    {
+        return Err(format!(
+            "gateway {gw} has no address of its family on this interface"
+        ));
+    }
+    Ok(())
 }
 
 /// The VE-side name of the venet link.

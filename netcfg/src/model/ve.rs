@@ -77,30 +77,25 @@ impl VeConfig {
     /// Problems with the runtime keys that serde cannot see: (key, message).
     pub fn runtime_problems(&self) -> Vec<(KeyPath, String)> {
         let mut out = Vec::new();
-        // Every netif gateway and the venet link (per family of its
-        // addresses) is a default route of equal metric: a second one of a
-        // family is refused by the kernel.
-        let mut defaults: Vec<(bool, String)> = Vec::new();
-        if let Some(v) = &self.venet {
-            for v4 in [true, false] {
-                if v.addresses.iter().any(|a| a.is_ipv4() == v4) {
-                    defaults.push((v4, "[venet] (venet0 is its default route)".into()));
-                }
-            }
-        }
+        // Every IPv4 netif gateway and the venet link (with IPv4 addresses)
+        // is an IPv4 default route of equal metric: the kernel refuses a
+        // second one (IPv6 takes several as one multipath route).
+        let mut first: Option<String> = self
+            .venet
+            .as_ref()
+            .filter(|v| v.addresses.iter().any(IpAddr::is_ipv4))
+            .map(|_| "[venet] (venet0 is its default route)".to_string());
         for (i, n) in self.netif.iter().enumerate() {
-            let Some(gw) = n.gateway else { continue };
-            let here = format!("netif[{i}].gateway");
-            if let Some((_, first)) = defaults.iter().find(|(v4, _)| *v4 == gw.is_ipv4()) {
-                out.push((
-                    KeyPath::key("netif").i(i).k("gateway"),
-                    format!(
-                        "a second {} default route: {first} has one already",
-                        if gw.is_ipv4() { "IPv4" } else { "IPv6" }
-                    ),
-                ));
+            if !n.gateway.is_some_and(|g| g.is_ipv4()) {
+                continue;
             }
-            defaults.push((gw.is_ipv4(), here));
+            match &first {
+                Some(f) => out.push((
+                    KeyPath::key("netif").i(i).k("gateway"),
+                    format!("a second IPv4 default route: {f} has one already"),
+                )),
+                None => first = Some(format!("netif[{i}].gateway")),
+            }
         }
         if let Some(h) = &self.hostname {
             if let Err(why) = check_hostname(h) {
@@ -346,9 +341,13 @@ pub struct Netif {
     /// Addresses inside the VE.
     #[serde(default)]
     pub addresses: Vec<IpNet>,
-    /// Default gateway inside the VE.
+    /// Default gateway inside the VE (either family).
     #[serde(default)]
     pub gateway: Option<IpAddr>,
+    /// IPv6 default gateway inside the VE, next to an IPv4 `gateway`; a
+    /// link-local one (`fe80::1`) needs no IPv6 address on the interface.
+    #[serde(default)]
+    pub gateway6: Option<IpAddr>,
     /// Sysctls on the host end (`forwarding`, `proxy_arp`...).
     #[serde(default)]
     pub sysctl: BTreeMap<String, SysctlValue>,

@@ -169,3 +169,29 @@ pub fn sysctl(host: &Host, key: &str) -> Result<String> {
         .trim()
         .to_string())
 }
+
+/// A `host.toml` for a host that forwards IPv4 and IPv6, with its addresses
+/// (192.168.NET.1/24 and fdNET::1/64) on bridge br0, whose one port is `lan0`
+/// (a bridge without ports has no carrier, and IPv6 addresses there stay
+/// tentative). See [`lan_peer`].
+pub fn forwarding_host(net: u8) -> String {
+    format!(
+        r#"
+[sysctl]
+"net.ipv4.ip_forward" = 1
+"net.ipv6.conf.all.forwarding" = 1
+
+[[bridge]]
+name = "br0"
+ports = ["lan0"]
+addresses = ["192.168.{net}.1/24", "fd{net}::1/64"]
+"#
+    )
+}
+
+/// A LAN host behind `host`'s `lan0` (its eth0), for [`forwarding_host`].
+pub fn lan_peer(lab: &lab::Lab, host: &Host) -> Result<Host> {
+    let lan = lab.host("lan")?;
+    lab.link(host, "lan0", &lan, "eth0")?;
+    Ok(lan)
+}

@@ -300,6 +300,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stdout)
         .with_ansi(false)
         .init();
+    // Adverts are timers: this thread runs ahead of the host's other work.
+    vrrp::io::timer_thread::raise_priority("vznet-vrrp");
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -71,6 +71,7 @@ pub mod notify;
 pub mod router;
 pub mod socket;
 pub mod sysctl;
+pub mod timer_thread;
 pub mod track;
 pub mod unit;
 pub mod virtual_address;

@@ -84,8 +84,22 @@ fn changes(cmd: &VeCommand, ve: Option<&VeConfig>) -> Result<Vec<Change>, String
             (None, Some(v)) if v.netif.len() == 1 => v.netif[0].name.clone(),
             _ => return Err("--gateway needs --ifname IF (the VE has no single netif)".into()),
         };
-        let gateway = (g != "none").then(|| address(g, "--gateway")).transpose()?;
-        out.push(Change::Gateway { netif, gateway });
+        if g == "none" {
+            for ipv6 in [false, true] {
+                out.push(Change::Gateway {
+                    netif: netif.clone(),
+                    ipv6,
+                    gateway: None,
+                });
+            }
+        } else {
+            let gateway = address(g, "--gateway")?;
+            out.push(Change::Gateway {
+                netif,
+                ipv6: gateway.is_ipv6(),
+                gateway: Some(gateway),
+            });
+        }
     }
     if ifname.is_some() && ipadd.is_empty() && ipdel.is_empty() && gateway.is_none() {
         return Err("--ifname names the netif of --ipadd, --ipdel or --gateway; give one".into());

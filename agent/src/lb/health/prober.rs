@@ -79,7 +79,7 @@ impl Prober {
             .name("lb-health".into())
             .spawn(move || {
                 let started = (|| {
-                    raise_priority();
+                    vrrp::io::timer_thread::raise_priority("health");
                     if let Some(ns) = &ns {
                         nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
                     }
@@ -115,28 +115,6 @@ impl Prober {
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
-}
-
-/// Puts this thread in the real-time round-robin class at the lowest
-/// priority (keepalived's `checker_rt_priority`): a probe is a timer, and
-/// under CPU contention (the agent's own commits and dumps count, since the
-/// whole process competes as one group with other work) a normal thread waits
-/// tens of milliseconds for its turn, however nice. Children (`command`
-/// checks) start in the normal class again (SCHED_RESET_ON_FORK). Without the
-/// privilege, nice -10 instead.
-fn raise_priority() {
-    let param = libc::sched_param { sched_priority: 1 };
-    // SAFETY: plain integers and a pointer to a live sched_param; pid 0 is
-    // the calling thread.
-    let rt =
-        unsafe { libc::sched_setscheduler(0, libc::SCHED_RR | libc::SCHED_RESET_ON_FORK, &param) };
-    if rt == 0 {
-        return;
-    }
-    let why = std::io::Error::last_os_error();
-    // SAFETY: as above; PRIO_PROCESS with a thread id sets that thread's nice.
-    let nice = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, -10) };
-    tracing::debug!(error = %why, niced = nice == 0, "health thread stays in the normal scheduling class");
 }
 
 async fn run(mut rx: mpsc::Receiver<Vec<Target>>, shared: Arc<Shared>, wake: mpsc::Sender<()>) {

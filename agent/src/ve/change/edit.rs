@@ -103,12 +103,24 @@ impl Change {
             Change::NetifIpDelAll { netif } => {
                 netif_table(doc, netif)?.remove("addresses");
             }
-            Change::Gateway { netif, gateway } => {
+            Change::Gateway {
+                netif,
+                ipv6,
+                gateway,
+            } => {
                 let t = netif_table(doc, netif)?;
-                match gateway {
-                    Some(g) => set(t, "gateway", g.to_string().into()),
-                    None => {
-                        t.remove("gateway");
+                let old = |k: &str| {
+                    t.get(k)
+                        .and_then(Item::as_str)
+                        .and_then(|v| v.parse::<IpAddr>().ok())
+                };
+                let (g, g6) = super::gateways(old("gateway"), old("gateway6"), *ipv6, *gateway);
+                for (key, v) in [("gateway", g), ("gateway6", g6)] {
+                    match v {
+                        Some(v) => set(t, key, v.to_string().into()),
+                        None => {
+                            t.remove(key);
+                        }
                     }
                 }
             }

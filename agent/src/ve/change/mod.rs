@@ -58,10 +58,14 @@ pub enum Change {
         /// The netif.
         netif: String,
     },
-    /// `--ifname IF --gateway IP|none`
+    /// `--ifname IF --gateway IP|none`: the netif's default gateway of one
+    /// family (`none`: of both).
     Gateway {
         /// The netif.
         netif: String,
+        /// IPv6 (else IPv4).
+        #[serde(default)]
+        ipv6: bool,
         /// The default gateway, or none.
         gateway: Option<IpAddr>,
     },
@@ -103,7 +107,9 @@ impl Change {
             Change::NetifIpAdd { netif, net } => format!("netif {netif} ip {}", net.addr()),
             Change::NetifIpDel { netif, ip } => format!("netif {netif} ip {ip}"),
             Change::NetifIpDelAll { netif } => format!("netif {netif} ip all"),
-            Change::Gateway { netif, .. } => format!("netif {netif} gateway"),
+            Change::Gateway { netif, ipv6, .. } => {
+                format!("netif {netif} gateway{}", if *ipv6 { "6" } else { "" })
+            }
             Change::Hostname { .. } => "hostname".into(),
             Change::Nameservers { .. } => "nameservers".into(),
             Change::Search { .. } => "search".into(),
@@ -123,7 +129,7 @@ impl Change {
             Change::NetifIpAdd { netif, net } => format!("--ifname {netif} --ipadd {net}"),
             Change::NetifIpDel { netif, ip } => format!("--ifname {netif} --ipdel {ip}"),
             Change::NetifIpDelAll { netif } => format!("--ifname {netif} --ipdel all"),
-            Change::Gateway { netif, gateway } => format!(
+            Change::Gateway { netif, gateway, .. } => format!(
                 "--ifname {netif} --gateway {}",
                 gateway.map_or_else(|| "none".into(), |g| g.to_string())
             ),
@@ -286,9 +292,13 @@ impl Change {
                     i.addresses.clear();
                 }
             }
-            Change::Gateway { netif: n, gateway } => {
+            Change::Gateway {
+                netif: n,
+                ipv6,
+                gateway,
+            } => {
                 if let Some(i) = netif(ve, n) {
-                    i.gateway = *gateway;
+                    (i.gateway, i.gateway6) = gateways(i.gateway, i.gateway6, *ipv6, *gateway);
                 }
             }
             Change::Hostname { hostname } => ve.hostname = Some(hostname.clone()),
@@ -300,16 +310,37 @@ impl Change {
     }
 }
 
+/// A netif's `(gateway, gateway6)` after its default gateway of one family is
+/// set to `new` (or removed). `gateway` may hold either family, `gateway6`
+/// only IPv6 beside an IPv4 `gateway`.
+pub fn gateways(
+    gateway: Option<IpAddr>,
+    gateway6: Option<IpAddr>,
+    ipv6: bool,
+    new: Option<IpAddr>,
+) -> (Option<IpAddr>, Option<IpAddr>) {
+    let v4 = gateway.filter(IpAddr::is_ipv4);
+    let v6 = gateway.filter(IpAddr::is_ipv6).or(gateway6);
+    let (v4, v6) = if ipv6 { (v4, new) } else { (new, v6) };
+    match (v4, v6) {
+        (Some(a), b) => (Some(a), b),
+        (None, b) => (b, None),
+    }
+}
+
 /// Selects the ops of a plan that belong to one VE, before and after a change:
 /// everything in its netns, and on the host its links (by name or ownership
-/// alias), their addresses, sysctls and routes.
+/// alias), their addresses, sysctls and routes, and the proxy neighbour entries
+/// of its venet addresses.
 pub fn scope(before: &VeConfig, after: &VeConfig) -> impl Fn(&Op) -> bool {
     let ns = after.netns.clone().or_else(|| before.netns.clone());
     let mut names: Vec<String> = Vec::new();
+    let mut venet_addrs = Vec::new();
     for ve in [before, after] {
         names.extend((0..ve.netif.len()).map(|n| ve.host_ifname(n)));
-        if ve.venet.is_some() {
+        if let Some(v) = &ve.venet {
             names.push(ve.venet_host_ifname());
+            venet_addrs.extend(v.addresses.iter().copied());
         }
     }
     let id = after.id;
@@ -320,9 +351,9 @@ pub fn scope(before: &VeConfig, after: &VeConfig) -> impl Fn(&Op) -> bool {
         let named = |n: &str| names.iter().any(|x| x == n);
         match op {
             Op::Sysctl { path, .. } => names.iter().any(|h| {
-                path.starts_with(format!("/proc/sys/net/ipv4/conf/{h}"))
-                    || path.starts_with(format!("/proc/sys/net/ipv6/conf/{h}"))
-                    || path.starts_with(format!("/proc/sys/net/ipv4/neigh/{h}"))
+                ["ipv4/conf", "ipv6/conf", "ipv4/neigh", "ipv6/neigh"]
+                    .iter()
+                    .any(|tree| path.starts_with(format!("/proc/sys/net/{tree}/{h}")))
             }),
             Op::LinkAdd { name, alias, .. } | Op::LinkDel { name, alias, .. } => {
                 named(name) || netcfg::unit::ve_of_alias(alias) == Some(id)
@@ -335,6 +366,8 @@ pub fn scope(before: &VeConfig, after: &VeConfig) -> impl Fn(&Op) -> bool {
             Op::RouteAdd { route, .. } | Op::RouteDel { route, .. } => {
                 route.dev.as_deref().is_some_and(named)
             }
+            Op::ProxyAdd { proxy } | Op::ProxyDel { proxy } => venet_addrs.contains(&proxy.addr),
+            Op::RuleAdd { .. } | Op::RuleDel { .. } => false,
         }
     }
 }
@@ -379,6 +412,7 @@ pub fn parse_netif(s: &str) -> Result<Netif, String> {
         bridge: get(4).map(str::to_string),
         addresses: Vec::new(),
         gateway: None,
+        gateway6: None,
         sysctl: Default::default(),
     })
 }
@@ -422,6 +456,7 @@ addresses = [\"10.9.0.7\"]   # routed
             },
             Change::Gateway {
                 netif: "eth1".into(),
+                ipv6: false,
                 gateway: Some(ip("10.1.0.1")),
             },
             Change::NetifDel {
@@ -459,6 +494,7 @@ addresses = [\"10.9.0.7\"]   # routed
             },
             Change::Gateway {
                 netif: "eth1".into(),
+                ipv6: false,
                 gateway: None,
             },
             Change::NetifIpDelAll {
@@ -495,6 +531,23 @@ addresses = [\"10.9.0.7\"]   # routed
         assert!(typed.netif[0].gateway.is_none() && typed.netif[1].addresses.is_empty());
         assert_eq!(typed.hostname.as_deref(), Some("www.example.org"));
         assert!(typed.onboot && typed.boot_order.is_none());
+    }
+
+    #[test]
+    fn a_gateway_of_one_family_leaves_the_other() {
+        let (v4, v6, v6b) = (
+            Some(ip("10.0.0.1")),
+            Some(ip("fd00::1")),
+            Some(ip("fd00::2")),
+        );
+        // IPv4 in `gateway`, IPv6 beside it in `gateway6`.
+        assert_eq!(gateways(None, None, true, v6), (v6, None));
+        assert_eq!(gateways(v6, None, false, v4), (v4, v6));
+        assert_eq!(gateways(v4, v6, true, v6b), (v4, v6b));
+        // Removing IPv4 moves IPv6 into `gateway`; removing IPv6 keeps IPv4.
+        assert_eq!(gateways(v4, v6, false, None), (v6, None));
+        assert_eq!(gateways(v4, v6, true, None), (v4, None));
+        assert_eq!(gateways(v6, None, true, None), (None, None));
     }
 
     #[test]
@@ -544,6 +597,7 @@ addresses = [\"10.9.0.7\"]   # routed
             (
                 Change::Gateway {
                     netif: "eth9".into(),
+                    ipv6: false,
                     gateway: None,
                 },
                 "has no interface \"eth9\"",
