@@ -456,8 +456,62 @@ fn stop(cli: &Cli, ids: &[u32], timeout: Duration) -> anyhow::Result<()> {
         if let Err(e) = agent::reload(cli) {
             eprintln!("vznet: warning: vznetd did not reload: {e:#}");
         }
+    } else if let Err(e) = unwire(cli, &ves) {
+        eprintln!("vznet: warning: {e:#}; `vznet apply` removes it");
     }
     stopped
+}
+
+/// Without vznetd: what stopped routed VEs leave on the host beyond their
+/// links (the proxy neighbour entries of `[venet] neighbour_devs`; links,
+/// routes and their sysctls went with the netns) is removed by a plan scoped
+/// to those VEs.
+fn unwire(cli: &Cli, ves: &[(u32, Option<netcfg::model::VeConfig>)]) -> anyhow::Result<()> {
+    let routed: Vec<&netcfg::model::VeConfig> = ves
+        .iter()
+        .filter_map(|(_, v)| v.as_ref())
+        .filter(|v| v.venet.is_some())
+        .collect();
+    if routed.is_empty() {
+        return Ok(());
+    }
+    let mut config = netcfg::model::Config::load(&cli.config_dir)
+        .map_err(|e| anyhow::anyhow!("the stopped VEs' proxy neighbour entries stay: {e}"))?;
+    if config.host.venet.neighbour_devs.is_empty() {
+        return Ok(());
+    }
+    ve::overlay_running(&mut config, &cli.state_dir)
+        .map_err(|e| anyhow::anyhow!("the stopped VEs' proxy neighbour entries stay: {e}"))?;
+    let pairs: Vec<_> = routed.iter().map(|v| (*v, *v)).collect();
+    for op in apply_scoped(&config, &pairs)? {
+        if !cli.json {
+            println!("{op}");
+        }
+    }
+    Ok(())
+}
+
+/// Plans the whole config and applies only the part of it that belongs to
+/// these VEs, each before and after a change ([`ve::change::scope`]).
+fn apply_scoped(
+    config: &netcfg::model::Config,
+    ves: &[(&netcfg::model::VeConfig, &netcfg::model::VeConfig)],
+) -> anyhow::Result<Vec<netcfg::op::Op>> {
+    let desired = netcfg::desired::Desired::from_config(config);
+    if let Some(missing) = missing_features(&desired)? {
+        anyhow::bail!("{missing}");
+    }
+    let scopes: Vec<_> = ves
+        .iter()
+        .map(|(before, after)| ve::change::scope(before, after))
+        .collect();
+    let keep = |op: &netcfg::op::Op| scopes.iter().any(|s| s(op));
+    runtime()?.block_on(async {
+        let engine = Engine::new(&desired).context("opening netlink sockets")?;
+        let plan = engine.plan(&desired).await?;
+        let report = engine.apply_plan_where(&desired, plan, &keep).await?;
+        Ok(report.ops)
+    })
 }
 
 /// Stops every running VE in reverse boot order, each group with `timeout`;

@@ -5,13 +5,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use ipnet::IpNet;
-use netcfg::apply::{missing_features, Engine};
-use netcfg::desired::Desired;
 use netcfg::model::{Config, SourceFile, VeConfig};
 use serde_json::json;
 
-use super::{agent, invalid, load, runtime, Cli, VeCommand};
-use crate::ve::change::{scope, Change};
+use super::{agent, apply_scoped, invalid, load, Cli, VeCommand};
+use crate::ve::change::Change;
 use crate::ve::overlay::{write_atomic, Overlay};
 use crate::ve::{antispoof, etc};
 
@@ -276,7 +274,7 @@ fn set(cli: &Cli, id: u32, changes: &[Change], save: bool) -> anyhow::Result<Exi
         } else if agent::find(cli).is_some() {
             agent::reload(cli)?
         } else {
-            live_apply(&effective, &before, &after)?
+            apply_scoped(&effective, &[(&before, &after)])?
         };
         network_applied = network;
         if network {
@@ -336,7 +334,7 @@ fn set(cli: &Cli, id: u32, changes: &[Change], save: bool) -> anyhow::Result<Exi
                 // The network part went through: take it back to the state
                 // the restored files describe.
                 undone = match load(cli) {
-                    Ok((config, _)) => live_apply(&config, &after, &before).is_ok(),
+                    Ok((config, _)) => apply_scoped(&config, &[(&after, &before)]).is_ok(),
                     Err(_) => false,
                 };
             }
@@ -356,23 +354,4 @@ fn set(cli: &Cli, id: u32, changes: &[Change], save: bool) -> anyhow::Result<Exi
             Ok(ExitCode::FAILURE)
         }
     }
-}
-
-/// Plans the whole config and applies only VE `after.id`'s part of it.
-fn live_apply(
-    effective: &Config,
-    before: &netcfg::model::VeConfig,
-    after: &netcfg::model::VeConfig,
-) -> anyhow::Result<Vec<netcfg::op::Op>> {
-    let desired = Desired::from_config(effective);
-    if let Some(missing) = missing_features(&desired)? {
-        anyhow::bail!("{missing}");
-    }
-    let keep = scope(before, after);
-    runtime()?.block_on(async {
-        let engine = Engine::new(&desired).context("opening netlink sockets")?;
-        let plan = engine.plan(&desired).await?;
-        let report = engine.apply_plan_where(&desired, plan, &keep).await?;
-        Ok(report.ops)
-    })
 }
