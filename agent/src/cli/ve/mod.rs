@@ -93,8 +93,11 @@ pub enum VeCommand {
         #[arg(long, default_value_t = 10)]
         timeout: u64,
     },
-    /// Whether a VE exists, is mounted and runs, like `vzctl status`:
-    /// `VEID 112 exist mounted running`.
+    /// Whether a VE exists, is mounted and runs (like `vzctl status`).
+    ///
+    /// Prints `VEID 112 exist mounted running` (or `deleted`, `unmounted`,
+    /// `down`). A VE exists when its file or its root does; its root is
+    /// mounted (in its own mount namespace) while it runs.
     ///
     /// Exit status: 0 running; 3 exists but is stopped; 4 does not exist.
     #[command(verbatim_doc_comment)]
@@ -107,8 +110,9 @@ pub enum VeCommand {
         /// VE id.
         id: u32,
     },
-    /// List VEs, like `vzlist`: the running ones, with VEID NPROC STATUS
-    /// IP_ADDR HOSTNAME.
+    /// List VEs (like `vzlist`; the running ones unless -a or -S).
+    ///
+    /// Default columns: VEID NPROC STATUS IP_ADDR HOSTNAME.
     ///
     /// Fields for -o and -s: veid (ctid), nproc (numproc), status, ip,
     /// hostname, onboot, bootorder, cpu_weight, memory_limit, root (private),
@@ -177,8 +181,9 @@ pub enum VeCommand {
         /// Remove an address, or `all` of them.
         #[arg(long, value_name = "IP|all")]
         ipdel: Vec<String>,
-        /// The netif's default gateway, or `none` (needs --ifname, unless the VE
-        /// has one netif).
+        /// The netif's default gateway of the address's family (an IPv6 one
+        /// beside an IPv4 one is its gateway6), or `none` for both (needs
+        /// --ifname, unless the VE has one netif).
         #[arg(long, value_name = "IP|none")]
         gateway: Option<String>,
         /// Host name (UTS, /etc/hostname, the VE's line in /etc/hosts).
