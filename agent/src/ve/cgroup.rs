@@ -273,7 +273,7 @@ fn under(mount: &Path, own: &Path) -> PathBuf {
 }
 
 /// The folder name that groups this runtime's VEs.
-fn parent_name(state: &Path) -> String {
+pub fn parent_name(state: &Path) -> String {
     if state == Path::new("/var/lib/vznet") {
         return "vznet".into();
     }

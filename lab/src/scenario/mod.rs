@@ -7,6 +7,7 @@ pub mod drift;
 pub mod lb_bench;
 pub mod ve_bench;
 pub mod vm;
+pub mod vm_ve;
 pub mod vrrp_agent;
 pub mod vrrp_bench;
 

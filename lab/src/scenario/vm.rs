@@ -18,7 +18,8 @@ use super::{vznet, vznet_ok};
 pub enum Vm {
     /// Boot a kernel with bonding/8021q/dummy and run scenarios in it (one boot).
     Run {
-        /// Scenarios (default: all): seed-host, bond-failover, idempotence-rollback.
+        /// Scenarios (default: all): seed-host, bond-failover, idempotence-rollback,
+        /// ve-cgroup-v2.
         scenarios: Vec<String>,
         /// Kernel image (default: the newest /boot/vmlinuz-*).
         #[arg(long)]
@@ -32,7 +33,12 @@ pub enum Vm {
     },
 }
 
-const SCENARIOS: &[&str] = &["seed-host", "bond-failover", "idempotence-rollback"];
+const SCENARIOS: &[&str] = &[
+    "seed-host",
+    "bond-failover",
+    "idempotence-rollback",
+    "ve-cgroup-v2",
+];
 
 /// Runs a VM tier command.
 pub fn run(cmd: Vm) -> Result<()> {
@@ -139,6 +145,7 @@ fn guest(scenarios: &[String]) -> Result<()> {
             "seed-host" => seed_host(),
             "bond-failover" => bond_failover(),
             "idempotence-rollback" => idempotence_rollback(),
+            "ve-cgroup-v2" => super::vm_ve::ve_cgroup_v2(),
             other => Err(anyhow::anyhow!("unknown scenario {other}")),
         };
         match res {
