@@ -49,6 +49,9 @@ pub struct Status {
     /// Virtual servers and their backends.
     #[serde(default)]
     pub virtual_servers: Vec<crate::lb::ServiceStatus>,
+    /// The fleet side, when the config comes from etcd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetStatus>,
 }
 
 /// A unit of reconciliation that is failing.
@@ -107,4 +110,41 @@ pub struct VrrpStatus {
 pub fn netns_inode() -> u64 {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/thread-self/ns/net").map_or(0, |m| m.ino())
+}
+
+/// The fleet side of an agent run from etcd (`vznetd --etcd`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FleetStatus {
+    /// This host's name in the fleet.
+    pub host: String,
+    /// The endpoint the watch runs on, while connected.
+    pub endpoint: Option<String>,
+    /// Why etcd cannot be reached now (the agent keeps running its last good
+    /// config and retries with backoff).
+    pub etcd_error: Option<String>,
+    /// Times the watch was set up again after a failure.
+    pub reconnects: u64,
+    /// Full reads of the host's keys (at start, after a compaction).
+    pub full_reads: u64,
+    /// The etcd revision of the config running now (0: none from etcd yet).
+    pub revision: i64,
+    /// The latest revision of the host's keys seen.
+    pub seen_revision: i64,
+    /// The last revision rejected, while it is the latest.
+    pub rejected: Option<Rejected>,
+    /// The VEs of the config running (ids from their file names).
+    #[serde(default)]
+    pub ves: Vec<u32>,
+    /// Keys under the host's prefix that are not config files (ignored).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored_keys: Vec<String>,
+}
+
+/// A config revision from etcd that did not validate.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Rejected {
+    /// Its revision.
+    pub revision: i64,
+    /// Every error, located (`etcd:PREFIX/hosts/NAME/FILE:LINE:COL: key: ...`).
+    pub error: String,
 }

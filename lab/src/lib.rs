@@ -30,6 +30,8 @@
 mod address;
 mod advert;
 mod command;
+pub mod etcd;
+pub mod fleet;
 mod host;
 mod keepalived;
 mod lab;

@@ -20,7 +20,12 @@ struct Cli {
 enum Command {
     /// Build the seed's picture (a host with a bridge carrying its IP, VEs on veth,
     /// then routed venet VEs) with vznet, show it, prove reachability, clean up.
-    Demo,
+    Demo {
+        /// Instead: a fleet of three hosts run from a three-member etcd cluster
+        /// (push, status, a VE moved while a client pings it, a member killed).
+        #[arg(long)]
+        fleet: bool,
+    },
     /// Benchmarks that print side-by-side ratios.
     Bench {
         #[command(subcommand)]
@@ -75,7 +80,8 @@ fn main() -> ExitCode {
             listen,
             down_file,
         } => lab::serve_backend(&name, listen, down_file),
-        Command::Demo => scenario::demo::run(),
+        Command::Demo { fleet: false } => scenario::demo::run(),
+        Command::Demo { fleet: true } => scenario::fleet_demo::run(),
         Command::Bench { what } => scenario::bench::run(what),
         Command::Vm { cmd } => scenario::vm::run(cmd),
     };

@@ -138,6 +138,16 @@ pub struct Engine {
     missing: RefCell<HashMap<String, String>>,
     open: RefCell<HashMap<String, Handle>>,
     index: RefCell<HashMap<(NsName, String), u32>>,
+    progress: Option<Progress>,
+}
+
+/// Told `(ops done, ops in the plan)` after each op an apply runs.
+pub struct Progress(Box<dyn Fn(usize, usize)>);
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
 }
 
 impl Engine {
@@ -158,6 +168,7 @@ impl Engine {
             missing: RefCell::new(HashMap::new()),
             open: RefCell::new(HashMap::new()),
             index: RefCell::new(HashMap::new()),
+            progress: None,
         })
     }
 
@@ -338,6 +349,12 @@ impl Engine {
         Ok(plan::plan(desired, &observed)?)
     }
 
+    /// Calls `f(done, total)` after each op of an apply (a terminal's progress).
+    pub fn on_progress(mut self, f: impl Fn(usize, usize) + 'static) -> Engine {
+        self.progress = Some(Progress(Box::new(f)));
+        self
+    }
+
     /// Plans, applies, verifies; on any failure undoes what it did.
     pub async fn apply(&self, desired: &Desired) -> Result<Report, ApplyError> {
         let t = std::time::Instant::now();
@@ -398,6 +415,8 @@ impl Engine {
         unit_of: &dyn Fn(&Op) -> Unit,
         verify: Verify<'_>,
     ) -> UnitsReport {
+        let total = plan.ops.len();
+        let mut ran = 0usize;
         let mut done: BTreeMap<Unit, Vec<Op>> = BTreeMap::new();
         let mut failed: BTreeMap<Unit, ApplyError> = BTreeMap::new();
         for (phase, ops) in plan.phases() {
@@ -427,7 +446,13 @@ impl Engine {
                 for (op, res) in chunk.iter().zip(results) {
                     let unit = unit_of(op);
                     match res {
-                        Ok(()) => done.entry(unit).or_default().push((*op).clone()),
+                        Ok(()) => {
+                            done.entry(unit).or_default().push((*op).clone());
+                            ran += 1;
+                            if let Some(Progress(f)) = &self.progress {
+                                f(ran, total);
+                            }
+                        }
                         Err(e) if !broken.contains_key(&unit) => {
                             broken.insert(unit, ((*op).clone(), e));
                         }

@@ -154,7 +154,7 @@ fn vznetd_runs_vrrp_on_a_managed_bridge_and_hands_over_on_stop() -> Result<()> {
     let m = r1.metrics()?;
     assert!(m.starts_with("HTTP/1.1 200 OK"), "{m}");
     assert!(
-        m.contains("vznet_vrrp_state{instance=\"VI_1\",state=\"Master\"} 1"),
+        m.contains("vznet_vrrp_state{vrrp_instance=\"VI_1\",state=\"Master\"} 1"),
         "{m}"
     );
     assert!(m.contains("vznet_reconciles_total"), "{m}");

@@ -1,6 +1,9 @@
 //! The `vznet` command line.
 
 mod agent;
+mod completion;
+mod picture;
+mod progress;
 mod show;
 mod status;
 mod ve;
@@ -82,8 +85,17 @@ pub enum Command {
     /// Apply the config: create, change and delete only what differs, verify, and
     /// roll everything back if any step fails. A second apply prints "0 changes".
     Apply,
-    /// Show bridges with their ports (like `brctl show`) and the VEs' interfaces.
-    Show,
+    /// Show bridges with their ports (like `brctl show`) and the VEs' interfaces,
+    /// or draw the host (--format dot or svg): NICs, bonds, VLANs, bridges with
+    /// their addresses, VE ports and VEs, VRRP instances and virtual servers, with
+    /// state as colour (green up/Master/healthy, yellow Backup, red down/Fault/
+    /// failing, grey unknown: vznetd does not answer).
+    Show {
+        /// text, dot (Graphviz; with --json its nodes and edges), or svg (runs
+        /// Graphviz's `dot`).
+        #[arg(long, value_enum, default_value_t = show::Format::Text)]
+        format: show::Format,
+    },
     /// Show vznetd's state: applies, drift repairs, last error, unwired VEs.
     Status,
     /// Run VEs: a root folder plus their own mount, UTS, IPC, network and PID
@@ -93,12 +105,16 @@ pub enum Command {
         #[command(subcommand)]
         cmd: Box<VeCommand>,
     },
+    /// A fleet of hosts driven from etcd: push a host's config, get it back,
+    /// list every host's status, move a VE between hosts.
+    Fleet(Box<crate::fleet::command::FleetArgs>),
 }
 
 pub use ve::VeCommand;
 
 /// Runs the command line; never panics on bad input.
 pub fn main() -> ExitCode {
+    completion::complete_if_asked();
     main_from(std::env::args_os())
 }
 
@@ -192,8 +208,11 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     if let Command::Ve { cmd } = &cli.command {
         return ve::run(cli, cmd);
     }
-    if let Command::Show = cli.command {
-        return runtime()?.block_on(show::show(cli));
+    if let Command::Fleet(args) = &cli.command {
+        return crate::fleet::command::run(args, cli.json);
+    }
+    if let Command::Show { format } = cli.command {
+        return runtime()?.block_on(show::show(cli, format));
     }
     if let Command::Status = cli.command {
         return match agent::find(cli) {
@@ -250,7 +269,11 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     }
     let rt = runtime()?;
     rt.block_on(async {
-        let engine = Engine::new(&desired).context("opening netlink sockets")?;
+        let engine = with_meter(
+            Engine::new(&desired).context("opening netlink sockets")?,
+            "applying",
+            cli.json,
+        );
         match cli.command {
             Command::Plan => {
                 let plan = match engine.plan(&desired).await {
@@ -284,7 +307,11 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => Ok(report_error(cli, &e)),
             },
-            Command::Check | Command::Show | Command::Status | Command::Ve { .. } => unreachable!("handled above"),
+            Command::Check
+            | Command::Show { .. }
+            | Command::Status
+            | Command::Ve { .. }
+            | Command::Fleet(_) => unreachable!("handled above"),
         }
     })
 }
@@ -294,6 +321,14 @@ fn print_errors_tail(cli: &Cli, n: usize) {
         "vznet: {n} error(s) in {}; nothing changed",
         cli.config_dir.display()
     );
+}
+
+/// `engine` drawing a progress line for large applies on a terminal.
+fn with_meter(engine: Engine, what: &'static str, json: bool) -> Engine {
+    match progress::Meter::for_terminal(what, json) {
+        Some(meter) => engine.on_progress(move |done, total| meter.update(done, total)),
+        None => engine,
+    }
 }
 
 fn report_error(cli: &Cli, e: &ApplyError) -> ExitCode {

@@ -8,9 +8,21 @@ use netcfg::kernel::netns;
 use netcfg::kernel::state::{LinkType, NsState};
 use netcfg::model::Config;
 
+use super::picture;
 use super::Cli;
 
-pub(super) async fn show(cli: &Cli) -> anyhow::Result<ExitCode> {
+/// What `vznet show` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Tables, like `brctl show`.
+    Text,
+    /// The host as a Graphviz graph (with --json: its nodes and edges).
+    Dot,
+    /// The graph drawn by Graphviz's `dot` (apt-get install graphviz).
+    Svg,
+}
+
+pub(super) async fn show(cli: &Cli, format: Format) -> anyhow::Result<ExitCode> {
     let host_handle = netns::handle(netns::route_socket()?)?;
     let host = NsState::read(&host_handle).await.context("reading links")?;
     let config = Config::load(&cli.config_dir).ok();
@@ -33,6 +45,7 @@ pub(super) async fn show(cli: &Cli) -> anyhow::Result<ExitCode> {
 
     // VE ends, read inside each VE netns the config names.
     let mut ves = Vec::new();
+    let mut ve_ports = Vec::new();
     if let Some(config) = &config {
         for file in &config.ves {
             let ve = &file.ve;
@@ -50,6 +63,13 @@ pub(super) async fn show(cli: &Cli) -> anyhow::Result<ExitCode> {
                     (Some(s), Some(l)) => s.addrs_of(l.index).map(|a| a.to_string()).collect(),
                     _ => Vec::new(),
                 };
+                ve_ports.push(picture::VePort {
+                    veid: ve.id,
+                    interface: end.name.clone(),
+                    host_interface: end.host_name.clone(),
+                    up: link.is_some_and(|l| l.up),
+                    addresses: addrs.clone(),
+                });
                 let bridge = host
                     .link(&end.host_name)
                     .and_then(|h| h.master)
@@ -67,6 +87,11 @@ pub(super) async fn show(cli: &Cli) -> anyhow::Result<ExitCode> {
         }
     }
 
+    if format != Format::Text {
+        let status = super::agent::find(cli);
+        let facts = picture_facts(&host, ve_ports, config.as_ref(), status.as_ref());
+        return draw(cli, format, &picture::graph(&facts));
+    }
     if cli.json {
         let bj: Vec<_> = bridges
             .iter()
@@ -139,6 +164,160 @@ pub(super) async fn show(cli: &Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the graph as DOT, as JSON (--json) or as SVG drawn by `dot`.
+fn draw(cli: &Cli, format: Format, graph: &picture::Graph) -> anyhow::Result<ExitCode> {
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(graph)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let text = picture::dot(graph);
+    if format == Format::Dot {
+        print!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    use std::io::Write;
+    let mut child = std::process::Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .context("running Graphviz's dot for --format svg (apt-get install graphviz)")?;
+    child
+        .stdin
+        .take()
+        .context("dot's stdin")?
+        .write_all(text.as_bytes())?;
+    let status = child.wait()?;
+    anyhow::ensure!(status.success(), "dot -Tsvg failed ({status})");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The facts the picture draws: the kernel's links, the VEs' ports, and the
+/// config's VRRP instances and virtual servers with vznetd's view of them.
+fn picture_facts(
+    host: &NsState,
+    ve_ports: Vec<picture::VePort>,
+    config: Option<&Config>,
+    status: Option<&crate::daemon::Status>,
+) -> picture::Host {
+    let name_of = |index: Option<u32>| {
+        index
+            .and_then(|i| host.link_by_index(i))
+            .map(|l| l.name.clone())
+    };
+    let links = host
+        .links
+        .iter()
+        .filter(|l| l.name != "lo")
+        .map(|l| picture::Link {
+            name: l.name.clone(),
+            kind: match &l.kind {
+                LinkType::Bridge => "bridge".into(),
+                LinkType::Veth => "veth".into(),
+                LinkType::Bond => "bond".into(),
+                LinkType::Vlan => "vlan".into(),
+                LinkType::Other(k) => k.clone(),
+            },
+            up: l.up,
+            master: name_of(l.master),
+            lower: if l.kind == LinkType::Vlan {
+                name_of(l.link)
+            } else {
+                None
+            },
+            addresses: host.addrs_of(l.index).map(|a| a.to_string()).collect(),
+        })
+        .collect();
+    let vrrp = config
+        .map(|c| &c.host.vrrp[..])
+        .unwrap_or_default()
+        .iter()
+        .map(|v| picture::Vrrp {
+            name: v.name.clone(),
+            interface: v.interface.clone(),
+            vrid: v.vrid,
+            vips: v
+                .virtual_ips
+                .iter()
+                .map(|a| a.address.to_string())
+                .collect(),
+            state: status
+                .and_then(|s| s.vrrp.iter().find(|x| x.name == v.name))
+                .map(|x| x.state.clone()),
+        })
+        .collect();
+    // A backend is a VE when one of the VE's addresses is its address.
+    let ve_of = |addr: &str| {
+        ve_ports
+            .iter()
+            .find(|p| {
+                p.addresses
+                    .iter()
+                    .any(|a| a.split('/').next() == Some(addr))
+            })
+            .map(|p| p.veid)
+    };
+    let virtual_servers = config
+        .map(|c| &c.host.virtual_server[..])
+        .unwrap_or_default()
+        .iter()
+        .map(|vs| {
+            let name = vs.display_name();
+            let live = status.and_then(|s| s.virtual_servers.iter().find(|x| x.name == name));
+            let backends = match live {
+                Some(l) => l
+                    .backends
+                    .iter()
+                    .map(|b| picture::Backend {
+                        address: std::net::SocketAddr::new(b.address, b.port).to_string(),
+                        ve: ve_of(&b.address.to_string()),
+                        weight: b.weight,
+                        up: Some(b.state == "up"),
+                    })
+                    .collect(),
+                None => vs
+                    .backends
+                    .iter()
+                    .map(|b| picture::Backend {
+                        address: {
+                            let port = b
+                                .port
+                                .or(vs.single_port())
+                                .map_or_else(|| "*".to_string(), |p| p.to_string());
+                            match (b.address, b.ve) {
+                                (Some(a), _) if a.is_ipv6() => format!("[{a}]:{port}"),
+                                (Some(a), _) => format!("{a}:{port}"),
+                                (None, Some(ve)) => format!("VE {ve}:{port}"),
+                                (None, None) => "?".into(),
+                            }
+                        },
+                        ve: b.ve,
+                        weight: b.weight,
+                        up: None,
+                    })
+                    .collect(),
+            };
+            picture::VirtualServer {
+                name,
+                vip: vs.vip.map_or_else(|| vs.display_name(), |v| v.to_string()),
+                service: format!(
+                    "{}/{}",
+                    vs.protocol.as_str(),
+                    vs.single_port()
+                        .map_or_else(|| "*".to_string(), |p| p.to_string())
+                ),
+                below_quorum: live.map(|l| l.below_quorum),
+                backends,
+            }
+        })
+        .collect();
+    picture::Host {
+        links,
+        ve_ports,
+        vrrp,
+        virtual_servers,
+    }
 }
 
 async fn read_ns(path: &std::path::Path) -> anyhow::Result<NsState> {

@@ -25,6 +25,9 @@ pub fn print(status: &Status) {
     if let Some(e) = &status.config_error {
         println!("  config on disk rejected (running the previous one): {e}");
     }
+    if let Some(f) = &status.fleet {
+        print_fleet(f);
+    }
     for id in &status.unwired {
         println!("  VE {id}: no netns, not wired");
     }
@@ -121,5 +124,27 @@ fn print_virtual_servers(services: &[crate::lb::ServiceStatus]) {
                 b.last_error.as_deref().unwrap_or("-")
             );
         }
+    }
+}
+
+/// The fleet part: where the config comes from and how etcd answers.
+fn print_fleet(f: &crate::status::FleetStatus) {
+    let etcd = match (&f.endpoint, &f.etcd_error) {
+        (_, Some(e)) => format!("unreachable, retrying ({e})"),
+        (Some(ep), None) => format!("watching on {ep}"),
+        (None, None) => "connecting".into(),
+    };
+    println!(
+        "  fleet host {}: running revision {} (latest seen {}), etcd {etcd}, {} reconnects, {} full reads",
+        f.host, f.revision, f.seen_revision, f.reconnects, f.full_reads
+    );
+    if let Some(r) = &f.rejected {
+        println!(
+            "  revision {} from etcd rejected (running {}): {}",
+            r.revision, f.revision, r.error
+        );
+    }
+    for k in &f.ignored_keys {
+        println!("  ignored key (not host.toml or ve/NAME.toml): {k}");
     }
 }

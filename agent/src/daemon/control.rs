@@ -96,6 +96,8 @@ pub struct Shared {
     pub lb: LbSlot,
     /// Requests for the engine.
     pub requests: mpsc::Sender<Pending>,
+    /// The fleet side, when the config comes from etcd.
+    pub fleet: Option<crate::fleet::SharedFleet>,
 }
 
 impl Shared {
@@ -106,6 +108,9 @@ impl Shared {
         let lb = self.lb.lock().ok().and_then(|g| g.clone());
         if let Some(lb) = lb {
             s.virtual_servers = lb.status().await;
+        }
+        if let Some(f) = &self.fleet {
+            s.fleet = f.lock().ok().map(|g| g.clone());
         }
         s
     }

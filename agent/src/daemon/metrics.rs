@@ -154,7 +154,7 @@ pub fn render(s: &Status) -> String {
             for state in ["Initialize", "Backup", "Master", "Fault", "Failed"] {
                 let _ = writeln!(
                     o,
-                    "vznet_vrrp_state{{instance=\"{}\",state=\"{state}\"}} {}",
+                    "vznet_vrrp_state{{vrrp_instance=\"{}\",state=\"{state}\"}} {}",
                     escape(&v.name),
                     u8::from(v.state == state)
                 );
@@ -187,7 +187,12 @@ pub fn render(s: &Status) -> String {
             };
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for v in &s.vrrp {
-                let _ = writeln!(o, "{name}{{instance=\"{}\"}} {}", escape(&v.name), get(v));
+                let _ = writeln!(
+                    o,
+                    "{name}{{vrrp_instance=\"{}\"}} {}",
+                    escape(&v.name),
+                    get(v)
+                );
             }
         }
         let _ = writeln!(o, "# HELP vznet_vrrp_drops_total Adverts dropped, by reason.\n# TYPE vznet_vrrp_drops_total counter");
@@ -195,7 +200,7 @@ pub fn render(s: &Status) -> String {
             for (reason, n) in &v.drops {
                 let _ = writeln!(
                     o,
-                    "vznet_vrrp_drops_total{{instance=\"{}\",reason=\"{}\"}} {n}",
+                    "vznet_vrrp_drops_total{{vrrp_instance=\"{}\",reason=\"{}\"}} {n}",
                     escape(&v.name),
                     escape(reason)
                 );

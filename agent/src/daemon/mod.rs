@@ -11,7 +11,8 @@
 //!   answered from snapshots, so `vznet status` works while the engine is busy;
 //! - the load balancer's own threads (health checks apart from nftables commits).
 
-mod control;
+pub(crate) mod control;
+mod fleet;
 mod lock;
 mod metrics;
 mod notify;
@@ -66,6 +67,33 @@ pub struct Options {
     /// one is closed, so a flood of idle clients never locks out `vznet`.
     #[arg(long, default_value_t = 64)]
     pub max_connections: usize,
+    /// The agent's own settings file: the fleet keys below (`etcd`, `host`,
+    /// `etcd_prefix`, `etcd_ca`, `etcd_cert`, `etcd_key`, `status_ttl_s`); flags
+    /// win over it. A missing file is fine.
+    #[arg(long, default_value = "/etc/vznet/vznetd.toml")]
+    pub agent_config: PathBuf,
+    /// Run this host's config from etcd (v3): endpoints, comma-separated
+    /// (http://HOST:PORT or https://HOST:PORT). The engine then runs from
+    /// STATE/fleet/config, the last good config from etcd; --config-dir is not
+    /// read.
+    #[arg(long, value_delimiter = ',', env = "VZNET_ETCD")]
+    pub etcd: Vec<String>,
+    /// This host's name in the fleet: its config is under PREFIX/hosts/NAME/,
+    /// its status at PREFIX/status/NAME.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Key prefix in etcd [default: /vznet/v1].
+    #[arg(long)]
+    pub etcd_prefix: Option<String>,
+    /// CA bundle of the etcd servers (https endpoints).
+    #[arg(long)]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate for etcd (PEM).
+    #[arg(long)]
+    pub etcd_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long)]
+    pub etcd_key: Option<PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -127,14 +155,23 @@ pub(crate) type Pending = (
 );
 
 async fn run(opts: Options) -> anyhow::Result<ExitCode> {
-    let config_dir = std::fs::canonicalize(&opts.config_dir)
-        .with_context(|| format!("config folder {}", opts.config_dir.display()))?;
+    let fleet = fleet::resolve(&opts)?;
     std::fs::create_dir_all(&opts.state_dir)
         .with_context(|| format!("state folder {}", opts.state_dir.display()))?;
     // One agent per state folder, and never someone else's socket.
     let _lock = lock::StateLock::acquire(&opts.state_dir)?;
     control::ControlSocket::check(&opts.socket)
         .with_context(|| format!("control socket {}", opts.socket.display()))?;
+    let folders = match &fleet {
+        Some(_) => Some(
+            crate::fleet::Folders::prepare(&opts.state_dir)
+                .with_context(|| format!("fleet folders in {}", opts.state_dir.display()))?,
+        ),
+        None => None,
+    };
+    let config_dir = folders.as_ref().map_or(&opts.config_dir, |f| &f.config);
+    let config_dir = std::fs::canonicalize(config_dir)
+        .with_context(|| format!("config folder {}", config_dir.display()))?;
 
     let mut reconciler = match reconciler::Reconciler::new(&opts, config_dir) {
         Ok(r) => r,
@@ -154,6 +191,11 @@ async fn run(opts: Options) -> anyhow::Result<ExitCode> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
 
+    let (handoff_tx, handoff_rx) = mpsc::channel(1);
+    if let Some(folders) = &folders {
+        reconciler.attach_fleet(reconciler::FleetHook::new(folders.clone(), handoff_rx));
+    }
+
     // Adopt what is there: objects that match are left alone, so a restart
     // touches nothing that is already right.
     reconciler.start().await;
@@ -162,11 +204,23 @@ async fn run(opts: Options) -> anyhow::Result<ExitCode> {
     let socket = control::ControlSocket::bind(&opts.socket)
         .with_context(|| format!("control socket {}", opts.socket.display()))?;
     let (req_tx, req_rx) = mpsc::channel::<Pending>(16);
-    let shared = control::Shared {
+    let mut shared = control::Shared {
         status: reconciler.shared(),
         protocol: reconciler.protocol(),
         lb: reconciler.lb_slot(),
         requests: req_tx,
+        fleet: None,
+    };
+    let fleet = match (fleet, folders) {
+        (Some((fleet, host)), Some(folders)) => Some(fleet::start(
+            fleet,
+            host,
+            folders,
+            &opts.state_dir,
+            handoff_tx,
+            &mut shared,
+        )?),
+        _ => None,
     };
     let control = control::spawn(socket, opts.metrics, opts.max_connections, shared)?;
     notify::notify("READY=1").context("sd_notify")?;
@@ -180,6 +234,9 @@ async fn run(opts: Options) -> anyhow::Result<ExitCode> {
     };
     reconciler.run(req_rx, &mut hup, stop).await;
     reconciler.shutdown().await;
+    if let Some(f) = fleet {
+        f.stop();
+    }
     control.stop();
     tracing::info!("stopping; the network stays as it is (VRRP instances handed over)");
     Ok(ExitCode::SUCCESS)

@@ -14,6 +14,10 @@ use netcfg::plan::{plan_all, Plan};
 use netcfg::unit::{Unit, Units};
 use tokio::sync::mpsc;
 
+mod fleet;
+
+pub use fleet::Hook as FleetHook;
+
 use super::protocol::Protocol;
 use super::retry::{is_transient, Retries};
 use super::view::{self, KernelView};
@@ -44,6 +48,8 @@ enum Cause {
     Retry,
     Apply,
     Reload,
+    /// A new revision of the config from etcd.
+    Fleet,
 }
 
 impl Cause {
@@ -54,7 +60,10 @@ impl Cause {
 
     /// Passes that read everything again and retry every failing unit.
     fn is_explicit(&self) -> bool {
-        matches!(self, Cause::Start | Cause::Apply | Cause::Reload)
+        matches!(
+            self,
+            Cause::Start | Cause::Apply | Cause::Reload | Cause::Fleet
+        )
     }
 
     fn name(&self) -> String {
@@ -65,6 +74,7 @@ impl Cause {
             Cause::Retry => "retry".into(),
             Cause::Apply => "apply".into(),
             Cause::Reload => "reload".into(),
+            Cause::Fleet => "etcd".into(),
         }
     }
 }
@@ -92,6 +102,8 @@ pub struct Reconciler {
     protocol: Protocol,
     lb: LbSlot,
     started: Instant,
+    /// The etcd side's handoffs, on a fleet host.
+    fleet: Option<FleetHook>,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -184,6 +196,7 @@ impl Reconciler {
             protocol,
             lb: LbSlot::default(),
             started: Instant::now(),
+            fleet: None,
         })
     }
 
@@ -285,6 +298,11 @@ impl Reconciler {
                     }
                 }
                 _ = hup.recv() => { let _ = self.reload(Cause::Reload).await; }
+                handoff = fleet::next(&mut self.fleet) => {
+                    if let Some(h) = handoff {
+                        self.adopt(h).await;
+                    }
+                }
                 req = requests.recv() => {
                     if let Some((cmd, reply)) = req {
                         let r = self.handle(cmd).await;
@@ -354,6 +372,11 @@ impl Reconciler {
                 return Err(e);
             }
         };
+        self.switch(loaded, cause).await
+    }
+
+    /// Runs a new, valid config: the network, VRRP, the virtual servers.
+    async fn switch(&mut self, loaded: Loaded, cause: Cause) -> Result<Applied, AgentError> {
         self.loaded = loaded;
         self.status.config_error = None;
         self.view.track(&self.loaded.desired);

@@ -38,10 +38,13 @@ pub fn is_transient(e: &ApplyError) -> bool {
         ApplyError::Op { source, .. } | ApplyError::Observe { source, .. } => source,
         _ => return false,
     };
+    // EEXIST: a VE end that another host's agent still holds while it unwires
+    // the VE (a fleet move) goes within milliseconds.
     matches!(
         io.raw_os_error(),
         Some(
-            libc::EMFILE
+            libc::EEXIST
+                | libc::EMFILE
                 | libc::ENFILE
                 | libc::EBUSY
                 | libc::ENOBUFS

@@ -65,6 +65,20 @@ pub enum Bench {
         #[arg(long, default_value_t = 1000)]
         busy_ves: u32,
     },
+    /// A fleet run from etcd: time from `fleet push` of a one-VE change to
+    /// applied on the host (median, p99), and of a change to every host at
+    /// once; agent RSS with etcd, beside one run from a folder.
+    Fleet {
+        /// Hosts (each a namespace running vznetd, with one routed VE).
+        #[arg(long, default_value_t = 20)]
+        hosts: usize,
+        /// One-host changes timed (round robin over the hosts).
+        #[arg(long, default_value_t = 100)]
+        trials: usize,
+        /// All-host changes timed.
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+    },
     /// Load balancer: commit latency of a one-backend change at 10, 100 and
     /// 1000 backends, new connections/s through the VIP vs straight to the
     /// backend, and health-check reaction time.
@@ -97,6 +111,15 @@ pub fn run(what: Bench) -> Result<()> {
             busy_ves,
         } => super::vrrp_bench::run(trials, instances, via.is_some(), busy_ves),
         Bench::Ve { count } => super::ve_bench::run(count),
+        Bench::Fleet {
+            hosts,
+            trials,
+            rounds,
+        } => super::fleet_bench::run(super::fleet_bench::Options {
+            hosts,
+            trials,
+            rounds,
+        }),
         Bench::Lb {
             commits,
             rate_seconds,

@@ -43,11 +43,11 @@ fn routed_ve(id: u32, ns: &str, addr: &str) -> String {
     )
 }
 
-fn step(title: &str) {
+pub(super) fn step(title: &str) {
     println!("\n==> {title}");
 }
 
-fn check(ok: bool, what: &str, failures: &mut Vec<String>) {
+pub(super) fn check(ok: bool, what: &str, failures: &mut Vec<String>) {
     println!("  [{}] {what}", if ok { " ok " } else { "FAIL" });
     if !ok {
         failures.push(what.to_string());
@@ -203,6 +203,6 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
-fn indent(s: &str) -> String {
+pub(super) fn indent(s: &str) -> String {
     s.lines().map(|l| format!("    {l}\n")).collect()
 }

@@ -4,6 +4,8 @@ pub mod apply_agent;
 pub mod bench;
 pub mod demo;
 pub mod drift;
+pub mod fleet_bench;
+pub mod fleet_demo;
 pub mod lb_bench;
 pub mod ve_bench;
 pub mod vm;

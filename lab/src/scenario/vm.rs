@@ -13,6 +13,8 @@ use lab::{Host, Lab};
 
 use super::{vznet, vznet_ok};
 
+mod console;
+
 /// VM tier commands.
 #[derive(Debug, Subcommand)]
 pub enum Vm {
@@ -99,21 +101,31 @@ fn boot(scenarios: &[String], kernel: Option<PathBuf>) -> Result<()> {
     );
     let t = Instant::now();
     // KVM guests hang on this kind of machine (LAB-VM.md): always emulate.
-    let status = Command::new(vng)
-        .args(["--disable-kvm", "--memory", "2G", "--cpus", "2", "-r"])
+    let mut cmd = Command::new(vng);
+    cmd.args(["--disable-kvm", "--memory", "2G", "--cpus", "2", "-r"])
         .arg(&kernel)
-        .args(["--exec", &exec])
-        .status()
-        .context("running vng")?;
+        .args(["--exec", &exec]);
+    let run = console::run(cmd, GUEST_UP).context("running vng")?;
+    ensure!(
+        run.guest_started,
+        "the VM did not start: vng exited with {} before the guest ran anything{}",
+        run.status,
+        console::tail_for_error(&run.stderr_tail)
+    );
     println!("vm: done in {:.0} s", t.elapsed().as_secs_f64());
     ensure!(
-        status.success(),
-        "scenarios failed inside the VM ({status})"
+        run.status.success(),
+        "scenarios failed inside the VM ({})",
+        run.status
     );
     Ok(())
 }
 
+/// The guest's first line: until it appears, a failure is vng's or qemu's.
+const GUEST_UP: &str = "vm: guest up";
+
 fn guest(scenarios: &[String]) -> Result<()> {
+    println!("{GUEST_UP}");
     // Loading bonding makes bond0 by itself unless max_bonds=0.
     for m in [
         &["bonding", "max_bonds=0"][..],

@@ -45,7 +45,7 @@ const CONFIG: &str = "--config";
                   the keys of vznet's host.toml. State changes are logged to stdout; \
                   RUST_LOG filters (default info)."
 )]
-struct InstanceArgs {
+pub(crate) struct InstanceArgs {
     /// Interface to run on.
     #[arg(long)]
     interface: String,

@@ -11,7 +11,7 @@ use clap::Subcommand;
 use netcfg::apply::{missing_features, Engine};
 use serde_json::json;
 
-use super::{agent, load, runtime, Cli, EXIT_INVALID};
+use super::{agent, completion, load, runtime, with_meter, Cli, EXIT_INVALID};
 use crate::ve;
 
 /// `vznet ve` subcommands.
@@ -56,7 +56,7 @@ pub enum VeCommand {
     #[command(verbatim_doc_comment)]
     Start {
         /// VE ids: several start side by side and are wired with one apply.
-        #[arg(required_unless_present = "onboot", conflicts_with = "onboot", num_args = 1..)]
+        #[arg(required_unless_present = "onboot", conflicts_with = "onboot", num_args = 1.., add = completion::ve_ids())]
         ids: Vec<u32>,
         /// Start every onboot VE that is not running, in boot order.
         #[arg(long)]
@@ -74,7 +74,7 @@ pub enum VeCommand {
     #[command(verbatim_doc_comment)]
     Stop {
         /// VE ids: several stop side by side.
-        #[arg(required_unless_present = "all", conflicts_with = "all", num_args = 1..)]
+        #[arg(required_unless_present = "all", conflicts_with = "all", num_args = 1.., add = completion::ve_ids())]
         ids: Vec<u32>,
         /// Stop every running VE, in reverse boot order.
         #[arg(long)]
@@ -87,7 +87,7 @@ pub enum VeCommand {
     /// are now (live changes of `ve set` without --save end).
     Restart {
         /// VE ids.
-        #[arg(required = true, num_args = 1..)]
+        #[arg(required = true, num_args = 1.., add = completion::ve_ids())]
         ids: Vec<u32>,
         /// Seconds to wait after SIGTERM.
         #[arg(long, default_value_t = 10)]
@@ -103,11 +103,13 @@ pub enum VeCommand {
     #[command(verbatim_doc_comment)]
     Status {
         /// VE id.
+        #[arg(add = completion::ve_ids())]
         id: u32,
     },
     /// Remove a stopped VE's root and file.
     Destroy {
         /// VE id.
+        #[arg(add = completion::ve_ids())]
         id: u32,
     },
     /// List VEs (like `vzlist`; the running ones unless -a or -S).
@@ -120,6 +122,7 @@ pub enum VeCommand {
     #[command(verbatim_doc_comment)]
     List {
         /// Only these VEs.
+        #[arg(add = completion::ve_ids())]
         ids: Vec<u32>,
         /// Running and stopped VEs.
         #[arg(short = 'a', long, conflicts_with = "stopped")]
@@ -141,6 +144,7 @@ pub enum VeCommand {
     /// cgroups), like `vzctl enter`.
     Enter {
         /// VE id.
+        #[arg(add = completion::ve_ids())]
         id: u32,
         /// The shell, a path inside the VE.
         #[arg(long, default_value = "/bin/sh")]
@@ -164,10 +168,11 @@ pub enum VeCommand {
     #[command(verbatim_doc_comment)]
     Set {
         /// VE id.
+        #[arg(add = completion::ve_ids())]
         id: u32,
         /// Add a bridged veth: IF[,MAC,HOST_IF,HOST_MAC,BRIDGE] (empty fields
         /// take defaults: random MACs, host name vethID.N, no bridge).
-        #[arg(long = "netif-add", value_name = "IF,MAC,HOST_IF,HOST_MAC,BRIDGE", value_parser = parse_netif_arg)]
+        #[arg(long = "netif-add", value_name = "IF,MAC,HOST_IF,HOST_MAC,BRIDGE", value_parser = parse_netif_arg, add = completion::netif_bridge())]
         netif_add: Vec<netcfg::model::Netif>,
         /// Remove a veth by its name inside the VE.
         #[arg(long = "netif-del", value_name = "IF")]
@@ -210,6 +215,7 @@ pub enum VeCommand {
     /// Run a command inside a running VE.
     Exec {
         /// VE id.
+        #[arg(add = completion::ve_ids())]
         id: u32,
         /// The command and its arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
@@ -582,7 +588,11 @@ fn wire(cli: &Cli) -> anyhow::Result<()> {
         anyhow::bail!("{missing}");
     }
     runtime()?.block_on(async {
-        let engine = Engine::new(&desired).context("opening netlink sockets")?;
+        let engine = with_meter(
+            Engine::new(&desired).context("opening netlink sockets")?,
+            "wiring",
+            cli.json,
+        );
         let report = engine.apply(&desired).await?;
         if !cli.json {
             for op in &report.ops {
