@@ -120,8 +120,38 @@ fn tidy(table: &mut Table) {
 
 /// The document: a header comment, then each `[[name]]` array in the order given.
 pub fn document(header: &[String], arrays: Vec<(&str, Vec<Entry>)>) -> DocumentMut {
+    document_with(header, Vec::new(), arrays)
+}
+
+/// [`document`] with plain `[name]` tables (`[sysctl]`) before the arrays; an
+/// empty one is left out.
+pub fn document_with(
+    header: &[String],
+    tables: Vec<(&str, Entry)>,
+    arrays: Vec<(&str, Vec<Entry>)>,
+) -> DocumentMut {
     let mut doc = DocumentMut::new();
     let mut first = true;
+    for (name, mut e) in tables {
+        if e.table.is_empty() {
+            continue;
+        }
+        tidy(&mut e.table);
+        let mut prefix = String::new();
+        if first {
+            for line in header {
+                prefix.push_str(&comment_line(line));
+            }
+            first = false;
+            prefix.push('\n');
+        }
+        for line in &e.comment {
+            prefix.push_str(&comment_line(line));
+        }
+        e.table.decor_mut().set_prefix(prefix);
+        e.table.set_implicit(false);
+        doc.insert(name, Item::Table(e.table));
+    }
     for (name, entries) in arrays {
         if entries.is_empty() {
             continue;
@@ -146,6 +176,16 @@ pub fn document(header: &[String], arrays: Vec<(&str, Vec<Entry>)>) -> DocumentM
         doc.insert(name, Item::ArrayOfTables(aot));
     }
     doc
+}
+
+/// A whole file whose keys are `table`'s (a VE file), under a header comment.
+pub fn top_level(header: &[String], mut table: Table) -> String {
+    tidy(&mut table);
+    table.decor_mut().clear();
+    let mut out: String = header.iter().map(|h| comment_line(h)).collect();
+    out.push('\n');
+    out.push_str(&DocumentMut::from(table).to_string());
+    out
 }
 
 /// `# text\n`, with anything that could end the comment made harmless.
