@@ -143,8 +143,8 @@ pub fn document_with(
                 prefix.push_str(&comment_line(line));
             }
             first = false;
-            prefix.push('\n');
         }
+        prefix.push('\n');
         for line in &e.comment {
             prefix.push_str(&comment_line(line));
         }
