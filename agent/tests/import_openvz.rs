@@ -209,3 +209,119 @@ fn strict_passes_a_host_carried_whole_and_existing_files_stay() {
         ve
     );
 }
+
+/// xorshift64: deterministic mutations, the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Every file of a fixture host, relative to its root.
+fn files(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(root.join(rel)).expect("read fixture") {
+        let entry = entry.expect("entry");
+        let rel = rel.join(entry.file_name());
+        if entry.path().is_dir() {
+            files(root, &rel, out);
+        } else {
+            out.push(rel);
+        }
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path, list: &[PathBuf]) {
+    for rel in list {
+        let dest = to.join(rel);
+        std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(from.join(rel), dest).expect("copy");
+    }
+}
+
+#[test]
+fn mutated_hosts_never_break_the_importer() {
+    let junk = [
+        "\"",
+        "'",
+        "\\",
+        "$VEID",
+        "=",
+        ";",
+        "bond0",
+        "br104",
+        "vmbr9",
+        "eth0",
+        "999999999999",
+        "0",
+        "::",
+        "255.255.255.255/33",
+        "MASTER=br104",
+        "BRIDGE=bond0",
+        "TYPE=Bridge",
+        "VLAN=yes",
+        "bridge_ports eth0",
+        "bond-slaves br104",
+        "net.ipv4.conf.br104.nonsense = 1",
+        "NETIF=\"ifname=eth0,bridge=br104;ifname=eth0\"",
+        "IP_ADDRESS=\"10.0.0.1 ::1 x\"",
+        "BONDING_OPTS=\"mode=9 miimon=x arp_ip_target=1.2.3.4,::\"",
+    ];
+    let scratch = tempfile::tempdir().expect("tempdir");
+    for seed in 1..=200u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let host = dir().join(HOSTS[rng.below(HOSTS.len())]);
+        let mut list = Vec::new();
+        files(&host, Path::new(""), &mut list);
+        let root = scratch.path().join(format!("h{seed}"));
+        copy_tree(&host, &root, &list);
+        for _ in 0..1 + rng.below(4) {
+            let victim = root.join(&list[rng.below(list.len())]);
+            let text = std::fs::read_to_string(&victim).expect("read");
+            let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+            if lines.is_empty() {
+                lines.push(String::new());
+            }
+            let at = rng.below(lines.len());
+            match rng.below(4) {
+                0 => lines.insert(at, junk[rng.below(junk.len())].to_string()),
+                1 => {
+                    let cut = rng.below(lines[at].len() + 1);
+                    let mut line = lines[at].clone();
+                    while !line.is_char_boundary(cut.min(line.len())) {
+                        line.pop();
+                    }
+                    line.truncate(cut.min(line.len()));
+                    lines[at] = line;
+                }
+                2 => lines[at].push_str(junk[rng.below(junk.len())]),
+                _ => {
+                    let other = rng.below(lines.len());
+                    lines.swap(at, other);
+                }
+            }
+            std::fs::write(&victim, lines.join("\n")).expect("write");
+        }
+        if let Err(e) = import(&root) {
+            let dump: Vec<String> = list
+                .iter()
+                .map(|f| {
+                    format!(
+                        "--- {}\n{}",
+                        f.display(),
+                        std::fs::read_to_string(root.join(f)).unwrap_or_default()
+                    )
+                })
+                .collect();
+            panic!("seed {seed}: {e}\n{}", dump.join("\n"));
+        }
+        std::fs::remove_dir_all(&root).expect("clean");
+    }
+}

@@ -64,14 +64,12 @@ fn host_toml(source: &Path, imported: &Imported) -> Result<String, RenderError> 
     let host = &imported.host;
     let mut arrays: Vec<(&str, Vec<Entry>)> = Vec::new();
     macro_rules! array {
-        ($name:literal, $list:expr, $ty:ty, $default:literal, $layout:expr) => {{
+        ($name:literal, $list:expr, $ty:ty, $default:literal, $keep:expr) => {{
             let d = defaults::<$ty>($default)?;
             let mut entries = Vec::new();
             for (n, v) in $list.iter().enumerate() {
                 let mut t = fragment::table(v)?;
-                fragment::prune(&mut t, &d, &["name"]);
-                #[allow(clippy::redundant_closure_call)]
-                ($layout)(&mut t);
+                fragment::prune(&mut t, &d, $keep);
                 let at = imported.origins.get($name).and_then(|o| o.get(n));
                 entries.push(Entry {
                     comment: comment(at, &v.name),
@@ -86,28 +84,28 @@ fn host_toml(source: &Path, imported: &Imported) -> Result<String, RenderError> 
         host.bond,
         netcfg::model::Bond,
         "name = \"\"\nmode = \"balance-rr\"",
-        |_: &mut Table| {}
+        &["name", "mode"]
     );
     array!(
         "vlan",
         host.vlan,
         netcfg::model::Vlan,
         "name = \"\"\nlink = \"\"\nid = 1",
-        |_: &mut Table| {}
+        &["name", "link", "id"]
     );
     array!(
         "bridge",
         host.bridge,
         netcfg::model::Bridge,
         "name = \"\"",
-        |_: &mut Table| {}
+        &["name"]
     );
     array!(
         "ethernet",
         host.ethernet,
         netcfg::model::Ethernet,
         "name = \"\"",
-        |_: &mut Table| {}
+        &["name"]
     );
     let mut routes = Vec::new();
     for (n, r) in host.route.iter().enumerate() {

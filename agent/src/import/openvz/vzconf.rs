@@ -413,9 +413,20 @@ fn assign(out: &mut ImportedVe, file: &Path, a: &Assignment, report: &mut Report
                 return;
             }
             let bytes = match limit.parse::<u64>() {
-                Ok(pages) => Ok(ByteSize(pages.saturating_mul(4096))),
+                Ok(pages) => pages
+                    .checked_mul(4096)
+                    .map(ByteSize)
+                    .ok_or_else(|| format!("{pages} pages is beyond any memory size")),
                 Err(_) => limit.parse::<ByteSize>(),
             };
+            // TOML integers are i64: a larger limit is no limit in practice.
+            let bytes = bytes.and_then(|b| {
+                if b.0 > i64::MAX as u64 {
+                    Err(format!("{limit:?} is beyond any memory size"))
+                } else {
+                    Ok(b)
+                }
+            });
             match bytes {
                 Ok(b) => {
                     ve.memory_limit = Some(b);
