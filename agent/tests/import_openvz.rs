@@ -325,3 +325,22 @@ fn mutated_hosts_never_break_the_importer() {
         std::fs::remove_dir_all(&root).expect("clean");
     }
 }
+
+#[test]
+fn a_root_without_openvz_files_is_refused() {
+    let empty = tempfile::tempdir().expect("tempdir");
+    let run = vznet(&[
+        "import",
+        "openvz",
+        "--root",
+        empty.path().to_str().expect("utf-8"),
+        "--json",
+    ]);
+    assert_eq!(run.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout).expect("json");
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["error"].as_str().expect("error").contains("--root"),
+        "{v}"
+    );
+}

@@ -80,9 +80,9 @@ pub enum ImportCommand {
     /// limits, commands in up/down lines, DHCP...). "changed" lines name what is
     /// carried but done differently; "no effect" lines what does nothing here.
     ///
-    /// EXIT STATUS: 0 imported; 2 --strict and something is not carried
-    /// (nothing is written then); 1 the output cannot be written (an existing
-    /// file is never overwritten).
+    /// EXIT STATUS: 0 imported; 2 no OpenVZ or network file under --root, or
+    /// --strict and something is not carried (nothing is written then); 1 the
+    /// output cannot be written (an existing file is never overwritten).
     ///
     /// EXAMPLES
     ///   vznet import openvz                          # this host: files on stdout
@@ -153,24 +153,25 @@ pub fn run(cmd: &ImportCommand, json: bool) -> anyhow::Result<ExitCode> {
             };
             match keepalived::import(&args.file, &options) {
                 Ok(outcome) => deliver(&outcome, args.out.as_deref(), args.strict, json),
-                Err(keepalived::ImportError::Read(e)) => {
-                    if json {
-                        println!(
-                            "{}",
-                            serde_json::json!({ "ok": false, "error": e.to_string() })
-                        );
-                    }
-                    eprintln!("error: {e}");
-                    Ok(ExitCode::from(crate::cli::EXIT_INVALID))
-                }
+                Err(keepalived::ImportError::Read(e)) => Ok(refuse_input(&e.to_string(), json)),
                 Err(e) => Err(e.into()),
             }
         }
-        ImportCommand::Openvz(args) => {
-            let outcome = openvz::import(&args.root)?;
-            deliver(&outcome, args.out.as_deref(), args.strict, json)
-        }
+        ImportCommand::Openvz(args) => match openvz::import(&args.root) {
+            Ok(outcome) => deliver(&outcome, args.out.as_deref(), args.strict, json),
+            Err(e @ openvz::ImportError::Nothing(_)) => Ok(refuse_input(&e.to_string(), json)),
+            Err(e) => Err(e.into()),
+        },
     }
+}
+
+/// Reports input that cannot be imported at all; exit 2.
+fn refuse_input(error: &str, json: bool) -> ExitCode {
+    if json {
+        println!("{}", serde_json::json!({ "ok": false, "error": error }));
+    }
+    eprintln!("error: {error}");
+    ExitCode::from(crate::cli::EXIT_INVALID)
 }
 
 /// Prints or writes an outcome and its report; the exit code.

@@ -29,8 +29,19 @@ use super::Outcome;
 
 pub use render::RenderError;
 
+/// Why an import failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// None of the files an OpenVZ host has is under the root.
+    #[error("{0}: no OpenVZ or network files under it (etc/vz/vz.conf, etc/vz/conf/*.conf, etc/sysconfig/network-scripts, etc/network/interfaces, etc/sysctl.conf): is --root the host's root folder?")]
+    Nothing(std::path::PathBuf),
+    /// The importer produced something vznet cannot read (a bug).
+    #[error(transparent)]
+    Render(#[from] RenderError),
+}
+
 /// Imports the OpenVZ host whose files are under `root`.
-pub fn import(root_dir: &Path) -> Result<Outcome, RenderError> {
+pub fn import(root_dir: &Path) -> Result<Outcome, ImportError> {
     let mut report = Report::default();
     let root = Root::new(root_dir);
     let global = vzconf::global(&root, &mut report);
@@ -45,6 +56,9 @@ pub fn import(root_dir: &Path) -> Result<Outcome, RenderError> {
         .into_iter()
         .filter_map(|id| vzconf::ve(&root, id, &global, &mut report))
         .collect();
+    if root.files_read() == 0 {
+        return Err(ImportError::Nothing(root.dir().to_path_buf()));
+    }
     let (mut host, origins) = netdef::host_config(&net, &mut report);
     let neighbour_at = global.neighbour_devs.as_ref().map(|(_, at)| at.clone());
     if let Some((value, at)) = &global.neighbour_devs {

@@ -13,6 +13,8 @@ const MAX_FILE: u64 = 1 << 20;
 #[derive(Debug, Clone)]
 pub struct Root {
     dir: PathBuf,
+    /// How many files were read.
+    read: std::cell::Cell<usize>,
 }
 
 impl Root {
@@ -20,6 +22,7 @@ impl Root {
     pub fn new(dir: &Path) -> Root {
         Root {
             dir: dir.to_path_buf(),
+            read: std::cell::Cell::new(0),
         }
     }
 
@@ -43,9 +46,14 @@ impl Root {
         out
     }
 
-    /// Whether `rel` exists.
-    pub fn exists(&self, rel: &str) -> bool {
-        self.dir.join(rel).exists()
+    /// How many files were read so far.
+    pub fn files_read(&self) -> usize {
+        self.read.get()
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The text of `rel` and its shown path; None when it does not exist (or
@@ -65,6 +73,7 @@ impl Root {
         match result {
             Ok(bytes) => {
                 report.file_read(&shown);
+                self.read.set(self.read.get() + 1);
                 Some((String::from_utf8_lossy(&bytes).into_owned(), shown))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
