@@ -3,8 +3,47 @@
 //! that equal vznet's defaults left out unless the importer keeps them on purpose
 //! (where the source tool's default differs from vznet's).
 
+use std::path::{Path, PathBuf};
+
+use netcfg::model::{Config, ConfigError, HostConfig, SourceFile, VeConfig, VeFile};
 use serde::Serialize;
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, Value};
+
+/// Rendering failed: a bug of an importer, never the input's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// A value did not serialize.
+    #[error("cannot write the settings as TOML: {0}")]
+    Serialize(#[from] toml_edit::ser::Error),
+    /// The text did not read back.
+    #[error("the written TOML does not read back: {0}")]
+    ReadBack(String),
+}
+
+/// What `vznet check` would say about a config folder holding `host_toml` and
+/// `ves` (ve/ID.toml texts): netcfg's own validation, run on the texts. Error
+/// locations name `host.toml` and `ve/ID.toml`.
+pub fn check(host_toml: &str, ves: &[(u32, String)]) -> Result<Vec<ConfigError>, RenderError> {
+    let host: HostConfig =
+        toml::from_str(host_toml).map_err(|e| RenderError::ReadBack(format!("host.toml: {e}")))?;
+    let mut files = Vec::new();
+    for (id, text) in ves {
+        let ve: VeConfig = toml::from_str(text)
+            .map_err(|e| RenderError::ReadBack(format!("ve/{id}.toml: {e}")))?;
+        files.push(VeFile {
+            ve,
+            source: SourceFile::new(&PathBuf::from(format!("ve/{id}.toml")), text.clone()),
+        });
+    }
+    let config = Config {
+        dir: PathBuf::from("."),
+        host,
+        host_source: SourceFile::new(Path::new("host.toml"), host_toml.to_string()),
+        ves: files,
+        warnings: Vec::new(),
+    };
+    Ok(config.validate().err().map(|e| e.0).unwrap_or_default())
+}
 
 /// One table of the fragment and the comment above it.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use netcfg::model::{Config, HostConfig, SourceFile, VeConfig, VeFile};
+use netcfg::model::{HostConfig, VeConfig};
 use toml_edit::Table;
 
 use super::netdef::{At, Origins};
@@ -14,16 +14,7 @@ use super::vzconf::ImportedVe;
 use crate::import::fragment::{self, Entry};
 use crate::import::report::{Kind, Report};
 
-/// The rendering failed: a bug of the importer, never the input's fault.
-#[derive(Debug, thiserror::Error)]
-pub enum RenderError {
-    /// A value did not serialize.
-    #[error("cannot write the settings as TOML: {0}")]
-    Serialize(#[from] toml_edit::ser::Error),
-    /// The text did not read back.
-    #[error("the written TOML does not read back: {0}")]
-    ReadBack(String),
-}
+pub use crate::import::fragment::RenderError;
 
 /// Everything imported, before rendering.
 #[derive(Debug)]
@@ -236,28 +227,8 @@ pub fn render_valid(
 ) -> Result<Rendered, RenderError> {
     loop {
         let rendered = render(source, imported)?;
-        let host: HostConfig = toml::from_str(&rendered.host_toml)
-            .map_err(|e| RenderError::ReadBack(format!("host.toml: {e}")))?;
-        let mut ves = Vec::new();
-        for (id, text) in &rendered.ves {
-            let ve: VeConfig = toml::from_str(text)
-                .map_err(|e| RenderError::ReadBack(format!("ve/{id}.toml: {e}")))?;
-            ves.push(VeFile {
-                ve,
-                source: SourceFile::new(&PathBuf::from(format!("ve/{id}.toml")), text.clone()),
-            });
-        }
-        let config = Config {
-            dir: PathBuf::from("."),
-            host,
-            host_source: SourceFile::new(Path::new("host.toml"), rendered.host_toml.clone()),
-            ves,
-            warnings: Vec::new(),
-        };
-        let Err(errors) = config.validate() else {
-            return Ok(rendered);
-        };
-        let Some(e) = errors.0.into_iter().next() else {
+        let errors = fragment::check(&rendered.host_toml, &rendered.ves)?;
+        let Some(e) = errors.into_iter().next() else {
             return Ok(rendered);
         };
         let file = e.location.file.to_string_lossy().to_string();
