@@ -7,6 +7,7 @@
 //! [`render`] writes them and proves `vznet check` accepts them. Nothing here
 //! looks at the kernel: the files may be a copy of another host's.
 
+pub mod bonding;
 pub mod ifcfg;
 pub mod ifupdown;
 pub mod modprobe;
