@@ -360,7 +360,7 @@ fn assign(out: &mut ImportedVe, file: &Path, a: &Assignment, report: &mut Report
                 .filter(|s| !s.trim().is_empty())
                 .enumerate()
             {
-                if let Some(netif) = netif(spec.trim(), file, a.line, report) {
+                if let Some(netif) = netif(ve.id, spec.trim(), file, a.line, report) {
                     ve.netif.push(netif);
                     out.netif_at.push(at.clone());
                 } else {
@@ -443,7 +443,7 @@ fn assign(out: &mut ImportedVe, file: &Path, a: &Assignment, report: &mut Report
 }
 
 /// One NETIF entry: `ifname=eth0,mac=...,host_ifname=...,host_mac=...,bridge=...`.
-fn netif(spec: &str, file: &Path, line: u32, report: &mut Report) -> Option<Netif> {
+fn netif(id: u32, spec: &str, file: &Path, line: u32, report: &mut Report) -> Option<Netif> {
     let mut n = Netif::default();
     for field in spec.split(',') {
         let (k, v) = field.split_once('=').unwrap_or((field, ""));
@@ -471,5 +471,22 @@ fn netif(spec: &str, file: &Path, line: u32, report: &mut Report) -> Option<Neti
             _ => report.add(file, line, format!("NETIF {k}"), Kind::NotCarried, "vznet's netif has no such field"),
         }
     }
-    (!n.name.is_empty()).then_some(n)
+    if n.name.is_empty() {
+        return None;
+    }
+    // vzctl names a host end without host_ifname after the VE end's number
+    // (eth1 -> vethID.1), vznet's default after the netif's position: write
+    // vzctl's name so the host keeps the names it had.
+    if n.host_name.is_none() {
+        let digits: String = n
+            .name
+            .chars()
+            .skip_while(|c| !c.is_ascii_digit())
+            .take_while(char::is_ascii_digit)
+            .collect();
+        if !digits.is_empty() {
+            n.host_name = Some(format!("veth{id}.{digits}"));
+        }
+    }
+    Some(n)
 }
