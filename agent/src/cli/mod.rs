@@ -38,7 +38,8 @@ EXAMPLES
   vznet plan --config-dir /etc/vznet
   vznet apply --config-dir /etc/vznet --json
   vznet show
-  vznet import keepalived /etc/keepalived/keepalived.conf --out /etc/vznet.new";
+  vznet import keepalived /etc/keepalived/keepalived.conf --out /etc/vznet.new
+  vznet import openvz --out /etc/vznet.new";
 
 /// Declarative networking for container hosts: bridges, veth pairs into VE network
 /// namespaces, routed (venet) VEs, bonds, VLANs, addresses, routes and sysctls,
@@ -111,8 +112,8 @@ pub enum Command {
     /// A fleet of hosts driven from etcd: push a host's config, get it back,
     /// list every host's status, move a VE between hosts.
     Fleet(Box<crate::fleet::command::FleetArgs>),
-    /// Turn another tool's config into vznet's (keepalived.conf); reports what
-    /// is not carried over.
+    /// Turn another tool's config into vznet's (keepalived.conf, an OpenVZ
+    /// host); reports what is not carried over.
     Import {
         /// The source format.
         #[command(subcommand)]

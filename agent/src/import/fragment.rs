@@ -3,8 +3,47 @@
 //! that equal vznet's defaults left out unless the importer keeps them on purpose
 //! (where the source tool's default differs from vznet's).
 
+use std::path::{Path, PathBuf};
+
+use netcfg::model::{Config, ConfigError, HostConfig, SourceFile, VeConfig, VeFile};
 use serde::Serialize;
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, Value};
+
+/// Rendering failed: a bug of an importer, never the input's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// A value did not serialize.
+    #[error("cannot write the settings as TOML: {0}")]
+    Serialize(#[from] toml_edit::ser::Error),
+    /// The text did not read back.
+    #[error("the written TOML does not read back: {0}")]
+    ReadBack(String),
+}
+
+/// What `vznet check` would say about a config folder holding `host_toml` and
+/// `ves` (ve/ID.toml texts): netcfg's own validation, run on the texts. Error
+/// locations name `host.toml` and `ve/ID.toml`.
+pub fn check(host_toml: &str, ves: &[(u32, String)]) -> Result<Vec<ConfigError>, RenderError> {
+    let host: HostConfig =
+        toml::from_str(host_toml).map_err(|e| RenderError::ReadBack(format!("host.toml: {e}")))?;
+    let mut files = Vec::new();
+    for (id, text) in ves {
+        let ve: VeConfig = toml::from_str(text)
+            .map_err(|e| RenderError::ReadBack(format!("ve/{id}.toml: {e}")))?;
+        files.push(VeFile {
+            ve,
+            source: SourceFile::new(&PathBuf::from(format!("ve/{id}.toml")), text.clone()),
+        });
+    }
+    let config = Config {
+        dir: PathBuf::from("."),
+        host,
+        host_source: SourceFile::new(Path::new("host.toml"), host_toml.to_string()),
+        ves: files,
+        warnings: Vec::new(),
+    };
+    Ok(config.validate().err().map(|e| e.0).unwrap_or_default())
+}
 
 /// One table of the fragment and the comment above it.
 #[derive(Debug, Clone)]
@@ -120,8 +159,38 @@ fn tidy(table: &mut Table) {
 
 /// The document: a header comment, then each `[[name]]` array in the order given.
 pub fn document(header: &[String], arrays: Vec<(&str, Vec<Entry>)>) -> DocumentMut {
+    document_with(header, Vec::new(), arrays)
+}
+
+/// [`document`] with plain `[name]` tables (`[sysctl]`) before the arrays; an
+/// empty one is left out.
+pub fn document_with(
+    header: &[String],
+    tables: Vec<(&str, Entry)>,
+    arrays: Vec<(&str, Vec<Entry>)>,
+) -> DocumentMut {
     let mut doc = DocumentMut::new();
     let mut first = true;
+    for (name, mut e) in tables {
+        if e.table.is_empty() {
+            continue;
+        }
+        tidy(&mut e.table);
+        let mut prefix = String::new();
+        if first {
+            for line in header {
+                prefix.push_str(&comment_line(line));
+            }
+            first = false;
+        }
+        prefix.push('\n');
+        for line in &e.comment {
+            prefix.push_str(&comment_line(line));
+        }
+        e.table.decor_mut().set_prefix(prefix);
+        e.table.set_implicit(false);
+        doc.insert(name, Item::Table(e.table));
+    }
     for (name, entries) in arrays {
         if entries.is_empty() {
             continue;
@@ -146,6 +215,16 @@ pub fn document(header: &[String], arrays: Vec<(&str, Vec<Entry>)>) -> DocumentM
         doc.insert(name, Item::ArrayOfTables(aot));
     }
     doc
+}
+
+/// A whole file whose keys are `table`'s (a VE file), under a header comment.
+pub fn top_level(header: &[String], mut table: Table) -> String {
+    tidy(&mut table);
+    table.decor_mut().clear();
+    let mut out: String = header.iter().map(|h| comment_line(h)).collect();
+    out.push('\n');
+    out.push_str(&DocumentMut::from(table).to_string());
+    out
 }
 
 /// `# text\n`, with anything that could end the comment made harmless.

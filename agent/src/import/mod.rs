@@ -4,6 +4,7 @@
 
 pub mod fragment;
 pub mod keepalived;
+pub mod openvz;
 pub mod report;
 
 use std::io::Write;
@@ -48,6 +49,65 @@ pub enum ImportCommand {
     ///   vznet import keepalived keepalived.conf --strict --json
     #[command(verbatim_doc_comment)]
     Keepalived(KeepalivedArgs),
+    /// Import an OpenVZ host: its containers (vzctl's vz.conf and CTID.conf)
+    /// into ve/ID.toml, its network files and net.* sysctls into host.toml.
+    ///
+    /// Read under --root (default /), as vzctl 4 and the distribution read them:
+    ///   /etc/vz/vz.conf, /etc/vz/conf/CTID.conf   shell assignments, quoted as
+    ///       the shell quotes ("a b", 'x', \ escapes, $VEID), vz.conf's VE_PRIVATE
+    ///       and VE_LAYOUT the defaults of each CTID.conf; NETIF (ifname, mac,
+    ///       host_ifname, host_mac, bridge), IP_ADDRESS (venet), HOSTNAME,
+    ///       NAMESERVER, SEARCHDOMAIN, ONBOOT, BOOTORDER, VE_PRIVATE (root),
+    ///       CPUUNITS (cpu_weight), PHYSPAGES (memory_limit), NEIGHBOUR_DEVS
+    ///   /etc/sysconfig/network, /etc/sysconfig/network-scripts/ifcfg-*   RHEL:
+    ///       TYPE=Bond/Bridge, MASTER, BONDING_OPTS, VLAN=yes (DEVICE=bond0.136),
+    ///       BRIDGE=, IPADDR[N]/PREFIX[N]/NETMASK[N], IPV6ADDR, GATEWAY, MTU
+    ///   /etc/network/interfaces (and what it sources)   Debian: iface stanzas
+    ///       with address/netmask/gateway, bond-*, vlan-raw-device, bridge_ports
+    ///   /etc/modprobe.conf, /etc/modprobe.d/*.conf, /etc/bonding.cfg
+    ///       `options bonding ...` (every bond's defaults), `alias bond0 bonding`
+    ///       with `options bond0 ...`
+    ///   /etc/sysctl.d/*.conf, /etc/sysctl.conf   net.* keys; per-interface keys
+    ///       go into that interface's sysctl map
+    ///
+    /// The files written pass `vznet check` (the import runs netcfg's own
+    /// checks; an object vznet refuses is dropped and reported). VE files have
+    /// no netns: `vznet ve start` runs and wires the VE. Nothing is read from
+    /// the kernel, so a copy of another host's /etc imports as that host.
+    ///
+    /// Every value that is not carried over is reported on stderr, one line
+    /// each: FILE:LINE: KEY: not carried: WHY (user beancounters, quotas, CPU
+    /// limits, commands in up/down lines, DHCP...). "changed" lines name what is
+    /// carried but done differently; "no effect" lines what does nothing here.
+    ///
+    /// EXIT STATUS: 0 imported; 2 no OpenVZ or network file under --root, or
+    /// --strict and something is not carried (nothing is written then); 1 the
+    /// output cannot be written (an existing file is never overwritten).
+    ///
+    /// EXAMPLES
+    ///   vznet import openvz                          # this host: files on stdout
+    ///   vznet import openvz --out /etc/vznet.new     # host.toml and ve/ID.toml
+    ///   vznet check --config-dir /etc/vznet.new
+    ///   vznet import openvz --root /mnt/oldhost --out /tmp/oldhost --strict
+    ///   vznet import openvz --json | jq '.report[] | select(.kind == "not carried")'
+    #[command(verbatim_doc_comment)]
+    Openvz(OpenvzArgs),
+}
+
+/// `vznet import openvz` arguments.
+#[derive(Debug, Args)]
+pub struct OpenvzArgs {
+    /// The folder the host's files are under (a mounted disk or a copy of
+    /// its /etc).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Write DIR/host.toml and DIR/ve/ID.toml instead of printing them;
+    /// existing files are never overwritten.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Exit 2 and write nothing when anything is not carried over.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// `vznet import keepalived` arguments.
@@ -73,6 +133,8 @@ pub struct KeepalivedArgs {
 pub struct Outcome {
     /// The host.toml tables.
     pub host_toml: String,
+    /// ve/ID.toml files by id (none for importers of host settings only).
+    pub ve_files: Vec<(u32, String)>,
     /// What was not carried, changed, or had no effect.
     pub report: Report,
     /// How many tables of each array.
@@ -91,20 +153,25 @@ pub fn run(cmd: &ImportCommand, json: bool) -> anyhow::Result<ExitCode> {
             };
             match keepalived::import(&args.file, &options) {
                 Ok(outcome) => deliver(&outcome, args.out.as_deref(), args.strict, json),
-                Err(keepalived::ImportError::Read(e)) => {
-                    if json {
-                        println!(
-                            "{}",
-                            serde_json::json!({ "ok": false, "error": e.to_string() })
-                        );
-                    }
-                    eprintln!("error: {e}");
-                    Ok(ExitCode::from(crate::cli::EXIT_INVALID))
-                }
+                Err(keepalived::ImportError::Read(e)) => Ok(refuse_input(&e.to_string(), json)),
                 Err(e) => Err(e.into()),
             }
         }
+        ImportCommand::Openvz(args) => match openvz::import(&args.root) {
+            Ok(outcome) => deliver(&outcome, args.out.as_deref(), args.strict, json),
+            Err(e @ openvz::ImportError::Nothing(_)) => Ok(refuse_input(&e.to_string(), json)),
+            Err(e) => Err(e.into()),
+        },
     }
+}
+
+/// Reports input that cannot be imported at all; exit 2.
+fn refuse_input(error: &str, json: bool) -> ExitCode {
+    if json {
+        println!("{}", serde_json::json!({ "ok": false, "error": error }));
+    }
+    eprintln!("error: {error}");
+    ExitCode::from(crate::cli::EXIT_INVALID)
 }
 
 /// Prints or writes an outcome and its report; the exit code.
@@ -116,7 +183,7 @@ pub fn deliver(
 ) -> anyhow::Result<ExitCode> {
     let refused = strict && outcome.report.loses_something();
     let written = match (out, refused) {
-        (Some(dir), false) => Some(write_host_toml(dir, &outcome.host_toml)?),
+        (Some(dir), false) => Some(write_files(dir, outcome)?),
         _ => None,
     };
     if json {
@@ -126,17 +193,46 @@ pub fn deliver(
             "counts": outcome.counts.iter().map(|(k, n)| (k.to_string(), serde_json::json!(n))).collect::<serde_json::Map<_, _>>(),
         });
         match &written {
-            Some(path) => v["written"] = serde_json::json!(path),
-            None if !refused => v["host_toml"] = serde_json::json!(outcome.host_toml),
+            Some(paths) => {
+                v["written"] = serde_json::json!(paths[0]);
+                if !outcome.ve_files.is_empty() {
+                    v["written_ve"] = serde_json::json!(paths[1..]);
+                }
+            }
+            None if !refused => {
+                v["host_toml"] = serde_json::json!(outcome.host_toml);
+                if !outcome.ve_files.is_empty() {
+                    v["ve"] = outcome
+                        .ve_files
+                        .iter()
+                        .map(|(id, text)| (id.to_string(), serde_json::json!(text)))
+                        .collect::<serde_json::Map<_, _>>()
+                        .into();
+                }
+            }
             None => {}
         }
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         eprint!("{}", outcome.report.to_text());
-        if let Some(path) = &written {
-            println!("{}: written ({})", path.display(), summary(outcome));
+        if let Some(paths) = &written {
+            println!("{}: written ({})", paths[0].display(), summary(outcome));
+            for path in &paths[1..] {
+                println!("{}: written", path.display());
+            }
         } else if !refused {
-            std::io::stdout().write_all(outcome.host_toml.as_bytes())?;
+            let mut stdout = std::io::stdout();
+            if outcome.ve_files.is_empty() {
+                stdout.write_all(outcome.host_toml.as_bytes())?;
+            } else {
+                // Several files: each under a line naming it (as `head` does).
+                writeln!(stdout, "# ==> host.toml <==")?;
+                stdout.write_all(outcome.host_toml.as_bytes())?;
+                for (id, text) in &outcome.ve_files {
+                    writeln!(stdout, "\n# ==> ve/{id}.toml <==")?;
+                    stdout.write_all(text.as_bytes())?;
+                }
+            }
         }
         eprintln!("vznet import: {}", tally(&outcome.report));
     }
@@ -152,7 +248,10 @@ fn summary(outcome: &Outcome) -> String {
         .counts
         .iter()
         .filter(|(_, n)| *n > 0)
-        .map(|(k, n)| format!("{n} [[{k}]]"))
+        .map(|(k, n)| match *k {
+            "ve" => format!("{n} VE files"),
+            _ => format!("{n} [[{k}]]"),
+        })
         .collect();
     if parts.is_empty() {
         "no tables".into()
@@ -171,11 +270,31 @@ fn tally(report: &Report) -> String {
     )
 }
 
-/// Writes DIR/host.toml (never over an existing one) and makes DIR/ve/.
-fn write_host_toml(dir: &Path, text: &str) -> anyhow::Result<PathBuf> {
+/// Writes DIR/host.toml and DIR/ve/ID.toml (never over existing files: none is
+/// written then); the paths, host.toml first.
+fn write_files(dir: &Path, outcome: &Outcome) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir.join("ve"))
         .with_context(|| format!("cannot make {}/ve", dir.display()))?;
-    let path = dir.join("host.toml");
+    let mut files = vec![(dir.join("host.toml"), outcome.host_toml.as_str())];
+    for (id, text) in &outcome.ve_files {
+        files.push((dir.join(format!("ve/{id}.toml")), text.as_str()));
+    }
+    for (path, _) in &files {
+        if path.symlink_metadata().is_ok() {
+            bail!(
+                "{} exists: not overwritten (remove it or choose another --out)",
+                path.display()
+            );
+        }
+    }
+    for (path, text) in &files {
+        write_new(path, text)?;
+    }
+    Ok(files.into_iter().map(|(p, _)| p).collect())
+}
+
+/// Writes a file that must not exist yet.
+fn write_new(path: &Path, text: &str) -> anyhow::Result<()> {
     if path.symlink_metadata().is_ok() {
         bail!(
             "{} exists: not overwritten (remove it or choose another --out)",
@@ -185,9 +304,9 @@ fn write_host_toml(dir: &Path, text: &str) -> anyhow::Result<PathBuf> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .open(&path)
+        .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
     f.write_all(text.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(path)
+    Ok(())
 }

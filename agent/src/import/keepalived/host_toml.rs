@@ -5,9 +5,9 @@
 //! vznet still refuses (a combination keepalived tolerates) is dropped and reported,
 //! with what depended on it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use netcfg::model::{Config, HealthCheck, HostConfig, LbBackend, SourceFile, VirtualServer};
+use netcfg::model::{HealthCheck, LbBackend, VirtualServer};
 use toml_edit::Table;
 use vrrp::settings::{Instance, Script, ScriptCommand, SyncGroup};
 
@@ -38,16 +38,7 @@ const CHECK_KEEP: &[&str] = &[
     "retry_interval_ms",
 ];
 
-/// The rendering failed: a bug of the importer, never the input's fault.
-#[derive(Debug, thiserror::Error)]
-pub enum RenderError {
-    /// A value did not serialize.
-    #[error("cannot write the settings as TOML: {0}")]
-    Serialize(#[from] toml_edit::ser::Error),
-    /// The text did not read back.
-    #[error("the written TOML does not read back: {0}")]
-    ReadBack(String),
-}
+pub use crate::import::fragment::RenderError;
 
 struct Defaults {
     vrrp: Table,
@@ -156,20 +147,8 @@ pub fn render(source: &Path, imported: &Imported) -> Result<String, RenderError>
 
 /// What netcfg's validation says about `text`, as (array, index, key, message).
 fn problems(text: &str) -> Result<Vec<(String, usize, String, String)>, RenderError> {
-    let host: HostConfig =
-        toml::from_str(text).map_err(|e| RenderError::ReadBack(e.to_string()))?;
-    let config = Config {
-        dir: PathBuf::from("."),
-        host,
-        host_source: SourceFile::new(Path::new("host.toml"), text.to_string()),
-        ves: Vec::new(),
-        warnings: Vec::new(),
-    };
-    let Err(errors) = config.validate() else {
-        return Ok(Vec::new());
-    };
     let mut out = Vec::new();
-    for e in errors.0 {
+    for e in fragment::check(text, &[])? {
         let (array, index) =
             object_of(&e.key).ok_or_else(|| RenderError::ReadBack(e.to_string()))?;
         out.push((array, index, e.key.clone(), e.message.clone()));

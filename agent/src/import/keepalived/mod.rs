@@ -65,6 +65,7 @@ pub fn import(path: &Path, options: &Options) -> Result<Outcome, ImportError> {
     ];
     Ok(Outcome {
         host_toml,
+        ve_files: Vec::new(),
         report,
         counts: summary,
     })
