@@ -20,7 +20,7 @@ const GOOD_HOST: &str = "[[bridge]]\nname = \"br0\"\n";
 
 const CASES: &[Case] = &[
     Case { name: "unknown key", host: "[[bridge]]\nname = \"br0\"\ncolour = \"red\"\n", ve: "", at: "host.toml:3:1: bridge[0].colour", says: "unknown field `colour`" },
-    Case { name: "bad CIDR", host: "[[bridge]]\nname = \"br0\"\naddresses = [\"10.0.0.1/33\"]\n", ve: "", at: "host.toml:3:14: bridge[0].addresses[0]", says: "invalid IP address syntax" },
+    Case { name: "bad CIDR", host: "[[bridge]]\nname = \"br0\"\naddresses = [\"10.0.0.1/33\"]\n", ve: "", at: "host.toml:3:14: bridge[0].addresses[0]", says: "prefix length \"33\" is not a number in 0..=32" },
     Case { name: "duplicate name", host: "[[bridge]]\nname = \"br0\"\n[[bridge]]\nname = \"br0\"\n", ve: "", at: "host.toml:4:1: bridge[1].name", says: "duplicate interface name \"br0\"" },
     Case { name: "long name", host: "[[bridge]]\nname = \"bridge-with-a-long-name\"\n", ve: "", at: "host.toml:2:1: bridge[0].name", says: "at most 15" },
     Case { name: "vlan id", host: "[[vlan]]\nname = \"eth9.5000\"\nlink = \"eth9\"\nid = 5000\n", ve: "", at: "host.toml:4:1: vlan[0].id", says: "out of range 1..4094" },

@@ -93,7 +93,7 @@ pub struct FwRule {
     #[serde(default)]
     pub ports: Vec<u16>,
     /// Source prefixes; empty: any.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::address::networks")]
     pub from: Vec<IpNet>,
 }
 
@@ -226,7 +226,7 @@ pub struct Netif {
     #[serde(default)]
     pub bridge: Option<String>,
     /// Addresses inside the VE.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::address::networks")]
     pub addresses: Vec<IpNet>,
     /// Default gateway inside the VE (either family).
     #[serde(default)]
