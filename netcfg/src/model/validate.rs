@@ -1,13 +1,14 @@
 //! Checks that need more than one field: names, uniqueness, references, ranges,
 //! addresses. They read the kernel only to see that named namespaces, links and
-//! sysctls exist (`validate/kernel.rs`).
+//! sysctls exist (`validate/netns.rs`, `validate/used_link.rs`, `sysctl.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 mod address;
-mod kernel;
 mod link;
+mod netns;
 mod text;
+mod used_link;
 mod ve;
 
 pub use address::{check_gateway_address, check_interface_address, check_mac};
@@ -205,9 +206,10 @@ pub(super) fn validate(config: &Config, scope: Scope, errors: &mut Vec<ConfigErr
         }
     }
     link::check_slaves(&mut c, config, &ports);
+    used_link::check_loopback(&mut c, config);
     if scope == Scope::ThisHost {
         let made: BTreeSet<&str> = names.iter().map(|(n, _, _)| n.as_str()).collect();
-        kernel::check_existing_links(&mut c, config, &made);
+        used_link::check_existing(&mut c, config, &made);
     }
 }
 

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::{add_port, check_ifname, kernel, link, Checker, Declared, KeyPath, Ports, SourceFile};
+use super::{add_port, check_ifname, link, netns, Checker, Declared, KeyPath, Ports, SourceFile};
 use crate::model::{Config, Netif, VeConfig, VeFile};
 
 /// The VE-side name of the venet link.
@@ -24,14 +24,14 @@ pub(super) fn check_ves<'a>(
     ports: &mut Ports<'a>,
     names: &mut Vec<(String, &'a SourceFile, KeyPath)>,
 ) {
-    let host_netns = kernel::own_netns();
-    let mut netns_users: BTreeMap<kernel::NetnsId, (u32, Declared)> = BTreeMap::new();
+    let host_netns = netns::own_netns();
+    let mut netns_users: BTreeMap<netns::NetnsId, (u32, Declared)> = BTreeMap::new();
     for file in &config.ves {
         check_id(c, file);
         if let Some(ns) = &file.ve.netns {
             let s = &file.source;
             let p = KeyPath::key("netns");
-            match kernel::netns(ns, host_netns.as_ref()) {
+            match netns::netns(ns, host_netns.as_ref()) {
                 Err(why) => c.error(s, &p, why),
                 Ok(id) => {
                     if let Some((other, at)) = netns_users.get(&id) {
