@@ -62,8 +62,7 @@ pub fn create(
 /// quote or a newline in a value would end it and start keys of its own).
 fn ve_file(id: u32, hostname: Option<&str>, root: &Path, busybox: bool) -> Result<String> {
     let hostname = hostname.map_or_else(|| format!("ve{id}"), str::to_string);
-    netcfg::model::validate::check_hostname(&hostname)
-        .map_err(|e| anyhow::anyhow!("--hostname: {e}"))?;
+    netcfg::model::check_hostname(&hostname).map_err(|e| anyhow::anyhow!("--hostname: {e}"))?;
     let root = root.to_str().with_context(|| {
         format!(
             "{} is not UTF-8: a config file cannot name it",

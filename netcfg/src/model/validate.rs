@@ -12,7 +12,7 @@ mod used_link;
 mod ve;
 
 pub use address::{check_gateway_address, check_interface_address, check_mac};
-pub use ve::{check_hostname, HOSTNAME_MAX, VENET_IFNAME};
+pub use ve::VENET_IFNAME;
 
 use super::{Config, ConfigError, KeyPath, Seg, SourceFile, SysctlValue};
 

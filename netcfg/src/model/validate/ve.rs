@@ -13,9 +13,6 @@ use crate::model::{Config, Netif, VeConfig, VeFile};
 /// The VE-side name of the venet link.
 pub const VENET_IFNAME: &str = "venet0";
 
-/// The kernel's longest host name (`__NEW_UTS_LEN`).
-pub const HOSTNAME_MAX: usize = 64;
-
 /// Every VE file; pushes the host-side names of their links to `names` and their
 /// bridge ports to `ports`.
 pub(super) fn check_ves<'a>(
@@ -236,39 +233,12 @@ fn check_default_routes(c: &mut Checker, s: &SourceFile, ve: &VeConfig) {
     }
 }
 
-/// Why `name` cannot be a VE's host name, if it cannot: RFC 1123 §2.1 labels
-/// (letters, digits, hyphens; not starting or ending with a hyphen; 1 to 63
-/// characters) of at most [`HOSTNAME_MAX`] bytes in all, the kernel's limit.
-pub fn check_hostname(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("host name is empty".into());
-    }
-    if name.len() > HOSTNAME_MAX {
-        return Err(format!(
-            "host name is {} bytes, the kernel allows at most {HOSTNAME_MAX}",
-            name.len()
-        ));
-    }
-    for label in name.split('.') {
-        let ok = (1..=63).contains(&label.len())
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !label.starts_with('-')
-            && !label.ends_with('-');
-        if !ok {
-            return Err(format!(
-                "host name {name:?} is not RFC 1123: dot-separated labels of 1 to 63 letters, digits and inner hyphens"
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// The runtime's keys of a VE file: host name, cgroup limits, firewall and hooks.
 fn check_runtime(c: &mut Checker, s: &SourceFile, ve: &VeConfig) {
-    if let Some(Err(why)) = ve.hostname.as_deref().map(check_hostname) {
-        c.error(s, &KeyPath::key("hostname"), why);
+    // Host name and resolver keys: one definition in the model, which `ve set`
+    // uses too.
+    for (p, message) in ve.runtime_problems() {
+        c.error(s, &p, message);
     }
     if let Some(w) = ve.cpu_weight {
         if !(1..=10_000).contains(&w) {
@@ -324,35 +294,6 @@ fn check_runtime(c: &mut Checker, s: &SourceFile, ve: &VeConfig) {
                 ),
             ),
             Some(_) => {}
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_names_follow_rfc_1123_and_the_kernel_limit() {
-        for good in ["web", "web-1", "1web", "ve101.example.com", &"a".repeat(63)] {
-            assert_eq!(check_hostname(good), Ok(()), "{good}");
-        }
-        let long = format!("{}.{}", "a".repeat(40), "b".repeat(30));
-        for bad in [
-            "",
-            "web\"1",
-            "web\n[netif]",
-            "-web",
-            "web-",
-            "we_b",
-            "web..x",
-            "web.",
-            "w\u{0}b",
-            "wéb",
-            &"a".repeat(64 + 1),
-            &long,
-        ] {
-            assert!(check_hostname(bad).is_err(), "{bad:?}");
         }
     }
 }
