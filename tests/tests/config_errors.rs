@@ -247,3 +247,33 @@ fn ve_namespace_refusals_change_nothing_in_either_namespace() -> Result<()> {
     assert_eq!(before, (snapshot(&host)?, snapshot(&ve)?));
     Ok(())
 }
+
+/// A file in `ve/` that looks like a VE file but is not read (`ve/101.TOML`, an
+/// editor's backup) is named in a warning: never silently ignored, never fatal.
+#[test]
+fn lookalike_ve_files_are_warned_about() -> Result<()> {
+    let lab = Lab::new("config_lookalike")?;
+    let host = lab.host("host")?;
+    let cfg = ConfigDir::new()?;
+    cfg.host(GOOD_HOST)?;
+    cfg.ve(7, "id = 7\n")?;
+    std::fs::write(cfg.path().join("ve/101.TOML"), "id = 101\n")?;
+    std::fs::write(cfg.path().join("ve/7.toml.bak"), "id = 7\n")?;
+    std::fs::write(cfg.path().join("ve/README"), "notes\n")?;
+    let out = vznet(&host, &cfg, &["check"])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let dir = cfg.path().display();
+    for want in [
+        format!(
+            "warning: {dir}/ve/101.TOML:1:1: skipped: VE files must end in \".toml\" (lower case)"
+        ),
+        format!(
+            "warning: {dir}/ve/7.toml.bak:1:1: skipped: only files ending in \".toml\" are read"
+        ),
+    ] {
+        assert!(err.contains(&want), "expected {want:?} in:\n{err}");
+    }
+    assert!(!err.contains("README"), "{err}");
+    Ok(())
+}
