@@ -277,3 +277,29 @@ fn lookalike_ve_files_are_warned_about() -> Result<()> {
     assert!(!err.contains("README"), "{err}");
     Ok(())
 }
+
+/// `check --other-host`: a config for another host is not held to this host's
+/// links (a migration, a fleet member); the rest is checked as ever.
+#[test]
+fn links_of_another_host_are_checked_only_on_it() -> Result<()> {
+    let lab = Lab::new("config_other_host")?;
+    let host = lab.host("host")?;
+    let cfg = ConfigDir::new()?;
+    cfg.host("[[bridge]]\nname = \"br0\"\nports = [\"vz-no-such0\"]\n")?;
+    let out = vznet(&host, &cfg, &["check"])?;
+    assert_eq!(out.status.code(), Some(2));
+    let out = vznet(&host, &cfg, &["check", "--other-host"])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    cfg.host(
+        "[[bridge]]\nname = \"br0\"\nports = [\"vz-no-such0\"]\naddresses = [\"0.0.0.0/8\"]\n",
+    )?;
+    let out = vznet(&host, &cfg, &["check", "--other-host"])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("bridge[0].addresses[0]") && !err.contains("vz-no-such0"),
+        "{err}"
+    );
+    Ok(())
+}

@@ -259,7 +259,10 @@ mod tests {
         let (config, state) = (dir.path().join("etc"), dir.path().join("state"));
         for bad in ["web\"1", "web\n[[netif]]", "-web"] {
             let e = create(&config, &state, 7, "busybox", Some(bad)).expect_err(bad);
-            assert!(format!("{e:#}").contains("--hostname: host name"), "{bad}: {e:#}");
+            assert!(
+                format!("{e:#}").contains("--hostname: host name"),
+                "{bad}: {e:#}"
+            );
         }
         assert!(!config.join("ve/7.toml").exists() && !private(&state, 7).exists());
     }

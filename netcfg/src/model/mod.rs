@@ -287,8 +287,14 @@ impl Config {
     /// Validates again after a caller changed the typed config (the VE runtime
     /// merges live changes of running VEs into it).
     pub fn validate(&self) -> Result<(), ConfigErrors> {
+        self.validate_for(Scope::ThisHost)
+    }
+
+    /// [`Config::validate`] for the host `scope` names: tables translated for
+    /// another host (`vznet import`) are not held to this host's links.
+    pub fn validate_for(&self, scope: Scope) -> Result<(), ConfigErrors> {
         let mut errors = Vec::new();
-        validate::validate(self, Scope::ThisHost, &mut errors);
+        validate::validate(self, scope, &mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
