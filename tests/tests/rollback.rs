@@ -48,13 +48,29 @@ fn snapshots(host: &Host, ves: &[Host]) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// The state once the kernel's own follow-ups are done: a bridge whose first
+/// port comes up gets its IPv6 link-local (and routes) a moment later, on a
+/// loaded machine after the apply has returned. Two equal reads 300 ms apart.
+fn settled(host: &Host, ves: &[Host]) -> Result<Vec<String>> {
+    let mut last = snapshots(host, ves)?;
+    for _ in 0..30 {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let now = snapshots(host, ves)?;
+        if now == last {
+            return Ok(now);
+        }
+        last = now;
+    }
+    Ok(last)
+}
+
 #[test]
 fn kernel_refusal_in_third_of_five_ves_rolls_everything_back() -> Result<()> {
     let lab = Lab::new("rollback_refusal")?;
     let host = lab.host("host")?;
     let cfg = ConfigDir::new()?;
     let ves = five_ves(&lab, &cfg, Some(2))?;
-    let before = snapshots(&host, &ves)?;
+    let before = settled(&host, &ves)?;
     let out = vznet(&host, &cfg, &["apply"])?;
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -65,7 +81,7 @@ fn kernel_refusal_in_third_of_five_ves_rolls_everything_back() -> Result<()> {
     assert!(err.contains("rolled back"), "{err}");
     assert_eq!(
         before,
-        snapshots(&host, &ves)?,
+        settled(&host, &ves)?,
         "kernel differs after rollback"
     );
     Ok(())
@@ -84,7 +100,7 @@ fn netns_missing_at_apply_rolls_everything_back() -> Result<()> {
     std::process::Command::new("ip")
         .args(["netns", "del", ves[2].name()])
         .status()?;
-    let before = snapshots(&host, &[&ves[..2], &ves[3..]].concat())?;
+    let before = settled(&host, &[&ves[..2], &ves[3..]].concat())?;
 
     // Run the engine as vznet would, from a thread inside the host netns.
     let host_ns = std::fs::File::open(host.netns_path())?;
@@ -106,7 +122,7 @@ fn netns_missing_at_apply_rolls_everything_back() -> Result<()> {
     .context("engine")?;
     assert!(result.contains("is not available"), "{result}");
     assert!(result.contains("rolled back"), "{result}");
-    assert_eq!(before, snapshots(&host, &[&ves[..2], &ves[3..]].concat())?);
+    assert_eq!(before, settled(&host, &[&ves[..2], &ves[3..]].concat())?);
     Ok(())
 }
 
@@ -117,7 +133,7 @@ fn successful_apply_then_failing_change_keeps_previous_state() -> Result<()> {
     let cfg = ConfigDir::new()?;
     let ves = five_ves(&lab, &cfg, None)?;
     vznet_ok(&host, &cfg, &["apply"])?;
-    let before = snapshots(&host, &ves)?;
+    let before = settled(&host, &ves)?;
     // Change two VEs: one fine, one refused by the kernel.
     let text = std::fs::read_to_string(cfg.path().join("ve/304.toml"))?;
     cfg.ve(304, &text.replace("10.20.0.14/24", "10.20.0.44/24"))?;
@@ -133,7 +149,7 @@ fn successful_apply_then_failing_change_keeps_previous_state() -> Result<()> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(before, snapshots(&host, &ves)?);
+    assert_eq!(before, settled(&host, &ves)?);
     assert!(ves[4].ping("10.20.0.1"), "the old config still works");
     Ok(())
 }
