@@ -275,6 +275,21 @@ fn lookalike_ve_files_are_warned_about() -> Result<()> {
         assert!(err.contains(&want), "expected {want:?} in:\n{err}");
     }
     assert!(!err.contains("README"), "{err}");
+    let json = vznet(&host, &cfg, &["check", "--json"])?;
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout)?;
+    assert_eq!(
+        (v["ok"].as_bool(), v["ves"].as_u64()),
+        (Some(true), Some(1)),
+        "{v}"
+    );
+    let files: Vec<&str> = v["warnings"]
+        .as_array()
+        .map(|w| w.iter().filter_map(|w| w["file"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        files.len() == 2 && files.iter().any(|f| f.ends_with("ve/101.TOML")),
+        "{v}"
+    );
     Ok(())
 }
 

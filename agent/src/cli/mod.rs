@@ -204,16 +204,7 @@ fn load(cli: &Cli) -> Result<(Config, Desired), ExitCode> {
         }
         Err(errors) => {
             if cli.json {
-                let list: Vec<_> = errors
-                    .0
-                    .iter()
-                    .map(|e| {
-                        serde_json::json!({
-                            "file": e.location.file, "line": e.location.line,
-                            "column": e.location.column, "key": e.key, "message": e.message,
-                        })
-                    })
-                    .collect();
+                let list: Vec<_> = errors.0.iter().map(located_json).collect();
                 println!("{}", serde_json::json!({ "ok": false, "errors": list }));
             }
             for e in &errors.0 {
@@ -223,6 +214,14 @@ fn load(cli: &Cli) -> Result<(Config, Desired), ExitCode> {
             Err(ExitCode::from(EXIT_INVALID))
         }
     }
+}
+
+/// A config error or warning in `--json` output.
+fn located_json(e: &netcfg::model::ConfigError) -> serde_json::Value {
+    serde_json::json!({
+        "file": e.location.file, "line": e.location.line,
+        "column": e.location.column, "key": e.key, "message": e.message,
+    })
 }
 
 fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
@@ -276,7 +275,11 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         if cli.json {
             println!(
                 "{}",
-                serde_json::json!({ "ok": true, "ves": config.ves.len() })
+                serde_json::json!({
+                    "ok": true,
+                    "ves": config.ves.len(),
+                    "warnings": config.warnings.iter().map(located_json).collect::<Vec<_>>(),
+                })
             );
         } else {
             println!(
