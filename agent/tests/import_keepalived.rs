@@ -158,7 +158,7 @@ fn vznet_check(host_toml: &str) -> std::process::Output {
     std::fs::create_dir(dir.path().join("ve")).expect("ve/");
     std::fs::write(dir.path().join("host.toml"), host_toml).expect("host.toml");
     Command::new(VZNET)
-        .args(["check", "--config-dir"])
+        .args(["check", "--other-host", "--config-dir"])
         .arg(dir.path())
         .output()
         .expect("run vznet check")
@@ -271,7 +271,7 @@ fn the_command_prints_writes_refuses_and_reports() {
             &vznet(&["import", "keepalived", sample_s, "--config-id", "high"]).stdout
         )
     );
-    let out = vznet(&["check", "--config-dir", od]);
+    let out = vznet(&["check", "--other-host", "--config-dir", od]);
     assert!(
         out.status.success(),
         "{}",

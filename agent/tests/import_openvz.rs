@@ -74,7 +74,12 @@ fn vznet_check_accepts_every_imported_host() {
             .expect("ve dir")
             .count();
         assert!(ves >= 2, "{host}: {ves} VE files written");
-        let check = vznet(&["check", "--config-dir", target.to_str().expect("utf-8")]);
+        let check = vznet(&[
+            "check",
+            "--other-host",
+            "--config-dir",
+            target.to_str().expect("utf-8"),
+        ]);
         assert!(
             check.status.success(),
             "{host}: vznet check refuses the import: {}{}",

@@ -20,7 +20,7 @@ const GOOD_HOST: &str = "[[bridge]]\nname = \"br0\"\n";
 
 const CASES: &[Case] = &[
     Case { name: "unknown key", host: "[[bridge]]\nname = \"br0\"\ncolour = \"red\"\n", ve: "", at: "host.toml:3:1: bridge[0].colour", says: "unknown field `colour`" },
-    Case { name: "bad CIDR", host: "[[bridge]]\nname = \"br0\"\naddresses = [\"10.0.0.1/33\"]\n", ve: "", at: "host.toml:3:14: bridge[0].addresses[0]", says: "invalid IP address syntax" },
+    Case { name: "bad CIDR", host: "[[bridge]]\nname = \"br0\"\naddresses = [\"10.0.0.1/33\"]\n", ve: "", at: "host.toml:3:14: bridge[0].addresses[0]", says: "prefix length \"33\" is not a number in 0..=32" },
     Case { name: "duplicate name", host: "[[bridge]]\nname = \"br0\"\n[[bridge]]\nname = \"br0\"\n", ve: "", at: "host.toml:4:1: bridge[1].name", says: "duplicate interface name \"br0\"" },
     Case { name: "long name", host: "[[bridge]]\nname = \"bridge-with-a-long-name\"\n", ve: "", at: "host.toml:2:1: bridge[0].name", says: "at most 15" },
     Case { name: "vlan id", host: "[[vlan]]\nname = \"eth9.5000\"\nlink = \"eth9\"\nid = 5000\n", ve: "", at: "host.toml:4:1: vlan[0].id", says: "out of range 1..4094" },
@@ -69,6 +69,41 @@ const CASES: &[Case] = &[
     Case { name: "macvlan mode", host: "[[macvlan]]\nname = \"mv0\"\nlink = \"eth0\"\nmode = \"source\"\n", ve: "", at: "host.toml:4:8: macvlan[0].mode", says: "unknown variant `source`" },
     Case { name: "NIC port down", host: "[[ethernet]]\nname = \"eth1\"\nup = false\n[[bridge]]\nname = \"br0\"\nports = [\"eth1\"]\n", ve: "", at: "host.toml:3:1: ethernet[0].up", says: "must be up" },
     Case { name: "netif port option without a bridge", host: GOOD_HOST, ve: "id = 7\n[[netif]]\nname = \"eth0\"\nisolated = true\n", at: "ve/7.toml:4:1: netif[0].isolated", says: "bridge port option" },
+    Case { name: "unspecified address", host: "[[bridge]]\nname = \"br0\"\naddresses = [\"10.0.0.1/24\", \"0.0.0.0/24\"]\n", ve: "", at: "host.toml:3:29: bridge[0].addresses[1]", says: "0.0.0.0/24 cannot be an interface address: 0.0.0.0 is the unspecified address" },
+    Case { name: "multicast address", host: "[[bridge]]\nname = \"br0\"\naddresses = [\"224.0.0.5/24\"]\n", ve: "", at: "host.toml:3:14: bridge[0].addresses[0]", says: "a multicast address (224.0.0.0/4) is joined, never assigned" },
+    Case { name: "IPv6 multicast address", host: "[[dummy]]\nname = \"d0\"\naddresses = [\"ff02::5/64\"]\n", ve: "", at: "host.toml:3:14: dummy[0].addresses[0]", says: "ff00::/8" },
+    Case { name: "link-local address", host: "[[bridge]]\nname = \"br0\"\naddresses = [\"fe80::5/64\"]\n", ve: "", at: "host.toml:3:14: bridge[0].addresses[0]", says: "IPv6 link-local addresses (fe80::/10) are the kernel's" },
+    Case { name: "link-local venet address", host: GOOD_HOST, ve: "id = 7\n[venet]\naddresses = [\"10.1.0.7\", \"fe80::7\"]\n", at: "ve/7.toml:3:26: venet.addresses[1]", says: "link-local" },
+    Case { name: "limited broadcast address", host: "[[bridge]]\nname = \"br0\"\naddresses = [\"255.255.255.255/32\"]\n", ve: "", at: "host.toml:3:14: bridge[0].addresses[0]", says: "limited broadcast address" },
+    Case { name: "subnet broadcast address", host: "[[bridge]]\nname = \"br0\"\naddresses = [\"10.0.0.255/24\"]\n", ve: "", at: "host.toml:3:14: bridge[0].addresses[0]", says: "broadcast address of its /24 subnet" },
+    Case { name: "loopback address on a bridge", host: "[[bridge]]\nname = \"br0\"\naddresses = [\"127.0.0.2/8\"]\n", ve: "", at: "host.toml:3:14: bridge[0].addresses[0]", says: "loopback address: it belongs on lo only" },
+    Case { name: "loopback address in a VE", host: GOOD_HOST, ve: "id = 7\n[[netif]]\nname = \"eth0\"\naddresses = [\"::1/128\"]\n", at: "ve/7.toml:4:14: netif[0].addresses[0]", says: "loopback" },
+    Case { name: "IPv4-mapped address", host: "[[bridge]]\nname = \"br0\"\naddresses = [\"::ffff:10.0.0.1/96\"]\n", ve: "", at: "host.toml:3:14: bridge[0].addresses[0]", says: "IPv4-mapped" },
+    Case { name: "address twice", host: "[[bridge]]\nname = \"br0\"\naddresses = [\"10.0.0.1/24\", \"10.0.0.1/16\"]\n", ve: "", at: "host.toml:3:29: bridge[0].addresses[1]", says: "10.0.0.1 is listed twice" },
+    Case { name: "leading zero in an address", host: "[[bridge]]\nname = \"br0\"\naddresses = [\"010.0.0.1/8\"]\n", ve: "", at: "host.toml:3:14: bridge[0].addresses[0]", says: "\"010\" has a leading zero" },
+    Case { name: "leading zero in a prefix length", host: "[[bridge]]\nname = \"br0\"\naddresses = [\"10.0.0.1/08\"]\n", ve: "", at: "host.toml:3:14: bridge[0].addresses[0]", says: "prefix length \"08\" has a leading zero" },
+    Case { name: "leading zero in a route", host: "[[route]]\nto = \"10.0.0.0/8\"\nvia = \"192.168.0.01\"\n", ve: "", at: "host.toml:3:7: route[0].via", says: "invalid IP address syntax" },
+    Case { name: "leading zero in a route destination", host: "[[route]]\nto = \"010.0.0.0/8\"\ndev = \"lo\"\n", ve: "", at: "host.toml:2:6: route[0].to", says: "leading zero" },
+    Case { name: "leading zero in a VRRP address", host: "[[vrrp]]\nname = \"VI_1\"\ninterface = \"br0\"\nvrid = 5\nvirtual_ips = [\"10.0.0.010/24\"]\n", ve: "", at: "host.toml:5:16: vrrp[0].virtual_ips[0]", says: "leading zero" },
+    Case { name: "unspecified gateway", host: "[[route]]\nto = \"10.9.0.0/16\"\nvia = \"0.0.0.0\"\n", ve: "", at: "host.toml:3:1: route[0].via", says: "0.0.0.0 cannot be a gateway: it is the unspecified address" },
+    Case { name: "multicast VE gateway", host: GOOD_HOST, ve: "id = 7\n[[netif]]\nname = \"eth0\"\naddresses = [\"10.0.0.7/24\"]\ngateway = \"224.0.0.1\"\n", at: "ve/7.toml:5:1: netif[0].gateway", says: "multicast" },
+    Case { name: "all-zero MAC", host: GOOD_HOST, ve: "id = 7\n[[netif]]\nname = \"eth0\"\nmac = \"00:00:00:00:00:00\"\n", at: "ve/7.toml:4:1: netif[0].mac", says: "all zeros" },
+    Case { name: "all-zero bridge MAC", host: "[[bridge]]\nname = \"br0\"\nmac = \"00:00:00:00:00:00\"\n", ve: "", at: "host.toml:3:1: bridge[0].mac", says: "all zeros" },
+    Case { name: "NUL byte in a name", host: "[[vrrp]]\nname = \"VI\\u0000x\"\ninterface = \"br0\"\nvrid = 5\nvirtual_ips = [\"10.0.0.100/24\"]\n", ve: "", at: "host.toml:2:1: vrrp[0].name", says: "contains a NUL byte" },
+    Case { name: "NUL byte in a hook argument", host: GOOD_HOST, ve: "id = 7\n[hooks]\npre_start = [\"/bin/echo\", \"a\\u0000b\"]\n", at: "ve/7.toml:3:27: hooks.pre_start[1]", says: "contains a NUL byte" },
+    Case { name: "VE id 0", host: GOOD_HOST, ve: "id = 0\n", at: "ve/7.toml:1:1: id", says: "VE id 0 is the host itself" },
+    Case { name: "host name", host: GOOD_HOST, ve: "id = 7\nhostname = \"web_1\"\n", at: "ve/7.toml:2:1: hostname", says: "host name \"web_1\" may hold only letters, digits" },
+    Case { name: "host name too long", host: GOOD_HOST, ve: "id = 7\nhostname = \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.bbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\"\n", at: "ve/7.toml:2:1: hostname", says: "the kernel takes at most 64" },
+    Case { name: "VE netns is the host's", host: GOOD_HOST, ve: "id = 7\nnetns = \"/proc/self/ns/net\"\n", at: "ve/7.toml:2:1: netns", says: "is the host's own network namespace" },
+    Case { name: "VE netns is not a namespace", host: GOOD_HOST, ve: "id = 7\nnetns = \"/etc/hostname\"\n", at: "ve/7.toml:2:1: netns", says: "is not a namespace file" },
+    Case { name: "VE netns of another kind", host: GOOD_HOST, ve: "id = 7\nnetns = \"/proc/self/ns/uts\"\n", at: "ve/7.toml:2:1: netns", says: "not a network namespace" },
+    Case { name: "gateway and venet", host: GOOD_HOST, ve: "id = 7\n[[netif]]\nname = \"eth0\"\naddresses = [\"10.0.0.7/24\"]\ngateway = \"10.0.0.1\"\n[venet]\naddresses = [\"10.1.0.7\"]\n", at: "ve/7.toml:5:1: netif[0].gateway", says: "the VE has an IPv4 default route already ([venet] routes IPv4 through venet0" },
+    Case { name: "two IPv6 gateways", host: GOOD_HOST, ve: "id = 7\n[[netif]]\nname = \"eth0\"\ngateway6 = \"fe80::1\"\n[[netif]]\nname = \"eth1\"\ngateway = \"fe80::2\"\n", at: "ve/7.toml:7:1: netif[1].gateway", says: "IPv6 default route already (netif[0].gateway6 is one" },
+    Case { name: "missing bridge port", host: "[[bridge]]\nname = \"br0\"\nports = [{ name = \"vz-no-such0\" }]\n", ve: "", at: "host.toml:3:12: bridge[0].ports[0].name", says: "no link \"vz-no-such0\" in this host's network namespace" },
+    Case { name: "loopback as a bridge port", host: "[[bridge]]\nname = \"br0\"\nports = [\"lo\"]\n", ve: "", at: "host.toml:3:10: bridge[0].ports[0]", says: "the loopback link cannot be a bridge port" },
+    Case { name: "missing NIC", host: "[[ethernet]]\nname = \"vz-no-such0\"\n", ve: "", at: "host.toml:2:1: ethernet[0].name", says: "no link \"vz-no-such0\"" },
+    Case { name: "missing VLAN lower link", host: "[[vlan]]\nname = \"vz-no-such0.5\"\nlink = \"vz-no-such0\"\nid = 5\n", ve: "", at: "host.toml:3:1: vlan[0].link", says: "no link \"vz-no-such0\"" },
+    Case { name: "missing route device", host: "[[route]]\nto = \"10.9.0.0/16\"\ndev = \"vz-no-such0\"\n", ve: "", at: "host.toml:3:1: route[0].dev", says: "no link \"vz-no-such0\"" },
     Case { name: "TOML syntax", host: "[[bridge]\nname = \"br0\"\n", ve: "", at: "host.toml:1:", says: "" },
 ];
 
@@ -146,6 +181,140 @@ fn bonds_and_vlans_on_a_kernel_without_them_fail_before_any_change() -> Result<(
         before,
         snapshot(&host)?,
         "nothing changed (not even the sysctl)"
+    );
+    Ok(())
+}
+
+/// Refusals that involve a VE's real namespace: with the VE's netns named, each
+/// config would reach both namespaces, and neither may change.
+#[test]
+fn ve_namespace_refusals_change_nothing_in_either_namespace() -> Result<()> {
+    let lab = Lab::new("config_errors_ve")?;
+    let host = lab.host("host")?;
+    let ve = lab.host("ve")?;
+    let (h, v) = (host.name(), ve.name());
+    let wired = |extra: &str| {
+        format!("id = 7\nnetns = \"{v}\"\n[[netif]]\nname = \"eth0\"\nbridge = \"br0\"\naddresses = [\"10.0.0.7/24\"]\n{extra}")
+    };
+    let cases: Vec<(&str, String, Option<String>, String, &str)> = vec![
+        (
+            "the host's netns by name",
+            GOOD_HOST.into(),
+            None,
+            format!("id = 7\nnetns = \"{h}\"\n"),
+            "ve/7.toml:2:1: netns: /run/netns/",
+        ),
+        (
+            "one netns by two paths",
+            GOOD_HOST.into(),
+            Some(format!("id = 8\nnetns = \"/run/netns/{v}\"\n")),
+            format!("id = 7\nnetns = \"{v}\"\n"),
+            "ve/8.toml:2:1: netns: network namespace",
+        ),
+        (
+            "gateway and venet",
+            GOOD_HOST.into(),
+            None,
+            wired("gateway = \"10.0.0.1\"\n[venet]\naddresses = [\"10.1.0.7\"]\n"),
+            "ve/7.toml:7:1: netif[0].gateway: the VE has an IPv4 default route already",
+        ),
+        (
+            "a missing bridge port",
+            "[[bridge]]\nname = \"br0\"\nports = [\"vz-gone0\"]\naddresses = [\"10.0.0.1/24\"]\n"
+                .into(),
+            None,
+            wired(""),
+            "host.toml:3:10: bridge[0].ports[0]: no link \"vz-gone0\"",
+        ),
+    ];
+    let before = (snapshot(&host)?, snapshot(&ve)?);
+    for (name, host_toml, other_ve, ve_toml, at) in cases {
+        let cfg = ConfigDir::new()?;
+        cfg.host(&host_toml)?;
+        cfg.ve(7, &ve_toml)?;
+        if let Some(text) = other_ve {
+            cfg.ve(8, &text)?;
+        }
+        for cmd in ["check", "plan", "apply"] {
+            let out = vznet(&host, &cfg, &[cmd])?;
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{name}: {cmd}: {err}");
+            let want = format!("{}/{at}", cfg.path().display());
+            assert!(err.contains(&want), "{name}: expected {want:?} in:\n{err}");
+            assert!(err.contains("nothing changed"), "{err}");
+        }
+    }
+    assert_eq!(before, (snapshot(&host)?, snapshot(&ve)?));
+    Ok(())
+}
+
+/// A file in `ve/` that looks like a VE file but is not read (`ve/101.TOML`, an
+/// editor's backup) is named in a warning: never silently ignored, never fatal.
+#[test]
+fn lookalike_ve_files_are_warned_about() -> Result<()> {
+    let lab = Lab::new("config_lookalike")?;
+    let host = lab.host("host")?;
+    let cfg = ConfigDir::new()?;
+    cfg.host(GOOD_HOST)?;
+    cfg.ve(7, "id = 7\n")?;
+    std::fs::write(cfg.path().join("ve/101.TOML"), "id = 101\n")?;
+    std::fs::write(cfg.path().join("ve/7.toml.bak"), "id = 7\n")?;
+    std::fs::write(cfg.path().join("ve/README"), "notes\n")?;
+    let out = vznet(&host, &cfg, &["check"])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let dir = cfg.path().display();
+    for want in [
+        format!(
+            "warning: {dir}/ve/101.TOML:1:1: skipped: VE files must end in \".toml\" (lower case)"
+        ),
+        format!(
+            "warning: {dir}/ve/7.toml.bak:1:1: skipped: only files ending in \".toml\" are read"
+        ),
+    ] {
+        assert!(err.contains(&want), "expected {want:?} in:\n{err}");
+    }
+    assert!(!err.contains("README"), "{err}");
+    let json = vznet(&host, &cfg, &["check", "--json"])?;
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout)?;
+    assert_eq!(
+        (v["ok"].as_bool(), v["ves"].as_u64()),
+        (Some(true), Some(1)),
+        "{v}"
+    );
+    let files: Vec<&str> = v["warnings"]
+        .as_array()
+        .map(|w| w.iter().filter_map(|w| w["file"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        files.len() == 2 && files.iter().any(|f| f.ends_with("ve/101.TOML")),
+        "{v}"
+    );
+    Ok(())
+}
+
+/// `check --other-host`: a config for another host is not held to this host's
+/// links (a migration, a fleet member); the rest is checked as ever.
+#[test]
+fn links_of_another_host_are_checked_only_on_it() -> Result<()> {
+    let lab = Lab::new("config_other_host")?;
+    let host = lab.host("host")?;
+    let cfg = ConfigDir::new()?;
+    cfg.host("[[bridge]]\nname = \"br0\"\nports = [\"vz-no-such0\"]\n")?;
+    let out = vznet(&host, &cfg, &["check"])?;
+    assert_eq!(out.status.code(), Some(2));
+    let out = vznet(&host, &cfg, &["check", "--other-host"])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    cfg.host(
+        "[[bridge]]\nname = \"br0\"\nports = [\"vz-no-such0\"]\naddresses = [\"0.0.0.0/8\"]\n",
+    )?;
+    let out = vznet(&host, &cfg, &["check", "--other-host"])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("bridge[0].addresses[0]") && !err.contains("vz-no-such0"),
+        "{err}"
     );
     Ok(())
 }

@@ -175,7 +175,7 @@ fn set_changes_netif_addresses_gateways_venet_and_boot_keys() -> Result<()> {
         "10.61.0.1",
     ])?;
     assert!(
-        code == 2 && err.contains("netif[0].gateway: a second IPv4 default route"),
+        code == 2 && err.contains("netif[0].gateway: the VE has an IPv4 default route already"),
         "{err}"
     );
     // --ipdel all: every venet address (and the venet link) goes.

@@ -82,8 +82,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate the config; touch nothing, read nothing from the kernel but the
-    /// existence of named namespaces and sysctls.
-    Check,
+    /// existence of named namespaces, sysctls and the links the config uses but
+    /// does not make (NICs, bridge ports, bond slaves, lower links, devices).
+    Check {
+        /// The config is for another host (a migration, a fleet member): links
+        /// it uses but does not make need not exist on this one.
+        #[arg(long)]
+        other_host: bool,
+    },
     /// Show what `apply` would change; touch nothing.
     Plan,
     /// Apply the config: create, change and delete only what differs, verify, and
@@ -180,10 +186,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Loads the config or prints its errors; `Err(code)` is the exit code.
 fn load(cli: &Cli) -> Result<(Config, Desired), ExitCode> {
-    let loaded = Config::load(&cli.config_dir).and_then(|mut config| {
-        crate::ve::overlay_running(&mut config, &cli.state_dir)?;
-        Ok(config)
-    });
+    let loaded = if let Command::Check { other_host: true } = cli.command {
+        // This host's running VEs say nothing about another host's config.
+        Config::load_for_other_host(&cli.config_dir)
+    } else {
+        Config::load(&cli.config_dir).and_then(|mut config| {
+            crate::ve::overlay_running(&mut config, &cli.state_dir)?;
+            Ok(config)
+        })
+    };
     match loaded {
         Ok(config) => {
             for w in &config.warnings {
@@ -194,16 +205,7 @@ fn load(cli: &Cli) -> Result<(Config, Desired), ExitCode> {
         }
         Err(errors) => {
             if cli.json {
-                let list: Vec<_> = errors
-                    .0
-                    .iter()
-                    .map(|e| {
-                        serde_json::json!({
-                            "file": e.location.file, "line": e.location.line,
-                            "column": e.location.column, "key": e.key, "message": e.message,
-                        })
-                    })
-                    .collect();
+                let list: Vec<_> = errors.0.iter().map(located_json).collect();
                 println!("{}", serde_json::json!({ "ok": false, "errors": list }));
             }
             for e in &errors.0 {
@@ -213,6 +215,14 @@ fn load(cli: &Cli) -> Result<(Config, Desired), ExitCode> {
             Err(ExitCode::from(EXIT_INVALID))
         }
     }
+}
+
+/// A config error or warning in `--json` output.
+fn located_json(e: &netcfg::model::ConfigError) -> serde_json::Value {
+    serde_json::json!({
+        "file": e.location.file, "line": e.location.line,
+        "column": e.location.column, "key": e.key, "message": e.message,
+    })
 }
 
 fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
@@ -262,11 +272,15 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
-    if let Command::Check = cli.command {
+    if let Command::Check { .. } = cli.command {
         if cli.json {
             println!(
                 "{}",
-                serde_json::json!({ "ok": true, "ves": config.ves.len() })
+                serde_json::json!({
+                    "ok": true,
+                    "ves": config.ves.len(),
+                    "warnings": config.warnings.iter().map(located_json).collect::<Vec<_>>(),
+                })
             );
         } else {
             println!(
@@ -321,7 +335,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => Ok(report_error(cli, &e)),
             },
-            Command::Check
+            Command::Check { .. }
             | Command::Show { .. }
             | Command::Status
             | Command::Ve { .. }

@@ -88,7 +88,7 @@ pub async fn read_host(
 }
 
 /// Validates `files` as a config folder (in a scratch folder, with the loader the
-/// agents use).
+/// agents use; links are not looked for here: the folder is another host's).
 pub fn validate(files: &Files) -> Result<(), ChangeError> {
     let dir = tempfile::tempdir().map_err(|e| ChangeError::Io(e.to_string()))?;
     std::fs::create_dir_all(dir.path().join("ve")).map_err(|e| ChangeError::Io(e.to_string()))?;
@@ -100,7 +100,7 @@ pub fn validate(files: &Files) -> Result<(), ChangeError> {
         folder::write_atomic(&dir.path().join("host.toml"), b"")
             .map_err(|e| ChangeError::Io(e.to_string()))?;
     }
-    Config::load(dir.path())
+    Config::load_for_other_host(dir.path())
         .map(drop)
         .map_err(|e| ChangeError::Invalid(relocate(e, dir.path())))
 }

@@ -32,6 +32,13 @@ pub fn create(
         "VE {id} already has a root at {}",
         root.display()
     );
+    let file = config_dir.join("ve").join(format!("{id}.toml"));
+    // Checked before anything is made: the file must be valid as written.
+    let text = if file.exists() {
+        None
+    } else {
+        Some(ve_file(id, hostname, &root, template == "busybox")?)
+    };
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     let made = if template == "busybox" {
         busybox(&root)
@@ -44,24 +51,33 @@ pub fn create(
         let _ = std::fs::remove_dir_all(&root);
         return Err(e.context(format!("template {template}")));
     }
-    let file = config_dir.join("ve").join(format!("{id}.toml"));
-    if !file.exists() {
+    if let Some(text) = text {
         std::fs::create_dir_all(config_dir.join("ve"))?;
-        let host = hostname.map_or_else(|| format!("ve{id}"), str::to_string);
-        let init = if template == "busybox" {
-            "init = [\"/sbin/init\"]\n"
-        } else {
-            ""
-        };
-        std::fs::write(
-            &file,
-            format!(
-                "id = {id}\nhostname = \"{host}\"\nroot = \"{}\"\n{init}",
-                root.display()
-            ),
-        )?;
+        std::fs::write(&file, text)?;
     }
     Ok(root)
+}
+
+/// A new `ve/ID.toml`, written by toml_edit (never by formatting strings: a
+/// quote or a newline in a value would end it and start keys of its own).
+fn ve_file(id: u32, hostname: Option<&str>, root: &Path, busybox: bool) -> Result<String> {
+    let hostname = hostname.map_or_else(|| format!("ve{id}"), str::to_string);
+    netcfg::model::check_hostname(&hostname).map_err(|e| anyhow::anyhow!("--hostname: {e}"))?;
+    let root = root.to_str().with_context(|| {
+        format!(
+            "{} is not UTF-8: a config file cannot name it",
+            root.display()
+        )
+    })?;
+    let mut doc = toml_edit::DocumentMut::new();
+    doc["id"] = toml_edit::value(i64::from(id));
+    doc["hostname"] = toml_edit::value(hostname);
+    doc["root"] = toml_edit::value(root);
+    if busybox {
+        let init: toml_edit::Array = ["/sbin/init"].into_iter().collect();
+        doc["init"] = toml_edit::value(init);
+    }
+    Ok(doc.to_string())
 }
 
 fn busybox(root: &Path) -> Result<()> {
@@ -228,6 +244,27 @@ mod tests {
         let data: &[u8] = if link.is_some() { b"" } else { b"x\n" };
         b.append(&h, data).expect("append");
         b.into_inner().expect("finish")
+    }
+
+    #[test]
+    fn the_ve_file_is_toml_written_by_toml_edit_and_bad_host_names_make_nothing() {
+        let text =
+            ve_file(7, Some("web-1"), Path::new("/var/lib/vz/\"x\"\n[a]"), true).expect("valid");
+        let ve: netcfg::model::VeConfig = toml::from_str(&text).expect("parses");
+        assert_eq!(ve.id, 7);
+        assert_eq!(ve.hostname.as_deref(), Some("web-1"));
+        assert_eq!(ve.root, Some(PathBuf::from("/var/lib/vz/\"x\"\n[a]")));
+        assert_eq!(ve.init, Some(vec!["/sbin/init".to_string()]));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (config, state) = (dir.path().join("etc"), dir.path().join("state"));
+        for bad in ["web\"1", "web\n[[netif]]", "-web"] {
+            let e = create(&config, &state, 7, "busybox", Some(bad)).expect_err(bad);
+            assert!(
+                format!("{e:#}").contains("--hostname: host name"),
+                "{bad}: {e:#}"
+            );
+        }
+        assert!(!config.join("ve/7.toml").exists() && !private(&state, 7).exists());
     }
 
     #[test]

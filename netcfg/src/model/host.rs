@@ -104,15 +104,10 @@ impl<'de> Deserialize<'de> for RouteDest {
         if s == "default" {
             return Ok(RouteDest::Default);
         }
-        if let Ok(net) = s.parse::<IpNet>() {
-            return Ok(RouteDest::Prefix(net));
-        }
-        s.parse::<IpAddr>()
-            .map(|a| RouteDest::Prefix(IpNet::from(a)))
-            .map_err(|_| {
-                serde::de::Error::custom(format!(
-                    "invalid route destination {s:?}: expected \"default\", an address or a CIDR prefix"
-                ))
+        vrrp::settings::parse_prefix(&s)
+            .map(RouteDest::Prefix)
+            .map_err(|e| {
+                serde::de::Error::custom(format!("invalid route destination: {e}; or \"default\""))
             })
     }
 }

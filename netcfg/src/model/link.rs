@@ -186,7 +186,7 @@ pub struct Bond {
     #[serde(default)]
     pub slaves: Vec<String>,
     /// Addresses on the bond itself.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::address::networks")]
     pub addresses: Vec<IpNet>,
     /// Per-interface sysctls (`forwarding`, `proxy_arp`, `rp_filter`...).
     #[serde(default)]
@@ -232,7 +232,7 @@ pub struct Vlan {
     #[serde(default)]
     pub mtu: Option<u32>,
     /// Addresses on the VLAN link itself.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::address::networks")]
     pub addresses: Vec<IpNet>,
     /// Per-interface sysctls.
     #[serde(default)]
@@ -355,7 +355,7 @@ pub struct Bridge {
     #[serde(default)]
     pub ports: Vec<BridgePort>,
     /// Host addresses on the bridge.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::address::networks")]
     pub addresses: Vec<IpNet>,
     /// Spanning tree on or off (off by default, as `brctl addbr`).
     #[serde(default)]
@@ -435,7 +435,7 @@ pub struct Macvlan {
     #[serde(default)]
     pub mtu: Option<u32>,
     /// Addresses.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::address::networks")]
     pub addresses: Vec<IpNet>,
     /// Per-interface sysctls.
     #[serde(default)]
@@ -472,7 +472,7 @@ pub struct Vxlan {
     #[serde(default)]
     pub mtu: Option<u32>,
     /// Addresses.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::address::networks")]
     pub addresses: Vec<IpNet>,
     /// Per-interface sysctls.
     #[serde(default)]
@@ -492,7 +492,7 @@ pub struct Dummy {
     #[serde(default)]
     pub mtu: Option<u32>,
     /// Addresses.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::address::networks")]
     pub addresses: Vec<IpNet>,
     /// Per-interface sysctls.
     #[serde(default)]
@@ -513,7 +513,7 @@ pub struct Ethernet {
     #[serde(default = "yes")]
     pub up: bool,
     /// Addresses vznet adds (marked as vznet's; others on the link stay).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::address::networks")]
     pub addresses: Vec<IpNet>,
     /// Per-interface sysctls.
     #[serde(default)]

@@ -1,6 +1,7 @@
 //! The desired state: `host.toml` plus `ve/ID.toml` files, loaded, typed and
 //! validated. Every error names file, line, column and key.
 
+mod address;
 mod host;
 pub mod lb;
 mod link;
@@ -29,6 +30,7 @@ pub use link::{
 pub use mac::{MacAddr, MacParseError};
 pub use routing::{table_id, Fwmark, HostVenet, RouteTable, Rule, Selector};
 pub use source::{KeyPath, Location, Seg, SourceFile};
+pub use validate::Scope;
 pub use ve::{
     check_domain, check_hostname, ByteSize, Firewall, FwPolicy, FwProto, FwRule, Hooks, Netif,
     VeConfig, Venet, MAX_NAMESERVERS,
@@ -165,18 +167,25 @@ impl Config {
     /// [`Config::load`], reusing files parsed before that have not changed.
     /// Validation always runs on the whole folder.
     pub fn load_cached(dir: &Path, cache: &mut LoadCache) -> Result<Config, ConfigErrors> {
+        Config::load_scoped(dir, cache, Scope::ThisHost)
+    }
+
+    /// [`Config::load`] of a folder meant for another host (`vznet fleet push`):
+    /// links the config uses are not looked for in this host's kernel.
+    pub fn load_for_other_host(dir: &Path) -> Result<Config, ConfigErrors> {
+        Config::load_scoped(dir, &mut LoadCache::default(), Scope::OtherHost)
+    }
+
+    fn load_scoped(
+        dir: &Path,
+        cache: &mut LoadCache,
+        scope: Scope,
+    ) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
         let mut seen: Vec<PathBuf> = Vec::new();
         let host_path = dir.join("host.toml");
         seen.push(host_path.clone());
-        let (host, host_source) = match load_file(&host_path, cache, true, &mut errors) {
-            Some(Parsed::Host(host, source)) => (*host, source),
-            _ => (
-                HostConfig::default(),
-                SourceFile::new(&host_path, String::new()),
-            ),
-        };
-
+        let host = load_file(&host_path, cache, true, &mut errors);
         let mut ves = Vec::new();
         let mut warnings = Vec::new();
         let ve_dir = dir.join("ve");
@@ -184,39 +193,80 @@ impl Config {
             Ok(entries) => {
                 let mut paths: Vec<PathBuf> = Vec::new();
                 for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
-                    match path.extension().and_then(|x| x.to_str()) {
-                        Some("toml") => paths.push(path),
-                        _ => {
-                            if let Some(why) = skipped_lookalike(&path) {
-                                warnings.push(ConfigError {
-                                    location: Location {
-                                        file: path.clone(),
-                                        line: 1,
-                                        column: 1,
-                                    },
-                                    key: String::new(),
-                                    message: why,
-                                });
-                            }
-                        }
+                    if let Some(w) = ve_file(&path, &mut paths) {
+                        warnings.push(w);
                     }
                 }
                 paths.sort();
                 for path in paths {
                     seen.push(path.clone());
-                    if let Some(Parsed::Ve(ve, source)) =
-                        load_file(&path, cache, false, &mut errors)
-                    {
-                        ves.push(VeFile { ve: *ve, source });
-                    }
+                    ves.extend(load_file(&path, cache, false, &mut errors));
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => errors.push(file_error(&ve_dir, e.to_string())),
         }
         cache.files.retain(|p, _| seen.contains(p));
-        ves.sort_by_key(|f| f.ve.id);
+        Config::assemble(dir, host, ves, warnings, errors, scope)
+    }
 
+    /// The folder `dir` as if `host.toml` held `host` and `ve/` held `ve_files`
+    /// (file name, bytes), with nothing read from disk: parsed, checked and
+    /// validated as [`Config::load`] does. The config fuzz target's entry point.
+    pub fn from_bytes(
+        dir: &Path,
+        host: &[u8],
+        ve_files: &[(&str, &[u8])],
+    ) -> Result<Config, ConfigErrors> {
+        let mut errors = Vec::new();
+        let host = parse_bytes(&dir.join("host.toml"), host, true, &mut errors);
+        let mut warnings = Vec::new();
+        let mut paths = Vec::new();
+        for (name, _) in ve_files {
+            if let Some(w) = ve_file(&dir.join("ve").join(name), &mut paths) {
+                warnings.push(w);
+            }
+        }
+        paths.sort();
+        paths.dedup();
+        let mut ves = Vec::new();
+        for path in paths {
+            let bytes = ve_files
+                .iter()
+                .find(|(name, _)| {
+                    path.file_name()
+                        .is_some_and(|n| n == std::ffi::OsStr::new(name))
+                })
+                .map_or(&[][..], |(_, b)| *b);
+            ves.extend(parse_bytes(&path, bytes, false, &mut errors));
+        }
+        Config::assemble(dir, host, ves, warnings, errors, Scope::ThisHost)
+    }
+
+    /// The parsed files as one config, validated when every file parsed.
+    fn assemble(
+        dir: &Path,
+        host: Option<Parsed>,
+        ves: Vec<Parsed>,
+        warnings: Vec<ConfigError>,
+        mut errors: Vec<ConfigError>,
+        scope: Scope,
+    ) -> Result<Config, ConfigErrors> {
+        let (host, host_source) = match host {
+            Some(Parsed::Host(host, source)) => (*host, source),
+            _ => (
+                HostConfig::default(),
+                SourceFile::new(&dir.join("host.toml"), String::new()),
+            ),
+        };
+        let mut ves: Vec<VeFile> = ves
+            .into_iter()
+            .filter_map(|p| match p {
+                Parsed::Ve(ve, source) => Some(VeFile { ve: *ve, source }),
+                Parsed::Host(..) => None,
+            })
+            .collect();
+        ves.sort_by_key(|f| f.ve.id);
         let config = Config {
             dir: dir.to_path_buf(),
             host,
@@ -225,7 +275,7 @@ impl Config {
             warnings,
         };
         if errors.is_empty() {
-            validate::validate(&config, &mut errors);
+            validate::validate(&config, scope, &mut errors);
         }
         if errors.is_empty() {
             Ok(config)
@@ -237,8 +287,14 @@ impl Config {
     /// Validates again after a caller changed the typed config (the VE runtime
     /// merges live changes of running VEs into it).
     pub fn validate(&self) -> Result<(), ConfigErrors> {
+        self.validate_for(Scope::ThisHost)
+    }
+
+    /// [`Config::validate`] for the host `scope` names: tables translated for
+    /// another host (`vznet import`) are not held to this host's links.
+    pub fn validate_for(&self, scope: Scope) -> Result<(), ConfigErrors> {
         let mut errors = Vec::new();
-        validate::validate(self, &mut errors);
+        validate::validate(self, scope, &mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -250,6 +306,24 @@ impl Config {
     pub fn ve(&self, id: u32) -> Option<&VeConfig> {
         self.ves.iter().map(|f| &f.ve).find(|v| v.id == id)
     }
+}
+
+/// Sorts a file of `ve/` into `read` (names ending in `.toml`), or returns the
+/// warning for a file that looks like one but is not read.
+fn ve_file(path: &Path, read: &mut Vec<PathBuf>) -> Option<ConfigError> {
+    if path.extension().and_then(|x| x.to_str()) == Some("toml") {
+        read.push(path.to_path_buf());
+        return None;
+    }
+    skipped_lookalike(path).map(|why| ConfigError {
+        location: Location {
+            file: path.to_path_buf(),
+            line: 1,
+            column: 1,
+        },
+        key: String::new(),
+        message: why,
+    })
 }
 
 impl VeConfig {
@@ -320,19 +394,14 @@ fn load_file(
             return Some(parsed.clone());
         }
     }
-    let text = match read_text(file) {
-        Ok(t) => t,
+    let bytes = match read_bytes(file) {
+        Ok(b) => b,
         Err(e) => {
             errors.push(file_error(path, e));
             return None;
         }
     };
-    let source = SourceFile::new(path, text);
-    let parsed = if host {
-        parse::<HostConfig>(&source, errors).map(|h| Parsed::Host(Box::new(h), source))
-    } else {
-        parse::<VeConfig>(&source, errors).map(|v| Parsed::Ve(Box::new(v), source))
-    }?;
+    let parsed = parse_bytes(path, &bytes, host, errors)?;
     cache
         .files
         .insert(path.to_path_buf(), (stamp, parsed.clone()));
@@ -374,20 +443,53 @@ fn open(path: &Path) -> Result<(std::fs::File, FileStamp), String> {
     Ok((file, FileStamp::of(&meta)))
 }
 
-/// The text of an opened config file, at most [`MAX_FILE`] bytes (it may grow after
+/// The bytes of an opened config file, at most [`MAX_FILE`] (it may grow after
 /// the check).
-fn read_text(file: std::fs::File) -> Result<String, String> {
+fn read_bytes(file: std::fs::File) -> Result<Vec<u8>, String> {
     use std::io::Read;
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     file.take(MAX_FILE + 1)
-        .read_to_string(&mut text)
+        .read_to_end(&mut bytes)
         .map_err(|e| e.to_string())?;
-    if text.len() as u64 > MAX_FILE {
-        return Err(format!(
-            "more than the {MAX_FILE} bytes a config file may have"
-        ));
+    Ok(bytes)
+}
+
+/// A config file's bytes, parsed: at most [`MAX_FILE`] of them, UTF-8, TOML of
+/// the file's type.
+fn parse_bytes(
+    path: &Path,
+    bytes: &[u8],
+    host: bool,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Parsed> {
+    if bytes.len() as u64 > MAX_FILE {
+        let why = format!("more than the {MAX_FILE} bytes a config file may have");
+        errors.push(file_error(path, why));
+        return None;
     }
-    Ok(text)
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t.to_string(),
+        Err(e) => {
+            let at = e.valid_up_to();
+            let line = bytes[..at].iter().filter(|b| **b == b'\n').count() + 1;
+            errors.push(ConfigError {
+                location: Location {
+                    file: path.to_path_buf(),
+                    line,
+                    column: 1,
+                },
+                key: String::new(),
+                message: format!("not UTF-8 text (byte {at} of the file)"),
+            });
+            return None;
+        }
+    };
+    let source = SourceFile::new(path, text);
+    if host {
+        parse::<HostConfig>(&source, errors).map(|h| Parsed::Host(Box::new(h), source))
+    } else {
+        parse::<VeConfig>(&source, errors).map(|v| Parsed::Ve(Box::new(v), source))
+    }
 }
 
 fn file_error(path: &Path, message: String) -> ConfigError {

@@ -2,7 +2,6 @@
 //! and the host's `[venet]` section (where routed VEs are announced).
 
 use std::fmt;
-use std::net::IpAddr;
 use std::path::Path;
 
 use ipnet::IpNet;
@@ -135,14 +134,9 @@ pub struct Selector(pub IpNet);
 impl<'de> Deserialize<'de> for Selector {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Selector, D::Error> {
         let s = String::deserialize(d)?;
-        s.parse::<IpNet>()
+        vrrp::settings::parse_prefix(&s)
             .map(|n| Selector(n.trunc()))
-            .or_else(|_| s.parse::<IpAddr>().map(|a| Selector(IpNet::from(a))))
-            .map_err(|_| {
-                serde::de::Error::custom(format!(
-                    "invalid prefix {s:?}: expected an address or a CIDR prefix"
-                ))
-            })
+            .map_err(|e| serde::de::Error::custom(format!("invalid prefix: {e}")))
     }
 }
 

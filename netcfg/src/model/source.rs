@@ -108,7 +108,7 @@ impl SourceFile {
 
     /// The span-preserving document; `None` on a TOML syntax error (the typed
     /// parse reports that error).
-    fn doc(&self) -> Option<&Document<String>> {
+    pub(super) fn doc(&self) -> Option<&Document<String>> {
         self.doc
             .get_or_init(|| Document::parse(self.text.clone()).ok())
             .as_ref()

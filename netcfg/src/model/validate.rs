@@ -1,11 +1,31 @@
-//! Checks that need more than one field: names, uniqueness, references, ranges.
-//! They read the kernel only to see that named namespaces and sysctls exist.
+//! Checks that need more than one field: names, uniqueness, references, ranges,
+//! addresses. They read the kernel only to see that named namespaces, links and
+//! sysctls exist (`validate/netns.rs`, `validate/used_link.rs`, `sysctl.rs`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+mod address;
 mod link;
+mod netns;
+mod text;
+mod used_link;
+mod ve;
 
-use super::{Config, ConfigError, KeyPath, SourceFile, SysctlValue};
+pub use address::{check_gateway_address, check_interface_address, check_mac};
+pub use ve::VENET_IFNAME;
+
+use super::{Config, ConfigError, KeyPath, Seg, SourceFile, SysctlValue};
+
+/// Whose kernel the checks may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The config is for this host: the links it uses but does not make must
+    /// exist here.
+    ThisHost,
+    /// The config is for another host (`vznet fleet push`): this host's links
+    /// say nothing about it.
+    OtherHost,
+}
 
 /// The kernel's IFNAMSIZ - 1.
 pub const IFNAME_MAX: usize = 15;
@@ -142,11 +162,14 @@ fn add_port<'a>(
     }
 }
 
-pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
+pub(super) fn validate(config: &Config, scope: Scope, errors: &mut Vec<ConfigError>) {
     let mut c = Checker {
         errors,
         known_sysctls: BTreeMap::new(),
     };
+    for source in std::iter::once(&config.host_source).chain(config.ves.iter().map(|f| &f.source)) {
+        text::check_nul_bytes(&mut c, source);
+    }
     let hs = &config.host_source;
     let host = &config.host;
     // Every interface name vznet creates in the host netns, with where it is declared.
@@ -155,7 +178,6 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
     c.sysctls(hs, &KeyPath::key("sysctl"), &host.sysctl, false);
 
     let mut ports = link::check_host_links(&mut c, config, &mut names);
-    let bridge_names: Vec<&str> = host.bridge.iter().map(|b| b.name.as_str()).collect();
     check_vrrp(&mut c, hs, host);
     check_virtual_servers(&mut c, config);
     for (i, route) in host.route.iter().enumerate() {
@@ -165,144 +187,7 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
     for (path, why) in super::routing::host_problems(host) {
         c.error(hs, &path, why);
     }
-    let mut netns_users: BTreeMap<std::path::PathBuf, (u32, Declared)> = BTreeMap::new();
-    for file in &config.ves {
-        let ve = &file.ve;
-        let s = &file.source;
-        let stem = s.path().file_stem().and_then(|x| x.to_str()).unwrap_or("");
-        if stem != ve.id.to_string() {
-            c.error(
-                s,
-                &KeyPath::key("id"),
-                format!("id {} does not match the file name {stem:?}.toml", ve.id),
-            );
-        }
-        if let Some(ns) = &ve.netns {
-            let path = super::netns_path(ns);
-            if ns.is_empty() || (!ns.starts_with('/') && ns.contains('/')) {
-                c.error(
-                    s,
-                    &KeyPath::key("netns"),
-                    format!("invalid netns {ns:?}: a name under /run/netns or an absolute path"),
-                );
-            } else if !path.exists() {
-                c.error(
-                    s,
-                    &KeyPath::key("netns"),
-                    format!(
-                        "network namespace {ns:?} does not exist ({} is missing)",
-                        path.display()
-                    ),
-                );
-            } else if let Some((other, at)) = netns_users.get(&path) {
-                c.error(
-                    s,
-                    &KeyPath::key("netns"),
-                    format!(
-                        "network namespace {ns:?} is already VE {other}'s (at {})",
-                        at.source.locate(&at.path)
-                    ),
-                );
-            } else {
-                netns_users.insert(
-                    path,
-                    (
-                        ve.id,
-                        Declared {
-                            source: s,
-                            path: KeyPath::key("netns"),
-                        },
-                    ),
-                );
-            }
-        }
-        let mut inner: BTreeMap<&str, KeyPath> = BTreeMap::new();
-        for (n, netif) in ve.netif.iter().enumerate() {
-            let p = KeyPath::key("netif").i(n);
-            c.ifname(s, &p.k("name"), &netif.name);
-            if let Some(first) = inner.insert(&netif.name, p.k("name")) {
-                c.error(
-                    s,
-                    &p.k("name"),
-                    format!(
-                        "duplicate interface name {:?} in this VE (also at {})",
-                        netif.name,
-                        s.locate(&first)
-                    ),
-                );
-            }
-            let host_name = ve.host_ifname(n);
-            let host_path = if netif.host_name.is_some() {
-                p.k("host_name")
-            } else {
-                p.k("name")
-            };
-            if let Err(why) = check_ifname(&host_name) {
-                c.error(s, &host_path, format!("host-side {why}; set host_name"));
-            }
-            names.push((host_name.clone(), s, host_path));
-            for (key, mac) in [("mac", netif.mac), ("host_mac", netif.host_mac)] {
-                if let Some(mac) = mac {
-                    if mac.is_multicast() {
-                        c.error(s, &p.k(key), format!("{mac} is a multicast address"));
-                    }
-                }
-            }
-            if let Some(bridge) = &netif.bridge {
-                if !bridge_names.contains(&bridge.as_str()) {
-                    c.error(
-                        s,
-                        &p.k("bridge"),
-                        format!("no bridge {bridge:?} in {}", hs.path().display()),
-                    );
-                } else {
-                    add_port(&mut c, &mut ports, &host_name, bridge, s, p.k("bridge"));
-                }
-            }
-            let bridge = netif
-                .bridge
-                .as_ref()
-                .and_then(|b| host.bridge.iter().find(|br| &br.name == b));
-            link::check_port(&mut c, s, &p, &netif.port_options(), bridge);
-            link::check_mtu(&mut c, s, &p.k("mtu"), netif.mtu);
-            for (key, gw) in [("gateway", netif.gateway), ("gateway6", netif.gateway6)] {
-                let Some(gw) = gw else { continue };
-                if let Err(why) = check_gateway(netif, key, gw) {
-                    c.error(s, &p.k(key), why);
-                }
-            }
-            c.sysctls(s, &p.k("sysctl"), &netif.sysctl, true);
-        }
-        if let Some(venet) = &ve.venet {
-            let p = KeyPath::key("venet");
-            if venet.addresses.is_empty() {
-                c.error(
-                    s,
-                    &p.k("addresses"),
-                    "venet needs at least one address".into(),
-                );
-            }
-            let host_name = ve.venet_host_ifname();
-            let hp = if venet.host_name.is_some() {
-                p.k("host_name")
-            } else {
-                p.clone()
-            };
-            if let Err(why) = check_ifname(&host_name) {
-                c.error(s, &hp, format!("host-side {why}; set host_name"));
-            }
-            names.push((host_name, s, hp));
-            link::check_mtu(&mut c, s, &p.k("mtu"), venet.mtu);
-            if inner.contains_key(VENET_IFNAME) {
-                c.error(
-                    s,
-                    &p,
-                    format!("{VENET_IFNAME:?} is the venet interface's name; rename the netif"),
-                );
-            }
-        }
-        check_ve_runtime(&mut c, s, ve);
-    }
+    ve::check_ves(&mut c, config, &mut ports, &mut names);
 
     // Names vznet creates in the host netns must be unique.
     let mut seen: BTreeMap<&str, (&SourceFile, &KeyPath)> = BTreeMap::new();
@@ -321,6 +206,11 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
         }
     }
     link::check_slaves(&mut c, config, &ports);
+    used_link::check_loopback(&mut c, config);
+    if scope == Scope::ThisHost {
+        let made: BTreeSet<&str> = names.iter().map(|(n, _, _)| n.as_str()).collect();
+        used_link::check_existing(&mut c, config, &made);
+    }
 }
 
 /// The VRRP tables: the vrrp crate checks them and names the field; interface names
@@ -363,98 +253,6 @@ fn check_vrrp(c: &mut Checker, s: &SourceFile, host: &super::HostConfig) {
     }
 }
 
-/// The runtime's keys of a VE file: cgroup limits and hooks.
-fn check_ve_runtime(c: &mut Checker, s: &SourceFile, ve: &super::VeConfig) {
-    if let Some(w) = ve.cpu_weight {
-        if !(1..=10_000).contains(&w) {
-            c.error(
-                s,
-                &KeyPath::key("cpu_weight"),
-                format!("cpu_weight {w} is out of range 1..10000 (default 100)"),
-            );
-        }
-    }
-    if let Some(m) = ve.memory_limit {
-        if m.0 < 1 << 20 {
-            c.error(
-                s,
-                &KeyPath::key("memory_limit"),
-                format!("memory_limit {} bytes is below 1M: no VE runs in that", m.0),
-            );
-        }
-    }
-    if let Some(fw) = &ve.firewall {
-        for (i, r) in fw.allow.iter().enumerate() {
-            let p = KeyPath::key("firewall").k("allow").i(i);
-            if !r.ports.is_empty() && !matches!(r.proto, super::FwProto::Tcp | super::FwProto::Udp)
-            {
-                c.error(
-                    s,
-                    &p.k("ports"),
-                    "ports need proto = \"tcp\" or \"udp\"".into(),
-                );
-            }
-            if r.ports.contains(&0) {
-                c.error(s, &p.k("ports"), "port 0 is not a port".into());
-            }
-        }
-    }
-    for (key, argv) in ve.hooks.each() {
-        let p = KeyPath::key("hooks").k(key);
-        match argv.first() {
-            None => c.error(
-                s,
-                &p,
-                "a hook needs a command: [\"/path/to/program\", \"arg\"...]".into(),
-            ),
-            Some(prog) if !prog.starts_with('/') => c.error(
-                s,
-                &p.i(0),
-                format!(
-                    "hook program {prog:?} must be an absolute path (no shell, no PATH search)"
-                ),
-            ),
-            Some(_) => {}
-        }
-        if argv.iter().any(|a| a.contains('\0')) {
-            c.error(s, &p, "hook arguments cannot contain NUL".into());
-        }
-    }
-    for (p, message) in ve.runtime_problems() {
-        c.error(s, &p, message);
-    }
-}
-
-/// Why `gw` cannot be the default gateway `key` of `netif`. A link-local IPv6
-/// gateway needs no address of the interface's: the kernel gives the VE end a
-/// link-local one of its own.
-fn check_gateway(netif: &super::Netif, key: &str, gw: std::net::IpAddr) -> Result<(), String> {
-    if key == "gateway6" {
-        if gw.is_ipv4() {
-            return Err(format!("gateway6 {gw} is not an IPv6 address: use gateway"));
-        }
-        if netif.gateway.is_some_and(|g| g.is_ipv6()) {
-            return Err("gateway is IPv6 already: one default gateway per family".into());
-        }
-    }
-    let link_local =
-        matches!(gw, std::net::IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
-    if !link_local
-        && !netif
-            .addresses
-            .iter()
-            .any(|a| a.addr().is_ipv4() == gw.is_ipv4())
-    {
-        return Err(format!(
-            "gateway {gw} has no address of its family on this interface"
-        ));
-    }
-    Ok(())
-}
-
-/// The VE-side name of the venet link.
-pub const VENET_IFNAME: &str = "venet0";
-
 fn check_route(c: &mut Checker, s: &SourceFile, p: &KeyPath, route: &super::Route) {
     use super::RouteDest;
     if route.via.is_none() && route.dev.is_none() {
@@ -463,6 +261,7 @@ fn check_route(c: &mut Checker, s: &SourceFile, p: &KeyPath, route: &super::Rout
     if let Some(dev) = &route.dev {
         c.ifname(s, &p.k("dev"), dev);
     }
+    c.gateway(s, &p.k("via"), route.via);
     if let (RouteDest::Prefix(net), Some(via)) = (route.to, route.via) {
         if net.addr().is_ipv4() != via.is_ipv4() {
             c.error(

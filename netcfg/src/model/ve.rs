@@ -77,26 +77,6 @@ impl VeConfig {
     /// Problems with the runtime keys that serde cannot see: (key, message).
     pub fn runtime_problems(&self) -> Vec<(KeyPath, String)> {
         let mut out = Vec::new();
-        // Every IPv4 netif gateway and the venet link (with IPv4 addresses)
-        // is an IPv4 default route of equal metric: the kernel refuses a
-        // second one (IPv6 takes several as one multipath route).
-        let mut first: Option<String> = self
-            .venet
-            .as_ref()
-            .filter(|v| v.addresses.iter().any(IpAddr::is_ipv4))
-            .map(|_| "[venet] (venet0 is its default route)".to_string());
-        for (i, n) in self.netif.iter().enumerate() {
-            if !n.gateway.is_some_and(|g| g.is_ipv4()) {
-                continue;
-            }
-            match &first {
-                Some(f) => out.push((
-                    KeyPath::key("netif").i(i).k("gateway"),
-                    format!("a second IPv4 default route: {f} has one already"),
-                )),
-                None => first = Some(format!("netif[{i}].gateway")),
-            }
-        }
         if let Some(h) = &self.hostname {
             if let Err(why) = check_hostname(h) {
                 out.push((KeyPath::key("hostname"), why));
@@ -206,7 +186,7 @@ pub struct FwRule {
     #[serde(default)]
     pub ports: Vec<u16>,
     /// Source prefixes; empty: any.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::address::networks")]
     pub from: Vec<IpNet>,
 }
 
@@ -339,7 +319,7 @@ pub struct Netif {
     #[serde(default)]
     pub bridge: Option<String>,
     /// Addresses inside the VE.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::address::networks")]
     pub addresses: Vec<IpNet>,
     /// Default gateway inside the VE (either family).
     #[serde(default)]
@@ -477,7 +457,7 @@ mod tests {
             "2.toml:2:1: hostname: host name \"web_1\" may hold only letters",
             "2.toml:5:1: nameservers: 4 name servers",
             "2.toml:6:26: search[1]: domain \"-bad.example\" has a label that starts",
-            "2.toml:10:1: netif[0].gateway: a second IPv4 default route: [venet]",
+            "2.toml:10:1: netif[0].gateway: the VE has an IPv4 default route already ([venet]",
         ] {
             assert!(errors.contains(want), "{want}\nin:\n{errors}");
         }
@@ -487,5 +467,18 @@ mod tests {
         assert!(ok.runtime_problems().is_empty() && ok.onboot && ok.boot_order == Some(10));
         assert!(check_hostname(&"a".repeat(65)).is_err());
         assert!(check_hostname("web-1.example.org").is_ok());
+        // What `ve create --hostname` once wrote into a file unchecked.
+        for bad in [
+            "",
+            "web\"1",
+            "web\n[netif]",
+            "-web",
+            "we_b",
+            "web..x",
+            "w\u{0}b",
+            "wéb",
+        ] {
+            assert!(check_hostname(bad).is_err(), "{bad:?}");
+        }
     }
 }

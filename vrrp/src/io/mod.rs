@@ -20,6 +20,8 @@
 //!   (addresses, routes and rules, the Accept_Mode filter), changed off the protocol's
 //!   path.
 //! - [`sysctl`]: the per-interface settings VRRP owns.
+//! - [`warning_limit`]: one line per cause per interval for warnings that peers'
+//!   packets trigger.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), vrrp::io::Error> {
@@ -77,6 +79,7 @@ pub mod unit;
 pub mod virtual_address;
 pub mod virtual_mac;
 pub mod virtual_route;
+pub mod warning_limit;
 
 use std::net::IpAddr;
 

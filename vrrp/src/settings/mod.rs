@@ -16,6 +16,7 @@
 //! [`Instance::protocol_config`].
 
 mod instance;
+mod ip_literal;
 #[cfg(feature = "serde")]
 mod serde_forms;
 mod sync_group;
@@ -27,6 +28,7 @@ use std::fmt;
 pub use instance::{
     AddressScope, Instance, RouteKind, VirtualIp, VirtualRoute, VirtualRule, ROUTE_PROTOCOL,
 };
+pub use ip_literal::{parse_address, parse_network, parse_prefix};
 pub use sync_group::SyncGroup;
 pub use track::{
     ParamMatch, Script, ScriptCommand, TrackFile, TrackInterface, TrackProcess, TrackScript,
@@ -259,7 +261,9 @@ tracking_weight = true
             Err(e) => e.to_string(),
         };
         let base = "[[vrrp]]\nname = \"a\"\ninterface = \"e\"\nvrid = 1\n";
-        assert!(err(&format!("{base}virtual_ips = [\"10.0.0.1/40\"]")).contains("not an address"));
+        assert!(err(&format!("{base}virtual_ips = [\"10.0.0.1/40\"]"))
+            .contains("prefix length \"40\" is not a number in 0..=32"));
+        assert!(err(&format!("{base}virtual_ips = [\"10.0.0.010/24\"]")).contains("leading zero"));
         assert!(err(&format!("{base}virtual_ips = [7]")).contains("an address"));
         assert!(err(&format!("{base}virtual_ips = []\nversion = 4")).contains("use 2"));
         assert!(err(&format!("{base}virtual_ips = []\nbogus = 1")).contains("bogus"));

@@ -5,24 +5,15 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 
 use ipnet::IpNet;
 use serde::de::{self, value::MapAccessDeserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::instance::{AddressScope, VirtualIp};
+use super::ip_literal::parse_prefix;
 use super::track::{ScriptCommand, TrackInterface, TrackScript};
-
-/// `192.0.2.0/24`, or a bare address as a host prefix.
-pub fn parse_prefix(text: &str) -> Result<IpNet, String> {
-    if let Ok(net) = text.parse::<IpNet>() {
-        return Ok(net);
-    }
-    text.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
-        format!("{text:?} is not an address or a prefix (192.0.2.1, 192.0.2.0/24, fd00::1/64)")
-    })
-}
 
 /// A value that is a string in its short form and a table in its long form.
 trait ShortOrTable: Sized {

@@ -27,12 +27,6 @@ pub(super) fn check_mtu(c: &mut Checker, s: &SourceFile, p: &KeyPath, mtu: Optio
     }
 }
 
-fn check_mac(c: &mut Checker, s: &SourceFile, p: &KeyPath, mac: Option<crate::model::MacAddr>) {
-    if let Some(mac) = mac.filter(|m| m.is_multicast()) {
-        c.error(s, p, format!("{mac} is a multicast address"));
-    }
-}
-
 fn check_vid(c: &mut Checker, s: &SourceFile, p: &KeyPath, vid: u16) {
     if !(1..=4094).contains(&vid) {
         c.error(s, p, format!("VLAN id {vid} is out of range 1..4094"));
@@ -117,6 +111,7 @@ pub(super) fn check_host_links<'a>(
         }
         check_bond(c, hs, &p, bond);
         c.sysctls(hs, &p.k("sysctl"), &bond.sysctl, true);
+        c.interface_addresses(hs, &p.k("addresses"), &bond.name, &bond.addresses);
     }
     for (i, vlan) in host.vlan.iter().enumerate() {
         let p = KeyPath::key("vlan").i(i);
@@ -130,6 +125,7 @@ pub(super) fn check_host_links<'a>(
         check_mtu(c, hs, &p.k("mtu"), vlan.mtu);
         check_upper_mtu(c, config, &p, vlan.mtu, &vlan.link);
         c.sysctls(hs, &p.k("sysctl"), &vlan.sysctl, true);
+        c.interface_addresses(hs, &p.k("addresses"), &vlan.name, &vlan.addresses);
     }
     for (i, mv) in host.macvlan.iter().enumerate() {
         let p = KeyPath::key("macvlan").i(i);
@@ -139,10 +135,11 @@ pub(super) fn check_host_links<'a>(
         if mv.link == mv.name {
             c.error(hs, &p.k("link"), "a macvlan cannot ride on itself".into());
         }
-        check_mac(c, hs, &p.k("mac"), mv.mac);
+        c.mac(hs, &p.k("mac"), mv.mac);
         check_mtu(c, hs, &p.k("mtu"), mv.mtu);
         check_upper_mtu(c, config, &p, mv.mtu, &mv.link);
         c.sysctls(hs, &p.k("sysctl"), &mv.sysctl, true);
+        c.interface_addresses(hs, &p.k("addresses"), &mv.name, &mv.addresses);
     }
     for (i, vx) in host.vxlan.iter().enumerate() {
         let p = KeyPath::key("vxlan").i(i);
@@ -150,14 +147,16 @@ pub(super) fn check_host_links<'a>(
         names.push((vx.name.clone(), hs, p.k("name")));
         check_vxlan(c, hs, &p, vx);
         c.sysctls(hs, &p.k("sysctl"), &vx.sysctl, true);
+        c.interface_addresses(hs, &p.k("addresses"), &vx.name, &vx.addresses);
     }
     for (i, d) in host.dummy.iter().enumerate() {
         let p = KeyPath::key("dummy").i(i);
         c.ifname(hs, &p.k("name"), &d.name);
         names.push((d.name.clone(), hs, p.k("name")));
-        check_mac(c, hs, &p.k("mac"), d.mac);
+        c.mac(hs, &p.k("mac"), d.mac);
         check_mtu(c, hs, &p.k("mtu"), d.mtu);
         c.sysctls(hs, &p.k("sysctl"), &d.sysctl, true);
+        c.interface_addresses(hs, &p.k("addresses"), &d.name, &d.addresses);
     }
     let mut ports = Ports::new();
     for (i, br) in host.bridge.iter().enumerate() {
@@ -187,9 +186,10 @@ pub(super) fn check_host_links<'a>(
             check_port(c, hs, &pp, &port.options(), Some(br));
             add_port(c, &mut ports, port.name(), &br.name, hs, name_path);
         }
-        check_mac(c, hs, &p.k("mac"), br.mac);
+        c.mac(hs, &p.k("mac"), br.mac);
         check_mtu(c, hs, &p.k("mtu"), br.mtu);
         c.sysctls(hs, &p.k("sysctl"), &br.sysctl, true);
+        c.interface_addresses(hs, &p.k("addresses"), &br.name, &br.addresses);
     }
     for (i, nic) in host.ethernet.iter().enumerate() {
         let p = KeyPath::key("ethernet").i(i);
@@ -208,6 +208,7 @@ pub(super) fn check_host_links<'a>(
             );
         }
         c.sysctls(hs, &p.k("sysctl"), &nic.sysctl, true);
+        c.interface_addresses(hs, &p.k("addresses"), &nic.name, &nic.addresses);
     }
     ports
 }
@@ -432,7 +433,7 @@ fn check_vxlan(c: &mut Checker, s: &SourceFile, p: &KeyPath, v: &crate::model::V
             "a multicast remote needs dev (the link to join the group on)".into(),
         );
     }
-    check_mac(c, s, &p.k("mac"), v.mac);
+    c.mac(s, &p.k("mac"), v.mac);
     check_mtu(c, s, &p.k("mtu"), v.mtu);
 }
 

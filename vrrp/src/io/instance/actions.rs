@@ -126,17 +126,24 @@ impl Instance {
         }
         if received.address_list_mismatch {
             self.io.address_list_mismatches += 1;
-            if !self.address_list_mismatch {
-                // RFC 5798 §7.1: "log the event" of a misconfiguration, and go on.
+            // RFC 5798 §7.1: "log the event" of a misconfiguration, and go on;
+            // once per source and list per interval, however many adverts.
+            let addresses = received.advert.addresses();
+            let cause = (received.source, addresses);
+            if let Some(left_out) = self
+                .mismatch_warnings
+                .admit(std::time::Instant::now(), &cause)
+            {
                 tracing::warn!(
                     instance = %self.name,
                     source = %received.source,
-                    addresses = ?received.advert.addresses(),
+                    addresses = ?cause.1,
+                    suppressed = left_out.this_cause,
+                    other_suppressed = left_out.other_causes,
                     "advert's virtual addresses differ from ours"
                 );
             }
         }
-        self.address_list_mismatch = received.address_list_mismatch;
         Some(received)
     }
 

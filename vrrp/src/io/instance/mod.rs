@@ -27,10 +27,12 @@ use super::notify::{Notifier, NotifyHooks};
 use super::router::{Inbox, LinkChange, SharedSocket};
 use super::track::Feeds;
 use super::virtual_mac::VirtualMacLink;
+use super::warning_limit::WarningLimit;
 use crate::config::InstanceConfig;
 use crate::machine::{Counters, Event, Machine, State};
 use crate::reception::DropCounters;
 use crate::sync_group::MemberReport;
+use crate::wire::VirtualAddresses;
 
 /// What the shell itself counts, beside the machine's [`Counters`] and the receive
 /// rules' [`DropCounters`].
@@ -163,8 +165,8 @@ pub struct Instance {
     drops: DropCounters,
     io: IoCounters,
     virtual_addresses_present: bool,
-    /// The previous accepted advert's address list differed: log only changes.
-    address_list_mismatch: bool,
+    /// Warnings of adverts whose address list differs, by source and list.
+    mismatch_warnings: WarningLimit<(IpAddr, VirtualAddresses)>,
     /// Address errors of this task (the worker counts its own).
     io_address_errors: u64,
     group: Option<GroupLink>,

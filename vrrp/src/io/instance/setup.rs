@@ -17,6 +17,7 @@ use crate::io::track::Feeds;
 use crate::io::virtual_address::{HeldAddress, VirtualAddressSet};
 use crate::io::virtual_mac::VirtualMacLink;
 use crate::io::virtual_route::VirtualRouteSet;
+use crate::io::warning_limit::WarningLimit;
 use crate::io::Error;
 use crate::machine::Machine;
 use crate::reception::DropCounters;
@@ -220,7 +221,7 @@ impl Instance {
             drops: DropCounters::default(),
             io: IoCounters::default(),
             virtual_addresses_present: false,
-            address_list_mismatch: false,
+            mismatch_warnings: WarningLimit::default(),
             io_address_errors: 0,
             group: None,
             reported_down: false,
