@@ -22,7 +22,7 @@ fn vm_tier_scenarios_pass_in_a_kernel_with_bonding_and_vlans() {
         out.status
     );
     // One line per scenario in lab/src/scenario/vm.rs (SCENARIOS).
-    assert!(stdout.contains("vm: 9 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("vm: 10 passed, 0 failed"), "{stdout}");
     for line in stdout.lines().filter(|l| {
         l.contains("bond failover:") || l.contains("slave loss:") || l.contains("vm: done")
     }) {

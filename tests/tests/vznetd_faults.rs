@@ -135,6 +135,54 @@ fn a_ve_that_cannot_be_repaired_never_blocks_the_others_nor_spins() -> Result<()
     Ok(())
 }
 
+/// A VE whose netns is gone is a VE that is not running: a reload while it is
+/// down is not refused for it (that blocked every reload while one VE was
+/// down); the other VEs' changes apply and the VE waits as a unit.
+#[test]
+fn a_reload_while_a_ve_is_down_applies_to_the_others() -> Result<()> {
+    let s = setup("faults_reload_down")?;
+    let p = s.start(&[])?;
+    ensure!(s.ves[1].ping("10.41.0.1"), "VE 701 not wired at start");
+    s.host.run(["ip", "netns", "del", s.ves[0].name()])?;
+    let text = std::fs::read_to_string(s.cfg.path().join("ve/701.toml"))?;
+    s.cfg
+        .ve(701, &text.replace("10.41.0.11/24", "10.41.0.21/24"))?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(p.pid() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )?;
+    let moved = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        s.ves[1]
+            .ip(["-4", "addr", "show", "dev", "eth0"])
+            .is_ok_and(|a| a.contains("10.41.0.21/24") && !a.contains("10.41.0.11/24"))
+    });
+    ensure!(
+        moved,
+        "VE 701's new address not applied while VE 700 is down:\n{}",
+        p.stderr()?
+    );
+    let log = p.stderr()?;
+    ensure!(
+        !log.contains("new config rejected"),
+        "the reload was refused for a VE that is down:\n{log}"
+    );
+    let v = s.status()?;
+    let units = v["units"].as_array().context("units")?;
+    ensure!(
+        units.len() == 1 && units[0]["unit"]["ve"] == 700,
+        "VE 700 (and only it) waits as a unit: {v}"
+    );
+    // A one-shot `vznet check` still names the missing namespace.
+    let out = vznet(&s.host, &s.cfg, &["check"])?;
+    ensure!(
+        out.status.code() == Some(2)
+            && String::from_utf8_lossy(&out.stderr).contains("does not exist"),
+        "vznet check: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
 #[test]
 fn a_socket_path_that_is_not_a_socket_is_never_deleted() -> Result<()> {
     let s = setup("faults_sockpath")?;

@@ -191,7 +191,11 @@ fn load(cli: &Cli) -> Result<(Config, Desired), ExitCode> {
         Config::load_for_other_host(&cli.config_dir)
     } else {
         Config::load(&cli.config_dir).and_then(|mut config| {
-            crate::ve::overlay_running(&mut config, &cli.state_dir)?;
+            crate::ve::overlay_running(
+                &mut config,
+                &cli.state_dir,
+                netcfg::model::Scope::ThisHost,
+            )?;
             Ok(config)
         })
     };

@@ -119,12 +119,13 @@ fn load(dir: &Path, state: &Path, cache: &mut LoadCache) -> Result<Loaded, Agent
     let invalid = |e: netcfg::model::ConfigErrors| AgentError::InvalidConfig {
         errors: e.0.iter().map(LocatedError::from).collect(),
     };
-    let mut config = Config::load_cached(dir, cache).map_err(invalid)?;
+    // A VE whose netns is gone is a unit that waits, not a refused folder.
+    let mut config = Config::load_for_agent(dir, cache).map_err(invalid)?;
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
     // VEs run by `vznet ve start` are wired through their init's netns.
-    crate::ve::overlay_running(&mut config, state).map_err(invalid)?;
+    crate::ve::overlay_running(&mut config, state, netcfg::model::Scope::Agent).map_err(invalid)?;
     let desired = Desired::from_config(&config);
     match missing_features(&desired) {
         Ok(None) => {}

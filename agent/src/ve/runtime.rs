@@ -42,8 +42,13 @@ pub fn running(state: &Path, id: u32) -> Option<u32> {
 /// Points every running VE without a `netns` at its init's netns, so that
 /// netcfg wires (and keeps) it like any other, and merges the live changes of
 /// `vznet ve set` (without `--save`) into it. The merged config is validated
-/// again: a file edited since into conflict with a live change is an error.
-pub fn overlay_running(config: &mut Config, state: &Path) -> Result<(), ConfigErrors> {
+/// again, for `scope` (the one the config was loaded for): a file edited since
+/// into conflict with a live change is an error.
+pub fn overlay_running(
+    config: &mut Config,
+    state: &Path,
+    scope: netcfg::model::Scope,
+) -> Result<(), ConfigErrors> {
     let mut merged = false;
     let mut errors = Vec::new();
     for file in &mut config.ves {
@@ -77,7 +82,7 @@ pub fn overlay_running(config: &mut Config, state: &Path) -> Result<(), ConfigEr
         return Err(ConfigErrors(errors));
     }
     if merged {
-        config.validate().map_err(|ConfigErrors(es)| {
+        config.validate_for(scope).map_err(|ConfigErrors(es)| {
             ConfigErrors(
                 es.into_iter()
                     .map(|mut e| {

@@ -51,6 +51,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("qinq", vlan::qinq),
     ("link-attributes", attrs::link_attributes),
     ("ve-cgroup-v2", super::vm_ve::ve_cgroup_v2),
+    ("openvz-import", seed::openvz_import),
 ];
 
 fn names() -> Vec<&'static str> {

@@ -170,6 +170,12 @@ impl Config {
         Config::load_scoped(dir, cache, Scope::ThisHost)
     }
 
+    /// [`Config::load_cached`] as vznetd reads the folder: a VE whose network
+    /// namespace is missing is not running, not a config error ([`Scope::Agent`]).
+    pub fn load_for_agent(dir: &Path, cache: &mut LoadCache) -> Result<Config, ConfigErrors> {
+        Config::load_scoped(dir, cache, Scope::Agent)
+    }
+
     /// [`Config::load`] of a folder meant for another host (`vznet fleet push`):
     /// links the config uses are not looked for in this host's kernel.
     pub fn load_for_other_host(dir: &Path) -> Result<Config, ConfigErrors> {

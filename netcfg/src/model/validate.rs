@@ -25,6 +25,11 @@ pub enum Scope {
     /// The config is for another host (`vznet fleet push`): this host's links
     /// say nothing about it.
     OtherHost,
+    /// This host, read by vznetd: a VE whose network namespace is missing is a
+    /// VE that is not running now. Its unit waits for the namespace (and says
+    /// so in the status); refusing the whole folder instead would block every
+    /// reload while one VE is down.
+    Agent,
 }
 
 /// The kernel's IFNAMSIZ - 1.
@@ -187,7 +192,7 @@ pub(super) fn validate(config: &Config, scope: Scope, errors: &mut Vec<ConfigErr
     for (path, why) in super::routing::host_problems(host) {
         c.error(hs, &path, why);
     }
-    ve::check_ves(&mut c, config, &mut ports, &mut names);
+    ve::check_ves(&mut c, config, scope, &mut ports, &mut names);
 
     // Names vznet creates in the host netns must be unique.
     let mut seen: BTreeMap<&str, (&SourceFile, &KeyPath)> = BTreeMap::new();
@@ -207,7 +212,7 @@ pub(super) fn validate(config: &Config, scope: Scope, errors: &mut Vec<ConfigErr
     }
     link::check_slaves(&mut c, config, &ports);
     used_link::check_loopback(&mut c, config);
-    if scope == Scope::ThisHost {
+    if scope != Scope::OtherHost {
         let made: BTreeSet<&str> = names.iter().map(|(n, _, _)| n.as_str()).collect();
         used_link::check_existing(&mut c, config, &made);
     }

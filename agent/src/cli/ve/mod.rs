@@ -491,7 +491,7 @@ fn unwire(cli: &Cli, ves: &[(u32, Option<netcfg::model::VeConfig>)]) -> anyhow::
     if config.host.venet.neighbour_devs.is_empty() {
         return Ok(());
     }
-    ve::overlay_running(&mut config, &cli.state_dir)
+    ve::overlay_running(&mut config, &cli.state_dir, netcfg::model::Scope::ThisHost)
         .map_err(|e| anyhow::anyhow!("the stopped VEs' proxy neighbour entries stay: {e}"))?;
     let pairs: Vec<_> = routed.iter().map(|v| (*v, *v)).collect();
     for op in apply_scoped(&config, &pairs)? {

@@ -1,6 +1,7 @@
 //! The seed's host in the VM: bonds, VLANs and bridges as the seed runs them,
 //! failover, and rollback of the whole stack.
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -79,6 +80,18 @@ fn seed_ve(id: u32, ns: &str, host_octet: u32) -> String {
 
 impl SeedHost {
     fn build(name: &str) -> Result<SeedHost> {
+        SeedHost::build_with(name, SEED_HOST_TOML, |id, ns, octet| {
+            Ok(seed_ve(id, ns, octet))
+        })
+    }
+
+    /// The seed's topology with host.toml `host_toml` and each VE's file from
+    /// `ve_file(id, netns, host octet)`.
+    fn build_with(
+        name: &str,
+        host_toml: &str,
+        ve_file: impl Fn(u32, &str, u32) -> Result<String>,
+    ) -> Result<SeedHost> {
         let lab = Lab::new(name)?;
         let host = lab.host("host")?;
         let peer = lab.host("peer")?;
@@ -101,13 +114,13 @@ impl SeedHost {
         }
         let cfg = tempfile::tempdir()?;
         std::fs::create_dir(cfg.path().join("ve"))?;
-        std::fs::write(cfg.path().join("host.toml"), SEED_HOST_TOML)?;
+        std::fs::write(cfg.path().join("host.toml"), host_toml)?;
         let mut ves = Vec::new();
         for (k, id) in [112u32, 113].into_iter().enumerate() {
             let ve = lab.host(&format!("ve{id}"))?;
             std::fs::write(
                 cfg.path().join(format!("ve/{id}.toml")),
-                seed_ve(id, ve.name(), 53 + k as u32),
+                ve_file(id, ve.name(), 53 + k as u32)?,
             )?;
             ves.push(ve);
         }
@@ -138,35 +151,112 @@ pub(super) fn seed_host() -> Result<()> {
     print!("{}", s.apply()?);
     print!("{}", vznet_ok(s.host.name(), &["show"], s.cfg.path())?);
     let mut failures = Vec::new();
+    the_seeds_reachability(&s, &mut failures)?;
+    ensure!(failures.is_empty(), "{}", failures.join("; "));
+    Ok(())
+}
+
+/// What the seed's host gives: bond0 active-backup with miimon 100, every VE
+/// reaching the upstream peer on every network and reached by the host, the
+/// peer reaching the host on VLAN 136.
+fn the_seeds_reachability(s: &SeedHost, failures: &mut Vec<String>) -> Result<()> {
     let mode = s.host.run(["cat", "/sys/class/net/bond0/bonding/mode"])?;
     check(
         mode.starts_with("active-backup"),
         &format!("bond0 mode {}", mode.trim()),
-        &mut failures,
+        failures,
     );
     let miimon = s.host.run(["cat", "/sys/class/net/bond0/bonding/miimon"])?;
-    check(miimon.trim() == "100", "bond0 miimon 100", &mut failures);
+    check(miimon.trim() == "100", "bond0 miimon 100", failures);
     for (k, ve) in s.ves.iter().enumerate() {
         for (_, net) in NETS {
             check(
                 ve.ping(format!("{net}.1")),
                 &format!("VE {} -> upstream peer {net}.1", 112 + k),
-                &mut failures,
+                failures,
             );
             check(
                 s.host.ping(format!("{net}.{}", 53 + k)),
                 &format!("host -> VE {} at {net}.{}", 112 + k, 53 + k),
-                &mut failures,
+                failures,
             );
         }
     }
     check(
         s.peer.ping("192.168.136.52"),
         "upstream peer -> host on VLAN 136",
+        failures,
+    );
+    Ok(())
+}
+
+/// `vznet import openvz` of an OpenVZ host like the seed's (RHEL ifcfg files,
+/// bonding options in modprobe.conf, CTID.conf NETIF lines; the fixture of
+/// agent/tests/import_openvz), applied: the same reachability as the
+/// hand-written seed config. A VE's own addresses were set inside the
+/// container under OpenVZ, so the scenario adds them (and the VE's netns) to
+/// the imported VE files, as the operator's own network config inside the VE.
+pub(super) fn openvz_import() -> Result<()> {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent/tests/import_openvz/seed");
+    let out = tempfile::tempdir()?;
+    let imported = out.path().join("vznet");
+    let me = std::env::current_exe().context("finding the lab binary")?;
+    let run = Command::new(me)
+        .args(["vznet", "import", "openvz", "--root"])
+        .arg(&fixture)
+        .arg("--out")
+        .arg(&imported)
+        .output()
+        .context("running vznet import openvz")?;
+    ensure!(
+        run.status.success(),
+        "vznet import openvz failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let host_toml = std::fs::read_to_string(imported.join("host.toml"))?;
+    println!(
+        "  imported: host.toml ({} lines), {} not-carried report lines",
+        host_toml.lines().count(),
+        String::from_utf8_lossy(&run.stderr).lines().count()
+    );
+    let s = SeedHost::build_with("vm_ovzimp", &host_toml, |id, ns, octet| {
+        let text = std::fs::read_to_string(imported.join(format!("ve/{id}.toml")))?;
+        inside_the_ve(&text, ns, octet)
+    })?;
+    print!("{}", s.apply()?);
+    let mut failures = Vec::new();
+    the_seeds_reachability(&s, &mut failures)?;
+    let again = vznet_ok(s.host.name(), &["plan"], s.cfg.path())?;
+    check(
+        again.trim() == "0 changes",
+        &format!("a second plan is 0 changes ({})", again.trim()),
         &mut failures,
     );
     ensure!(failures.is_empty(), "{}", failures.join("; "));
     Ok(())
+}
+
+/// An imported VE file with the VE's netns and what its own network config
+/// set inside the container: the seed's addresses, the gateway on eth0 unless
+/// the VE is also routed (venet0 holds its default route then).
+fn inside_the_ve(text: &str, netns: &str, octet: u32) -> Result<String> {
+    let mut doc: toml_edit::DocumentMut = text.parse().context("reading an imported VE file")?;
+    doc["netns"] = toml_edit::value(netns);
+    let routed = doc.contains_key("venet");
+    let netifs = doc["netif"]
+        .as_array_of_tables_mut()
+        .context("an imported VE without [[netif]]")?;
+    for (n, netif) in netifs.iter_mut().enumerate() {
+        let (_, net) = NETS.get(n).context("more netifs than the seed's")?;
+        let mut addrs = toml_edit::Array::new();
+        addrs.push(format!("{net}.{octet}/24"));
+        netif["addresses"] = toml_edit::value(addrs);
+        // A routed VE's default route is venet0's already.
+        if n == 0 && !routed {
+            netif["gateway"] = toml_edit::value(format!("{net}.1"));
+        }
+    }
+    Ok(doc.to_string())
 }
 
 pub(super) fn bond_failover() -> Result<()> {

@@ -18,6 +18,7 @@ pub const VENET_IFNAME: &str = "venet0";
 pub(super) fn check_ves<'a>(
     c: &mut Checker,
     config: &'a Config,
+    scope: super::Scope,
     ports: &mut Ports<'a>,
     names: &mut Vec<(String, &'a SourceFile, KeyPath)>,
 ) {
@@ -29,7 +30,8 @@ pub(super) fn check_ves<'a>(
             let s = &file.source;
             let p = KeyPath::key("netns");
             match netns::netns(ns, host_netns.as_ref()) {
-                Err(why) => c.error(s, &p, why),
+                Err(netns::Refusal::Missing(_)) if scope == super::Scope::Agent => {}
+                Err(why) => c.error(s, &p, why.to_string()),
                 Ok(id) => {
                     if let Some((other, at)) = netns_users.get(&id) {
                         let why = format!(
