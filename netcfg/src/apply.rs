@@ -133,6 +133,8 @@ pub struct Engine {
     open: RefCell<HashMap<String, Handle>>,
     index: RefCell<HashMap<(NsName, String), u32>>,
     progress: Option<Progress>,
+    #[cfg(feature = "faults")]
+    fault: Option<crate::fault::Faults>,
 }
 
 /// Told `(ops done, ops in the plan)` after each op an apply runs.
@@ -164,6 +166,8 @@ impl Engine {
             open: RefCell::new(HashMap::new()),
             index: RefCell::new(HashMap::new()),
             progress: None,
+            #[cfg(feature = "faults")]
+            fault: None,
         })
     }
 
@@ -348,6 +352,23 @@ impl Engine {
     pub fn on_progress(mut self, f: impl Fn(usize, usize) + 'static) -> Engine {
         self.progress = Some(Progress(Box::new(f)));
         self
+    }
+
+    /// Installs a test hook asked at every fault point of the applies that
+    /// follow ([`crate::fault`]).
+    #[cfg(feature = "faults")]
+    pub fn inject(mut self, hook: crate::fault::Hook) -> Engine {
+        self.fault = Some(crate::fault::Faults::new(hook));
+        self
+    }
+
+    /// Asks the test hook, if any, at `point`.
+    fn fault_point(&self, _point: FaultPoint<'_>) -> io::Result<()> {
+        #[cfg(feature = "faults")]
+        if let Some(faults) = &self.fault {
+            return faults.at(_point);
+        }
+        Ok(())
     }
 
     /// Plans, applies, verifies; on any failure undoes what it did.
@@ -632,6 +653,7 @@ impl Engine {
 
     async fn run(&self, op: &Op) -> io::Result<()> {
         tracing::debug!(%op, "apply");
+        self.fault_point(FaultPoint::Op(op))?;
         match op {
             Op::Sysctl { path, value, .. } => sysctl::write(path, value),
             Op::LinkAdd { ns, link } => kernel::link::add(self, ns, link).await,
@@ -787,6 +809,26 @@ impl kernel::link::Netns for Engine {
     fn forget(&self, ns: &NsName, name: &str) {
         Engine::forget(self, ns, name)
     }
+
+    fn created(&self, ns: &NsName, name: &str) -> io::Result<()> {
+        self.fault_point(FaultPoint::Created { ns, name })
+    }
+}
+
+#[cfg(feature = "faults")]
+use crate::fault::Point as FaultPoint;
+
+/// Without the `faults` feature: the points exist, nothing listens.
+#[cfg(not(feature = "faults"))]
+#[derive(Debug, Clone, Copy)]
+enum FaultPoint<'a> {
+    Op(#[allow(dead_code)] &'a Op),
+    Created {
+        #[allow(dead_code)]
+        ns: &'a NsName,
+        #[allow(dead_code)]
+        name: &'a str,
+    },
 }
 
 /// The VE namespaces an op talks to (its own, and a veth peer's).

@@ -553,6 +553,7 @@ mod tests {
     fn a_link_vznet_did_not_make_is_never_taken_over() {
         let mut o = veth_observed();
         o.host.links[0].alias = None;
+        o.host.links[0].group = 0;
         assert_eq!(
             plan(&veth_desired(), &o).err(),
             Some(PlanError::NotOwned {
@@ -560,6 +561,27 @@ mod tests {
                 name: "br0".into()
             })
         );
+    }
+
+    #[test]
+    fn a_link_made_by_a_run_killed_before_marking_it_is_made_again_or_deleted() {
+        // vznet's group came with the create request; the alias never did.
+        let mut o = veth_observed();
+        o.host.links[0].alias = None;
+        let p = plan(&veth_desired(), &o).expect("plan");
+        let text: Vec<String> = p.ops.iter().map(ToString::to_string).collect();
+        assert!(text.contains(&"- link br0".to_string()), "{text:?}");
+        assert!(text.contains(&"+ bridge br0 (stp off)".to_string()), "{text:?}");
+        // Not in the config: deleted like any link vznet made.
+        let p = plan(&Desired::default(), &o).expect("plan");
+        let text: Vec<String> = p.ops.iter().map(ToString::to_string).collect();
+        assert!(text.contains(&"- link br0".to_string()), "{text:?}");
+        // The VE end of a pair whose marking stopped half way: made again.
+        let mut o = veth_observed();
+        o.ves.get_mut("ve1").expect("ve1").links[0].alias = None;
+        let p = plan(&veth_desired(), &o).expect("plan");
+        let text: Vec<String> = p.ops.iter().map(ToString::to_string).collect();
+        assert!(text.contains(&"- link veth1.0".to_string()), "{text:?}");
     }
 
     #[test]

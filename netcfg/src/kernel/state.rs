@@ -25,6 +25,14 @@ pub const RTPROT_VZNET: u8 = 249;
 /// Links vznet creates carry an alias starting with this.
 pub const ALIAS_PREFIX: &str = "vznet:";
 
+/// The link group vznet makes its links in (`ip link show group 1987735156`;
+/// ASCII "vznt"). Unlike the alias, which the kernel takes only in a later
+/// request, the group travels in the create request itself (both ends of a
+/// veth), so no link is ever vznet's without a mark: a vznet killed between
+/// making a link and setting its alias leaves a link in this group without
+/// the alias, which the next apply deletes or makes again.
+pub const LINK_GROUP: u32 = 0x767a_6e74;
+
 /// One link.
 #[derive(Debug, Clone, Serialize)]
 pub struct LinkState {
@@ -36,6 +44,8 @@ pub struct LinkState {
     pub kind: Kind,
     /// Alias (`ip link set ... alias`), vznet's ownership marker.
     pub alias: Option<String>,
+    /// Link group (`IFLA_GROUP`): [`LINK_GROUP`] for links vznet made.
+    pub group: u32,
     /// MAC.
     pub mac: Option<MacAddr>,
     /// ifindex of its master (bridge or bond).
@@ -53,8 +63,14 @@ pub struct LinkState {
 }
 
 impl LinkState {
-    /// True when vznet made this link.
+    /// True when vznet made this link: it carries vznet's alias, or vznet's
+    /// group (a link made by a run that died before it set the alias).
     pub fn is_managed(&self) -> bool {
+        self.is_marked() || self.group == LINK_GROUP
+    }
+
+    /// True when vznet finished making this link: it carries vznet's alias.
+    pub fn is_marked(&self) -> bool {
         self.alias
             .as_deref()
             .is_some_and(|a| a.starts_with(ALIAS_PREFIX))
@@ -73,6 +89,7 @@ impl LinkState {
                 kind: String::new(),
             },
             alias: None,
+            group: 0,
             mac: None,
             master: None,
             up: msg.header.flags.contains(LinkFlags::Up),
@@ -86,6 +103,7 @@ impl LinkState {
             match attr {
                 LinkAttribute::IfName(n) => link.name = n.clone(),
                 LinkAttribute::IfAlias(a) => link.alias = Some(a.clone()),
+                LinkAttribute::Group(g) => link.group = *g,
                 LinkAttribute::Address(a) => link.mac = MacAddr::try_from(a.as_slice()).ok(),
                 LinkAttribute::Controller(m) => link.master = Some(*m),
                 LinkAttribute::Link(l) => link.link = Some(*l),

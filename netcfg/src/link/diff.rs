@@ -350,7 +350,8 @@ fn mtu_op(
     Ok(())
 }
 
-/// Both ends of a veth exist and point at each other (true for other kinds).
+/// Both ends of a veth exist, point at each other and are marked (true for
+/// other kinds).
 fn veth_paired(def: &LinkDef, link: &LinkState, observed: &Observed) -> bool {
     let Kind::Veth(Veth {
         peer:
@@ -363,6 +364,7 @@ fn veth_paired(def: &LinkDef, link: &LinkState, observed: &Observed) -> bool {
     else {
         return true;
     };
+    // A peer without the alias was made by a run that died before marking it.
     observed
         .ves
         .get(peer_ns)
@@ -371,6 +373,7 @@ fn veth_paired(def: &LinkDef, link: &LinkState, observed: &Observed) -> bool {
             matches!(peer.kind, Kind::Veth(_))
                 && peer.link == Some(link.index)
                 && link.link == Some(peer.index)
+                && peer.alias.as_deref() == Some(def.alias.as_str())
         })
 }
 

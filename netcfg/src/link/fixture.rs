@@ -14,6 +14,11 @@ pub fn observed(index: u32, name: &str, kind: Kind, alias: Option<&str>) -> Link
         name: name.into(),
         kind,
         alias: alias.map(Into::into),
+        group: if alias.is_some() {
+            crate::kernel::state::LINK_GROUP
+        } else {
+            0
+        },
         mac: None,
         master: None,
         up: true,
