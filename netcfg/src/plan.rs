@@ -571,7 +571,10 @@ mod tests {
         let p = plan(&veth_desired(), &o).expect("plan");
         let text: Vec<String> = p.ops.iter().map(ToString::to_string).collect();
         assert!(text.contains(&"- link br0".to_string()), "{text:?}");
-        assert!(text.contains(&"+ bridge br0 (stp off)".to_string()), "{text:?}");
+        assert!(
+            text.contains(&"+ bridge br0 (stp off)".to_string()),
+            "{text:?}"
+        );
         // Not in the config: deleted like any link vznet made.
         let p = plan(&Desired::default(), &o).expect("plan");
         let text: Vec<String> = p.ops.iter().map(ToString::to_string).collect();
