@@ -431,6 +431,8 @@ impl Engine {
         unit_of: &dyn Fn(&Op) -> Unit,
         verify: Verify<'_>,
     ) -> UnitsReport {
+        let mut plan = plan;
+        record_sysctls(&mut plan);
         let total = plan.ops.len();
         let mut ran = 0usize;
         let mut done: BTreeMap<Unit, Vec<Op>> = BTreeMap::new();
@@ -672,8 +674,18 @@ impl Engine {
             } => kernel::link::set_port(self, ns, name, change, old).await,
             Op::SetMtu { ns, name, mtu, .. } => kernel::link::set_mtu(self, ns, name, *mtu).await,
             Op::SetMaster {
-                ns, name, master, ..
-            } => kernel::link::set_master(self, ns, name, master.as_deref()).await,
+                ns,
+                name,
+                master,
+                port,
+                ..
+            } => {
+                kernel::link::set_master(self, ns, name, master.as_deref()).await?;
+                match master {
+                    Some(m) => kernel::link::restore_port(self, ns, name, m, port).await,
+                    None => Ok(()),
+                }
+            }
             Op::SetUp { ns, name, up, .. } => kernel::link::set_up(self, ns, name, *up).await,
             Op::SetMac { ns, name, mac, .. } => kernel::link::set_mac(self, ns, name, *mac).await,
             Op::AddrAdd {
@@ -829,6 +841,27 @@ enum FaultPoint<'a> {
         #[allow(dead_code)]
         name: &'a str,
     },
+}
+
+/// Records in each deletion of a host link the sysctls it has that a new link
+/// would not, so that undoing the deletion puts them back (the plan is pure;
+/// this is its I/O). A link whose folder cannot be read is recorded without.
+fn record_sysctls(plan: &mut Plan) {
+    let mut defaults = None;
+    for op in &mut plan.ops {
+        if let Op::LinkDel { ns: None, link } = op {
+            let defaults = match &defaults {
+                Some(d) => d,
+                None => defaults.insert(sysctl::link_defaults().unwrap_or_default()),
+            };
+            match sysctl::of_link(&link.name, defaults) {
+                Ok(values) => link.sysctls = values,
+                Err(e) => {
+                    tracing::warn!(link = %link.name, error = %e, "reading the sysctls of a link to delete")
+                }
+            }
+        }
+    }
 }
 
 /// The VE namespaces an op talks to (its own, and a veth peer's).

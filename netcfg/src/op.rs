@@ -144,6 +144,13 @@ pub enum Op {
         master: Option<String>,
         /// Old master.
         old: Option<String>,
+        /// Bridge-port attributes set once it joins `master` (a plan sets them
+        /// with a `PortSet` of their own; an inverse puts recorded ones back).
+        #[serde(default, skip_serializing_if = "Port::is_empty")]
+        port: Port,
+        /// Its attributes as a port of `old`: what the inverse puts back.
+        #[serde(default, skip_serializing_if = "Port::is_empty")]
+        old_port: Port,
     },
     /// Set a link up or down.
     SetUp {
@@ -412,12 +419,15 @@ impl Op {
                 name,
                 master,
                 old,
-                ..
+                port,
+                old_port,
             } => Op::SetMaster {
                 ns,
                 name,
                 master: old,
                 old: master,
+                port: old_port,
+                old_port: port,
             },
             Op::SetUp {
                 ns,

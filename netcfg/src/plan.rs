@@ -228,9 +228,13 @@ fn route_ops(
     observed: &Observed,
     errors: &mut Vec<PlanError>,
 ) {
-    // Every netns with desired routes, plus every VE netns (stale managed routes).
+    // Every netns with desired routes, plus every VE netns read (stale managed
+    // routes, and the routes on VE ends that go with their veth).
     let mut namespaces: BTreeSet<NsName> = desired.routes.keys().cloned().collect();
     namespaces.insert(None);
+    namespaces.extend(observed.ves.keys().cloned().map(Some));
+    let deleted = deleted_links(ops);
+    let none = BTreeSet::new();
     for ns in &namespaces {
         let want = desired.routes.get(ns).map(Vec::as_slice).unwrap_or(&[]);
         let Some(state) = observed.ns(ns) else {
@@ -248,25 +252,19 @@ fn route_ops(
             .filter(|r| r.is_managed())
             .map(|r| route_spec_of(r, state))
             .collect();
-        let recreated: BTreeSet<String> = ops
-            .iter()
-            .filter_map(|op| match op {
-                Op::LinkDel { ns: n, link } if n == ns => Some(link.name.clone()),
-                _ => None,
-            })
-            .collect();
+        let deleted = deleted.get(ns).unwrap_or(&none);
         // IPv4 routes of links that lose every IPv4 address go first, explicitly
         // (the kernel would flush them), and come back after the new addresses:
-        // so the inverse restores them exactly. Routes of a link that is made
-        // again go with it.
+        // so the inverse restores them exactly. Routes of a link that goes (or
+        // is made again) go first too, and come back when wanted.
         let renumbered = readdressed(ops, ns, state);
         let flushed = |r: &RouteSpec| {
             r.dst.addr().is_ipv4() && r.dev.as_deref().is_some_and(|d| renumbered.contains(d))
         };
+        let on_deleted = |r: &RouteSpec| r.dev.as_deref().is_some_and(|d| deleted.contains(d));
         for r in &have {
-            let gone_with_link = r.dev.as_deref().is_some_and(|d| recreated.contains(d));
             let unwanted = !want.iter().any(|w| route_matches(w, r));
-            if (unwanted || flushed(r)) && !gone_with_link {
+            if unwanted || flushed(r) || on_deleted(r) {
                 ops.push(Op::RouteDel {
                     ns: ns.clone(),
                     route: r.clone(),
@@ -274,8 +272,10 @@ fn route_ops(
             }
         }
         for r in want {
-            let dev_recreated = r.dev.as_deref().is_some_and(|d| recreated.contains(d));
-            let comes_back = have.iter().any(|h| route_matches(r, h) && flushed(h));
+            let dev_recreated = r.dev.as_deref().is_some_and(|d| deleted.contains(d));
+            let comes_back = have
+                .iter()
+                .any(|h| route_matches(r, h) && (flushed(h) || on_deleted(h)));
             if !have.iter().any(|h| route_matches(r, h)) || dev_recreated || comes_back {
                 if let Some(dev) = &r.dev {
                     let made = desired
@@ -301,6 +301,23 @@ fn route_ops(
             }
         }
     }
+}
+
+/// The links `ops` delete, by netns: each `LinkDel`'s, and the VE end a
+/// deleted veth takes with it.
+fn deleted_links(ops: &[Op]) -> BTreeMap<NsName, BTreeSet<String>> {
+    let mut out: BTreeMap<NsName, BTreeSet<String>> = BTreeMap::new();
+    for op in ops {
+        let Op::LinkDel { ns, link } = op else {
+            continue;
+        };
+        out.entry(ns.clone()).or_default().insert(link.name.clone());
+        if let crate::link::Kind::Veth(crate::link::veth::Veth { peer: Some(p) }) = &link.kind {
+            let pns = p.ns.clone().or_else(|| ns.clone());
+            out.entry(pns).or_default().insert(p.name.clone());
+        }
+    }
+    out
 }
 
 /// A configured route without a device matches the kernel's whatever its device.
@@ -399,6 +416,7 @@ mod tests {
             addr: "10.0.0.1/24".parse().expect("cidr"),
             secondary: false,
             protocol: Some(RTPROT_VZNET),
+            nodad: false,
         });
         // The kernel's own IPv6 link-local address is not drift.
         host.addrs.push(AddrState {
@@ -406,6 +424,7 @@ mod tests {
             addr: "fe80::1/64".parse().expect("cidr"),
             secondary: false,
             protocol: None,
+            nodad: false,
         });
         let mut ve = NsState::default();
         let mut e = link(7, "eth0", veth_kind(), Some("vznet:ve1:eth0"));
@@ -416,6 +435,7 @@ mod tests {
             addr: "10.0.0.2/24".parse().expect("cidr"),
             secondary: false,
             protocol: Some(RTPROT_VZNET),
+            nodad: false,
         });
         ve.routes.push(RouteState {
             dst: "0.0.0.0/0".parse().expect("cidr"),
@@ -482,7 +502,9 @@ mod tests {
                 ns: None,
                 name: "veth1.0".into(),
                 master: Some("br0".into()),
-                old: None
+                old: None,
+                port: Default::default(),
+                old_port: Default::default(),
             }]
         );
     }
@@ -495,6 +517,7 @@ mod tests {
             addr: "10.9.9.9/32".parse().expect("cidr"),
             secondary: false,
             protocol: None,
+            nodad: false,
         });
         o.host.routes.push(RouteState {
             dst: "10.8.0.0/16".parse().expect("cidr"),
@@ -613,9 +636,17 @@ mod tests {
         d.routes.clear();
         let p = plan(&d, &veth_observed()).expect("plan");
         let text: Vec<String> = p.ops.iter().map(ToString::to_string).collect();
-        assert_eq!(text, ["- link veth1.0"]);
+        // What hangs on the VE end goes explicitly, so that undoing puts it back.
+        assert_eq!(
+            text,
+            [
+                "- route default via 10.0.0.1 dev eth0 (netns ve1)",
+                "- address 10.0.0.2/24 dev eth0 (netns ve1)",
+                "- link veth1.0"
+            ]
+        );
         // Its inverse makes it again.
-        assert!(matches!(p.ops[0].inverse(), Op::LinkAdd { .. }));
+        assert!(matches!(p.ops[2].inverse(), Op::LinkAdd { .. }));
     }
 
     #[test]
@@ -667,6 +698,7 @@ mod tests {
             addr: "10.0.0.100/24".parse().expect("cidr"),
             secondary: false,
             protocol: None,
+            nodad: false,
         });
         assert!(plan(&d, &o).expect("plan").is_empty());
         // Without the VRRP instance it would go.
@@ -705,6 +737,7 @@ mod tests {
             addr: "10.0.0.9/24".parse().expect("cidr"),
             secondary: true,
             protocol: None,
+            nodad: false,
         });
         let p = plan(&d, &o).expect("plan");
         let text: Vec<String> = p.ops.iter().map(ToString::to_string).collect();

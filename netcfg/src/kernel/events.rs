@@ -398,6 +398,7 @@ mod tests {
             addr: "10.0.0.1/24".parse().expect("cidr"),
             secondary: false,
             protocol: None,
+            nodad: false,
         }));
         st.apply(&Delta::Route(route(2)));
         // The same route again replaces, never duplicates.

@@ -145,14 +145,33 @@ async fn finish<E: Netns>(
     if let (Some(m), false) = (&def.master, veth) {
         set_master(e, ns, &def.name, Some(m)).await?;
     }
-    if let (Some(m), false) = (&def.master, def.port.is_empty()) {
-        let joined = Port::joined(match def.port.vlans {
-            Some(_) => default_pvid(e, ns, m).await?,
-            None => None,
-        });
-        if let Some((change, old)) = def.port.delta(&joined) {
-            set_port(e, ns, &def.name, &change, &old).await?;
-        }
+    if let Some(m) = &def.master {
+        restore_port(e, ns, &def.name, m, &def.port).await?;
+    }
+    if ns.is_none() {
+        super::sysctl::restore_link(&def.name, &def.sysctls)?;
+    }
+    Ok(())
+}
+
+/// Gives `name`, which just joined bridge `master`, the port attributes
+/// `port` (recorded when it left or was deleted).
+pub async fn restore_port<E: Netns>(
+    e: &E,
+    ns: &NsName,
+    name: &str,
+    master: &str,
+    port: &Port,
+) -> io::Result<()> {
+    if port.is_empty() {
+        return Ok(());
+    }
+    let joined = Port::joined(match port.vlans {
+        Some(_) => default_pvid(e, ns, master).await?,
+        None => None,
+    });
+    if let Some((change, old)) = port.delta(&joined) {
+        set_port(e, ns, name, &change, &old).await?;
     }
     Ok(())
 }

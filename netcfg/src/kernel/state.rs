@@ -141,6 +141,8 @@ pub struct AddrState {
     pub secondary: bool,
     /// IFA_PROTO: who added it ([`RTPROT_VZNET`] for vznet).
     pub protocol: Option<u8>,
+    /// Added without duplicate address detection (IFA_F_NODAD).
+    pub nodad: bool,
 }
 
 impl AddrState {
@@ -149,11 +151,15 @@ impl AddrState {
         let mut local = None;
         let mut address = None;
         let mut protocol = None;
+        let mut nodad = false;
         for attr in &msg.attributes {
             match attr {
                 AddressAttribute::Local(a) => local = Some(*a),
                 AddressAttribute::Address(a) => address = Some(*a),
                 AddressAttribute::Protocol(p) => protocol = Some(u8::from(*p)),
+                AddressAttribute::Flags(f) => {
+                    nodad = f.contains(netlink_packet_route::address::AddressFlags::Nodad)
+                }
                 _ => {}
             }
         }
@@ -167,6 +173,7 @@ impl AddrState {
                 .flags
                 .contains(netlink_packet_route::address::AddressHeaderFlags::Secondary),
             protocol,
+            nodad,
         })
     }
 
@@ -352,6 +359,25 @@ impl NsState {
                 a.index == index && (all || !a.is_link_local() || want.contains(&a.addr))
             })
             .map(|a| a.addr)
+    }
+
+    /// The addresses of link `index` that were added without duplicate address
+    /// detection (an inverse adds them back so).
+    pub fn nodad_of(&self, index: u32) -> Vec<IpNet> {
+        self.addrs
+            .iter()
+            .filter(|a| a.index == index && a.nodad)
+            .map(|a| a.addr)
+            .collect()
+    }
+
+    /// The addresses that go with link `index` when it is deleted and that an
+    /// undo must put back: all but the kernel's own IPv6 link-local ones
+    /// (vznet's, marked with its protocol, count).
+    pub fn addrs_made_on(&self, index: u32) -> impl Iterator<Item = &AddrState> + '_ {
+        self.addrs.iter().filter(move |a| {
+            a.index == index && (!a.is_link_local() || a.protocol == Some(RTPROT_VZNET))
+        })
     }
 
     /// Non-link-local addresses of link `index`.

@@ -72,6 +72,7 @@ pub fn spec(name: &str, kind: Kind, alias: &str, addrs: &[&str]) -> LinkSpec {
             port: Port::default(),
             alias: alias.into(),
             depth: 0,
+            sysctls: Default::default(),
         },
         addrs: addrs.iter().map(|a| a.parse().expect("cidr")).collect(),
     }

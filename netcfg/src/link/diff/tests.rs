@@ -297,6 +297,7 @@ fn a_nic_keeps_foreign_addresses_and_loses_vznet_ones_no_longer_declared() {
             addr: addr.parse().expect("cidr"),
             protocol,
             secondary: false,
+            nodad: false,
         });
     }
     let p = full_plan(&d, &o).expect("plan");
