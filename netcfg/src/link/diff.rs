@@ -327,11 +327,9 @@ fn link_ops(
     addr_ops(
         ops,
         &spec.ns,
-        &def.name,
+        (host, link),
         &spec.addrs,
         have,
-        &host.secondaries_of(link.index),
-        &host.nodad_of(link.index),
         desired.skips_dad(&spec.ns, &def.name),
     );
     Ok(())
@@ -563,17 +561,19 @@ fn observed_peer<'a>(
 /// the last one disables IPv4 on the link and flushes its routes. So a change
 /// that would hit either case renumbers: every IPv4 address goes and the wanted
 /// ones come back, and the plan's route part takes the link's routes down first
-/// and puts them back after (`plan::readdressed`).
+/// and puts them back after (`plan::readdressed`). `(state, link)`: the link
+/// as observed, for which of its addresses are secondaries or skip DAD.
 pub(crate) fn addr_ops(
     ops: &mut Vec<Op>,
     ns: &NsName,
-    dev: &str,
+    (state, link): (&NsState, &LinkState),
     want: &[IpNet],
     have: Vec<IpNet>,
-    secondaries: &[IpNet],
-    have_nodad: &[IpNet],
     nodad: bool,
 ) {
+    let dev = link.name.as_str();
+    let secondaries = state.secondaries_of(link.index);
+    let have_nodad = state.nodad_of(link.index);
     let is4 = |a: &IpNet| a.addr().is_ipv4();
     let removed4: Vec<&IpNet> = have
         .iter()
@@ -654,11 +654,9 @@ fn ve_end_ops(ops: &mut Vec<Op>, end: &VeEnd, observed: &Observed, desired: &Des
             addr_ops(
                 ops,
                 &ns,
-                &end.name,
+                (state, link),
                 &end.addrs,
                 state.addrs_for(link.index, &end.addrs, false).collect(),
-                &state.secondaries_of(link.index),
-                &state.nodad_of(link.index),
                 nodad,
             );
         }
