@@ -117,7 +117,7 @@ package_test() {
   # No config on install, so vznetd's ConditionPathExists keeps it idle.
   inside "$m" "! test -e /etc/vznet/host.toml && ls /usr/share/man/man8/vznet.8.gz /usr/share/man/man8/vznetd.8.gz /usr/share/man/man8/vznet-vrrp.8.gz /usr/share/man/man5/vznet.toml.5.gz /usr/share/bash-completion/completions/vznet >/dev/null"
   # systemd-analyze is not vznet's dependency: installed here for the check only.
-  inside "$m" "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null && systemd-analyze verify /usr/lib/systemd/system/vznetd.service"
+  inside "$m" "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null && systemd-analyze verify /usr/lib/systemd/system/vznetd.service /usr/lib/systemd/system/vznet-ves.service"
   leave
   umount "$m"
 }

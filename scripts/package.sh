@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Debian package target/debian/vznet_VERSION-1_amd64.deb (cargo-deb):
 # the release binaries, man pages and completions generated from the clap
-# definitions (vznet-dist), the vznetd unit with /usr/sbin paths; then lintian.
+# definitions (vznet-dist), the vznetd and vznet-ves units with /usr/sbin paths;
+# then lintian.
 # Prints the package's path last.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,9 @@ rm -rf "$gen"
 target/release/vznet-dist man "$gen/man"
 target/release/vznet-dist completions "$gen/completions"
 mkdir -p "$gen/systemd"
-sed 's|/usr/local/sbin/|/usr/sbin/|g' dist/vznetd.service > "$gen/systemd/vznetd.service"
+for unit in vznetd vznet-ves; do
+  sed 's|/usr/local/sbin/|/usr/sbin/|g' "dist/$unit.service" > "$gen/systemd/$unit.service"
+done
 say "cargo deb"
 rm -f target/debian/vznet_*.deb
 cargo deb -p dist --no-build --strip -q >&2

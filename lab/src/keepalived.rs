@@ -25,11 +25,21 @@ pub fn keepalived_path() -> Result<PathBuf> {
 /// in an old pid file names a process, and a SIGKILLed VRRP child may linger as a
 /// zombie.
 pub fn spawn_keepalived(host: &Host, dir: &Path, config: &str) -> Result<Process> {
+    spawn_keepalived_with(host, dir, config, &[])
+}
+
+/// As [`spawn_keepalived`], with more options (`--config-id=r2`).
+pub fn spawn_keepalived_with(
+    host: &Host,
+    dir: &Path,
+    config: &str,
+    options: &[&str],
+) -> Result<Process> {
     std::fs::create_dir_all(dir)?;
     let conf = dir.join("keepalived.conf");
     std::fs::write(&conf, config)?;
     let path = |name: &str| dir.join(name).display().to_string();
-    host.spawn([
+    let mut argv = vec![
         keepalived_path()?.display().to_string(),
         "--dont-fork".into(),
         "--log-console".into(),
@@ -42,5 +52,7 @@ pub fn spawn_keepalived(host: &Host, dir: &Path, config: &str) -> Result<Process
         format!("--vrrp_pid={}", path("vrrp.pid")),
         format!("--checkers_pid={}", path("checkers.pid")),
         format!("--bfd_pid={}", path("bfd.pid")),
-    ])
+    ];
+    argv.extend(options.iter().map(|o| o.to_string()));
+    host.spawn(argv)
 }

@@ -52,7 +52,7 @@ pub use advert::{AdvertWatch, Adverts};
 pub use attribute::{AttributeCase, Read, Runner, Source};
 pub use command::CommandError;
 pub use host::{Endpoint, Host, Root, Switch};
-pub use keepalived::{keepalived_path, spawn_keepalived};
+pub use keepalived::{keepalived_path, spawn_keepalived, spawn_keepalived_with};
 pub use lab::Lab;
 pub use link::LinkInfo;
 pub use name::{IFNAME_MAX, IFNAME_SUFFIX_MAX};

@@ -672,7 +672,9 @@ impl Engine {
                 change,
                 old,
             } => kernel::link::set_port(self, ns, name, change, old).await,
-            Op::SetMtu { ns, name, mtu, .. } => kernel::link::set_mtu(self, ns, name, *mtu).await,
+            Op::SetMtu {
+                ns, name, mtu, old, ..
+            } => kernel::link::set_mtu(self, ns, name, *mtu, *old).await,
             Op::SetMaster {
                 ns,
                 name,

@@ -56,6 +56,28 @@ pub fn is(left: Expression<'static>, right: Expression<'static>) -> Statement<'s
     })
 }
 
+/// `left != right` (`not in` for sets), as a match statement.
+pub fn isnt(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
+    Statement::Match(Match {
+        left,
+        right,
+        op: Operator::NEQ,
+    })
+}
+
+/// A concatenation: `iifname . ip saddr`, or an element `"veth1" . 10.0.0.1`.
+pub fn concat(parts: Vec<Expression<'static>>) -> Expression<'static> {
+    Expression::Named(NamedExpression::Concat(parts))
+}
+
+/// A prefix: `fe80::/10`.
+pub fn prefix(addr: impl Into<String>, len: u32) -> Expression<'static> {
+    Expression::Named(NamedExpression::Prefix(nftables::expr::Prefix {
+        addr: Box::new(value(addr)),
+        len,
+    }))
+}
+
 /// A table.
 pub fn table(family: NfFamily, name: &str) -> NfListObject<'static> {
     NfListObject::Table(Table {
@@ -91,6 +113,22 @@ pub fn named_set(
         table: Cow::Owned(table.to_owned()),
         name: Cow::Owned(name.to_owned()),
         set_type: SetTypeValue::Single(kind),
+        ..Set::default()
+    }))
+}
+
+/// A named set keyed by a concatenation of types (`ifname . ipv4_addr`).
+pub fn named_set_of(
+    family: NfFamily,
+    table: &str,
+    name: &str,
+    kinds: Vec<SetType>,
+) -> NfListObject<'static> {
+    NfListObject::Set(Box::new(Set {
+        family,
+        table: Cow::Owned(table.to_owned()),
+        name: Cow::Owned(name.to_owned()),
+        set_type: SetTypeValue::Concatenated(kinds.into()),
         ..Set::default()
     }))
 }

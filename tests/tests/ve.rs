@@ -3,119 +3,12 @@
 //! `ve set`, limited by cgroups, with user hooks, stopped (and unwired).
 
 mod common;
-
-use std::process::Output;
+mod ve_harness;
 
 use anyhow::{Context, Result};
-use common::{snapshot, ConfigDir, VZNET};
-use lab::{Host, Lab};
-
-struct Runtime<'a> {
-    host: &'a Host,
-    cfg: ConfigDir,
-    state: tempfile::TempDir,
-    started: std::cell::RefCell<Vec<u32>>,
-}
-
-impl Runtime<'_> {
-    fn vznet(&self, args: &[&str]) -> Result<Output> {
-        Ok(std::process::Command::new("ip")
-            .args(["netns", "exec", self.host.name(), VZNET])
-            .args(["--config-dir"])
-            .arg(self.cfg.path())
-            .arg("--state-dir")
-            .arg(self.state.path())
-            .arg("--socket")
-            .arg(self.socket())
-            .args(args)
-            .output()?)
-    }
-
-    /// vznetd's socket for this runtime (only answers when a test starts one).
-    fn socket(&self) -> std::path::PathBuf {
-        self.state.path().join("vznetd.sock")
-    }
-
-    /// Runs vznet and returns (exit code, stdout, stderr).
-    fn run(&self, args: &[&str]) -> Result<(i32, String, String)> {
-        let out = self.vznet(args)?;
-        Ok((
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ))
-    }
-
-    /// Creates VE `id` from the busybox template and appends `extra` to its file.
-    fn create(&self, id: u32, extra: &str) -> Result<std::path::PathBuf> {
-        self.ok(&["ve", "create", &id.to_string(), "--template", "busybox"])?;
-        let file = self.cfg.path().join(format!("ve/{id}.toml"));
-        let text = std::fs::read_to_string(&file)?;
-        std::fs::write(&file, text + extra)?;
-        Ok(file)
-    }
-
-    /// The host pid of a running VE's init, from `ve list --json`.
-    fn pid(&self, id: u32) -> Result<u32> {
-        let json: serde_json::Value = serde_json::from_str(&self.ok(&["ve", "list", "--json"])?)?;
-        json.as_array()
-            .and_then(|a| a.iter().find(|v| v["veid"] == id))
-            .and_then(|v| v["pid"].as_u64())
-            .map(|p| p as u32)
-            .with_context(|| format!("VE {id} has no pid: {json}"))
-    }
-
-    /// Runs a command in VE `id`, failing unless it exits 0; returns stdout.
-    fn exec(&self, id: u32, argv: &[&str]) -> Result<String> {
-        let mut args = vec!["ve", "exec"];
-        let ids = id.to_string();
-        args.push(&ids);
-        args.push("--");
-        args.extend_from_slice(argv);
-        self.ok(&args)
-    }
-
-    fn ok(&self, args: &[&str]) -> Result<String> {
-        let out = self.vznet(args)?;
-        anyhow::ensure!(
-            out.status.success(),
-            "vznet {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn start(&self, id: u32) -> Result<String> {
-        self.started.borrow_mut().push(id);
-        self.ok(&["ve", "start", &id.to_string()])
-    }
-}
-
-impl Drop for Runtime<'_> {
-    /// VEs live in namespaces of their own, outside the lab's: stop them even
-    /// when the test fails.
-    fn drop(&mut self) {
-        for id in self.started.borrow().iter() {
-            let _ = self.vznet(&["ve", "stop", &id.to_string(), "--timeout", "2"]);
-        }
-    }
-}
-
-fn runtime<'a>(host: &'a Host) -> Result<Runtime<'a>> {
-    let cfg = ConfigDir::new()?;
-    cfg.host("[[bridge]]\nname = \"br0\"\naddresses = [\"10.60.0.1/24\"]\n")?;
-    Ok(Runtime {
-        host,
-        cfg,
-        state: tempfile::tempdir()?,
-        started: Default::default(),
-    })
-}
-
-fn netif(n: u32, gateway: &str) -> String {
-    format!("\n[[netif]]\nname = \"eth0\"\nbridge = \"br0\"\naddresses = [\"10.60.0.{}/24\"]\ngateway = \"{gateway}\"\nsysctl = {{ proxy_arp = 1 }}\n", 10 + n)
-}
+use common::{snapshot, VZNET};
+use lab::Lab;
+use ve_harness::{link_names, netif, plain_netif, routes, runtime, settled};
 
 #[test]
 fn three_busybox_ves_on_a_bridge_run_reach_each_other_and_unwire_on_stop() -> Result<()> {
@@ -135,7 +28,7 @@ fn three_busybox_ves_on_a_bridge_run_reach_each_other_and_unwire_on_stop() -> Re
         let out = rt.start(id)?;
         assert!(out.contains(&format!("VE {id} started")), "{out}");
     }
-    let list = rt.ok(&["ve", "list"])?;
+    let list = rt.ok(&["ve", "list", "-a"])?;
     for id in 801..=803 {
         assert!(
             list.lines()
@@ -211,7 +104,7 @@ fn three_busybox_ves_on_a_bridge_run_reach_each_other_and_unwire_on_stop() -> Re
     rt.ok(&["ve", "stop", "802"])?;
     assert!(host.link("veth802.0").is_err(), "host end gone with the VE");
     assert!(rt
-        .ok(&["ve", "list"])?
+        .ok(&["ve", "list", "-a"])?
         .lines()
         .any(|l| l.contains("802") && l.contains("stopped")));
     assert!(
@@ -229,25 +122,6 @@ fn three_busybox_ves_on_a_bridge_run_reach_each_other_and_unwire_on_stop() -> Re
     );
     assert_eq!(routes_before, routes(&host)?, "every route it made is gone");
     Ok(())
-}
-
-/// IPv4 routes of every table, without the `linkdown` flag: the kernel updates
-/// it from the bridge's carrier through linkwatch, up to a second late.
-fn routes(host: &Host) -> Result<String> {
-    Ok(host
-        .ip(["-4", "route", "show", "table", "all"])?
-        .replace(" linkdown", ""))
-}
-
-/// [`snapshot`] without route `linkdown` flags (see [`routes`]).
-fn settled(host: &Host) -> Result<String> {
-    Ok(snapshot(host)?.replace("\"linkdown\"", ""))
-}
-
-fn link_names(host: &Host) -> Result<Vec<String>> {
-    let mut names: Vec<String> = host.links()?.into_iter().map(|l| l.name).collect();
-    names.sort();
-    Ok(names)
 }
 
 #[test]
@@ -279,7 +153,7 @@ fn a_start_that_fails_half_way_leaves_nothing_behind() -> Result<()> {
     );
     assert_eq!(before, snapshot(&host)?, "host unchanged");
     assert!(rt
-        .ok(&["ve", "list"])?
+        .ok(&["ve", "list", "-a"])?
         .lines()
         .any(|l| l.contains("810") && l.contains("stopped")));
     Ok(())
@@ -338,11 +212,6 @@ fn enter_runs_a_shell_in_the_ve() -> Result<()> {
         "{err}"
     );
     Ok(())
-}
-
-/// A VE with a netif on br0 (no gateway: venet addresses add a default route).
-fn plain_netif(ip: &str) -> String {
-    format!("\n# the VE's only netif\n[[netif]]\nname = \"eth0\"\nbridge = \"br0\"\naddresses = [\"{ip}/24\"]\n")
 }
 
 #[test]
@@ -720,145 +589,5 @@ fn a_tar_template_unpacks_and_runs_and_a_climbing_one_is_refused() -> Result<()>
     assert!(code != 0 && err.contains("absolute path: refused"), "{err}");
     assert!(!rt.state.path().join("private/852").exists());
     assert!(!rt.cfg.path().join("ve/852.toml").exists());
-    Ok(())
-}
-
-/// ICMP echo requests a netns has received (`InEchos` of /proc/net/snmp, as
-/// read by a process in that netns).
-fn in_echos(snmp: &str) -> Result<u64> {
-    let mut lines = snmp.lines().filter(|l| l.starts_with("Icmp:"));
-    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
-        anyhow::bail!("no Icmp lines in {snmp}");
-    };
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(n, _)| *n == "InEchos")
-        .and_then(|(_, v)| v.parse().ok())
-        .context("no InEchos")
-}
-
-fn mac_netif(n: u32) -> String {
-    format!(
-        "\n[[netif]]\nname = \"eth0\"\nmac = \"02:00:00:00:00:{n:02x}\"\nbridge = \"br0\"\naddresses = [\"10.60.0.{n}/24\"]\n"
-    )
-}
-
-#[test]
-fn a_ve_that_spoofs_another_ves_ip_or_mac_reaches_nobody_and_ve_firewalls_filter() -> Result<()> {
-    let lab = Lab::new("ve_spoof")?;
-    let host = lab.host("host")?;
-    let rt = runtime(&host)?;
-    // 861 has no anti-spoofing (the control), 862 the default; 863 the target.
-    rt.create(861, &("anti_spoof = false\n".to_string() + &mac_netif(61)))?;
-    rt.create(862, &mac_netif(62))?;
-    rt.create(863, &mac_netif(63))?;
-    // 864 filters: only the host may ping it.
-    rt.create(
-        864,
-        &(mac_netif(64)
-            + "\n[firewall]\ninput = \"drop\"\n[[firewall.allow]]\nproto = \"icmp\"\nfrom = [\"10.60.0.1/32\"]\n"),
-    )?;
-    rt.ok(&["ve", "start", "861", "862", "863", "864"])?;
-    for id in [861, 862, 863, 864] {
-        rt.started.borrow_mut().push(id);
-    }
-    // One shared host table; 861 (anti_spoof = false) has no elements in it.
-    let table = host.run(["nft", "list", "table", "bridge", "vznet_antispoof"])?;
-    assert!(
-        table.contains("veth862.0") && !table.contains("veth861.0"),
-        "{table}"
-    );
-    let echos_863 = || -> Result<u64> { in_echos(&rt.exec(863, &["/bin/cat", "/proc/net/snmp"])?) };
-    let echos_host = || -> Result<u64> { in_echos(&host.run(["cat", "/proc/net/snmp"])?) };
-    let ping = |id: u32, args: &[&str]| -> Result<bool> {
-        let mut a = vec!["ve", "exec"];
-        let ids = id.to_string();
-        a.push(&ids);
-        a.extend_from_slice(&["--", "/bin/ping", "-c", "2", "-W", "1"]);
-        a.extend_from_slice(args);
-        Ok(rt.vznet(&a)?.status.success())
-    };
-    // Honest traffic passes (and fills the ARP caches used below).
-    for id in [861, 862] {
-        assert!(ping(id, &["10.60.0.63"])?, "VE {id} -> 863");
-        assert!(ping(id, &["10.60.0.1"])?, "VE {id} -> host");
-    }
-    // IP spoofing: 862 sends as 861, 861 as 862.
-    rt.exec(
-        862,
-        &["/bin/ip", "addr", "add", "10.60.0.61/32", "dev", "eth0"],
-    )?;
-    rt.exec(
-        861,
-        &["/bin/ip", "addr", "add", "10.60.0.62/32", "dev", "eth0"],
-    )?;
-    let (t0, h0) = (echos_863()?, echos_host()?);
-    ping(862, &["-I", "10.60.0.61", "10.60.0.63"])?;
-    ping(862, &["-I", "10.60.0.61", "10.60.0.1"])?;
-    assert_eq!(echos_863()?, t0, "862's spoofed IP reached 863");
-    assert_eq!(echos_host()?, h0, "862's spoofed IP reached the host");
-    ping(861, &["-I", "10.60.0.62", "10.60.0.63"])?;
-    assert!(
-        echos_863()? > t0,
-        "control: without anti-spoofing the spoofed ping arrives"
-    );
-    rt.exec(
-        862,
-        &["/bin/ip", "addr", "del", "10.60.0.61/32", "dev", "eth0"],
-    )?;
-    // MAC spoofing: 862 takes 861's MAC.
-    rt.exec(
-        862,
-        &[
-            "/bin/ip",
-            "link",
-            "set",
-            "dev",
-            "eth0",
-            "address",
-            "02:00:00:00:00:3d",
-        ],
-    )?;
-    let (t1, h1) = (echos_863()?, echos_host()?);
-    ping(862, &["10.60.0.63"])?;
-    ping(862, &["10.60.0.1"])?;
-    assert_eq!(echos_863()?, t1, "862 with a foreign MAC reached 863");
-    assert_eq!(echos_host()?, h1, "862 with a foreign MAC reached the host");
-    rt.exec(
-        861,
-        &[
-            "/bin/ip",
-            "link",
-            "set",
-            "dev",
-            "eth0",
-            "address",
-            "02:00:00:00:00:3e",
-        ],
-    )?;
-    assert!(
-        ping(861, &["10.60.0.63"])?,
-        "control: 861 with another MAC still reaches 863"
-    );
-
-    // 864's own firewall: the host may ping it, 863 may not.
-    assert!(host.ping("10.60.0.64"), "host -> 864 is allowed");
-    assert!(
-        !ping(863, &["10.60.0.64"])?,
-        "863 -> 864 is dropped by 864's firewall"
-    );
-
-    // The host's rules follow `ve set` (a venet address may leave by the
-    // bridged port too); stop removes them.
-    rt.ok(&["ve", "set", "862", "--ipadd", "10.70.2.62"])?;
-    let table = host.run(["nft", "list", "table", "bridge", "vznet_antispoof"])?;
-    assert!(table.contains("\"veth862.0\" . 10.70.2.62"), "{table}");
-    rt.ok(&["ve", "stop", "862"])?;
-    let table = host.run(["nft", "list", "table", "bridge", "vznet_antispoof"])?;
-    assert!(
-        !table.contains("veth862.0") && table.contains("veth863.0"),
-        "stop must take out 862's elements and only those: {table}"
-    );
     Ok(())
 }

@@ -220,13 +220,60 @@ fn own_groups() -> (PathBuf, BTreeMap<String, PathBuf>) {
     (unified, v1)
 }
 
+/// The leaf a lone starter moves into (see [`settle_starter`]).
+const SUPERVISORS: &str = "supervisors";
+
+/// The group VE groups go below: the caller's own, or, for a starter that
+/// [`settle_starter`] moved into `BASE/PARENT/supervisors`, that `BASE`.
+fn base_of(own: &Path, parent: &str) -> PathBuf {
+    if own.ends_with(Path::new(parent).join(SUPERVISORS)) {
+        if let Some(base) = own.parent().and_then(Path::parent) {
+            return base.to_path_buf();
+        }
+    }
+    own.to_path_buf()
+}
+
+/// A starter alone in a cgroup v2 group that offers controllers (a service
+/// unit such as `vznet-ves.service`) moves into a leaf `PARENT/supervisors`
+/// below it before any VE group is made: cgroup v2 hands a controller to a
+/// group's children only while the group holds no processes of its own, and
+/// the starter and the VEs' `__ve-init` supervisors (its children, which stay
+/// in its group) would be those processes. VE groups still go below the
+/// original group ([`base_of`]). A starter that shares its group (a login
+/// shell's) stays where it is: moving it would not empty the group.
+pub fn settle_starter(state: &Path) -> Result<()> {
+    let layout = Layout::detect().context("reading /proc/self/mountinfo")?;
+    let Some(mount) = &layout.unified else {
+        return Ok(());
+    };
+    let (own, _) = own_groups();
+    let parent = parent_name(state);
+    if own == Path::new("/") || base_of(&own, &parent) != own {
+        return Ok(());
+    }
+    let base = under(mount, &own);
+    if Layout::v2_controllers(&base).is_empty() {
+        return Ok(());
+    }
+    let me = std::process::id().to_string();
+    let procs = fs::read_to_string(base.join("cgroup.procs")).unwrap_or_default();
+    if procs.split_whitespace().any(|p| p != me) {
+        return Ok(());
+    }
+    let leaf = base.join(&parent).join(SUPERVISORS);
+    fs::create_dir_all(&leaf).with_context(|| format!("creating cgroup {}", leaf.display()))?;
+    fs::write(leaf.join("cgroup.procs"), &me)
+        .with_context(|| format!("moving the starter into cgroup {}", leaf.display()))
+}
+
 /// `/mount` + `/own/group` (the own group is absolute inside the hierarchy).
 fn under(mount: &Path, own: &Path) -> PathBuf {
     mount.join(own.strip_prefix("/").unwrap_or(own))
 }
 
 /// The folder name that groups this runtime's VEs.
-fn parent_name(state: &Path) -> String {
+pub fn parent_name(state: &Path) -> String {
     if state == Path::new("/var/lib/vznet") {
         return "vznet".into();
     }
@@ -307,6 +354,7 @@ impl Group {
     ) -> Result<Group> {
         let (own_v2, own_v1) = own_groups();
         let parent = parent_name(state);
+        let own_v2 = base_of(&own_v2, &parent);
         let leaf = id.to_string();
         let mut dirs = Vec::new();
         // cgroup v2: the tracking group, and limits where the controller is there.
@@ -527,6 +575,19 @@ mod tests {
         let l = Layout::parse(PURE_V2);
         assert_eq!(l.unified.as_deref(), Some(Path::new("/sys/fs/cgroup")));
         assert!(l.v1.is_empty());
+    }
+
+    #[test]
+    fn a_settled_starter_still_makes_groups_below_its_original_group() {
+        let own = Path::new("/system.slice/vznet-ves.service/vznet/supervisors");
+        assert_eq!(
+            base_of(own, "vznet"),
+            Path::new("/system.slice/vznet-ves.service")
+        );
+        let shell = Path::new("/user.slice/user-0.slice/session-1.scope");
+        assert_eq!(base_of(shell, "vznet"), shell);
+        // Another state folder's supervisors are not ours.
+        assert_eq!(base_of(own, "vznet-1234abcd"), own);
     }
 
     #[test]

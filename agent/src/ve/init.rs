@@ -1,17 +1,21 @@
 //! The VE's first process. `vznet ve start` runs `vznet __ve-init ...` with new
 //! mount, UTS, IPC, network and PID namespaces unshared; this process stays in
-//! the host's PID namespace, forks the VE's PID 1, records its host pid, and
-//! waits for it. PID 1 pivots into the root, mounts /proc, /sys and a minimal
+//! the host's PID namespace, forks the VE's PID 1, records its host pid once
+//! PID 1 has exec'd the VE's init, and waits for it. PID 1 pivots into the root, mounts /proc, /sys and a minimal
 //! /dev, sets the hostname and execs the VE's init.
 
 use std::ffi::CString;
 use std::path::Path;
 
+use std::os::fd::OwnedFd;
+
 use anyhow::{Context, Result};
+use nix::fcntl::OFlag;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{chdir, execv, fork, pivot_root, sethostname, ForkResult};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{chdir, execv, fork, pivot_root, sethostname, ForkResult, Pid};
 
 /// The `cgroup.procs` files (one per line) the VE's PID 1 is moved into
 /// before it runs anything, so that it and everything it starts is counted
@@ -31,9 +35,21 @@ pub fn init_main(args: &[String]) -> i32 {
     }
     // PID 1 shares this process's mount namespace: once it pivots, this
     // process's root is the VE's too, and the pid file's path (and the host's
-    // /proc) are gone from its view. PID 1 therefore waits on this pipe until
-    // the pid file is written.
+    // /proc) are gone from its view. PID 1 therefore waits on `gate` until
+    // this process has joined it to its cgroups, read its start time and
+    // opened the run folder.
     let (gate_r, gate_w) = match nix::unistd::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("__ve-init: pipe: {e}");
+            return 1;
+        }
+    };
+    // Its write end is close-on-exec in PID 1: EOF here once PID 1 has exec'd
+    // the VE's init (its root, mounts and host name are all in place) or died.
+    // The pid file is written only then, so `vznet ve start` (and `ve exec`
+    // after it) never sees a VE that is still being set up.
+    let (exec_r, exec_w) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("__ve-init: pipe: {e}");
@@ -44,6 +60,7 @@ pub fn init_main(args: &[String]) -> i32 {
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             drop(gate_w);
+            drop(exec_r);
             let mut gate = std::fs::File::from(gate_r);
             let mut buf = [0u8; 1];
             // EOF when the parent is done (or died: then the start fails anyway).
@@ -53,42 +70,87 @@ pub fn init_main(args: &[String]) -> i32 {
             if let Err(e) = pid1(Path::new(root), hostname, init) {
                 eprintln!("VE init: {e:#}");
             }
+            drop(exec_w);
             // SAFETY: leaving the child without running the parent's destructors.
             unsafe { libc::_exit(127) }
         }
         Ok(ForkResult::Parent { child }) => {
             drop(gate_r);
-            // Into its cgroups before the pid file exists: once `start` sees
-            // the VE running, its limits hold and NPROC counts it.
-            if let Err(e) = join_cgroups(child.as_raw() as u32) {
-                eprintln!("__ve-init: {e:#}");
-                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-                return 1;
-            }
-            let start = super::runtime::start_time(child.as_raw() as u32).unwrap_or(0);
-            // Written whole, then renamed: readers never see half a pid file.
-            let tmp = format!("{pidfile}.tmp");
-            let written = std::fs::write(&tmp, format!("{} {start}\n", child.as_raw()))
-                .and_then(|()| std::fs::rename(&tmp, pidfile));
-            drop(gate_w);
-            if let Err(e) = written {
-                eprintln!("__ve-init: writing {pidfile}: {e}");
-                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-                return 1;
-            }
-            loop {
-                match waitpid(child, None) {
-                    Ok(WaitStatus::Exited(_, code)) => return code,
-                    Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
-                    Ok(_) => continue,
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(_) => return 1,
-                }
-            }
+            drop(exec_w);
+            supervise(child, Path::new(pidfile), gate_w, exec_r)
         }
         Err(e) => {
             eprintln!("__ve-init: fork: {e}");
             1
+        }
+    }
+}
+
+/// The supervisor's side: PID 1 into its cgroups, released, its exec awaited,
+/// its pid file written, then waited for. Returns PID 1's exit code.
+fn supervise(child: Pid, pidfile: &Path, gate: OwnedFd, exec: OwnedFd) -> i32 {
+    let fail = |what: String| {
+        eprintln!("__ve-init: {what}");
+        let _ = kill(child, Signal::SIGKILL);
+        1
+    };
+    // Into its cgroups before the pid file exists: once `start` sees the VE
+    // running, its limits hold and NPROC counts it.
+    if let Err(e) = join_cgroups(child.as_raw() as u32) {
+        return fail(format!("{e:#}"));
+    }
+    let start = super::runtime::start_time(child.as_raw() as u32).unwrap_or(0);
+    let (Some(dir), Some(name)) = (pidfile.parent(), pidfile.file_name()) else {
+        return fail(format!("bad pid file path {}", pidfile.display()));
+    };
+    let run = match nix::fcntl::open(
+        dir,
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(e) => return fail(format!("opening {}: {e}", dir.display())),
+    };
+    drop(gate);
+    let mut exec = std::fs::File::from(exec);
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut exec, &mut rest);
+    // A PID 1 that failed before its exec has exited: no pid file then.
+    match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::StillAlive) => {}
+        Ok(WaitStatus::Exited(_, code)) => return code,
+        Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+        Ok(_) => {}
+        Err(e) => return fail(format!("waiting for the VE's init: {e}")),
+    }
+    // Written whole, then renamed: readers never see half a pid file.
+    let tmp = format!("{}.tmp", name.to_string_lossy());
+    let written = nix::fcntl::openat(
+        &run,
+        tmp.as_str(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    )
+    .map_err(std::io::Error::from)
+    .and_then(|fd| {
+        std::io::Write::write_all(
+            &mut std::fs::File::from(fd),
+            format!("{} {start}\n", child.as_raw()).as_bytes(),
+        )
+    })
+    .and_then(|()| {
+        nix::fcntl::renameat(&run, tmp.as_str(), &run, name).map_err(std::io::Error::from)
+    });
+    if let Err(e) = written {
+        return fail(format!("writing {}: {e}", pidfile.display()));
+    }
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return 1,
         }
     }
 }
@@ -102,24 +164,42 @@ fn join_cgroups(pid: u32) -> Result<()> {
     Ok(())
 }
 
-/// Brings the VE's loopback up (SIOCSIFFLAGS; no netlink needed for this).
+nix::ioctl_readwrite_bad!(
+    /// SIOCGIFFLAGS: an interface's flags into an `ifreq`.
+    get_if_flags,
+    libc::SIOCGIFFLAGS,
+    libc::ifreq
+);
+nix::ioctl_write_ptr_bad!(
+    /// SIOCSIFFLAGS: an interface's flags from an `ifreq`.
+    set_if_flags,
+    libc::SIOCSIFFLAGS,
+    libc::ifreq
+);
+
+/// Brings the VE's loopback up (SIOCSIFFLAGS: PID 1 runs before anything
+/// could open a netlink socket for it, and this needs no runtime).
 fn loopback_up() -> Result<()> {
-    // SAFETY: a plain socket and two ioctls on a zeroed ifreq we own.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        anyhow::ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-        let mut req: libc::ifreq = std::mem::zeroed();
-        for (i, b) in b"lo\0".iter().enumerate() {
-            req.ifr_name[i] = *b as libc::c_char;
-        }
-        let ok = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) == 0 && {
-            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) == 0
-        };
-        let err = std::io::Error::last_os_error();
-        libc::close(fd);
-        anyhow::ensure!(ok, "bringing lo up: {err}");
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    use std::os::fd::AsRawFd;
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .context("socket for SIOCSIFFLAGS")?;
+    // SAFETY: an all-zero ifreq is valid (a C struct of integers and arrays).
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (i, b) in b"lo\0".iter().enumerate() {
+        req.ifr_name[i] = *b as libc::c_char;
     }
+    // SAFETY: `req` is a live ifreq the kernel reads and fills; the socket is open.
+    unsafe { get_if_flags(sock.as_raw_fd(), &mut req) }.context("reading lo's flags")?;
+    // SAFETY: the union's flags member is what SIOCGIFFLAGS filled.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as above.
+    unsafe { set_if_flags(sock.as_raw_fd(), &req) }.context("bringing lo up")?;
     Ok(())
 }
 

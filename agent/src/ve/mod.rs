@@ -8,16 +8,22 @@
 //! changes by `vznet ve set` without `--save`) and `STATE/private/ID` (the
 //! default root).
 
+pub mod antispoof;
+pub mod boot;
 pub mod cgroup;
 pub mod change;
 mod enter;
+pub mod etc;
 pub mod firewall;
 pub mod hook;
+mod info;
 mod init;
+pub mod overlay;
 mod runtime;
 mod template;
 
 pub use enter::{enter, exec};
+pub use info::{list, presence, Presence, VeInfo};
 pub use init::init_main;
-pub use runtime::{list, overlay_running, root_of, running, start, stop, ve_file, VeInfo};
+pub use runtime::{overlay_running, root_of, running, start, stop, ve_file};
 pub use template::{create, destroy};

@@ -10,12 +10,10 @@ use netcfg::model::{Config, ConfigErrors, VeConfig};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use serde::Serialize;
 
 use super::cgroup::Group;
-use super::change::{overlay_file, Overlay};
-use super::firewall;
-use super::hook;
+use super::overlay::{overlay_file, Overlay};
+use super::{antispoof, etc, firewall, hook};
 
 fn pid_file(state: &Path, id: u32) -> PathBuf {
     state.join("run").join(format!("{id}.pid"))
@@ -172,7 +170,13 @@ pub fn start(
         )
         .with_context(|| format!("VE {} not started", p.who.id))?;
     }
+    // The VE's own files before its init reads them.
+    for p in &todo {
+        etc::write(&p.who.root, &etc::Wanted::of(p.ve))
+            .with_context(|| format!("VE {} not started", p.who.id))?;
+    }
     std::fs::create_dir_all(state.join("run"))?;
+    super::cgroup::settle_starter(state)?;
     let mut made: Vec<(u32, Group)> = Vec::new();
     let undo = |made: &[(u32, Group)]| {
         for (id, group) in made {
@@ -225,16 +229,13 @@ pub fn start(
         let mut spoof = Vec::new();
         for (p, (_, pid)) in todo.iter().zip(&pids) {
             firewall::apply_ve_firewall(p.ve, *pid)?;
-            spoof.push((p.who.id, firewall::antispoof_ports(p.ve, *pid)?));
+            spoof.push((p.who.id, antispoof::ports(p.ve, *pid)?));
         }
-        if spoof.iter().any(|(_, ports)| !ports.is_empty()) {
-            firewall::set_antispoof(&spoof)?;
-        }
-        Ok(())
+        antispoof::set(&spoof)
     })();
     if let Err(e) = filtered {
         undo(&made);
-        let _ = firewall::sweep_antispoof();
+        let _ = antispoof::sweep();
         return Err(e.context("VE(s) stopped again"));
     }
     for (p, (_, pid)) in todo.iter().zip(&pids) {
@@ -376,7 +377,7 @@ pub fn stop(
     if let Err(e) = stop_inits(state, &ids, timeout) {
         errors.push(format!("{e:#}"));
     }
-    if let Err(e) = firewall::sweep_antispoof() {
+    if let Err(e) = antispoof::sweep() {
         errors.push(format!("{e:#}"));
     }
     for s in &todo {
@@ -447,102 +448,9 @@ fn stop_inits(state: &Path, ids: &[u32], timeout: Duration) -> Result<()> {
 }
 
 /// The kernel destroys a dead VE's netns (and with it the veth pairs) in a
-/// worker, later; delete the host ends now so that stop is done when it returns.
-/// Deleting one end of a veth deletes the pair, and routes on it go with it.
+/// worker, later; delete the host ends now so that stop is done when it
+/// returns (netcfg owns the links and tells its own by their alias).
 fn remove_host_ends(ids: &[u32]) -> Result<()> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let markers: Vec<String> = ids
-        .iter()
-        .map(|id| format!("{}ve{id}:", netcfg::kernel::state::ALIAS_PREFIX))
-        .collect();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let h = netcfg::kernel::netns::handle(netcfg::kernel::netns::route_socket()?)?;
-        let links = netcfg::kernel::state::read_links(&h).await?;
-        for l in links.iter().filter(|l| {
-            l.alias
-                .as_deref()
-                .is_some_and(|a| markers.iter().any(|m| a.starts_with(m.as_str())))
-        }) {
-            match h.link().del(l.index).execute().await {
-                Ok(()) => {}
-                // Already gone with the netns.
-                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => {}
-                Err(e) => return Err(anyhow::anyhow!("deleting {}: {e}", l.name)),
-            }
-        }
-        Ok(())
-    })
-}
-
-/// A line of `vznet ve list`.
-#[derive(Debug, Clone, Serialize)]
-pub struct VeInfo {
-    /// VE id.
-    pub veid: u32,
-    /// Processes in its PID namespace.
-    pub nproc: usize,
-    /// `running` or `stopped`.
-    pub status: &'static str,
-    /// Its configured addresses.
-    pub ip_addr: Vec<String>,
-    /// Host name.
-    pub hostname: String,
-    /// Host pid of its init.
-    pub pid: Option<u32>,
-}
-
-/// Every VE of the config with its state.
-pub fn list(config: &Config, state: &Path) -> Vec<VeInfo> {
-    config
-        .ves
-        .iter()
-        .map(|f| {
-            let ve = &f.ve;
-            let pid = running(state, ve.id);
-            let mut ip_addr: Vec<String> = ve
-                .netif
-                .iter()
-                .flat_map(|n| n.addresses.iter().map(|a| a.addr().to_string()))
-                .collect();
-            if let Some(v) = &ve.venet {
-                ip_addr.extend(v.addresses.iter().map(ToString::to_string));
-            }
-            VeInfo {
-                veid: ve.id,
-                nproc: pid.map_or(0, |p| {
-                    Group::recorded(state, ve.id)
-                        .and_then(|g| g.nproc())
-                        .unwrap_or_else(|| nproc(p))
-                }),
-                status: if pid.is_some() { "running" } else { "stopped" },
-                ip_addr,
-                hostname: ve.hostname.clone().unwrap_or_default(),
-                pid,
-            }
-        })
-        .collect()
-}
-
-/// Processes in the VE's PID namespace, for a VE without a recorded cgroup.
-fn nproc(pid: u32) -> usize {
-    let Ok(ns) = std::fs::read_link(format!("/proc/{pid}/ns/pid")) else {
-        return 0;
-    };
-    std::fs::read_dir("/proc")
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| {
-                    e.file_name()
-                        .to_str()
-                        .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
-                })
-                .filter(|e| std::fs::read_link(e.path().join("ns/pid")).is_ok_and(|l| l == ns))
-                .count()
-        })
-        .unwrap_or(0)
+    netcfg::kernel::ve::delete_host_links(ids)?;
+    Ok(())
 }

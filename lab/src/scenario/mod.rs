@@ -9,6 +9,7 @@ pub mod fleet_demo;
 pub mod lb_bench;
 pub mod ve_bench;
 pub mod vm;
+pub mod vm_ve;
 pub mod vrrp_agent;
 pub mod vrrp_bench;
 

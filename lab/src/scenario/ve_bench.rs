@@ -1,8 +1,12 @@
 //! `lab bench ve --count N`: create N VEs from the busybox template, each with a
 //! veth on one bridge (address and default route inside), then time starting
 //! and wiring them all with one `vznet ve start`, one more VE started alone,
-//! and stopping them all; print per-VE and total times, vznet's peak RSS, and
-//! whether the goal (100 VEs started and wired in under 5 s) is met.
+//! and stopping them all; then the boot: all N marked onboot, vznetd started
+//! and `vznet ve start --onboot` run through it (what the vznet-ves unit runs),
+//! timed from vznetd's start until every VE runs and is wired, and the
+//! shutdown's `vznet ve stop --all`. Prints per-VE and total times, vznet's
+//! peak RSS, and whether the goal (100 VEs started and wired in under 5 s) is
+//! met.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,6 +34,12 @@ impl Drop for Running<'_> {
         let mut args = vec!["ve", "stop", "--timeout", "2"];
         args.extend(ids.iter().map(String::as_str));
         let _ = vznet(self.host, self.cfg, self.state, &args);
+        let _ = vznet(
+            self.host,
+            self.cfg,
+            self.state,
+            &["ve", "stop", "--all", "--timeout", "2"],
+        );
     }
 }
 
@@ -49,7 +59,7 @@ fn vznet(host: &str, cfg: &Path, state: &Path, args: &[&str]) -> Result<Timed> {
         .arg("--state-dir")
         .arg(state)
         .arg("--socket")
-        .arg(state.join("none.sock"))
+        .arg(socket(state))
         .args(args)
         .stdout(out.reopen()?)
         .stderr(out.reopen()?)
@@ -67,6 +77,54 @@ fn vznet(host: &str, cfg: &Path, state: &Path, args: &[&str]) -> Result<Timed> {
         output: std::fs::read_to_string(out.path())?,
         rss_kib: usage.ru_maxrss,
     })
+}
+
+/// vznetd's socket in the boot phase; before it, nothing answers there and
+/// vznet wires directly.
+fn socket(state: &Path) -> PathBuf {
+    state.join("vznetd.sock")
+}
+
+/// vznetd for the boot phase, stopped (SIGTERM) when dropped.
+struct Agent(std::process::Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts vznetd in `host` and waits until its socket answers.
+fn spawn_vznetd(host: &str, cfg: &Path, state: &Path, log: &Path) -> Result<Agent> {
+    let me = std::env::current_exe()?;
+    let child = Command::new("ip")
+        .args(["netns", "exec", host])
+        .arg(&me)
+        .arg("vznetd")
+        .arg("--config-dir")
+        .arg(cfg)
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--socket")
+        .arg(socket(state))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log)?)
+        .spawn()?;
+    let mut agent = Agent(child);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::os::unix::net::UnixStream::connect(socket(state)).is_err() {
+        if let Some(status) = agent.0.try_wait()? {
+            anyhow::bail!(
+                "vznetd exited ({status}): {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        ensure!(Instant::now() < deadline, "vznetd did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(agent)
 }
 
 struct Timed {
@@ -188,6 +246,45 @@ pub fn run(count: u32) -> Result<()> {
     let groups: Vec<&PathBuf> = groups.iter().filter(|d| d.exists()).collect();
     ensure!(groups.is_empty(), "cgroups left after stop: {groups:?}");
 
+    // The boot: every VE onboot, vznetd started, then what vznet-ves.service
+    // runs, timed from vznetd's start to the last VE running and wired.
+    for id in &ids {
+        let file = cfg.path().join("ve").join(format!("{id}.toml"));
+        let text = std::fs::read_to_string(&file)?;
+        std::fs::write(&file, format!("onboot = true\n{text}"))?;
+    }
+    super::bench::settle()?;
+    eprintln!("  boot: vznetd, then vznet ve start --onboot ({count} VEs) ...");
+    let log = state.path().join("vznetd.log");
+    let t = Instant::now();
+    let agent = spawn_vznetd(host.name(), cfg.path(), state.path(), &log)?;
+    let agent_ready = t.elapsed();
+    running.ids = ids.clone();
+    let onboot = vznet(
+        host.name(),
+        cfg.path(),
+        state.path(),
+        &["ve", "start", "--onboot"],
+    )?
+    .check("ve start --onboot")?;
+    let boot = t.elapsed();
+    let unreachable: Vec<String> = (0..count).map(addr).filter(|a| !host.ping(a)).collect();
+    ensure!(
+        unreachable.is_empty(),
+        "VEs not reachable after the boot: {unreachable:?}"
+    );
+    super::bench::settle()?;
+    eprintln!("  shutdown: vznet ve stop --all ...");
+    let shutdown = vznet(
+        host.name(),
+        cfg.path(),
+        state.path(),
+        &["ve", "stop", "--all"],
+    )?
+    .check("ve stop --all")?;
+    running.ids.clear();
+    drop(agent);
+
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let per = |d: Duration| ms(d) / f64::from(count);
     println!();
@@ -215,6 +312,25 @@ pub fn run(count: u32) -> Result<()> {
         "stop that 1 VE",
         ms(one_stop.elapsed),
         ms(one_stop.elapsed)
+    );
+    println!(
+        "{:<46}{:>12.1}{:>14.2}",
+        format!("boot: vznetd start -> {count} onboot VEs up"),
+        ms(boot),
+        per(boot)
+    );
+    println!("{:<46}{:>12.1}", "  of which vznetd ready", ms(agent_ready));
+    println!(
+        "{:<46}{:>12.1}{:>14.2}",
+        "  of which ve start --onboot (via vznetd)",
+        ms(onboot.elapsed),
+        per(onboot.elapsed)
+    );
+    println!(
+        "{:<46}{:>12.1}{:>14.2}",
+        format!("shutdown: ve stop --all ({count} VEs)"),
+        ms(shutdown.elapsed),
+        per(shutdown.elapsed)
     );
     println!(
         "{:<46}{:>12.1}",

@@ -23,7 +23,7 @@ pub enum Vm {
     /// Boot a kernel with bonding/8021q/dummy and run scenarios in it (one boot).
     Run {
         /// Scenarios (default: all): seed-host, bond-failover, idempotence-rollback,
-        /// bond-modes, lacp, vlan-bridge, qinq, link-attributes.
+        /// bond-modes, lacp, vlan-bridge, qinq, link-attributes, ve-cgroup-v2.
         scenarios: Vec<String>,
         /// Kernel image (default: the newest /boot/vmlinuz-*).
         #[arg(long)]
@@ -50,6 +50,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("vlan-bridge", vlan::vlan_bridge),
     ("qinq", vlan::qinq),
     ("link-attributes", attrs::link_attributes),
+    ("ve-cgroup-v2", super::vm_ve::ve_cgroup_v2),
 ];
 
 fn names() -> Vec<&'static str> {

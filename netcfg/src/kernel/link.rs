@@ -140,7 +140,7 @@ async fn finish<E: Netns>(
 ) -> io::Result<()> {
     mark(e, ns, def).await?;
     if let (Some(mtu), true) = (def.mtu, bridge) {
-        set_mtu(e, ns, &def.name, mtu).await?;
+        set_mtu(e, ns, &def.name, mtu, None).await?;
     }
     if let (Some(m), false) = (&def.master, veth) {
         set_master(e, ns, &def.name, Some(m)).await?;
@@ -427,6 +427,54 @@ pub async fn set_mac<E: Netns>(e: &E, ns: &NsName, name: &str, mac: MacAddr) -> 
 }
 
 /// Sets a link's MTU.
-pub async fn set_mtu<E: Netns>(e: &E, ns: &NsName, name: &str, mtu: u32) -> io::Result<()> {
-    set(e, ns, LinkUnspec::new_with_name(name).mtu(mtu).build()).await
+pub async fn set_mtu<E: Netns>(
+    e: &E,
+    ns: &NsName,
+    name: &str,
+    mtu: u32,
+    old: Option<u32>,
+) -> io::Result<()> {
+    set(e, ns, LinkUnspec::new_with_name(name).mtu(mtu).build()).await?;
+    if ns.is_none() && old.is_some_and(|o| o < IPV6_MIN_MTU) && mtu >= IPV6_MIN_MTU {
+        regenerate_nothing(e, ns, name).await?;
+    }
+    Ok(())
+}
+
+/// The smallest MTU IPv6 runs on: below it the kernel drops a link's IPv6 state,
+/// and above it makes that state anew with the defaults.
+const IPV6_MIN_MTU: u32 = 1280;
+
+/// A VE's host end back from an MTU under 1280 got a fresh IPv6 state, with the
+/// default address generation and so a link-local address of its own: set the
+/// mode vznet makes host ends with again and drop the addresses it generated
+/// (vznet's own carry IFA_PROTO 249 and stay).
+async fn regenerate_nothing<E: Netns>(e: &E, ns: &NsName, name: &str) -> io::Result<()> {
+    use futures::TryStreamExt;
+    let h = e.handle(ns)?;
+    let Some(link) = state::read_link(&h, name).await.map_err(nl_err)? else {
+        return Ok(());
+    };
+    if !(matches!(link.kind, Kind::Veth(_)) && link.is_managed()) {
+        return Ok(());
+    }
+    let mut msg = LinkUnspec::new_with_name(name).build();
+    super::ipv6::no_address_generation(&mut msg);
+    h.link().set(msg).execute().await.map_err(nl_err)?;
+    let addrs: Vec<_> = h
+        .address()
+        .get()
+        .set_link_index_filter(link.index)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(nl_err)?;
+    for m in addrs {
+        let generated = state::AddrState::from_message(&m)
+            .is_some_and(|a| a.is_link_local() && a.protocol != Some(state::RTPROT_VZNET));
+        if generated {
+            h.address().del(m).execute().await.map_err(nl_err)?;
+        }
+    }
+    Ok(())
 }

@@ -8,3 +8,4 @@ pub mod link;
 pub mod netns;
 pub mod state;
 pub mod sysctl;
+pub mod ve;

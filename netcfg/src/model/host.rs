@@ -80,13 +80,22 @@ pub struct Route {
     pub table: Option<super::RouteTable>,
 }
 
-/// A route destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// A route destination, written `"default"` or as a prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteDest {
     /// 0.0.0.0/0 (or ::/0 when the gateway is IPv6).
     Default,
     /// A prefix.
     Prefix(IpNet),
+}
+
+impl Serialize for RouteDest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RouteDest::Default => s.serialize_str("default"),
+            RouteDest::Prefix(net) => s.collect_str(net),
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for RouteDest {
@@ -105,5 +114,20 @@ impl<'de> Deserialize<'de> for RouteDest {
                     "invalid route destination {s:?}: expected \"default\", an address or a CIDR prefix"
                 ))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_round_trip() {
+        let text = "[[route]]\nto = \"default\"\nvia = \"192.0.2.1\"\n\n[[route]]\nto = \"10.1.0.0/16\"\ndev = \"br0\"\n";
+        let host: HostConfig = toml::from_str(text).expect("parses");
+        let again: HostConfig =
+            toml::from_str(&toml::to_string(&host).expect("serializes")).expect("parses again");
+        assert_eq!(again, host);
+        assert_eq!(host.route[0].to, RouteDest::Default);
     }
 }

@@ -29,7 +29,10 @@ pub use link::{
 pub use mac::{MacAddr, MacParseError};
 pub use routing::{table_id, Fwmark, HostVenet, RouteTable, Rule, Selector};
 pub use source::{KeyPath, Location, Seg, SourceFile};
-pub use ve::{ByteSize, Firewall, FwPolicy, FwProto, FwRule, Hooks, Netif, VeConfig, Venet};
+pub use ve::{
+    check_domain, check_hostname, ByteSize, Firewall, FwPolicy, FwProto, FwRule, Hooks, Netif,
+    VeConfig, Venet, MAX_NAMESERVERS,
+};
 
 /// A sysctl value as written: an integer or a string.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

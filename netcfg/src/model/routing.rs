@@ -148,7 +148,7 @@ impl<'de> Deserialize<'de> for Selector {
 
 /// A firewall mark and the bits of it that count: `16`, `"0x10"` or
 /// `"0x10/0xff"` (`ip rule ... fwmark 0x10/0xff`). Without a mask every bit counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fwmark {
     /// The mark.
     pub mark: u32,
@@ -162,6 +162,17 @@ impl fmt::Display for Fwmark {
             write!(f, "{:#x}", self.mark)
         } else {
             write!(f, "{:#x}/{:#x}", self.mark, self.mask)
+        }
+    }
+}
+
+/// Written as it is read: the mark alone, or `"0xMARK/0xMASK"`.
+impl Serialize for Fwmark {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.mask == u32::MAX {
+            s.serialize_u32(self.mark)
+        } else {
+            s.collect_str(self)
         }
     }
 }
@@ -397,6 +408,16 @@ mod tests {
                 mask: u32::MAX
             })
         );
+        // Written as read.
+        for text in ["fwmark = 16", "fwmark = \"0x10/0xff\""] {
+            let f = m(text).expect("parses");
+            #[derive(Serialize)]
+            struct W {
+                fwmark: Fwmark,
+            }
+            let again = toml::to_string(&W { fwmark: f }).expect("serializes");
+            assert_eq!(m(&again), Ok(f), "{again}");
+        }
         for bad in [
             "fwmark = \"x\"",
             "fwmark = \"1/\"",

@@ -420,6 +420,9 @@ fn check_ve_runtime(c: &mut Checker, s: &SourceFile, ve: &super::VeConfig) {
             c.error(s, &p, "hook arguments cannot contain NUL".into());
         }
     }
+    for (p, message) in ve.runtime_problems() {
+        c.error(s, &p, message);
+    }
 }
 
 /// Why `gw` cannot be the default gateway `key` of `netif`. A link-local IPv6

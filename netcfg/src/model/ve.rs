@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::{MacAddr, SysctlValue};
+use super::{KeyPath, MacAddr, SysctlValue};
 
 /// One VE.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -51,6 +51,119 @@ pub struct VeConfig {
     /// IP is not the VE's own (applied by `vznet ve start` and `ve set`).
     #[serde(default = "yes")]
     pub anti_spoof: bool,
+    /// Started at boot by `vznet ve start --onboot` (the `vznet-ves` unit);
+    /// OpenVZ's `ONBOOT`.
+    #[serde(default)]
+    pub onboot: bool,
+    /// Boot order among onboot VEs: higher starts first, VEs of one value
+    /// start side by side, unset starts last; shutdown goes the other way.
+    /// OpenVZ's `BOOTORDER`.
+    #[serde(default)]
+    pub boot_order: Option<u32>,
+    /// Name servers written to the VE's /etc/resolv.conf at start and on
+    /// `ve set` (OpenVZ's `NAMESERVER`); empty: the file is left alone.
+    #[serde(default)]
+    pub nameservers: Vec<IpAddr>,
+    /// Search domains for /etc/resolv.conf (OpenVZ's `SEARCHDOMAIN`); empty:
+    /// left alone.
+    #[serde(default)]
+    pub search: Vec<String>,
+}
+
+/// At most this many `nameservers`: the C library reads no more (MAXNS).
+pub const MAX_NAMESERVERS: usize = 3;
+
+impl VeConfig {
+    /// Problems with the runtime keys that serde cannot see: (key, message).
+    pub fn runtime_problems(&self) -> Vec<(KeyPath, String)> {
+        let mut out = Vec::new();
+        // Every IPv4 netif gateway and the venet link (with IPv4 addresses)
+        // is an IPv4 default route of equal metric: the kernel refuses a
+        // second one (IPv6 takes several as one multipath route).
+        let mut first: Option<String> = self
+            .venet
+            .as_ref()
+            .filter(|v| v.addresses.iter().any(IpAddr::is_ipv4))
+            .map(|_| "[venet] (venet0 is its default route)".to_string());
+        for (i, n) in self.netif.iter().enumerate() {
+            if !n.gateway.is_some_and(|g| g.is_ipv4()) {
+                continue;
+            }
+            match &first {
+                Some(f) => out.push((
+                    KeyPath::key("netif").i(i).k("gateway"),
+                    format!("a second IPv4 default route: {f} has one already"),
+                )),
+                None => first = Some(format!("netif[{i}].gateway")),
+            }
+        }
+        if let Some(h) = &self.hostname {
+            if let Err(why) = check_hostname(h) {
+                out.push((KeyPath::key("hostname"), why));
+            }
+        }
+        if self.nameservers.len() > MAX_NAMESERVERS {
+            out.push((
+                KeyPath::key("nameservers"),
+                format!(
+                    "{} name servers: the C library reads the first {MAX_NAMESERVERS} only",
+                    self.nameservers.len()
+                ),
+            ));
+        }
+        for (i, d) in self.search.iter().enumerate() {
+            if let Err(why) = check_domain(d) {
+                out.push((KeyPath::key("search").i(i), why));
+            }
+        }
+        let line: usize = self.search.iter().map(|d| d.len() + 1).sum();
+        if line > 1024 {
+            out.push((
+                KeyPath::key("search"),
+                format!("the search line is {line} bytes; resolvers read at most 1024"),
+            ));
+        }
+        out
+    }
+}
+
+/// A host name as `sethostname` and /etc/hosts take it: dot-separated labels
+/// of letters, digits and `-` (RFC 1123), at most 64 bytes (the UTS field).
+pub fn check_hostname(h: &str) -> Result<(), String> {
+    if h.len() > 64 {
+        return Err(format!(
+            "host name {h:?} is {} bytes; the kernel takes at most 64",
+            h.len()
+        ));
+    }
+    check_domain(h).map_err(|why| why.replace("domain", "host name"))
+}
+
+/// A DNS name of labels of letters, digits and `-`, none starting or ending
+/// with `-`, each 1..63 bytes (RFC 1123 section 2.1), at most 253 bytes.
+pub fn check_domain(d: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("domain {d:?} {why}"));
+    if d.is_empty() {
+        return bad("is empty");
+    }
+    if d.len() > 253 {
+        return bad("is longer than 253 bytes");
+    }
+    for label in d.strip_suffix('.').unwrap_or(d).split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return bad("has a label that is empty or longer than 63 bytes");
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return bad("may hold only letters, digits, `-` and dots");
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return bad("has a label that starts or ends with `-`");
+        }
+    }
+    Ok(())
 }
 
 fn yes() -> bool {
@@ -341,5 +454,38 @@ mod tests {
         ] {
             assert!(errors.contains(want), "{want}\nin:\n{errors}");
         }
+    }
+
+    #[test]
+    fn boot_and_resolver_keys_are_validated_with_file_line_and_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("host.toml"), "").expect("host");
+        std::fs::create_dir(dir.path().join("ve")).expect("ve dir");
+        std::fs::write(
+            dir.path().join("ve/2.toml"),
+            "id = 2\nhostname = \"web_1\"\nonboot = true\nboot_order = 1\n\
+             nameservers = [\"10.0.0.1\", \"10.0.0.2\", \"10.0.0.3\", \"10.0.0.4\"]\n\
+             search = [\"example.org\", \"-bad.example\"]\n\
+             [[netif]]\nname = \"eth0\"\naddresses = [\"10.0.0.5/24\"]\ngateway = \"10.0.0.1\"\n\
+             [venet]\naddresses = [\"10.9.0.5\"]\n",
+        )
+        .expect("ve file");
+        let errors = crate::model::Config::load(dir.path())
+            .expect_err("invalid")
+            .to_string();
+        for want in [
+            "2.toml:2:1: hostname: host name \"web_1\" may hold only letters",
+            "2.toml:5:1: nameservers: 4 name servers",
+            "2.toml:6:26: search[1]: domain \"-bad.example\" has a label that starts",
+            "2.toml:10:1: netif[0].gateway: a second IPv4 default route: [venet]",
+        ] {
+            assert!(errors.contains(want), "{want}\nin:\n{errors}");
+        }
+        let ok: VeConfig =
+            toml::from_str("id = 3\nonboot = true\nboot_order = 10\nsearch = [\"example.org.\"]\n")
+                .expect("parses");
+        assert!(ok.runtime_problems().is_empty() && ok.onboot && ok.boot_order == Some(10));
+        assert!(check_hostname(&"a".repeat(65)).is_err());
+        assert!(check_hostname("web-1.example.org").is_ok());
     }
 }
