@@ -32,6 +32,7 @@ mod advert;
 mod attribute;
 mod command;
 pub mod etcd;
+pub mod faults;
 pub mod fleet;
 mod host;
 mod keepalived;

@@ -119,9 +119,16 @@ impl Snapshot {
                 },
             };
             let mut objects: BTreeMap<String, String> = BTreeMap::new();
-            for (key, parts) in &raw.objects {
-                let text: String = parts.iter().map(resolve).collect();
-                // Rules and the like may repeat: count them.
+            let mut resolved: Vec<(&String, String)> = raw
+                .objects
+                .iter()
+                .map(|(key, parts)| (key, parts.iter().map(resolve).collect()))
+                .collect();
+            // Rules and the like may repeat: count them, in the order of what
+            // they say rather than of the dump (which follows ifindexes, and a
+            // link made again has a new one).
+            resolved.sort();
+            for (key, text) in resolved {
                 let mut k = key.clone();
                 let mut n = 1;
                 while objects.contains_key(&k) {

@@ -10,6 +10,8 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::rc::Rc;
 
+use ipnet::IpNet;
+
 use futures::StreamExt;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressProtocol};
 use netlink_packet_route::route::RouteScope;
@@ -133,6 +135,10 @@ pub struct Engine {
     open: RefCell<HashMap<String, Handle>>,
     index: RefCell<HashMap<(NsName, String), u32>>,
     progress: Option<Progress>,
+    /// Namespaces the config no longer names that hold the VE end of a veth
+    /// vznet made: read so that deleting the veth records that end (its netns,
+    /// addresses, routes) and undoing it makes the end again there.
+    found: RefCell<Vec<String>>,
     #[cfg(feature = "faults")]
     fault: Option<crate::fault::Faults>,
 }
@@ -166,6 +172,7 @@ impl Engine {
             open: RefCell::new(HashMap::new()),
             index: RefCell::new(HashMap::new()),
             progress: None,
+            found: RefCell::new(Vec::new()),
             #[cfg(feature = "faults")]
             fault: None,
         })
@@ -176,7 +183,7 @@ impl Engine {
         if let Some(f) = self.files.borrow().get(n) {
             return Ok(f.clone());
         }
-        if !self.names.iter().any(|m| m == n) {
+        if !self.names.iter().any(|m| m == n) && !self.found.borrow().iter().any(|m| m == n) {
             return Err(self.unavailable(n));
         }
         match netns::open(&netns_path(n)) {
@@ -262,11 +269,49 @@ impl Engine {
         let mut all: Vec<NsName> = vec![None];
         all.extend(self.names.iter().cloned().map(Some));
         let paths: Vec<PathBuf> = desired.sysctls.iter().map(|(p, _)| p.clone()).collect();
-        let (observed, mut failed) = self.observe_some(&all, &paths);
-        match failed.pop() {
-            Some((ns, source)) => Err(ApplyError::Observe { ns, source }),
-            None => Ok(observed),
+        let (mut observed, mut failed) = self.observe_some(&all, &paths);
+        if let Some((ns, source)) = failed.pop() {
+            return Err(ApplyError::Observe { ns, source });
         }
+        self.find_far_ends(&mut observed);
+        Ok(observed)
+    }
+
+    /// Reads, among the named namespaces (`/run/netns`) the config does not
+    /// name, those that hold the far end of a host veth vznet made whose end is
+    /// nowhere in `observed` (its VE left the config): only when there is
+    /// such a veth. Namespaces that hold none are closed again.
+    fn find_far_ends(&self, observed: &mut Observed) {
+        if !plan::has_lost_far_end(observed) {
+            return;
+        }
+        let known = |n: &str| {
+            self.names.iter().any(|m| m == n) || self.found.borrow().iter().any(|m| m == n)
+        };
+        let candidates: Vec<String> = match std::fs::read_dir("/run/netns") {
+            Ok(dir) => dir
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| !known(n))
+                .collect(),
+            Err(_) => return,
+        };
+        self.found.borrow_mut().extend(candidates.iter().cloned());
+        let which: Vec<NsName> = candidates.iter().cloned().map(Some).collect();
+        let (more, _unreadable) = self.observe_some(&which, &[]);
+        let mut keep = Vec::new();
+        for (n, st) in more.ves {
+            if plan::holds_far_end(&observed.host, &st) {
+                tracing::debug!(netns = %n, "holds the VE end of a veth vznet made");
+                observed.ves.insert(n.clone(), st);
+                keep.push(n);
+            }
+        }
+        let mut files = self.files.borrow_mut();
+        files.retain(|n, _| !candidates.contains(n) || keep.contains(n));
+        self.found
+            .borrow_mut()
+            .retain(|n| !candidates.contains(n) || keep.contains(n));
     }
 
     /// Reads the namespaces in `which` (`None`: the host's) and the sysctl files
@@ -623,8 +668,12 @@ impl Engine {
             }
             let inv = op.inverse();
             if let Err(e) = self.run(&inv).await {
-                // Deleting a link also deleted what hung on it: not an error.
-                if e.raw_os_error() == Some(libc::ENODEV) || e.kind() == io::ErrorKind::NotFound {
+                // Deleting a link also deleted what hung on it: not an error
+                // when undoing means removing it too. Making something again
+                // that cannot be made is one.
+                let gone =
+                    e.raw_os_error() == Some(libc::ENODEV) || e.kind() == io::ErrorKind::NotFound;
+                if gone && inv.removes() {
                     continue;
                 }
                 tracing::error!(op = %inv, error = %e, "rollback op failed");
@@ -717,20 +766,31 @@ impl Engine {
             }
             Op::AddrDel { ns, dev, addr, .. } => {
                 let idx = self.ifindex(ns, dev).await?;
-                let h = self.handle(ns)?;
-                let mut req = h
-                    .address()
-                    .get()
-                    .set_link_index_filter(idx)
-                    .set_address_filter(addr.addr())
-                    .set_prefix_length_filter(addr.prefix_len());
-                let _ = req.message_mut();
-                use futures::TryStreamExt;
-                let msgs: Vec<_> = req.execute().try_collect().await.map_err(nl_err)?;
-                for m in msgs {
-                    h.address().del(m).execute().await.map_err(nl_err)?;
+                // Named directly, not looked up with a dump: dumps on one socket
+                // must not overlap (EBUSY), and ops run side by side.
+                let mut msg = netlink_packet_route::address::AddressMessage::default();
+                msg.header.family = match addr {
+                    IpNet::V4(_) => netlink_packet_route::AddressFamily::Inet,
+                    IpNet::V6(_) => netlink_packet_route::AddressFamily::Inet6,
+                };
+                msg.header.prefix_len = addr.prefix_len();
+                msg.header.index = idx;
+                if addr.addr().is_ipv4() {
+                    msg.attributes.push(AddressAttribute::Local(addr.addr()));
                 }
-                Ok(())
+                msg.attributes.push(AddressAttribute::Address(addr.addr()));
+                match self
+                    .handle(ns)?
+                    .address()
+                    .del(msg)
+                    .execute()
+                    .await
+                    .map_err(nl_err)
+                {
+                    // Gone already: what the op wants.
+                    Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Ok(()),
+                    other => other,
+                }
             }
             Op::RouteAdd { ns, route } => {
                 let msg = self.route_message(ns, route).await?;
@@ -857,7 +917,10 @@ fn record_sysctls(plan: &mut Plan) {
                 None => defaults.insert(sysctl::link_defaults().unwrap_or_default()),
             };
             match sysctl::of_link(&link.name, defaults) {
-                Ok(values) => link.sysctls = values,
+                Ok(values) => {
+                    tracing::debug!(link = %link.name, ?values, "sysctls to restore if undone");
+                    link.sysctls = values
+                }
                 Err(e) => {
                     tracing::warn!(link = %link.name, error = %e, "reading the sysctls of a link to delete")
                 }

@@ -249,8 +249,10 @@ pub enum Phase {
     /// MTUs that shrink, the links stacked highest first.
     MtuShrink(Reverse<u8>),
     /// Links that go, the links stacked highest first (deleting a lower link
-    /// deletes what is stacked on it).
-    Delete(Reverse<u8>),
+    /// deletes what is stacked on it), and at each height a master's ports
+    /// before it (0: has a master): so an undo, which runs backwards, makes
+    /// the master before the ports that join it.
+    Delete(Reverse<u8>, u8),
     /// Global sysctls (forwarding before links appear).
     GlobalSysctl,
     /// MTUs that grow, lower links first.
@@ -312,6 +314,20 @@ impl Op {
         }
     }
 
+    /// Whether it takes something away (a link, address, route, rule, proxy
+    /// entry or a port from its master).
+    pub fn removes(&self) -> bool {
+        matches!(
+            self,
+            Op::LinkDel { .. }
+                | Op::AddrDel { .. }
+                | Op::RouteDel { .. }
+                | Op::RuleDel { .. }
+                | Op::ProxyDel { .. }
+                | Op::SetMaster { master: None, .. }
+        )
+    }
+
     /// When it runs.
     pub fn phase(&self) -> Phase {
         match self {
@@ -320,7 +336,7 @@ impl Op {
             Op::SetMaster { master: None, .. } => Phase::Detach,
             Op::LinkDel { link, .. } => match &link.kind {
                 Kind::Veth(v) if v.peer.is_none() => Phase::DeleteLast,
-                _ => Phase::Delete(Reverse(link.depth)),
+                _ => Phase::Delete(Reverse(link.depth), u8::from(link.master.is_none())),
             },
             Op::Sysctl { path, .. } => {
                 // net/{ipv4,ipv6}/{conf,neigh}/IF/KEY is a link's, but for

@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::desired::Desired;
-use crate::kernel::state::{NsState, RouteState};
+use crate::kernel::state::{LinkState, NsState, RouteState};
+use crate::link::Kind;
 use crate::op::{NsName, Op, Phase, RouteSpec};
 
 /// The kernel's state in every netns the config names.
@@ -17,6 +18,41 @@ pub struct Observed {
     pub ves: BTreeMap<String, NsState>,
     /// Current values of the sysctl files the config names (`None`: no such file yet).
     pub sysctls: BTreeMap<std::path::PathBuf, Option<String>>,
+}
+
+/// Whether `end` (in another netns) is the far end of host veth `link`.
+fn far_end_of(link: &LinkState, end: &LinkState) -> bool {
+    matches!(end.kind, Kind::Veth(_))
+        && end.link == Some(link.index)
+        && link.link == Some(end.index)
+}
+
+/// The host veths vznet made whose other end is in no namespace read.
+fn lost_far_ends(observed: &Observed) -> impl Iterator<Item = &LinkState> {
+    let host = &observed.host;
+    host.links.iter().filter(move |l| {
+        matches!(l.kind, Kind::Veth(_))
+            && l.is_managed()
+            && l.link.is_some()
+            && !host.links.iter().any(|p| far_end_of(l, p))
+            && !observed
+                .ves
+                .values()
+                .any(|st| st.links.iter().any(|p| far_end_of(l, p)))
+    })
+}
+
+/// Whether a host veth vznet made has its other end in a namespace not read.
+pub(crate) fn has_lost_far_end(observed: &Observed) -> bool {
+    lost_far_ends(observed).next().is_some()
+}
+
+/// Whether `st` holds the far end of a host veth vznet made.
+pub(crate) fn holds_far_end(host: &NsState, st: &NsState) -> bool {
+    host.links
+        .iter()
+        .filter(|l| matches!(l.kind, Kind::Veth(_)) && l.is_managed())
+        .any(|l| st.links.iter().any(|p| far_end_of(l, p)))
 }
 
 impl Observed {

@@ -30,19 +30,30 @@ pub fn normalise(value: &str) -> String {
 }
 
 /// What a new link's sysctls are: the `default` folders' values, keyed
-/// `ipv4/conf/KEY`.
+/// `ipv4/conf/KEY`. Outside the first netns the neighbour `default` folders
+/// hold only the table's own keys; a new link's per-link neighbour values are
+/// the table's, which `lo` (never tuned by vznet) shows.
 pub fn link_defaults() -> io::Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for tree in LINK_TREES {
-        let dir = Path::new("/proc/sys/net").join(tree).join("default");
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        for entry in entries.flatten() {
-            if let Ok(Some(v)) = read(&entry.path()) {
-                out.insert(format!("{tree}/{}", entry.file_name().to_string_lossy()), v);
+        for folder in ["default", "lo"] {
+            if folder == "lo" && !tree.ends_with("neigh") {
+                continue;
+            }
+            let dir = Path::new("/proc/sys/net").join(tree).join(folder);
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in entries.flatten() {
+                let key = format!("{tree}/{}", entry.file_name().to_string_lossy());
+                if out.contains_key(&key) {
+                    continue;
+                }
+                if let Ok(Some(v)) = read(&entry.path()) {
+                    out.insert(key, v);
+                }
             }
         }
     }
