@@ -34,6 +34,9 @@ pub struct Options {
     pub ves: u32,
     /// Try every `stride`-th fault point (1: every one).
     pub stride: usize,
+    /// At most about this many points per transition (the stride grows to
+    /// fit); `None`: as `stride` says.
+    pub max_points: Option<usize>,
     /// Lab name prefix (unique per caller).
     pub tag: String,
 }
@@ -88,7 +91,7 @@ pub fn run(opts: &Options) -> Result<Counts> {
     rig.apply_ok(rig.empty.path())?;
     counts.points.push(("create".into(), n));
     let mut before = pristine.clone();
-    for k in sample(n, opts.stride) {
+    for k in sample(n, opts) {
         let dirs = (rig.empty.path(), rig.full.path());
         rig.fail_at(k, dirs, &mut before, "create", &mut counts)?;
         rig.kill_at(k, rig.full.path(), &pristine, "create", &mut counts)?;
@@ -100,20 +103,23 @@ pub fn run(opts: &Options) -> Result<Counts> {
     rig.apply_ok(rig.full.path())?;
     counts.points.push(("change".into(), n));
     let mut before = rig.settled()?;
-    for k in sample(n, opts.stride) {
+    for k in sample(n, opts) {
         let dirs = (rig.full.path(), rig.reduced.path());
         rig.fail_at(k, dirs, &mut before, "change", &mut counts)?;
     }
-    for k in sample(n, opts.stride) {
+    for k in sample(n, opts) {
         rig.apply_ok(rig.full.path())?;
         rig.kill_at(k, rig.reduced.path(), &pristine, "change", &mut counts)?;
     }
     Ok(counts)
 }
 
-/// Every `stride`-th point of `n`, and always the last.
-fn sample(n: usize, stride: usize) -> Vec<usize> {
-    let mut ks: Vec<usize> = (0..n).step_by(stride.max(1)).collect();
+/// Every `stride`-th point of `n` (fewer if `max_points` says so), and always
+/// the last.
+fn sample(n: usize, opts: &Options) -> Vec<usize> {
+    let fit = opts.max_points.map_or(1, |m| n.div_ceil(m.max(1)));
+    let stride = opts.stride.max(fit).max(1);
+    let mut ks: Vec<usize> = (0..n).step_by(stride).collect();
     if n > 0 && ks.last() != Some(&(n - 1)) {
         ks.push(n - 1);
     }

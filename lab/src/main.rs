@@ -86,6 +86,7 @@ fn faults(ves: u32, stride: usize, json: bool) -> anyhow::Result<()> {
         vznet: lab::faults::lab_as_vznet()?,
         ves,
         stride,
+        max_points: None,
         tag: "faults".into(),
     };
     let counts = lab::faults::run(&opts)?;

@@ -279,39 +279,42 @@ impl Engine {
 
     /// Reads, among the named namespaces (`/run/netns`) the config does not
     /// name, those that hold the far end of a host veth vznet made whose end is
-    /// nowhere in `observed` (its VE left the config): only when there is
-    /// such a veth. Namespaces that hold none are closed again.
+    /// nowhere in `observed` (its VE left the config), found by their netns id
+    /// in the host netns (IFLA_LINK_NETNSID): only when there is such a veth.
     fn find_far_ends(&self, observed: &mut Observed) {
-        if !plan::has_lost_far_end(observed) {
+        let wanted = plan::lost_far_ends(observed);
+        if wanted.is_empty() {
             return;
         }
         let known = |n: &str| {
             self.names.iter().any(|m| m == n) || self.found.borrow().iter().any(|m| m == n)
         };
-        let candidates: Vec<String> = match std::fs::read_dir("/run/netns") {
-            Ok(dir) => dir
-                .flatten()
-                .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|n| !known(n))
-                .collect(),
-            Err(_) => return,
+        let Ok(dir) = std::fs::read_dir("/run/netns") else {
+            return;
         };
-        self.found.borrow_mut().extend(candidates.iter().cloned());
-        let which: Vec<NsName> = candidates.iter().cloned().map(Some).collect();
-        let (more, _unreadable) = self.observe_some(&which, &[]);
-        let mut keep = Vec::new();
-        for (n, st) in more.ves {
-            if plan::holds_far_end(&observed.host, &st) {
-                tracing::debug!(netns = %n, "holds the VE end of a veth vznet made");
-                observed.ves.insert(n.clone(), st);
-                keep.push(n);
-            }
+        let holders: Vec<String> = dir
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| !known(n))
+            .filter(|n| {
+                netns::open(&netns_path(n))
+                    .and_then(|f| kernel::events::nsid_if_any(&f))
+                    .is_ok_and(|id| id.is_some_and(|id| wanted.contains(&id)))
+            })
+            .collect();
+        if holders.is_empty() {
+            return;
         }
-        let mut files = self.files.borrow_mut();
-        files.retain(|n, _| !candidates.contains(n) || keep.contains(n));
-        self.found
-            .borrow_mut()
-            .retain(|n| !candidates.contains(n) || keep.contains(n));
+        self.found.borrow_mut().extend(holders.iter().cloned());
+        let which: Vec<NsName> = holders.iter().cloned().map(Some).collect();
+        let (more, unreadable) = self.observe_some(&which, &[]);
+        for (ns, e) in unreadable {
+            tracing::warn!(netns = ?ns, error = %e, "reading a netns that holds a VE end");
+        }
+        for (n, st) in more.ves {
+            tracing::debug!(netns = %n, "holds the VE end of a veth vznet made");
+            observed.ves.insert(n, st);
+        }
     }
 
     /// Reads the namespaces in `which` (`None`: the host's) and the sysctl files

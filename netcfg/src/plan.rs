@@ -27,32 +27,22 @@ fn far_end_of(link: &LinkState, end: &LinkState) -> bool {
         && link.link == Some(end.index)
 }
 
-/// The host veths vznet made whose other end is in no namespace read.
-fn lost_far_ends(observed: &Observed) -> impl Iterator<Item = &LinkState> {
+/// The netns ids (as the host numbers them) of the namespaces that hold the
+/// other end of a host veth vznet made, when that end is in no namespace read.
+pub(crate) fn lost_far_ends(observed: &Observed) -> BTreeSet<i32> {
     let host = &observed.host;
-    host.links.iter().filter(move |l| {
-        matches!(l.kind, Kind::Veth(_))
-            && l.is_managed()
-            && l.link.is_some()
-            && !host.links.iter().any(|p| far_end_of(l, p))
-            && !observed
-                .ves
-                .values()
-                .any(|st| st.links.iter().any(|p| far_end_of(l, p)))
-    })
-}
-
-/// Whether a host veth vznet made has its other end in a namespace not read.
-pub(crate) fn has_lost_far_end(observed: &Observed) -> bool {
-    lost_far_ends(observed).next().is_some()
-}
-
-/// Whether `st` holds the far end of a host veth vznet made.
-pub(crate) fn holds_far_end(host: &NsState, st: &NsState) -> bool {
     host.links
         .iter()
-        .filter(|l| matches!(l.kind, Kind::Veth(_)) && l.is_managed())
-        .any(|l| st.links.iter().any(|p| far_end_of(l, p)))
+        .filter(|l| {
+            matches!(l.kind, Kind::Veth(_))
+                && l.is_managed()
+                && !observed
+                    .ves
+                    .values()
+                    .any(|st| st.links.iter().any(|p| far_end_of(l, p)))
+        })
+        .filter_map(|l| l.link_netnsid)
+        .collect()
 }
 
 impl Observed {

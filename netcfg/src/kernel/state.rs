@@ -60,6 +60,10 @@ pub struct LinkState {
     pub max_mtu: Option<u32>,
     /// Its attributes as a bridge port (VLANs only when they were dumped).
     pub port: Port,
+    /// IFLA_LINK_NETNSID: the netns `link` is in, by its id in this one
+    /// (`None`: this one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link_netnsid: Option<i32>,
 }
 
 impl LinkState {
@@ -97,6 +101,7 @@ impl LinkState {
             mtu: None,
             max_mtu: None,
             port: Port::default(),
+            link_netnsid: None,
         };
         let mut infos: &[LinkInfo] = &[];
         for attr in &msg.attributes {
@@ -107,6 +112,7 @@ impl LinkState {
                 LinkAttribute::Address(a) => link.mac = MacAddr::try_from(a.as_slice()).ok(),
                 LinkAttribute::Controller(m) => link.master = Some(*m),
                 LinkAttribute::Link(l) => link.link = Some(*l),
+                LinkAttribute::LinkNetNsId(i) => link.link_netnsid = Some(*i),
                 LinkAttribute::Mtu(m) => link.mtu = Some(*m),
                 LinkAttribute::MaxMtu(m) => link.max_mtu = Some(*m),
                 LinkAttribute::LinkInfo(i) => infos = i,

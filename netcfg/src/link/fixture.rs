@@ -26,6 +26,7 @@ pub fn observed(index: u32, name: &str, kind: Kind, alias: Option<&str>) -> Link
         mtu: Some(1500),
         max_mtu: Some(65535),
         port: Port::default(),
+        link_netnsid: None,
     }
 }
 
