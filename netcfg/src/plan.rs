@@ -671,8 +671,87 @@ mod tests {
                 "- link veth1.0"
             ]
         );
-        // Its inverse makes it again.
-        assert!(matches!(p.ops[2].inverse(), Op::LinkAdd { .. }));
+        // Its inverse makes it again, with the VE end in the VE's netns and
+        // back in its bridge; the address and route come back after it.
+        match p.ops[2].inverse() {
+            Op::LinkAdd { ns: None, link } => {
+                assert_eq!(link.master.as_deref(), Some("br0"));
+                match link.kind {
+                    Kind::Veth(crate::link::veth::Veth { peer: Some(peer) }) => {
+                        assert_eq!(peer.ns.as_deref(), Some("ve1"));
+                        assert_eq!(peer.name, "eth0");
+                    }
+                    other => panic!("not a veth with its peer: {other:?}"),
+                }
+            }
+            other => panic!("not a LinkAdd: {other}"),
+        }
+        let undo: Vec<String> = p
+            .ops
+            .iter()
+            .rev()
+            .map(|o| o.inverse().to_string())
+            .collect();
+        assert_eq!(
+            undo[1..],
+            [
+                "+ address 10.0.0.2/24 dev eth0 (netns ve1)",
+                "+ route default via 10.0.0.1 dev eth0 (netns ve1)"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_vznet_veth_whose_far_end_was_not_read_names_the_netns_to_read() {
+        let mut o = veth_observed();
+        assert!(lost_far_ends(&o).is_empty(), "its VE end was read");
+        o.ves.clear();
+        assert!(
+            lost_far_ends(&o).is_empty(),
+            "no netns id: the end is in no other netns"
+        );
+        o.host.links[1].link_netnsid = Some(4);
+        assert_eq!(lost_far_ends(&o).into_iter().collect::<Vec<_>>(), [4]);
+        // Not vznet's: none of its business.
+        o.host.links[1].alias = None;
+        o.host.links[1].group = 0;
+        assert!(lost_far_ends(&o).is_empty());
+    }
+
+    #[test]
+    fn a_bridge_and_its_port_go_port_first_so_undoing_makes_the_bridge_first() {
+        let mut d = veth_desired();
+        d.links.clear();
+        d.ve_ends.clear();
+        d.routes.clear();
+        let p = plan(&d, &veth_observed()).expect("plan");
+        let del = |name: &str| {
+            p.ops
+                .iter()
+                .find(|o| matches!(o, Op::LinkDel { link, .. } if link.name == name))
+                .unwrap_or_else(|| panic!("{name} is not deleted: {:?}", p.ops))
+        };
+        let (port, bridge) = (del("veth1.0"), del("br0"));
+        assert!(
+            port.phase() < bridge.phase(),
+            "{:?} {:?}",
+            port.phase(),
+            bridge.phase()
+        );
+        // The bridge's inverse makes it up with its address (an op of its own);
+        // the port's makes the veth in it again.
+        let Op::LinkAdd { link, .. } = bridge.inverse() else {
+            panic!("not a LinkAdd")
+        };
+        assert!(link.master.is_none());
+        assert!(p
+            .ops
+            .iter()
+            .any(|o| o.to_string() == "- address 10.0.0.1/24 dev br0"));
+        let Op::LinkAdd { link, .. } = port.inverse() else {
+            panic!("not a LinkAdd")
+        };
+        assert_eq!(link.master.as_deref(), Some("br0"));
     }
 
     #[test]
