@@ -334,8 +334,10 @@ impl Op {
             Op::RouteDel { .. } | Op::RuleDel { .. } | Op::ProxyDel { .. } => Phase::Unroute,
             Op::AddrDel { .. } => Phase::Unaddress,
             Op::SetMaster { master: None, .. } => Phase::Detach,
-            Op::LinkDel { link, .. } => match &link.kind {
-                Kind::Veth(v) if v.peer.is_none() => Phase::DeleteLast,
+            Op::LinkDel { ns, link } => match &link.kind {
+                // A stale VE end (its host end moved away) must go before its
+                // pair is made again.
+                Kind::Veth(v) if v.peer.is_none() && ns.is_none() => Phase::DeleteLast,
                 _ => Phase::Delete(Reverse(link.depth), u8::from(link.master.is_none())),
             },
             Op::Sysctl { path, .. } => {

@@ -622,6 +622,14 @@ fn ve_end_ops(ops: &mut Vec<Op>, end: &VeEnd, observed: &Observed, desired: &Des
         .any(|op| matches!(op, Op::LinkAdd { ns: None, link } if link.name == end.host_name));
     let state = observed.ves.get(&end.ns);
     let link = state.and_then(|s| s.link(&end.name));
+    if let (Some(state), Some(stale), true) = (state, link, host_end_made) {
+        // A VE end vznet made whose host end is gone from the host (moved to
+        // another netns): making the pair again would fail with EEXIST on
+        // every run. It goes first (with its far end, wherever that is).
+        if matches!(stale.kind, Kind::Veth(_)) && stale.is_managed() {
+            let _cannot_fail_for_a_veth = delete(ops, &ns, stale, state, observed, None);
+        }
+    }
     match (state, link, host_end_made) {
         (Some(state), Some(link), false) => {
             if let Some(mac) = end.mac {
