@@ -320,14 +320,15 @@ impl Rig {
         use std::os::unix::process::ExitStatusExt;
         counts.kill_total += 1;
         let out = self.apply(dir, Some(&format!("kill:{k}")))?;
+        let mut problem = String::new();
         if out.status.signal() != Some(libc::SIGKILL) {
-            counts.problems.push(format!(
-                "{what} kill:{k}: not killed ({:?}): {}",
+            let _ = write!(
+                problem,
+                "not killed ({:?}): {}; ",
                 out.status,
                 String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            );
         }
-        let mut problem = String::new();
         let again = self.apply(dir, None)?;
         if !again.status.success() {
             let _ = write!(
