@@ -32,6 +32,7 @@ mod advert;
 mod attribute;
 mod command;
 pub mod etcd;
+pub mod faults;
 pub mod fleet;
 mod host;
 mod keepalived;
@@ -42,6 +43,7 @@ mod name;
 mod netns;
 mod process;
 mod service;
+mod snapshot;
 mod sweep;
 
 use std::time::{Duration, Instant};
@@ -57,6 +59,7 @@ pub use link::LinkInfo;
 pub use name::{IFNAME_MAX, IFNAME_SUFFIX_MAX};
 pub use process::Process;
 pub use service::{ask_name, in_netns, serve_backend, KeepAlive};
+pub use snapshot::Snapshot;
 pub use sweep::SweepReport;
 
 /// Calls `condition` every `poll_interval` until it returns true or `timeout` passes;

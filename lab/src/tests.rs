@@ -284,3 +284,33 @@ fn handles_can_cross_threads() {
     send_sync::<Switch>();
     send_sync::<crate::Process>();
 }
+
+#[test]
+fn snapshots_see_links_addresses_and_sysctls_across_namespaces() {
+    let lab = Lab::new("snapshots_see_links").expect("lab");
+    let a = lab.host("a").expect("host a");
+    let b = lab.host("b").expect("host b");
+    lab.link(&a, "eth0", &b, "eth0").expect("link");
+    a.add_address("eth0", "10.0.0.1/24").expect("address");
+    let set = vec![
+        ("a".to_string(), a.netns_path()),
+        ("b".to_string(), b.netns_path()),
+    ];
+    let one = crate::Snapshot::read(&set).expect("snapshot");
+    let two = crate::Snapshot::read(&set).expect("snapshot");
+    assert_eq!(one.diff(&two), Vec::<String>::new(), "nothing changed");
+    let link = &one.namespaces["a"]["link eth0"];
+    assert!(
+        link.contains("link eth0@b"),
+        "the peer by netns and name: {link}"
+    );
+    assert!(one.namespaces["a"].contains_key("addr eth0 10.0.0.1/24"));
+    assert!(one.namespaces["a"].contains_key("sysctl ipv4/conf/eth0/proxy_arp"));
+    a.run(["sysctl", "-qw", "net.ipv4.conf.eth0.proxy_arp=1"])
+        .expect("sysctl");
+    let three = crate::Snapshot::read(&set).expect("snapshot");
+    assert_eq!(
+        one.diff(&three),
+        vec!["a: ~ sysctl ipv4/conf/eth0/proxy_arp: 0  ->  1".to_string()]
+    );
+}

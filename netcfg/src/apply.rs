@@ -10,6 +10,8 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::rc::Rc;
 
+use ipnet::IpNet;
+
 use futures::StreamExt;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressProtocol};
 use netlink_packet_route::route::RouteScope;
@@ -133,6 +135,12 @@ pub struct Engine {
     open: RefCell<HashMap<String, Handle>>,
     index: RefCell<HashMap<(NsName, String), u32>>,
     progress: Option<Progress>,
+    /// Namespaces the config no longer names that hold the VE end of a veth
+    /// vznet made: read so that deleting the veth records that end (its netns,
+    /// addresses, routes) and undoing it makes the end again there.
+    found: RefCell<Vec<String>>,
+    #[cfg(feature = "faults")]
+    fault: Option<crate::fault::Faults>,
 }
 
 /// Told `(ops done, ops in the plan)` after each op an apply runs.
@@ -164,6 +172,9 @@ impl Engine {
             open: RefCell::new(HashMap::new()),
             index: RefCell::new(HashMap::new()),
             progress: None,
+            found: RefCell::new(Vec::new()),
+            #[cfg(feature = "faults")]
+            fault: None,
         })
     }
 
@@ -172,7 +183,7 @@ impl Engine {
         if let Some(f) = self.files.borrow().get(n) {
             return Ok(f.clone());
         }
-        if !self.names.iter().any(|m| m == n) {
+        if !self.names.iter().any(|m| m == n) && !self.found.borrow().iter().any(|m| m == n) {
             return Err(self.unavailable(n));
         }
         match netns::open(&netns_path(n)) {
@@ -258,10 +269,51 @@ impl Engine {
         let mut all: Vec<NsName> = vec![None];
         all.extend(self.names.iter().cloned().map(Some));
         let paths: Vec<PathBuf> = desired.sysctls.iter().map(|(p, _)| p.clone()).collect();
-        let (observed, mut failed) = self.observe_some(&all, &paths);
-        match failed.pop() {
-            Some((ns, source)) => Err(ApplyError::Observe { ns, source }),
-            None => Ok(observed),
+        let (mut observed, mut failed) = self.observe_some(&all, &paths);
+        if let Some((ns, source)) = failed.pop() {
+            return Err(ApplyError::Observe { ns, source });
+        }
+        self.find_far_ends(&mut observed);
+        Ok(observed)
+    }
+
+    /// Reads, among the named namespaces (`/run/netns`) the config does not
+    /// name, those that hold the far end of a host veth vznet made whose end is
+    /// nowhere in `observed` (its VE left the config), found by their netns id
+    /// in the host netns (IFLA_LINK_NETNSID): only when there is such a veth.
+    fn find_far_ends(&self, observed: &mut Observed) {
+        let wanted = plan::lost_far_ends(observed);
+        if wanted.is_empty() {
+            return;
+        }
+        let known = |n: &str| {
+            self.names.iter().any(|m| m == n) || self.found.borrow().iter().any(|m| m == n)
+        };
+        let Ok(dir) = std::fs::read_dir("/run/netns") else {
+            return;
+        };
+        let holders: Vec<String> = dir
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| !known(n))
+            .filter(|n| {
+                netns::open(&netns_path(n))
+                    .and_then(|f| kernel::events::nsid_if_any(&f))
+                    .is_ok_and(|id| id.is_some_and(|id| wanted.contains(&id)))
+            })
+            .collect();
+        if holders.is_empty() {
+            return;
+        }
+        self.found.borrow_mut().extend(holders.iter().cloned());
+        let which: Vec<NsName> = holders.iter().cloned().map(Some).collect();
+        let (more, unreadable) = self.observe_some(&which, &[]);
+        for (ns, e) in unreadable {
+            tracing::warn!(netns = ?ns, error = %e, "reading a netns that holds a VE end");
+        }
+        for (n, st) in more.ves {
+            tracing::debug!(netns = %n, "holds the VE end of a veth vznet made");
+            observed.ves.insert(n, st);
         }
     }
 
@@ -350,6 +402,23 @@ impl Engine {
         self
     }
 
+    /// Installs a test hook asked at every fault point of the applies that
+    /// follow ([`crate::fault`]).
+    #[cfg(feature = "faults")]
+    pub fn inject(mut self, hook: crate::fault::Hook) -> Engine {
+        self.fault = Some(crate::fault::Faults::new(hook));
+        self
+    }
+
+    /// Asks the test hook, if any, at `point`.
+    fn fault_point(&self, _point: FaultPoint<'_>) -> io::Result<()> {
+        #[cfg(feature = "faults")]
+        if let Some(faults) = &self.fault {
+            return faults.at(_point);
+        }
+        Ok(())
+    }
+
     /// Plans, applies, verifies; on any failure undoes what it did.
     pub async fn apply(&self, desired: &Desired) -> Result<Report, ApplyError> {
         let t = std::time::Instant::now();
@@ -410,6 +479,8 @@ impl Engine {
         unit_of: &dyn Fn(&Op) -> Unit,
         verify: Verify<'_>,
     ) -> UnitsReport {
+        let mut plan = plan;
+        record_sysctls(&mut plan);
         let total = plan.ops.len();
         let mut ran = 0usize;
         let mut done: BTreeMap<Unit, Vec<Op>> = BTreeMap::new();
@@ -600,8 +671,12 @@ impl Engine {
             }
             let inv = op.inverse();
             if let Err(e) = self.run(&inv).await {
-                // Deleting a link also deleted what hung on it: not an error.
-                if e.raw_os_error() == Some(libc::ENODEV) || e.kind() == io::ErrorKind::NotFound {
+                // Deleting a link also deleted what hung on it: not an error
+                // when undoing means removing it too. Making something again
+                // that cannot be made is one.
+                let gone =
+                    e.raw_os_error() == Some(libc::ENODEV) || e.kind() == io::ErrorKind::NotFound;
+                if gone && inv.removes() {
                     continue;
                 }
                 tracing::error!(op = %inv, error = %e, "rollback op failed");
@@ -632,6 +707,7 @@ impl Engine {
 
     async fn run(&self, op: &Op) -> io::Result<()> {
         tracing::debug!(%op, "apply");
+        self.fault_point(FaultPoint::Op(op))?;
         match op {
             Op::Sysctl { path, value, .. } => sysctl::write(path, value),
             Op::LinkAdd { ns, link } => kernel::link::add(self, ns, link).await,
@@ -652,8 +728,18 @@ impl Engine {
                 ns, name, mtu, old, ..
             } => kernel::link::set_mtu(self, ns, name, *mtu, *old).await,
             Op::SetMaster {
-                ns, name, master, ..
-            } => kernel::link::set_master(self, ns, name, master.as_deref()).await,
+                ns,
+                name,
+                master,
+                port,
+                ..
+            } => {
+                kernel::link::set_master(self, ns, name, master.as_deref()).await?;
+                match master {
+                    Some(m) => kernel::link::restore_port(self, ns, name, m, port).await,
+                    None => Ok(()),
+                }
+            }
             Op::SetUp { ns, name, up, .. } => kernel::link::set_up(self, ns, name, *up).await,
             Op::SetMac { ns, name, mac, .. } => kernel::link::set_mac(self, ns, name, *mac).await,
             Op::AddrAdd {
@@ -683,20 +769,31 @@ impl Engine {
             }
             Op::AddrDel { ns, dev, addr, .. } => {
                 let idx = self.ifindex(ns, dev).await?;
-                let h = self.handle(ns)?;
-                let mut req = h
-                    .address()
-                    .get()
-                    .set_link_index_filter(idx)
-                    .set_address_filter(addr.addr())
-                    .set_prefix_length_filter(addr.prefix_len());
-                let _ = req.message_mut();
-                use futures::TryStreamExt;
-                let msgs: Vec<_> = req.execute().try_collect().await.map_err(nl_err)?;
-                for m in msgs {
-                    h.address().del(m).execute().await.map_err(nl_err)?;
+                // Named directly, not looked up with a dump: dumps on one socket
+                // must not overlap (EBUSY), and ops run side by side.
+                let mut msg = netlink_packet_route::address::AddressMessage::default();
+                msg.header.family = match addr {
+                    IpNet::V4(_) => netlink_packet_route::AddressFamily::Inet,
+                    IpNet::V6(_) => netlink_packet_route::AddressFamily::Inet6,
+                };
+                msg.header.prefix_len = addr.prefix_len();
+                msg.header.index = idx;
+                if addr.addr().is_ipv4() {
+                    msg.attributes.push(AddressAttribute::Local(addr.addr()));
                 }
-                Ok(())
+                msg.attributes.push(AddressAttribute::Address(addr.addr()));
+                match self
+                    .handle(ns)?
+                    .address()
+                    .del(msg)
+                    .execute()
+                    .await
+                    .map_err(nl_err)
+                {
+                    // Gone already: what the op wants.
+                    Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Ok(()),
+                    other => other,
+                }
             }
             Op::RouteAdd { ns, route } => {
                 let msg = self.route_message(ns, route).await?;
@@ -788,6 +885,50 @@ impl kernel::link::Netns for Engine {
 
     fn forget(&self, ns: &NsName, name: &str) {
         Engine::forget(self, ns, name)
+    }
+
+    fn created(&self, ns: &NsName, name: &str) -> io::Result<()> {
+        self.fault_point(FaultPoint::Created { ns, name })
+    }
+}
+
+#[cfg(feature = "faults")]
+use crate::fault::Point as FaultPoint;
+
+/// Without the `faults` feature: the points exist, nothing listens.
+#[cfg(not(feature = "faults"))]
+#[derive(Debug, Clone, Copy)]
+enum FaultPoint<'a> {
+    Op(#[allow(dead_code)] &'a Op),
+    Created {
+        #[allow(dead_code)]
+        ns: &'a NsName,
+        #[allow(dead_code)]
+        name: &'a str,
+    },
+}
+
+/// Records in each deletion of a host link the sysctls it has that a new link
+/// would not, so that undoing the deletion puts them back (the plan is pure;
+/// this is its I/O). A link whose folder cannot be read is recorded without.
+fn record_sysctls(plan: &mut Plan) {
+    let mut defaults = None;
+    for op in &mut plan.ops {
+        if let Op::LinkDel { ns: None, link } = op {
+            let defaults = match &defaults {
+                Some(d) => d,
+                None => defaults.insert(sysctl::link_defaults().unwrap_or_default()),
+            };
+            match sysctl::of_link(&link.name, defaults) {
+                Ok(values) => {
+                    tracing::debug!(link = %link.name, ?values, "sysctls to restore if undone");
+                    link.sysctls = values
+                }
+                Err(e) => {
+                    tracing::warn!(link = %link.name, error = %e, "reading the sysctls of a link to delete")
+                }
+            }
+        }
     }
 }
 

@@ -188,6 +188,7 @@ impl Desired {
             port: Port::default(),
             alias: format!("{ALIAS_PREFIX}{alias}"),
             depth: 0,
+            sysctls: Default::default(),
         };
         let made = host
             .bond

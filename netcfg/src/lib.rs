@@ -4,6 +4,8 @@
 
 pub mod apply;
 pub mod desired;
+#[cfg(feature = "faults")]
+pub mod fault;
 pub mod kernel;
 pub mod link;
 pub mod model;

@@ -144,6 +144,13 @@ pub enum Op {
         master: Option<String>,
         /// Old master.
         old: Option<String>,
+        /// Bridge-port attributes set once it joins `master` (a plan sets them
+        /// with a `PortSet` of their own; an inverse puts recorded ones back).
+        #[serde(default, skip_serializing_if = "Port::is_empty")]
+        port: Port,
+        /// Its attributes as a port of `old`: what the inverse puts back.
+        #[serde(default, skip_serializing_if = "Port::is_empty")]
+        old_port: Port,
     },
     /// Set a link up or down.
     SetUp {
@@ -242,8 +249,10 @@ pub enum Phase {
     /// MTUs that shrink, the links stacked highest first.
     MtuShrink(Reverse<u8>),
     /// Links that go, the links stacked highest first (deleting a lower link
-    /// deletes what is stacked on it).
-    Delete(Reverse<u8>),
+    /// deletes what is stacked on it), and at each height a master's ports
+    /// before it (0: has a master): so an undo, which runs backwards, makes
+    /// the master before the ports that join it.
+    Delete(Reverse<u8>, u8),
     /// Global sysctls (forwarding before links appear).
     GlobalSysctl,
     /// MTUs that grow, lower links first.
@@ -305,15 +314,31 @@ impl Op {
         }
     }
 
+    /// Whether it takes something away (a link, address, route, rule, proxy
+    /// entry or a port from its master).
+    pub fn removes(&self) -> bool {
+        matches!(
+            self,
+            Op::LinkDel { .. }
+                | Op::AddrDel { .. }
+                | Op::RouteDel { .. }
+                | Op::RuleDel { .. }
+                | Op::ProxyDel { .. }
+                | Op::SetMaster { master: None, .. }
+        )
+    }
+
     /// When it runs.
     pub fn phase(&self) -> Phase {
         match self {
             Op::RouteDel { .. } | Op::RuleDel { .. } | Op::ProxyDel { .. } => Phase::Unroute,
             Op::AddrDel { .. } => Phase::Unaddress,
             Op::SetMaster { master: None, .. } => Phase::Detach,
-            Op::LinkDel { link, .. } => match &link.kind {
-                Kind::Veth(v) if v.peer.is_none() => Phase::DeleteLast,
-                _ => Phase::Delete(Reverse(link.depth)),
+            Op::LinkDel { ns, link } => match &link.kind {
+                // A stale VE end (its host end moved away) must go before its
+                // pair is made again.
+                Kind::Veth(v) if v.peer.is_none() && ns.is_none() => Phase::DeleteLast,
+                _ => Phase::Delete(Reverse(link.depth), u8::from(link.master.is_none())),
             },
             Op::Sysctl { path, .. } => {
                 // net/{ipv4,ipv6}/{conf,neigh}/IF/KEY is a link's, but for
@@ -412,12 +437,15 @@ impl Op {
                 name,
                 master,
                 old,
-                ..
+                port,
+                old_port,
             } => Op::SetMaster {
                 ns,
                 name,
                 master: old,
                 old: master,
+                port: old_port,
+                old_port: port,
             },
             Op::SetUp {
                 ns,

@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::desired::Desired;
-use crate::kernel::state::{NsState, RouteState};
+use crate::kernel::state::{LinkState, NsState, RouteState};
+use crate::link::Kind;
 use crate::op::{NsName, Op, Phase, RouteSpec};
 
 /// The kernel's state in every netns the config names.
@@ -17,6 +18,31 @@ pub struct Observed {
     pub ves: BTreeMap<String, NsState>,
     /// Current values of the sysctl files the config names (`None`: no such file yet).
     pub sysctls: BTreeMap<std::path::PathBuf, Option<String>>,
+}
+
+/// Whether `end` (in another netns) is the far end of host veth `link`.
+fn far_end_of(link: &LinkState, end: &LinkState) -> bool {
+    matches!(end.kind, Kind::Veth(_))
+        && end.link == Some(link.index)
+        && link.link == Some(end.index)
+}
+
+/// The netns ids (as the host numbers them) of the namespaces that hold the
+/// other end of a host veth vznet made, when that end is in no namespace read.
+pub(crate) fn lost_far_ends(observed: &Observed) -> BTreeSet<i32> {
+    let host = &observed.host;
+    host.links
+        .iter()
+        .filter(|l| {
+            matches!(l.kind, Kind::Veth(_))
+                && l.is_managed()
+                && !observed
+                    .ves
+                    .values()
+                    .any(|st| st.links.iter().any(|p| far_end_of(l, p)))
+        })
+        .filter_map(|l| l.link_netnsid)
+        .collect()
 }
 
 impl Observed {
@@ -228,9 +254,13 @@ fn route_ops(
     observed: &Observed,
     errors: &mut Vec<PlanError>,
 ) {
-    // Every netns with desired routes, plus every VE netns (stale managed routes).
+    // Every netns with desired routes, plus every VE netns read (stale managed
+    // routes, and the routes on VE ends that go with their veth).
     let mut namespaces: BTreeSet<NsName> = desired.routes.keys().cloned().collect();
     namespaces.insert(None);
+    namespaces.extend(observed.ves.keys().cloned().map(Some));
+    let deleted = deleted_links(ops);
+    let none = BTreeSet::new();
     for ns in &namespaces {
         let want = desired.routes.get(ns).map(Vec::as_slice).unwrap_or(&[]);
         let Some(state) = observed.ns(ns) else {
@@ -248,25 +278,19 @@ fn route_ops(
             .filter(|r| r.is_managed())
             .map(|r| route_spec_of(r, state))
             .collect();
-        let recreated: BTreeSet<String> = ops
-            .iter()
-            .filter_map(|op| match op {
-                Op::LinkDel { ns: n, link } if n == ns => Some(link.name.clone()),
-                _ => None,
-            })
-            .collect();
+        let deleted = deleted.get(ns).unwrap_or(&none);
         // IPv4 routes of links that lose every IPv4 address go first, explicitly
         // (the kernel would flush them), and come back after the new addresses:
-        // so the inverse restores them exactly. Routes of a link that is made
-        // again go with it.
+        // so the inverse restores them exactly. Routes of a link that goes (or
+        // is made again) go first too, and come back when wanted.
         let renumbered = readdressed(ops, ns, state);
         let flushed = |r: &RouteSpec| {
             r.dst.addr().is_ipv4() && r.dev.as_deref().is_some_and(|d| renumbered.contains(d))
         };
+        let on_deleted = |r: &RouteSpec| r.dev.as_deref().is_some_and(|d| deleted.contains(d));
         for r in &have {
-            let gone_with_link = r.dev.as_deref().is_some_and(|d| recreated.contains(d));
             let unwanted = !want.iter().any(|w| route_matches(w, r));
-            if (unwanted || flushed(r)) && !gone_with_link {
+            if unwanted || flushed(r) || on_deleted(r) {
                 ops.push(Op::RouteDel {
                     ns: ns.clone(),
                     route: r.clone(),
@@ -274,8 +298,10 @@ fn route_ops(
             }
         }
         for r in want {
-            let dev_recreated = r.dev.as_deref().is_some_and(|d| recreated.contains(d));
-            let comes_back = have.iter().any(|h| route_matches(r, h) && flushed(h));
+            let dev_recreated = r.dev.as_deref().is_some_and(|d| deleted.contains(d));
+            let comes_back = have
+                .iter()
+                .any(|h| route_matches(r, h) && (flushed(h) || on_deleted(h)));
             if !have.iter().any(|h| route_matches(r, h)) || dev_recreated || comes_back {
                 if let Some(dev) = &r.dev {
                     let made = desired
@@ -301,6 +327,23 @@ fn route_ops(
             }
         }
     }
+}
+
+/// The links `ops` delete, by netns: each `LinkDel`'s, and the VE end a
+/// deleted veth takes with it.
+fn deleted_links(ops: &[Op]) -> BTreeMap<NsName, BTreeSet<String>> {
+    let mut out: BTreeMap<NsName, BTreeSet<String>> = BTreeMap::new();
+    for op in ops {
+        let Op::LinkDel { ns, link } = op else {
+            continue;
+        };
+        out.entry(ns.clone()).or_default().insert(link.name.clone());
+        if let crate::link::Kind::Veth(crate::link::veth::Veth { peer: Some(p) }) = &link.kind {
+            let pns = p.ns.clone().or_else(|| ns.clone());
+            out.entry(pns).or_default().insert(p.name.clone());
+        }
+    }
+    out
 }
 
 /// A configured route without a device matches the kernel's whatever its device.
@@ -399,6 +442,7 @@ mod tests {
             addr: "10.0.0.1/24".parse().expect("cidr"),
             secondary: false,
             protocol: Some(RTPROT_VZNET),
+            nodad: false,
         });
         // The kernel's own IPv6 link-local address is not drift.
         host.addrs.push(AddrState {
@@ -406,6 +450,7 @@ mod tests {
             addr: "fe80::1/64".parse().expect("cidr"),
             secondary: false,
             protocol: None,
+            nodad: false,
         });
         let mut ve = NsState::default();
         let mut e = link(7, "eth0", veth_kind(), Some("vznet:ve1:eth0"));
@@ -416,6 +461,7 @@ mod tests {
             addr: "10.0.0.2/24".parse().expect("cidr"),
             secondary: false,
             protocol: Some(RTPROT_VZNET),
+            nodad: false,
         });
         ve.routes.push(RouteState {
             dst: "0.0.0.0/0".parse().expect("cidr"),
@@ -482,7 +528,9 @@ mod tests {
                 ns: None,
                 name: "veth1.0".into(),
                 master: Some("br0".into()),
-                old: None
+                old: None,
+                port: Default::default(),
+                old_port: Default::default(),
             }]
         );
     }
@@ -495,6 +543,7 @@ mod tests {
             addr: "10.9.9.9/32".parse().expect("cidr"),
             secondary: false,
             protocol: None,
+            nodad: false,
         });
         o.host.routes.push(RouteState {
             dst: "10.8.0.0/16".parse().expect("cidr"),
@@ -553,6 +602,7 @@ mod tests {
     fn a_link_vznet_did_not_make_is_never_taken_over() {
         let mut o = veth_observed();
         o.host.links[0].alias = None;
+        o.host.links[0].group = 0;
         assert_eq!(
             plan(&veth_desired(), &o).err(),
             Some(PlanError::NotOwned {
@@ -560,6 +610,30 @@ mod tests {
                 name: "br0".into()
             })
         );
+    }
+
+    #[test]
+    fn a_link_made_by_a_run_killed_before_marking_it_is_made_again_or_deleted() {
+        // vznet's group came with the create request; the alias never did.
+        let mut o = veth_observed();
+        o.host.links[0].alias = None;
+        let p = plan(&veth_desired(), &o).expect("plan");
+        let text: Vec<String> = p.ops.iter().map(ToString::to_string).collect();
+        assert!(text.contains(&"- link br0".to_string()), "{text:?}");
+        assert!(
+            text.contains(&"+ bridge br0 (stp off)".to_string()),
+            "{text:?}"
+        );
+        // Not in the config: deleted like any link vznet made.
+        let p = plan(&Desired::default(), &o).expect("plan");
+        let text: Vec<String> = p.ops.iter().map(ToString::to_string).collect();
+        assert!(text.contains(&"- link br0".to_string()), "{text:?}");
+        // The VE end of a pair whose marking stopped half way: made again.
+        let mut o = veth_observed();
+        o.ves.get_mut("ve1").expect("ve1").links[0].alias = None;
+        let p = plan(&veth_desired(), &o).expect("plan");
+        let text: Vec<String> = p.ops.iter().map(ToString::to_string).collect();
+        assert!(text.contains(&"- link veth1.0".to_string()), "{text:?}");
     }
 
     #[test]
@@ -588,9 +662,96 @@ mod tests {
         d.routes.clear();
         let p = plan(&d, &veth_observed()).expect("plan");
         let text: Vec<String> = p.ops.iter().map(ToString::to_string).collect();
-        assert_eq!(text, ["- link veth1.0"]);
-        // Its inverse makes it again.
-        assert!(matches!(p.ops[0].inverse(), Op::LinkAdd { .. }));
+        // What hangs on the VE end goes explicitly, so that undoing puts it back.
+        assert_eq!(
+            text,
+            [
+                "- route default via 10.0.0.1 dev eth0 (netns ve1)",
+                "- address 10.0.0.2/24 dev eth0 (netns ve1)",
+                "- link veth1.0"
+            ]
+        );
+        // Its inverse makes it again, with the VE end in the VE's netns and
+        // back in its bridge; the address and route come back after it.
+        match p.ops[2].inverse() {
+            Op::LinkAdd { ns: None, link } => {
+                assert_eq!(link.master.as_deref(), Some("br0"));
+                match link.kind {
+                    Kind::Veth(crate::link::veth::Veth { peer: Some(peer) }) => {
+                        assert_eq!(peer.ns.as_deref(), Some("ve1"));
+                        assert_eq!(peer.name, "eth0");
+                    }
+                    other => panic!("not a veth with its peer: {other:?}"),
+                }
+            }
+            other => panic!("not a LinkAdd: {other}"),
+        }
+        let undo: Vec<String> = p
+            .ops
+            .iter()
+            .rev()
+            .map(|o| o.inverse().to_string())
+            .collect();
+        assert_eq!(
+            undo[1..],
+            [
+                "+ address 10.0.0.2/24 dev eth0 (netns ve1)",
+                "+ route default via 10.0.0.1 dev eth0 (netns ve1)"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_vznet_veth_whose_far_end_was_not_read_names_the_netns_to_read() {
+        let mut o = veth_observed();
+        assert!(lost_far_ends(&o).is_empty(), "its VE end was read");
+        o.ves.clear();
+        assert!(
+            lost_far_ends(&o).is_empty(),
+            "no netns id: the end is in no other netns"
+        );
+        o.host.links[1].link_netnsid = Some(4);
+        assert_eq!(lost_far_ends(&o).into_iter().collect::<Vec<_>>(), [4]);
+        // Not vznet's: none of its business.
+        o.host.links[1].alias = None;
+        o.host.links[1].group = 0;
+        assert!(lost_far_ends(&o).is_empty());
+    }
+
+    #[test]
+    fn a_bridge_and_its_port_go_port_first_so_undoing_makes_the_bridge_first() {
+        let mut d = veth_desired();
+        d.links.clear();
+        d.ve_ends.clear();
+        d.routes.clear();
+        let p = plan(&d, &veth_observed()).expect("plan");
+        let del = |name: &str| {
+            p.ops
+                .iter()
+                .find(|o| matches!(o, Op::LinkDel { link, .. } if link.name == name))
+                .unwrap_or_else(|| panic!("{name} is not deleted: {:?}", p.ops))
+        };
+        let (port, bridge) = (del("veth1.0"), del("br0"));
+        assert!(
+            port.phase() < bridge.phase(),
+            "{:?} {:?}",
+            port.phase(),
+            bridge.phase()
+        );
+        // The bridge's inverse makes it up with its address (an op of its own);
+        // the port's makes the veth in it again.
+        let Op::LinkAdd { link, .. } = bridge.inverse() else {
+            panic!("not a LinkAdd")
+        };
+        assert!(link.master.is_none());
+        assert!(p
+            .ops
+            .iter()
+            .any(|o| o.to_string() == "- address 10.0.0.1/24 dev br0"));
+        let Op::LinkAdd { link, .. } = port.inverse() else {
+            panic!("not a LinkAdd")
+        };
+        assert_eq!(link.master.as_deref(), Some("br0"));
     }
 
     #[test]
@@ -642,6 +803,7 @@ mod tests {
             addr: "10.0.0.100/24".parse().expect("cidr"),
             secondary: false,
             protocol: None,
+            nodad: false,
         });
         assert!(plan(&d, &o).expect("plan").is_empty());
         // Without the VRRP instance it would go.
@@ -680,6 +842,7 @@ mod tests {
             addr: "10.0.0.9/24".parse().expect("cidr"),
             secondary: true,
             protocol: None,
+            nodad: false,
         });
         let p = plan(&d, &o).expect("plan");
         let text: Vec<String> = p.ops.iter().map(ToString::to_string).collect();

@@ -174,6 +174,29 @@ fn removing_a_ve_file_removes_exactly_its_links() -> Result<()> {
     Ok(())
 }
 
+/// The host end moved into another netns by hand: its VE end stays behind,
+/// paired with it. The next apply makes the pair again (the stale end goes
+/// first, not EEXIST on every run) and the one after has nothing to do.
+#[test]
+fn a_host_end_moved_away_is_made_again_and_its_stale_ve_end_replaced() -> Result<()> {
+    let lab = Lab::new("moved_host_end")?;
+    let host = lab.host("host")?;
+    let elsewhere = lab.host("elsewhere")?;
+    let cfg = ConfigDir::new()?;
+    let ves = three_ves(&lab, &cfg)?;
+    vznet_ok(&host, &cfg, &["apply"])?;
+    host.run(["ip", "link", "set", "veth114.0", "netns", elsewhere.name()])?;
+    let out = vznet_ok(&host, &cfg, &["apply"])?;
+    assert!(out.contains("- link eth0 (netns "), "{out}");
+    assert!(out.contains("+ veth veth114.0"), "{out}");
+    let again = vznet_ok(&host, &cfg, &["plan"])?;
+    assert!(again.trim_end().ends_with("0 changes"), "{again}");
+    assert!(host.link("veth114.0").is_ok());
+    assert!(ves[2].link("eth0").is_ok());
+    assert!(ves[0].ping("192.168.17.52"), "the other VEs kept working");
+    Ok(())
+}
+
 #[test]
 fn existing_unmanaged_link_with_a_configured_name_is_refused() -> Result<()> {
     let lab = Lab::new("not_owned")?;

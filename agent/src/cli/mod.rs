@@ -2,6 +2,8 @@
 
 mod agent;
 mod completion;
+#[cfg(feature = "faults")]
+mod fault;
 mod picture;
 mod progress;
 mod show;
@@ -306,6 +308,8 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             "applying",
             cli.json,
         );
+        #[cfg(feature = "faults")]
+        let (engine, points) = fault::from_env(engine)?;
         match cli.command {
             Command::Plan => {
                 let plan = match engine.plan(&desired).await {
@@ -325,7 +329,10 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 }
                 Ok(ExitCode::SUCCESS)
             }
-            Command::Apply => match engine.apply(&desired).await {
+            Command::Apply => match engine.apply(&desired).await.inspect(|_| {
+                #[cfg(feature = "faults")]
+                fault::report(&points);
+            }) {
                 Ok(report) => {
                     if cli.json {
                         println!("{}", serde_json::json!({ "ok": true, "changes": report.ops.len(), "ops": report.ops, "unwired": report.unwired }));

@@ -169,6 +169,22 @@ pub(crate) fn request(
     Dumper::new()?.exchange(request, NLM_F_REQUEST | NLM_F_ACK, each)
 }
 
+/// Every message a dump `request` returns in the calling thread's netns,
+/// undecoded beyond the netlink crates (for readers that judge the kernel's
+/// state on their own, such as the lab's snapshots).
+pub fn messages(request: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
+    let mut out = Vec::new();
+    Dumper::new()?.dump(request, |m| out.push(m))?;
+    Ok(out)
+}
+
+/// The replies to one acknowledged request in the calling thread's netns.
+pub fn replies(request: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
+    let mut out = Vec::new();
+    self::request(request, |m| out.push(m))?;
+    Ok(out)
+}
+
 /// Reads each namespace in `namespaces` on `threads` threads; the one named ""
 /// is the host's (rules and proxy entries are read there only). Results keep the
 /// input order; a namespace that cannot be entered or read gives its error.

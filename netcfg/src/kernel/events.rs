@@ -328,10 +328,24 @@ fn recv_batch(fd: &OwnedFd) -> io::Result<Option<Batch>> {
 /// none (ids only exist for namespaces the kernel has been told about, e.g. through
 /// a veth whose peer lives there; events from a netns without an id never arrive).
 pub fn nsid(ns: &File) -> io::Result<i32> {
+    if let Some(id) = nsid_if_any(ns)? {
+        return Ok(id);
+    }
+    ask_nsid(ns, true)?;
+    nsid_if_any(ns)?.ok_or_else(|| io::Error::other("the kernel assigned no netns id"))
+}
+
+/// The id of the netns `ns` in the calling thread's netns, if it has one.
+pub fn nsid_if_any(ns: &File) -> io::Result<Option<i32>> {
+    ask_nsid(ns, false)
+}
+
+/// Asks for the id of `ns` (`new`: assigns one first).
+fn ask_nsid(ns: &File, new: bool) -> io::Result<Option<i32>> {
     use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
     let fd =
         u32::try_from(ns.as_raw_fd()).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
-    let ask = |new: bool| -> io::Result<Option<i32>> {
+    {
         let mut m = NsidMessage::default();
         m.attributes.push(NsidAttribute::Fd(fd));
         let req = if new {
@@ -351,12 +365,7 @@ pub fn nsid(ns: &File) -> io::Result<i32> {
             }
         })?;
         Ok(id.filter(|i| *i >= 0))
-    };
-    if let Some(id) = ask(false)? {
-        return Ok(id);
     }
-    ask(true)?;
-    ask(false)?.ok_or_else(|| io::Error::other("the kernel assigned no netns id"))
 }
 
 #[cfg(test)]
@@ -398,6 +407,7 @@ mod tests {
             addr: "10.0.0.1/24".parse().expect("cidr"),
             secondary: false,
             protocol: None,
+            nodad: false,
         }));
         st.apply(&Delta::Route(route(2)));
         // The same route again replaces, never duplicates.

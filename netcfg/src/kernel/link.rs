@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::RawFd;
 
-use netlink_packet_route::link::{InfoPortData, InfoPortKind, LinkMessage};
+use netlink_packet_route::link::{InfoPortData, InfoPortKind, LinkAttribute, LinkMessage};
 use rtnetlink::{Handle, LinkBridgePort, LinkBridgeVlan, LinkMessageBuilder, LinkUnspec};
 
-use super::state;
+use super::state::{self, LINK_GROUP};
 use crate::link::port::PortVlans;
 use crate::link::{Kind, LinkDef, LinkRef, Port, Resolve, Tier};
 use crate::model::MacAddr;
@@ -27,6 +27,11 @@ pub trait Netns {
     fn netns_fd(&self, ns: &str) -> Option<RawFd>;
     /// Drops a cached ifindex (the link was made or deleted).
     fn forget(&self, ns: &NsName, name: &str);
+    /// Told that link `name` was just made and is not marked yet (a fault
+    /// point for tests; an error fails the op there).
+    fn created(&self, _ns: &NsName, _name: &str) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Maps netlink errors to I/O errors with the kernel's errno.
@@ -70,9 +75,11 @@ async fn resolve<'a, E: Netns>(e: &'a E, ns: &NsName, kind: &Kind) -> io::Result
     Ok(Resolved { index, engine: e })
 }
 
-/// Makes a link: its kind's attributes, MTU, MAC, lower link, up; a veth with
-/// its peer in the peer's netns and joined to its bridge; then vznet's alias,
-/// and for a recorded link (rollback) its master and port attributes.
+/// Makes a link: its kind's attributes, MTU, MAC, lower link, up and vznet's
+/// link group in one request; a veth with its peer in the peer's netns and
+/// joined to its bridge; then vznet's alias, and for a recorded link
+/// (rollback) its master and port attributes. All or nothing: a link whose
+/// later steps fail is deleted again (the op failed, so no rollback would).
 pub async fn add<E: Netns>(e: &E, ns: &NsName, def: &LinkDef) -> io::Result<()> {
     let h = e.handle(ns)?;
     let r = resolve(e, ns, &def.kind).await?;
@@ -101,12 +108,36 @@ pub async fn add<E: Netns>(e: &E, ns: &NsName, def: &LinkDef) -> io::Result<()> 
     if let (Some(m), true) = (&def.master, veth) {
         b = b.controller(e.ifindex(ns, m).await?);
     }
-    h.link()
-        .add(b.up().build())
-        .execute()
-        .await
-        .map_err(nl_err)?;
+    let mut msg = b.up().build();
+    msg.attributes.push(LinkAttribute::Group(LINK_GROUP));
+    h.link().add(msg).execute().await.map_err(nl_err)?;
     e.forget(ns, &def.name);
+    let result = match e.created(ns, &def.name) {
+        Ok(()) => finish(e, ns, def, bridge, veth).await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = result {
+        let gone = async {
+            let idx = e.ifindex(ns, &def.name).await?;
+            e.forget(ns, &def.name);
+            h.link().del(idx).execute().await.map_err(nl_err)
+        };
+        if let Err(del) = gone.await {
+            tracing::warn!(link = %def.name, error = %del, "deleting a link made half way");
+        }
+        return Err(err);
+    }
+    Ok(())
+}
+
+/// What [`add`] does once the link exists.
+async fn finish<E: Netns>(
+    e: &E,
+    ns: &NsName,
+    def: &LinkDef,
+    bridge: bool,
+    veth: bool,
+) -> io::Result<()> {
     mark(e, ns, def).await?;
     if let (Some(mtu), true) = (def.mtu, bridge) {
         set_mtu(e, ns, &def.name, mtu, None).await?;
@@ -114,14 +145,33 @@ pub async fn add<E: Netns>(e: &E, ns: &NsName, def: &LinkDef) -> io::Result<()> 
     if let (Some(m), false) = (&def.master, veth) {
         set_master(e, ns, &def.name, Some(m)).await?;
     }
-    if let (Some(m), false) = (&def.master, def.port.is_empty()) {
-        let joined = Port::joined(match def.port.vlans {
-            Some(_) => default_pvid(e, ns, m).await?,
-            None => None,
-        });
-        if let Some((change, old)) = def.port.delta(&joined) {
-            set_port(e, ns, &def.name, &change, &old).await?;
-        }
+    if let Some(m) = &def.master {
+        restore_port(e, ns, &def.name, m, &def.port).await?;
+    }
+    if ns.is_none() {
+        super::sysctl::restore_link(&def.name, &def.sysctls)?;
+    }
+    Ok(())
+}
+
+/// Gives `name`, which just joined bridge `master`, the port attributes
+/// `port` (recorded when it left or was deleted).
+pub async fn restore_port<E: Netns>(
+    e: &E,
+    ns: &NsName,
+    name: &str,
+    master: &str,
+    port: &Port,
+) -> io::Result<()> {
+    if port.is_empty() {
+        return Ok(());
+    }
+    let joined = Port::joined(match port.vlans {
+        Some(_) => default_pvid(e, ns, master).await?,
+        None => None,
+    });
+    if let Some((change, old)) = port.delta(&joined) {
+        set_port(e, ns, name, &change, &old).await?;
     }
     Ok(())
 }

@@ -25,6 +25,14 @@ pub const RTPROT_VZNET: u8 = 249;
 /// Links vznet creates carry an alias starting with this.
 pub const ALIAS_PREFIX: &str = "vznet:";
 
+/// The link group vznet makes its links in (`ip link show group 1987735156`;
+/// ASCII "vznt"). Unlike the alias, which the kernel takes only in a later
+/// request, the group travels in the create request itself (both ends of a
+/// veth), so no link is ever vznet's without a mark: a vznet killed between
+/// making a link and setting its alias leaves a link in this group without
+/// the alias, which the next apply deletes or makes again.
+pub const LINK_GROUP: u32 = 0x767a_6e74;
+
 /// One link.
 #[derive(Debug, Clone, Serialize)]
 pub struct LinkState {
@@ -36,6 +44,8 @@ pub struct LinkState {
     pub kind: Kind,
     /// Alias (`ip link set ... alias`), vznet's ownership marker.
     pub alias: Option<String>,
+    /// Link group (`IFLA_GROUP`): [`LINK_GROUP`] for links vznet made.
+    pub group: u32,
     /// MAC.
     pub mac: Option<MacAddr>,
     /// ifindex of its master (bridge or bond).
@@ -50,11 +60,21 @@ pub struct LinkState {
     pub max_mtu: Option<u32>,
     /// Its attributes as a bridge port (VLANs only when they were dumped).
     pub port: Port,
+    /// IFLA_LINK_NETNSID: the netns `link` is in, by its id in this one
+    /// (`None`: this one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link_netnsid: Option<i32>,
 }
 
 impl LinkState {
-    /// True when vznet made this link.
+    /// True when vznet made this link: it carries vznet's alias, or vznet's
+    /// group (a link made by a run that died before it set the alias).
     pub fn is_managed(&self) -> bool {
+        self.is_marked() || self.group == LINK_GROUP
+    }
+
+    /// True when vznet finished making this link: it carries vznet's alias.
+    pub fn is_marked(&self) -> bool {
         self.alias
             .as_deref()
             .is_some_and(|a| a.starts_with(ALIAS_PREFIX))
@@ -73,6 +93,7 @@ impl LinkState {
                 kind: String::new(),
             },
             alias: None,
+            group: 0,
             mac: None,
             master: None,
             up: msg.header.flags.contains(LinkFlags::Up),
@@ -80,15 +101,18 @@ impl LinkState {
             mtu: None,
             max_mtu: None,
             port: Port::default(),
+            link_netnsid: None,
         };
         let mut infos: &[LinkInfo] = &[];
         for attr in &msg.attributes {
             match attr {
                 LinkAttribute::IfName(n) => link.name = n.clone(),
                 LinkAttribute::IfAlias(a) => link.alias = Some(a.clone()),
+                LinkAttribute::Group(g) => link.group = *g,
                 LinkAttribute::Address(a) => link.mac = MacAddr::try_from(a.as_slice()).ok(),
                 LinkAttribute::Controller(m) => link.master = Some(*m),
                 LinkAttribute::Link(l) => link.link = Some(*l),
+                LinkAttribute::LinkNetNsId(i) => link.link_netnsid = Some(*i),
                 LinkAttribute::Mtu(m) => link.mtu = Some(*m),
                 LinkAttribute::MaxMtu(m) => link.max_mtu = Some(*m),
                 LinkAttribute::LinkInfo(i) => infos = i,
@@ -123,6 +147,8 @@ pub struct AddrState {
     pub secondary: bool,
     /// IFA_PROTO: who added it ([`RTPROT_VZNET`] for vznet).
     pub protocol: Option<u8>,
+    /// Added without duplicate address detection (IFA_F_NODAD).
+    pub nodad: bool,
 }
 
 impl AddrState {
@@ -131,11 +157,15 @@ impl AddrState {
         let mut local = None;
         let mut address = None;
         let mut protocol = None;
+        let mut nodad = false;
         for attr in &msg.attributes {
             match attr {
                 AddressAttribute::Local(a) => local = Some(*a),
                 AddressAttribute::Address(a) => address = Some(*a),
                 AddressAttribute::Protocol(p) => protocol = Some(u8::from(*p)),
+                AddressAttribute::Flags(f) => {
+                    nodad = f.contains(netlink_packet_route::address::AddressFlags::Nodad)
+                }
                 _ => {}
             }
         }
@@ -149,6 +179,7 @@ impl AddrState {
                 .flags
                 .contains(netlink_packet_route::address::AddressHeaderFlags::Secondary),
             protocol,
+            nodad,
         })
     }
 
@@ -334,6 +365,25 @@ impl NsState {
                 a.index == index && (all || !a.is_link_local() || want.contains(&a.addr))
             })
             .map(|a| a.addr)
+    }
+
+    /// The addresses of link `index` that were added without duplicate address
+    /// detection (an inverse adds them back so).
+    pub fn nodad_of(&self, index: u32) -> Vec<IpNet> {
+        self.addrs
+            .iter()
+            .filter(|a| a.index == index && a.nodad)
+            .map(|a| a.addr)
+            .collect()
+    }
+
+    /// The addresses that go with link `index` when it is deleted and that an
+    /// undo must put back: all but the kernel's own IPv6 link-local ones
+    /// (vznet's, marked with its protocol, count).
+    pub fn addrs_made_on(&self, index: u32) -> impl Iterator<Item = &AddrState> + '_ {
+        self.addrs.iter().filter(move |a| {
+            a.index == index && (!a.is_link_local() || a.protocol == Some(RTPROT_VZNET))
+        })
     }
 
     /// Non-link-local addresses of link `index`.

@@ -59,6 +59,8 @@ pub(crate) fn plan(
                 name: port.name.clone(),
                 master: None,
                 old: Some(link.name.clone()),
+                port: Port::default(),
+                old_port: port_of(host, port),
             });
         }
     }
@@ -132,8 +134,24 @@ fn port_op(ops: &mut Vec<Op>, ns: &NsName, name: &str, want: &Port, have: &Port)
     }
 }
 
+/// A link's attributes as a port of its master now, if that is a bridge (what
+/// an op that takes it away records for its inverse).
+fn port_of(state: &NsState, link: &LinkState) -> Port {
+    let in_bridge = link
+        .master
+        .and_then(|m| state.link_by_index(m))
+        .is_some_and(LinkState::is_bridge);
+    if in_bridge {
+        link.port.clone()
+    } else {
+        Port::default()
+    }
+}
+
 /// Joins `name` to `master`: a bond slave goes down first (the kernel refuses
-/// to enslave a link that is up; the bond brings it up).
+/// to enslave a link that is up; the bond brings it up). `old_port`: its
+/// attributes as a port of `old`.
+#[allow(clippy::too_many_arguments)]
 fn join_ops(
     ops: &mut Vec<Op>,
     ns: &NsName,
@@ -142,6 +160,7 @@ fn join_ops(
     bond: bool,
     up: bool,
     old: Option<String>,
+    old_port: Port,
 ) {
     if bond && up {
         ops.push(Op::SetUp {
@@ -156,6 +175,8 @@ fn join_ops(
         name: name.to_string(),
         master: Some(master.to_string()),
         old,
+        port: Port::default(),
+        old_port,
     });
 }
 
@@ -250,6 +271,7 @@ fn link_ops(
                     is_bond(desired, m),
                     link.up,
                     master_now,
+                    port_of(host, link),
                 );
                 if is_bridge(desired, m) {
                     port_op(
@@ -266,6 +288,8 @@ fn link_ops(
                 name: def.name.clone(),
                 master: None,
                 old: master_now,
+                port: Port::default(),
+                old_port: port_of(host, link),
             }),
         }
     } else if let Some(m) = def.master.as_deref().filter(|m| is_bridge(desired, m)) {
@@ -303,10 +327,9 @@ fn link_ops(
     addr_ops(
         ops,
         &spec.ns,
-        &def.name,
+        (host, link),
         &spec.addrs,
         have,
-        &host.secondaries_of(link.index),
         desired.skips_dad(&spec.ns, &def.name),
     );
     Ok(())
@@ -350,7 +373,8 @@ fn mtu_op(
     Ok(())
 }
 
-/// Both ends of a veth exist and point at each other (true for other kinds).
+/// Both ends of a veth exist, point at each other and are marked (true for
+/// other kinds).
 fn veth_paired(def: &LinkDef, link: &LinkState, observed: &Observed) -> bool {
     let Kind::Veth(Veth {
         peer:
@@ -363,6 +387,7 @@ fn veth_paired(def: &LinkDef, link: &LinkState, observed: &Observed) -> bool {
     else {
         return true;
     };
+    // A peer without the alias was made by a run that died before marking it.
     observed
         .ves
         .get(peer_ns)
@@ -371,6 +396,7 @@ fn veth_paired(def: &LinkDef, link: &LinkState, observed: &Observed) -> bool {
             matches!(peer.kind, Kind::Veth(_))
                 && peer.link == Some(link.index)
                 && link.link == Some(peer.index)
+                && peer.alias.as_deref() == Some(def.alias.as_str())
         })
 }
 
@@ -397,6 +423,7 @@ fn add(ops: &mut Vec<Op>, spec: &LinkSpec, desired: &Desired) {
             is_bond(desired, m),
             true,
             None,
+            Port::default(),
         );
         if is_bridge(desired, m) {
             port_op(
@@ -420,7 +447,8 @@ fn add(ops: &mut Vec<Op>, spec: &LinkSpec, desired: &Desired) {
 
 /// Deletes a link vznet made, recording all it takes to make it again: its
 /// kind's every attribute, MTU, MAC, master and port attributes, its
-/// addresses (as ops of their own) and a veth's peer. `remake_peer` is the
+/// addresses (as ops of their own) and a veth's peer with the peer's
+/// addresses (its routes go in the plan's route part). `remake_peer` is the
 /// peer to record when the observed one cannot be found (the pair is made
 /// again by this plan).
 fn delete(
@@ -431,6 +459,10 @@ fn delete(
     observed: &Observed,
     remake_peer: Option<VethPeer>,
 ) -> Result<(), PlanError> {
+    let peer = match &link.kind {
+        Kind::Veth(_) => observed_peer(link, observed),
+        _ => None,
+    };
     let kind = match &link.kind {
         Kind::Other { kind } => {
             return Err(PlanError::CannotRecreate {
@@ -439,23 +471,21 @@ fn delete(
             })
         }
         Kind::Veth(_) => Kind::Veth(Veth {
-            peer: observed_peer(link, observed).or(remake_peer),
+            peer: peer
+                .map(|(pns, _, p)| VethPeer {
+                    ns: Some(pns.to_string()),
+                    name: p.name.clone(),
+                    mac: p.mac,
+                    mtu: p.mtu,
+                })
+                .or(remake_peer),
         }),
         other => other.clone(),
     };
-    for addr in state.addrs_of(link.index) {
-        ops.push(Op::AddrDel {
-            ns: ns.clone(),
-            dev: link.name.clone(),
-            addr,
-            nodad: false,
-        });
+    addr_del_ops(ops, ns, link, state);
+    if let Some((pns, pstate, p)) = peer {
+        addr_del_ops(ops, &Some(pns.to_string()), p, pstate);
     }
-    let master = state.master_name(link);
-    let in_bridge = link
-        .master
-        .and_then(|m| state.link_by_index(m))
-        .is_some_and(LinkState::is_bridge);
     ops.push(Op::LinkDel {
         ns: ns.clone(),
         link: LinkDef {
@@ -463,17 +493,28 @@ fn delete(
             kind,
             mtu: link.mtu,
             mac: link.mac,
-            master,
-            port: if in_bridge {
-                link.port.clone()
-            } else {
-                Port::default()
-            },
+            master: state.master_name(link),
+            port: port_of(state, link),
             alias: link.alias.clone().unwrap_or_default(),
             depth: observed_depth(link, state),
+            // The engine reads them when it runs the plan (a plan is pure).
+            sysctls: Default::default(),
         },
     });
     Ok(())
+}
+
+/// The addresses that go with `link` when it is deleted, removed first so that
+/// undoing puts them back as they were.
+fn addr_del_ops(ops: &mut Vec<Op>, ns: &NsName, link: &LinkState, state: &NsState) {
+    for a in state.addrs_made_on(link.index) {
+        ops.push(Op::AddrDel {
+            ns: ns.clone(),
+            dev: link.name.clone(),
+            addr: a.addr,
+            nodad: a.nodad,
+        });
+    }
 }
 
 /// How many links `link` is stacked on, in `state`.
@@ -495,20 +536,22 @@ fn observed_depth(link: &LinkState, state: &NsState) -> u8 {
     depth
 }
 
-/// The other end of a host veth, if it is in a netns vznet reads.
-fn observed_peer(link: &LinkState, observed: &Observed) -> Option<VethPeer> {
+/// The other end of a host veth, if it is in a netns vznet reads: its netns,
+/// that netns's state and the end.
+fn observed_peer<'a>(
+    link: &LinkState,
+    observed: &'a Observed,
+) -> Option<(&'a str, &'a NsState, &'a LinkState)> {
     let paired = |peer: &LinkState| {
         matches!(peer.kind, Kind::Veth(_))
             && peer.link == Some(link.index)
             && link.link == Some(peer.index)
     };
     observed.ves.iter().find_map(|(ns, st)| {
-        st.links.iter().find(|p| paired(p)).map(|p| VethPeer {
-            ns: Some(ns.clone()),
-            name: p.name.clone(),
-            mac: p.mac,
-            mtu: p.mtu,
-        })
+        st.links
+            .iter()
+            .find(|p| paired(p))
+            .map(|p| (ns.as_str(), st, p))
     })
 }
 
@@ -518,16 +561,19 @@ fn observed_peer(link: &LinkState, observed: &Observed) -> Option<VethPeer> {
 /// the last one disables IPv4 on the link and flushes its routes. So a change
 /// that would hit either case renumbers: every IPv4 address goes and the wanted
 /// ones come back, and the plan's route part takes the link's routes down first
-/// and puts them back after (`plan::readdressed`).
+/// and puts them back after (`plan::readdressed`). `(state, link)`: the link
+/// as observed, for which of its addresses are secondaries or skip DAD.
 pub(crate) fn addr_ops(
     ops: &mut Vec<Op>,
     ns: &NsName,
-    dev: &str,
+    (state, link): (&NsState, &LinkState),
     want: &[IpNet],
     have: Vec<IpNet>,
-    secondaries: &[IpNet],
     nodad: bool,
 ) {
+    let dev = link.name.as_str();
+    let secondaries = state.secondaries_of(link.index);
+    let have_nodad = state.nodad_of(link.index);
     let is4 = |a: &IpNet| a.addr().is_ipv4();
     let removed4: Vec<&IpNet> = have
         .iter()
@@ -553,7 +599,7 @@ pub(crate) fn addr_ops(
             ns: ns.clone(),
             dev: dev.to_string(),
             addr: *a,
-            nodad: false,
+            nodad: have_nodad.contains(a),
         });
     }
     for a in want.iter().filter(|a| !present.contains(a)) {
@@ -576,6 +622,14 @@ fn ve_end_ops(ops: &mut Vec<Op>, end: &VeEnd, observed: &Observed, desired: &Des
         .any(|op| matches!(op, Op::LinkAdd { ns: None, link } if link.name == end.host_name));
     let state = observed.ves.get(&end.ns);
     let link = state.and_then(|s| s.link(&end.name));
+    if let (Some(state), Some(stale), true) = (state, link, host_end_made) {
+        // A VE end vznet made whose host end is gone from the host (moved to
+        // another netns): making the pair again would fail with EEXIST on
+        // every run. It goes first (with its far end, wherever that is).
+        if matches!(stale.kind, Kind::Veth(_)) && stale.is_managed() {
+            let _cannot_fail_for_a_veth = delete(ops, &ns, stale, state, observed, None);
+        }
+    }
     match (state, link, host_end_made) {
         (Some(state), Some(link), false) => {
             if let Some(mac) = end.mac {
@@ -608,10 +662,9 @@ fn ve_end_ops(ops: &mut Vec<Op>, end: &VeEnd, observed: &Observed, desired: &Des
             addr_ops(
                 ops,
                 &ns,
-                &end.name,
+                (state, link),
                 &end.addrs,
                 state.addrs_for(link.index, &end.addrs, false).collect(),
-                &state.secondaries_of(link.index),
                 nodad,
             );
         }

@@ -14,6 +14,11 @@ pub fn observed(index: u32, name: &str, kind: Kind, alias: Option<&str>) -> Link
         name: name.into(),
         kind,
         alias: alias.map(Into::into),
+        group: if alias.is_some() {
+            crate::kernel::state::LINK_GROUP
+        } else {
+            0
+        },
         mac: None,
         master: None,
         up: true,
@@ -21,6 +26,7 @@ pub fn observed(index: u32, name: &str, kind: Kind, alias: Option<&str>) -> Link
         mtu: Some(1500),
         max_mtu: Some(65535),
         port: Port::default(),
+        link_netnsid: None,
     }
 }
 
@@ -67,6 +73,7 @@ pub fn spec(name: &str, kind: Kind, alias: &str, addrs: &[&str]) -> LinkSpec {
             port: Port::default(),
             alias: alias.into(),
             depth: 0,
+            sysctls: Default::default(),
         },
         addrs: addrs.iter().map(|a| a.parse().expect("cidr")).collect(),
     }

@@ -474,6 +474,11 @@ pub struct LinkDef {
     /// How many links it is stacked on (0: none); orders creation and deletion.
     #[serde(default)]
     pub depth: u8,
+    /// Of a deleted host link, its sysctls that differ from a new link's
+    /// (`ipv4/conf/KEY` -> value): recorded by the engine before the deletion
+    /// runs, put back when it is undone.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub sysctls: std::collections::BTreeMap<String, String>,
 }
 
 impl LinkDef {

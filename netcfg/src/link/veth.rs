@@ -3,7 +3,7 @@
 //! checked across namespaces by the diff; a pair whose peer changed (name or
 //! netns) is made again.
 
-use netlink_packet_route::link::{InfoData, InfoVeth};
+use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute};
 use rtnetlink::LinkUnspec;
 use serde::{Deserialize, Serialize};
 
@@ -84,7 +84,11 @@ impl Spec for Veth {
                 .ok_or_else(|| format!("network namespace {ns} is not available"))?;
             msg = msg.setns_by_fd(fd);
         }
-        Ok(Some(InfoData::Veth(InfoVeth::Peer(msg.build()))))
+        let mut msg = msg.build();
+        // Marked as vznet's from birth, like the end the request names.
+        msg.attributes
+            .push(LinkAttribute::Group(crate::kernel::state::LINK_GROUP));
+        Ok(Some(InfoData::Veth(InfoVeth::Peer(msg))))
     }
 
     fn describe(&self) -> Vec<(&'static str, String)> {

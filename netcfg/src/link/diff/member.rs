@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{join_ops, joining_pvid, port_now, port_op, PvidMoves};
+use super::{join_ops, joining_pvid, port_now, port_of, port_op, PvidMoves};
 use crate::desired::Desired;
 use crate::kernel::state::NsState;
 use crate::link::Port;
@@ -91,6 +91,7 @@ pub(super) fn attachment_ops(
                 att.bond_slave,
                 port.up,
                 master_now,
+                port_of(host, port),
             );
             if bridge {
                 port_op(
@@ -156,6 +157,8 @@ pub(super) fn stray_port_ops(
                 name: link.name.clone(),
                 master: None,
                 old: Some(master.name.clone()),
+                port: Port::default(),
+                old_port: port_of(host, link),
             });
         }
     }

@@ -107,7 +107,7 @@ fn a_deleted_vlan_records_its_lower_link_id_and_protocol() {
         link.summary(),
         "vlan bond0.136 (link bond0, id 136, protocol 802.1ad) mtu 1496"
     );
-    assert_eq!(p.ops[0].phase(), Phase::Delete(std::cmp::Reverse(1)));
+    assert_eq!(p.ops[0].phase(), Phase::Delete(std::cmp::Reverse(1), 1));
 }
 
 #[test]
@@ -297,6 +297,7 @@ fn a_nic_keeps_foreign_addresses_and_loses_vznet_ones_no_longer_declared() {
             addr: addr.parse().expect("cidr"),
             protocol,
             secondary: false,
+            nodad: false,
         });
     }
     let p = full_plan(&d, &o).expect("plan");
