@@ -31,6 +31,11 @@ enum Command {
         #[command(subcommand)]
         what: scenario::bench::Bench,
     },
+    /// Soak: vznetd on a host of ~20 VEs, a routed VE, VRRP against a peer agent
+    /// and a load balancer, churned for N minutes (links and VE namespaces
+    /// deleted, VEs started again, valid and invalid reloads, failovers, backend
+    /// flaps) while invariants are checked; exits 1 on any violation.
+    Soak(scenario::soak::Soak),
     /// The VM tier: boot a kernel with bonding and 802.1Q and run scenarios in it.
     Vm {
         #[command(subcommand)]
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
         Command::Demo { fleet: true } => scenario::fleet_demo::run(),
         Command::Bench { what } => scenario::bench::run(what),
         Command::Vm { cmd } => scenario::vm::run(cmd),
+        Command::Soak(opts) => scenario::soak::run(opts),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
