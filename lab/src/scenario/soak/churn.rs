@@ -60,6 +60,8 @@ pub struct Churn<'w> {
     rng: u64,
     /// Events done, by kind.
     pub counts: BTreeMap<&'static str, u64>,
+    /// Violations seen while churning (a user's command that failed).
+    pub violations: Vec<String>,
 }
 
 impl<'w> Churn<'w> {
@@ -82,6 +84,7 @@ impl<'w> Churn<'w> {
             backends: backends.into_iter().map(Some).collect(),
             rng: seed.max(1),
             counts: BTreeMap::new(),
+            violations: Vec::new(),
         }
     }
 
@@ -131,7 +134,10 @@ impl<'w> Churn<'w> {
                 netns(["add", name])?;
                 world.ves[i as usize].ip(["link", "set", "lo", "up"])?;
                 self.gone.remove(&(FIRST_VE + i));
-                self.apply()?;
+                if let Err(e) = self.apply() {
+                    self.violations
+                        .push(format!("after VE {} restarted: {e:#}", FIRST_VE + i));
+                }
             }
             Event::ReloadAddress => {
                 self.wanted.moved = !self.wanted.moved;

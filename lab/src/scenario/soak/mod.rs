@@ -159,6 +159,9 @@ pub fn run(opts: Soak) -> Result<()> {
             }
         }
         let burst_end = Instant::now();
+        for v in std::mem::take(&mut churn.violations) {
+            report(t0.elapsed(), v, &mut violations);
+        }
         let converged = match check::converge(&world, &churn.gone, burst_end, limit) {
             Ok(Ok(d)) => {
                 converge_times.push(d);
