@@ -51,6 +51,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Soak: vznetd on a host of ~20 VEs, a routed VE, VRRP against a peer agent
+    /// and a load balancer, churned for N minutes (links and VE namespaces
+    /// deleted, VEs started again, valid and invalid reloads, failovers, backend
+    /// flaps) while invariants are checked; exits 1 on any violation.
+    Soak(scenario::soak::Soak),
     /// The VM tier: boot a kernel with bonding and 802.1Q and run scenarios in it.
     Vm {
         #[command(subcommand)]
@@ -134,6 +139,7 @@ fn main() -> ExitCode {
         Command::Bench { what } => scenario::bench::run(what),
         Command::Vm { cmd } => scenario::vm::run(cmd),
         Command::Faults { ves, stride, json } => faults(ves, stride, json),
+        Command::Soak(opts) => scenario::soak::run(opts),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,6 +7,7 @@ pub mod drift;
 pub mod fleet_bench;
 pub mod fleet_demo;
 pub mod lb_bench;
+pub mod soak;
 pub mod ve_bench;
 pub mod vm;
 pub mod vm_ve;
