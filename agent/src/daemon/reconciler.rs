@@ -2,14 +2,14 @@
 //! apply unit by unit, retry the units that fail, hand VRRP and virtual servers to
 //! their own threads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use netcfg::apply::{missing_features, Engine, Verify};
 use netcfg::desired::Desired;
 use netcfg::model::{Config, LoadCache};
-use netcfg::op::Op;
+use netcfg::op::{NsName, Op};
 use netcfg::plan::{plan_all, Plan};
 use netcfg::unit::{Unit, Units};
 use tokio::sync::mpsc;
@@ -517,6 +517,26 @@ impl Reconciler {
                 self.retries.succeeded(&unit);
                 applied.ops.extend(ops);
             }
+        }
+        if !blocked.is_empty() {
+            // A plan error may come from a view that missed an event (a link
+            // made again under its name): the retry plans from a fresh read of
+            // the host and the blocked VEs' namespaces, not from the same view.
+            let ves: BTreeSet<u32> = blocked
+                .keys()
+                .filter_map(|u| match u {
+                    Unit::Ve(id) => Some(*id),
+                    Unit::Host(_) => None,
+                })
+                .collect();
+            let namespaces: Vec<NsName> = desired
+                .ve_ends
+                .iter()
+                .filter(|e| netcfg::unit::ve_of_alias(&e.alias).is_some_and(|id| ves.contains(&id)))
+                .map(|e| Some(e.ns.clone()))
+                .collect();
+            self.view
+                .mark_stale(std::iter::once(None).chain(namespaces));
         }
         for (unit, e) in &blocked {
             self.retries.failed(unit, e.clone(), false, now);
