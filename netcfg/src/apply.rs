@@ -765,7 +765,17 @@ impl Engine {
                     .push(AddressAttribute::Protocol(AddressProtocol::from(
                         RTPROT_VZNET,
                     )));
-                req.execute().await.map_err(nl_err)
+                req.execute().await.map_err(nl_err)?;
+                // Inside a VE, as its own ifup would: the neighbours learn the
+                // address's (new) MAC now, not when their entry goes stale.
+                if let (Some(ns), IpAddr::V4(v4)) = (ns, addr.addr()) {
+                    if let Err(e) =
+                        crate::kernel::garp::announce(&crate::model::netns_path(ns), dev, v4)
+                    {
+                        tracing::debug!(netns = %ns, %dev, addr = %v4, error = %e, "gratuitous ARP not sent");
+                    }
+                }
+                Ok(())
             }
             Op::AddrDel { ns, dev, addr, .. } => {
                 let idx = self.ifindex(ns, dev).await?;

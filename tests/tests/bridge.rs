@@ -215,3 +215,40 @@ fn existing_unmanaged_link_with_a_configured_name_is_refused() -> Result<()> {
     assert_eq!(before, snapshot(&host)?);
     Ok(())
 }
+
+/// A VE end made again (a VE restarted, a veth deleted by hand) comes with a
+/// new MAC. vznet announces the VE's IPv4 addresses from it (a gratuitous
+/// ARP, as the VE's own ifup would), so the host reaches the VE at once
+/// instead of sending to the old MAC until its neighbour entry goes stale.
+#[test]
+fn a_ve_end_made_again_with_a_new_mac_is_reached_at_once() -> Result<()> {
+    let lab = Lab::new("garp")?;
+    let host = lab.host("host")?;
+    let ve = lab.host("ve")?;
+    let cfg = ConfigDir::new()?;
+    cfg.host("[[bridge]]\nname = \"brg\"\naddresses = [\"10.57.0.1/24\"]\n")?;
+    cfg.ve(
+        150,
+        &format!(
+            "id = 150\nnetns = \"{}\"\n\n[[netif]]\nname = \"eth0\"\nbridge = \"brg\"\naddresses = [\"10.57.0.2/24\"]\n",
+            ve.name()
+        ),
+    )?;
+    vznet_ok(&host, &cfg, &["apply"])?;
+    let once = |h: &lab::Host| {
+        h.exec(["ping", "-n", "-q", "-c", "1", "-W", "1", "10.57.0.2"])
+            .is_ok_and(|o| o.status.success())
+    };
+    assert!(host.ping("10.57.0.2"), "wired at first");
+    let before = ve.link("eth0")?.mac;
+    host.run(["ip", "link", "del", "veth150.0"])?;
+    vznet_ok(&host, &cfg, &["apply"])?;
+    let after = ve.link("eth0")?.mac;
+    assert_ne!(before, after, "the VE end has a new MAC");
+    assert!(
+        once(&host),
+        "the host reaches the VE at its new MAC with its first ping: {}",
+        host.ip(["neigh"])?
+    );
+    Ok(())
+}

@@ -271,7 +271,8 @@ pub fn run(count: u32) -> Result<()> {
     let unreachable: Vec<String> = (0..count).map(addr).filter(|a| !host.ping(a)).collect();
     ensure!(
         unreachable.is_empty(),
-        "VEs not reachable after the boot: {unreachable:?}"
+        "VEs not reachable after the boot: {unreachable:?}\nvznetd's log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
     super::bench::settle()?;
     eprintln!("  shutdown: vznet ve stop --all ...");

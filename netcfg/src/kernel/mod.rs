@@ -3,6 +3,7 @@
 pub mod dump;
 pub mod events;
 pub mod features;
+pub mod garp;
 pub mod ipv6;
 pub mod link;
 pub mod netns;
