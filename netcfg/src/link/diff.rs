@@ -622,7 +622,10 @@ fn ve_end_ops(ops: &mut Vec<Op>, end: &VeEnd, observed: &Observed, desired: &Des
         .any(|op| matches!(op, Op::LinkAdd { ns: None, link } if link.name == end.host_name));
     let state = observed.ves.get(&end.ns);
     let link = state.and_then(|s| s.link(&end.name));
-    if let (Some(state), Some(stale), true) = (state, link, host_end_made) {
+    // Its host end still in the host is deleted with the pair by the host
+    // end's own op: deleting the VE end too would race it (ENODEV).
+    let host_end_gone = observed.host.link(&end.host_name).is_none();
+    if let (Some(state), Some(stale), true) = (state, link, host_end_made && host_end_gone) {
         // A VE end vznet made whose host end is gone from the host (moved to
         // another netns): making the pair again would fail with EEXIST on
         // every run. It goes first (with its far end, wherever that is).
