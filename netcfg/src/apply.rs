@@ -647,6 +647,7 @@ impl Engine {
                             path: p.clone(),
                             value: v.clone(),
                             old: None,
+                            propagated: BTreeMap::new(),
                         };
                         done.contains_key(&unit_of(&probe))
                     })
@@ -670,7 +671,24 @@ impl Engine {
                 continue;
             }
             let inv = op.inverse();
-            if let Err(e) = self.run(&inv).await {
+            // What the interfaces hold before the switch is written back.
+            let now = match op {
+                Op::Sysctl { propagated, .. } if !propagated.is_empty() => propagated
+                    .keys()
+                    .filter_map(|p| Some((p.clone(), sysctl::read(p).ok()??)))
+                    .collect(),
+                _ => BTreeMap::new(),
+            };
+            let res = self.run(&inv).await;
+            if res.is_ok() {
+                if let Op::Sysctl {
+                    value, propagated, ..
+                } = op
+                {
+                    errors.extend(restore_propagated(value, propagated, &now));
+                }
+            }
+            if let Err(e) = res {
                 // Deleting a link also deleted what hung on it: not an error
                 // when undoing means removing it too. Making something again
                 // that cannot be made is one.
@@ -724,6 +742,9 @@ impl Engine {
                 change,
                 old,
             } => kernel::link::set_port(self, ns, name, change, old).await,
+            Op::SetMtu {
+                ns, name, mtu, old, ..
+            } if *old == Some(*mtu) => kernel::link::hold_mtu(self, ns, name, *mtu).await,
             Op::SetMtu {
                 ns, name, mtu, old, ..
             } => kernel::link::set_mtu(self, ns, name, *mtu, *old).await,
@@ -921,9 +942,22 @@ enum FaultPoint<'a> {
 /// Records in each deletion of a host link the sysctls it has that a new link
 /// would not, so that undoing the deletion puts them back (the plan is pure;
 /// this is its I/O). A link whose folder cannot be read is recorded without.
+/// A global forwarding switch records every interface's value of its family,
+/// which the kernel overwrites.
 fn record_sysctls(plan: &mut Plan) {
     let mut defaults = None;
     for op in &mut plan.ops {
+        if let Op::Sysctl {
+            path, propagated, ..
+        } = op
+        {
+            match sysctl::propagated_values(path) {
+                Ok(values) => *propagated = values,
+                Err(e) => {
+                    tracing::warn!(sysctl = %path.display(), error = %e, "reading the interfaces' values a global switch overwrites")
+                }
+            }
+        }
         if let Op::LinkDel { ns: None, link } = op {
             let defaults = match &defaults {
                 Some(d) => d,
@@ -940,6 +974,35 @@ fn record_sysctls(plan: &mut Plan) {
             }
         }
     }
+}
+
+/// After undoing a write of the global forwarding switch `value` (which the
+/// kernel copied to every interface of its family, and copies back now): each
+/// interface gets the value it had before the write (`before`), unless it no
+/// longer held the switch's value when the undo began (`now`): then something
+/// else (another unit's op) set it since, and that value stays. An interface
+/// gone since is skipped; one made since holds the switch's old value, as a new
+/// link would have.
+fn restore_propagated(
+    value: &str,
+    before: &BTreeMap<PathBuf, String>,
+    now: &BTreeMap<PathBuf, String>,
+) -> Vec<String> {
+    let value = sysctl::normalise(value);
+    let mut errors = Vec::new();
+    for (path, old) in before {
+        let Some(cur) = now.get(path) else { continue };
+        let put = if *cur == value { old } else { cur };
+        match sysctl::write(path, put) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::error!(sysctl = %path.display(), error = %e, "rollback: restoring an interface's forwarding");
+                errors.push(format!("`restore {} {put}`: {e}", path.display()));
+            }
+        }
+    }
+    errors
 }
 
 /// The VE namespaces an op talks to (its own, and a veth peer's).

@@ -2,6 +2,7 @@
 //! it against the others.
 
 use std::cmp::Reverse;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -82,6 +83,11 @@ pub enum Op {
         value: String,
         /// Value before, if the file existed.
         old: Option<String>,
+        /// For a global forwarding switch, which the kernel copies to every
+        /// interface of its family: each interface's value before the write
+        /// (recorded when the apply starts), which undoing it puts back.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        propagated: BTreeMap<PathBuf, String>,
     },
     /// Create a link, up, with its MAC, MTU, master, port attributes and
     /// ownership alias.
@@ -364,7 +370,10 @@ impl Op {
             Op::SetMtu {
                 mtu, old, depth, ..
             } => {
-                if old.is_some_and(|o| *mtu < o) {
+                if *old == Some(*mtu) {
+                    // A bridge's MTU held while its ports change: after them.
+                    Phase::Up
+                } else if old.is_some_and(|o| *mtu < o) {
                     Phase::MtuShrink(Reverse(*depth))
                 } else {
                     Phase::MtuGrow(*depth)
@@ -390,10 +399,15 @@ impl Op {
     /// The op that undoes this one (after it succeeded).
     pub fn inverse(&self) -> Op {
         match self.clone() {
-            Op::Sysctl { path, value, old } => Op::Sysctl {
+            // Undoing puts the interfaces' own values back too (the engine's
+            // rollback, from `propagated`).
+            Op::Sysctl {
+                path, value, old, ..
+            } => Op::Sysctl {
                 path,
                 value: old.clone().unwrap_or_default(),
                 old: Some(value),
+                propagated: BTreeMap::new(),
             },
             Op::LinkAdd { ns, link } => Op::LinkDel { ns, link },
             Op::LinkDel { ns, link } => Op::LinkAdd { ns, link },
@@ -526,7 +540,9 @@ impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ns = InNs(self.ns());
         match self {
-            Op::Sysctl { path, value, old } => {
+            Op::Sysctl {
+                path, value, old, ..
+            } => {
                 let key = path
                     .strip_prefix("/proc/sys")
                     .unwrap_or(path)
@@ -556,6 +572,9 @@ impl fmt::Display for Op {
                 "~ port {name} {}{ns}",
                 describe_change(&change.describe(), &old.describe())
             ),
+            Op::SetMtu { name, mtu, old, .. } if *old == Some(*mtu) => {
+                write!(f, "~ link {name} mtu {mtu} held as its ports change{ns}")
+            }
             Op::SetMtu { name, mtu, old, .. } => {
                 write!(f, "~ link {name} mtu {} -> {mtu}{ns}", opt(old))
             }
@@ -605,6 +624,7 @@ mod tests {
                 path: p.into(),
                 value: "1".into(),
                 old: None,
+                propagated: BTreeMap::new(),
             }
             .phase()
         };

@@ -164,23 +164,8 @@ pub fn plan_all(desired: &Desired, observed: &Observed) -> (Plan, Vec<PlanError>
     let mut ops = Vec::new();
     let fresh = crate::link::diff::plan(&mut ops, desired, observed, &mut errors);
 
-    for (path, value) in &desired.sysctls {
-        let now = observed.sysctls.get(path).cloned().flatten();
-        // A link made (again) by this plan starts with the kernel's defaults.
-        let reset = path
-            .iter()
-            .nth(6)
-            .and_then(|s| s.to_str())
-            .is_some_and(|ifname| fresh.contains(ifname));
-        if reset || now.as_deref() != Some(crate::kernel::sysctl::normalise(value).as_str()) {
-            ops.push(Op::Sysctl {
-                path: path.clone(),
-                value: value.clone(),
-                old: now,
-            });
-        }
-    }
-
+    bridge_mtu_holds(&mut ops, desired, &observed.host);
+    sysctl_ops(&mut ops, desired, observed, &fresh);
     route_ops(&mut ops, desired, observed, &mut errors);
     let host = &observed.host;
     crate::rule::plan(&mut ops, &desired.rules, &host.rules);
@@ -201,6 +186,96 @@ pub fn plan_all(desired: &Desired, observed: &Observed) -> (Plan, Vec<PlanError>
         },
         errors,
     )
+}
+
+/// A bridge whose config sets its MTU, made before this plan (making one holds
+/// its MTU), while its ports change (join, leave, are made, deleted or get
+/// a new MTU): its MTU is held after them. A bridge whose MTU was never set
+/// by a write that changed it follows its smallest port (an empty one goes
+/// back to 1500), and which bridges are marked set cannot be read.
+fn bridge_mtu_holds(ops: &mut Vec<Op>, desired: &Desired, host: &NsState) {
+    let master_of = |name: &str| {
+        host.link(name)
+            .and_then(|l| host.master_name(l))
+            .or_else(|| desired.host_link(name).and_then(|l| l.master.clone()))
+    };
+    let mut holds = Vec::new();
+    for spec in desired.links.iter().filter(|l| l.ns.is_none()) {
+        let def = &spec.link;
+        let (Some(mtu), Some(_)) = (def.mtu, def.kind.as_bridge()) else {
+            continue;
+        };
+        let br = Some(def.name.as_str());
+        let mut ports_change = false;
+        let mut made_here = false;
+        for op in ops.iter() {
+            match op {
+                Op::LinkAdd { ns: None, link } if link.name == def.name => made_here = true,
+                Op::SetMaster {
+                    ns: None,
+                    master,
+                    old,
+                    ..
+                } => ports_change |= master.as_deref() == br || old.as_deref() == br,
+                Op::LinkAdd { ns: None, link } | Op::LinkDel { ns: None, link } => {
+                    ports_change |=
+                        link.master.as_deref() == br || master_of(&link.name).as_deref() == br
+                }
+                Op::SetMtu { ns: None, name, .. } => {
+                    ports_change |= master_of(name).as_deref() == br
+                }
+                _ => {}
+            }
+        }
+        if ports_change && !made_here && host.link(&def.name).is_some() {
+            holds.push(Op::SetMtu {
+                ns: None,
+                name: def.name.clone(),
+                mtu,
+                old: Some(mtu),
+                depth: def.depth,
+            });
+        }
+    }
+    ops.extend(holds);
+}
+
+/// The sysctl writes. A global forwarding switch goes first and every
+/// interface's `forwarding` the config names is written after it unless the
+/// switch's new value is already that value: the kernel copies the switch to
+/// every interface of its family (KERNEL-NOTES), so one left unwritten would
+/// hold the switch's value, not its own.
+fn sysctl_ops(ops: &mut Vec<Op>, desired: &Desired, observed: &Observed, fresh: &BTreeSet<String>) {
+    use crate::kernel::sysctl::{normalise, overwritten_by, propagates_to};
+    let (globals, rest): (Vec<_>, Vec<_>) = desired
+        .sysctls
+        .iter()
+        .partition(|(path, _)| propagates_to(path).is_some());
+    let mut switched: Vec<(&std::path::Path, String)> = Vec::new();
+    for (path, value) in globals.into_iter().chain(rest) {
+        let now = observed.sysctls.get(path).cloned().flatten();
+        let want = normalise(value);
+        // A link made (again) by this plan starts with the kernel's defaults.
+        let reset = path
+            .iter()
+            .nth(6)
+            .and_then(|s| s.to_str())
+            .is_some_and(|ifname| fresh.contains(ifname));
+        let overwritten = switched
+            .iter()
+            .any(|(g, v)| overwritten_by(g, path) && *v != want);
+        if reset || overwritten || now.as_deref() != Some(want.as_str()) {
+            if propagates_to(path).is_some() {
+                switched.push((path, want));
+            }
+            ops.push(Op::Sysctl {
+                path: path.clone(),
+                value: value.clone(),
+                old: now,
+                propagated: BTreeMap::new(),
+            });
+        }
+    }
 }
 
 /// The host's links as the proxy plan needs them.
@@ -860,6 +935,132 @@ mod tests {
         let p = plan(&d, &o).expect("plan");
         let text: Vec<String> = p.ops.iter().map(ToString::to_string).collect();
         assert_eq!(text, ["- address 10.0.0.9/24 dev br0"]);
+    }
+
+    #[test]
+    fn a_port_moving_off_a_bridge_that_goes_joins_the_new_one_from_no_master() {
+        // br0 goes; its port veth1.0 moves to br1.
+        let mut d = veth_desired();
+        d.links[0] = fixture::bridge("br1", &["10.0.0.1/24"]);
+        d.links[1].link.master = Some("br1".into());
+        let mut o = veth_observed();
+        o.host.links.push(link(
+            4,
+            "br1",
+            fixture::observed_bridge(),
+            Some("vznet:bridge"),
+        ));
+        let p = plan(&d, &o).expect("plan");
+        let moves: Vec<&Op> = p
+            .ops
+            .iter()
+            .filter(|op| matches!(op, Op::SetMaster { name, .. } if name == "veth1.0"))
+            .collect();
+        assert_eq!(moves.len(), 2, "{moves:#?}");
+        let (
+            Op::SetMaster {
+                master: None,
+                old: Some(from),
+                ..
+            },
+            Op::SetMaster {
+                master: Some(to),
+                old: None,
+                ..
+            },
+        ) = (moves[0], moves[1])
+        else {
+            panic!("not a departure then a join from no master: {moves:#?}");
+        };
+        assert_eq!((from.as_str(), to.as_str()), ("br0", "br1"));
+        // Undoing runs backwards: leaving br1 (not joining br0, which is not
+        // there yet), making br0 again, then joining it.
+        let order = |f: &dyn Fn(&Op) -> bool| p.ops.iter().position(f).expect("op");
+        let leave = order(&|op| matches!(op, Op::SetMaster { master: None, .. }));
+        let delete = order(&|op| matches!(op, Op::LinkDel { link, .. } if link.name == "br0"));
+        let join = order(&|op| {
+            matches!(
+                op,
+                Op::SetMaster {
+                    master: Some(_),
+                    ..
+                }
+            )
+        });
+        assert!(leave < delete && delete < join, "{:#?}", p.ops);
+        assert!(
+            matches!(moves[1].inverse(), Op::SetMaster { master: None, old: Some(ref m), .. } if m == "br1")
+        );
+    }
+
+    #[test]
+    fn a_bridge_with_a_configured_mtu_holds_it_while_its_ports_change() {
+        let mut d = veth_desired();
+        d.links[0].link.mtu = Some(1500);
+        let o = veth_observed();
+        // Nothing changes: nothing held.
+        assert!(plan(&d, &o).expect("plan").is_empty());
+        // Its port goes: the bridge would follow to its own default.
+        d.links.truncate(1);
+        d.ve_ends.clear();
+        d.routes.clear();
+        let p = plan(&d, &o).expect("plan");
+        let last = p
+            .ops
+            .iter()
+            .filter(|op| op.phase() >= Phase::Up)
+            .collect::<Vec<_>>();
+        assert_eq!(
+            last.iter().map(|op| op.to_string()).collect::<Vec<_>>(),
+            ["~ link br0 mtu 1500 held as its ports change"],
+            "{:#?}",
+            p.ops
+        );
+        assert_eq!(last[0].inverse(), *last[0]);
+    }
+
+    #[test]
+    fn an_interface_forwarding_is_written_after_the_global_switch_that_overwrites_it() {
+        let key = |s: &str| std::path::PathBuf::from(format!("/proc/sys/net/{s}"));
+        let mut d = veth_desired();
+        d.sysctls = vec![
+            (key("ipv4/conf/veth1.0/forwarding"), "0".into()),
+            (key("ipv6/conf/veth1.0/forwarding"), "0".into()),
+            (key("ipv4/conf/br0/forwarding"), "1".into()),
+            (key("ipv4/ip_forward"), "1".into()),
+        ];
+        let mut o = veth_observed();
+        o.sysctls = d
+            .sysctls
+            .iter()
+            .map(|(p, _)| (p.clone(), Some("0".to_string())))
+            .collect();
+        o.sysctls
+            .insert(key("ipv4/conf/br0/forwarding"), Some("1".into()));
+        let p = plan(&d, &o).expect("plan");
+        let writes: Vec<String> = p
+            .ops
+            .iter()
+            .filter(|op| matches!(op, Op::Sysctl { .. }))
+            .map(Op::to_string)
+            .collect();
+        // veth1.0's IPv4 value is already 0, but the switch makes it 1; br0's
+        // is the switch's value, and IPv6 is another family.
+        assert_eq!(
+            writes,
+            [
+                "~ sysctl net/ipv4/ip_forward 0 -> 1",
+                "~ sysctl net/ipv4/conf/veth1.0/forwarding 0 -> 0",
+            ]
+        );
+        // Without a switch change, nothing.
+        o.sysctls.insert(key("ipv4/ip_forward"), Some("1".into()));
+        let p = plan(&d, &o).expect("plan");
+        assert!(
+            !p.ops.iter().any(|op| matches!(op, Op::Sysctl { .. })),
+            "{:#?}",
+            p.ops
+        );
     }
 
     #[test]

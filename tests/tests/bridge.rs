@@ -252,3 +252,49 @@ fn a_ve_end_made_again_with_a_new_mac_is_reached_at_once() -> Result<()> {
     );
     Ok(())
 }
+
+/// A bridge made with `mtu = 1500` (the MTU a new bridge already has) keeps it
+/// when a VE port with a smaller MTU joins: the kernel lowers a bridge to its
+/// smallest port's MTU unless the MTU was set, and skips a write of the value a
+/// link already has (found by tests/tests/faults_prop.rs: apply failed its
+/// verification and rolled back, from an empty kernel).
+#[test]
+fn a_bridge_keeps_its_configured_mtu_when_a_smaller_port_joins() -> Result<()> {
+    let lab = Lab::new("bridge_mtu_set")?;
+    let host = lab.host("host")?;
+    let ve = lab.host("ve")?;
+    let cfg = ConfigDir::new()?;
+    cfg.host(
+        r#"
+[[bridge]]
+name = "brm0"
+addresses = ["10.77.0.1/24"]
+mtu = 1500
+"#,
+    )?;
+    cfg.ve(
+        301,
+        &format!(
+            r#"
+id = 301
+netns = "{ns}"
+
+[[netif]]
+name = "eth0"
+bridge = "brm0"
+addresses = ["10.77.0.2/24"]
+mtu = 1400
+"#,
+            ns = ve.name()
+        ),
+    )?;
+    vznet_ok(&host, &cfg, &["apply"])?;
+    let mtu = |dev: &str| -> Result<u64> {
+        let j = host.ip_json(["link", "show", dev])?;
+        Ok(j[0]["mtu"].as_u64().unwrap_or_default())
+    };
+    assert_eq!(mtu("brm0")?, 1500);
+    assert_eq!(mtu("veth301.0")?, 1400);
+    assert_eq!(vznet_ok(&host, &cfg, &["plan"])?.trim(), "0 changes");
+    Ok(())
+}

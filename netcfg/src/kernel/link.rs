@@ -140,7 +140,7 @@ async fn finish<E: Netns>(
 ) -> io::Result<()> {
     mark(e, ns, def).await?;
     if let (Some(mtu), true) = (def.mtu, bridge) {
-        set_mtu(e, ns, &def.name, mtu, None).await?;
+        hold_mtu(e, ns, &def.name, mtu).await?;
     }
     if let (Some(m), false) = (&def.master, veth) {
         set_master(e, ns, &def.name, Some(m)).await?;
@@ -439,6 +439,16 @@ pub async fn set_mtu<E: Netns>(
         regenerate_nothing(e, ns, name).await?;
     }
     Ok(())
+}
+
+/// Sets bridge `name`'s MTU so that the kernel keeps it as ports join, leave
+/// or change theirs (BROPT_MTU_SET_BY_USER; without it a bridge follows its
+/// smallest port). The kernel skips a write of the MTU a link already has (a
+/// new bridge's is 1500) and so would not mark it: a step away first.
+pub async fn hold_mtu<E: Netns>(e: &E, ns: &NsName, name: &str, mtu: u32) -> io::Result<()> {
+    let step = if mtu > 68 { mtu - 1 } else { mtu + 1 };
+    set(e, ns, LinkUnspec::new_with_name(name).mtu(step).build()).await?;
+    set(e, ns, LinkUnspec::new_with_name(name).mtu(mtu).build()).await
 }
 
 /// The smallest MTU IPv6 runs on: below it the kernel drops a link's IPv6 state,

@@ -134,3 +134,106 @@ mod tests {
         assert_eq!(super::link_path("br0", "ipv4/conf/../x/y"), None);
     }
 }
+
+/// The `forwarding` folder (`/proc/sys/net/ipv4/conf`, `/proc/sys/net/ipv6/conf`)
+/// whose every file a write to `path` also sets: the kernel copies the global
+/// IPv4 forwarding switch (`net.ipv4.ip_forward`, `net.ipv4.conf.all.forwarding`)
+/// and the IPv6 one (`net.ipv6.conf.all.forwarding`) to `default` and to every
+/// interface. `None` for every other file.
+pub fn propagates_to(path: &Path) -> Option<&'static Path> {
+    let rel = path.strip_prefix("/proc/sys/net").ok()?;
+    if rel == Path::new("ipv4/ip_forward") || rel == Path::new("ipv4/conf/all/forwarding") {
+        Some(Path::new("/proc/sys/net/ipv4/conf"))
+    } else if rel == Path::new("ipv6/conf/all/forwarding") {
+        Some(Path::new("/proc/sys/net/ipv6/conf"))
+    } else {
+        None
+    }
+}
+
+/// The files a write to `path` overwrites ([`propagates_to`]) with their values
+/// now: every interface's `forwarding` and `default`'s (not `all`'s, which is
+/// `path` itself or its alias). Empty for a file that does not propagate.
+pub fn propagated_values(path: &Path) -> io::Result<BTreeMap<PathBuf, String>> {
+    let mut out = BTreeMap::new();
+    let Some(conf) = propagates_to(path) else {
+        return Ok(out);
+    };
+    for entry in std::fs::read_dir(conf)? {
+        let entry = entry?;
+        if entry.file_name() == "all" {
+            continue;
+        }
+        let file = entry.path().join("forwarding");
+        // A link that goes while this reads has no file to restore.
+        if let Ok(Some(v)) = read(&file) {
+            out.insert(file, v);
+        }
+    }
+    Ok(out)
+}
+
+/// The per-interface (or `default`) `forwarding` file that a write to `global`
+/// overwrites, if `path` is one ([`propagates_to`]).
+pub fn overwritten_by(global: &Path, path: &Path) -> bool {
+    propagates_to(global).is_some_and(|conf| {
+        path.strip_prefix(conf).is_ok_and(|rest| {
+            let mut parts = rest.iter();
+            matches!(
+                (parts.next(), parts.next(), parts.next()),
+                (Some(iface), Some(key), None) if iface != "all" && key == "forwarding"
+            )
+        })
+    })
+}
+
+#[cfg(test)]
+mod propagation_tests {
+    use super::*;
+
+    #[test]
+    fn the_global_forwarding_switches_overwrite_every_interface_of_their_family() {
+        let v4 = Path::new("/proc/sys/net/ipv4/ip_forward");
+        let v4_all = Path::new("/proc/sys/net/ipv4/conf/all/forwarding");
+        let v6 = Path::new("/proc/sys/net/ipv6/conf/all/forwarding");
+        for g in [v4, v4_all] {
+            assert!(overwritten_by(
+                g,
+                Path::new("/proc/sys/net/ipv4/conf/veth1.0/forwarding")
+            ));
+            assert!(overwritten_by(
+                g,
+                Path::new("/proc/sys/net/ipv4/conf/default/forwarding")
+            ));
+            assert!(!overwritten_by(
+                g,
+                Path::new("/proc/sys/net/ipv6/conf/veth1.0/forwarding")
+            ));
+            assert!(!overwritten_by(
+                g,
+                Path::new("/proc/sys/net/ipv4/conf/veth1.0/proxy_arp")
+            ));
+            assert!(!overwritten_by(
+                g,
+                Path::new("/proc/sys/net/ipv4/conf/all/forwarding")
+            ));
+        }
+        assert!(overwritten_by(
+            v6,
+            Path::new("/proc/sys/net/ipv6/conf/br0/forwarding")
+        ));
+        assert!(!overwritten_by(
+            v6,
+            Path::new("/proc/sys/net/ipv4/conf/br0/forwarding")
+        ));
+        // Neither default's nor an interface's own switch reaches the others.
+        for p in [
+            "/proc/sys/net/ipv4/conf/default/forwarding",
+            "/proc/sys/net/ipv6/conf/default/forwarding",
+            "/proc/sys/net/ipv4/conf/br0/forwarding",
+            "/proc/sys/net/ipv6/conf/all/proxy_ndp",
+        ] {
+            assert_eq!(propagates_to(Path::new(p)), None, "{p}");
+        }
+    }
+}

@@ -80,7 +80,58 @@ pub(crate) fn plan(
         ve_end_ops(ops, end, observed, desired);
     }
     member::lower_up_ops(ops, desired, host);
+    moves_from_going_masters(ops);
     fresh
+}
+
+/// A port that leaves a master this plan deletes, for another master: it
+/// leaves first (Detach, before the deletion), so its join comes from no master
+/// at all. Were the join to record the going master as its `old`, undoing it,
+/// which runs before the master is made again, would fail (ENODEV); and the
+/// port's other ops that restore the same departure are one, not two.
+fn moves_from_going_masters(ops: &mut Vec<Op>) {
+    let left: BTreeSet<(NsName, String, String)> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::SetMaster {
+                ns,
+                name,
+                master: None,
+                old: Some(old),
+                ..
+            } => Some((ns.clone(), name.clone(), old.clone())),
+            _ => None,
+        })
+        .collect();
+    let mut seen = BTreeSet::new();
+    ops.retain_mut(|op| {
+        let Op::SetMaster {
+            ns,
+            name,
+            master,
+            old,
+            old_port,
+            ..
+        } = op
+        else {
+            return true;
+        };
+        let Some(from) = old.as_ref() else {
+            return true;
+        };
+        let key = (ns.clone(), name.clone(), from.clone());
+        if !left.contains(&key) {
+            return true;
+        }
+        if master.is_none() {
+            // The same departure planned twice (the master going, and the
+            // port's own config without a master): once.
+            return seen.insert(key);
+        }
+        *old = None;
+        *old_port = Port::default();
+        true
+    });
 }
 
 /// Bridges whose default PVID changes: (old, new) by name.
