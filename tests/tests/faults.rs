@@ -5,6 +5,8 @@
 //! tries every one) an injected failure must roll back so that every
 //! namespace's full kernel state equals the one before, and after a SIGKILL the
 //! next apply must converge and an empty config remove everything vznet made.
+//! The same host with six VEs is tried at every fault point (81 of them), and
+//! `lab faults --ves 50 --stride 1` tries every point of the 50-VE host.
 
 mod common;
 
@@ -36,5 +38,31 @@ fn failures_roll_back_exactly_and_kills_converge_at_sampled_points() -> Result<(
         counts.points
     );
     assert!(counts.kill_total >= 14 && counts.fail_total == counts.kill_total);
+    Ok(())
+}
+
+/// Every fault point of a smaller host (both bridges, six VEs): each op of
+/// both plans fails once and is killed once.
+#[test]
+fn failures_roll_back_exactly_and_kills_converge_at_every_point_of_a_small_host() -> Result<()> {
+    let opts = lab::faults::Options {
+        vznet: vec![common::VZNET.into()],
+        ves: 6,
+        stride: 1,
+        max_points: None,
+        tag: "faults_every".into(),
+    };
+    let counts = lab::faults::run(&opts)?;
+    println!("{:?}", counts.points);
+    println!("{}", counts.summary());
+    assert!(
+        counts.problems.is_empty(),
+        "{}\n{}",
+        counts.summary(),
+        counts.problems.join("\n")
+    );
+    let points: usize = counts.points.iter().map(|(_, n)| n).sum();
+    assert_eq!(counts.kill_total, points, "{:?}", counts.points);
+    assert_eq!(counts.fail_total, points, "{:?}", counts.points);
     Ok(())
 }
