@@ -290,6 +290,22 @@ fn lookalike_ve_files_are_warned_about() -> Result<()> {
         files.len() == 2 && files.iter().any(|f| f.ends_with("ve/101.TOML")),
         "{v}"
     );
+    // A config with an error still names them: a skipped file may be why.
+    cfg.ve(7, "id = 7\nbogus = 1\n")?;
+    let out = vznet(&host, &cfg, &["check"])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("error: ") && err.contains("ve/101.TOML:1:1: skipped"),
+        "{err}"
+    );
+    let json = vznet(&host, &cfg, &["check", "--json"])?;
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout)?;
+    assert_eq!(
+        (v["ok"].as_bool(), v["warnings"].as_array().map(Vec::len)),
+        (Some(false), Some(2)),
+        "{v}"
+    );
     Ok(())
 }
 

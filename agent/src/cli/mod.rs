@@ -210,9 +210,18 @@ fn load(cli: &Cli) -> Result<(Config, Desired), ExitCode> {
             Ok((config, desired))
         }
         Err(errors) => {
+            // A skipped file may be why the config is wrong (`ve/101.TOML`).
+            let warnings = netcfg::model::skipped_files(&cli.config_dir);
             if cli.json {
                 let list: Vec<_> = errors.0.iter().map(located_json).collect();
-                println!("{}", serde_json::json!({ "ok": false, "errors": list }));
+                let warnings: Vec<_> = warnings.iter().map(located_json).collect();
+                println!(
+                    "{}",
+                    serde_json::json!({ "ok": false, "errors": list, "warnings": warnings })
+                );
+            }
+            for w in &warnings {
+                eprintln!("warning: {w}");
             }
             for e in &errors.0 {
                 eprintln!("error: {e}");

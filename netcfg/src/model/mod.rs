@@ -314,6 +314,19 @@ impl Config {
     }
 }
 
+/// The warnings for files of `dir/ve` that look like configs but are not read
+/// (what [`Config::warnings`] holds), for a caller whose load failed.
+pub fn skipped_files(dir: &Path) -> Vec<ConfigError> {
+    let mut read = Vec::new();
+    let mut out: Vec<ConfigError> = std::fs::read_dir(dir.join("ve"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().and_then(|e| ve_file(&e.path(), &mut read)))
+        .collect();
+    out.sort_by(|a, b| a.location.file.cmp(&b.location.file));
+    out
+}
+
 /// Sorts a file of `ve/` into `read` (names ending in `.toml`), or returns the
 /// warning for a file that looks like one but is not read.
 fn ve_file(path: &Path, read: &mut Vec<PathBuf>) -> Option<ConfigError> {
