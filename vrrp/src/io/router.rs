@@ -20,6 +20,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::link::is_up;
 use super::socket::{AdvertSocket, Datagram};
+use super::warning_limit::WarningLimit;
 use super::Error;
 use crate::wire::{AddressFamily, Ipv4Packet};
 
@@ -278,11 +279,15 @@ fn vrid_of(bytes: &[u8], datagram: &Datagram) -> Option<u8> {
 
 async fn read_loop(socket: Arc<AdvertSocket>, routes: Arc<Mutex<Routes>>, interface: String) {
     let mut buf = vec![0u8; RECEIVE_BUFFER];
+    let mut warnings = WarningLimit::<Option<i32>>::default();
     loop {
         let datagram = match socket.recv(&mut buf).await {
             Ok(d) => d,
             Err(e) => {
-                tracing::warn!(%interface, error = %e, "receive failed");
+                if let Some(left_out) = warnings.admit(std::time::Instant::now(), &e.raw_os_error())
+                {
+                    tracing::warn!(%interface, error = %e, suppressed = left_out.this_cause, other_suppressed = left_out.other_causes, "receive failed");
+                }
                 // A persistent error must not spin.
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 continue;

@@ -87,12 +87,19 @@ impl Instance {
                 Ok(()) => self.io.adverts_sent += 1,
                 Err(e) => {
                     self.io.send_errors += 1;
-                    tracing::warn!(
-                        instance = %self.name,
-                        %destination,
-                        error = %e,
-                        "sending advert failed"
-                    );
+                    let cause = (destination, e.raw_os_error());
+                    if let Some(left_out) =
+                        self.send_warnings.admit(std::time::Instant::now(), &cause)
+                    {
+                        tracing::warn!(
+                            instance = %self.name,
+                            %destination,
+                            error = %e,
+                            suppressed = left_out.this_cause,
+                            other_suppressed = left_out.other_causes,
+                            "sending advert failed"
+                        );
+                    }
                 }
             }
         }

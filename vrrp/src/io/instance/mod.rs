@@ -167,6 +167,9 @@ pub struct Instance {
     virtual_addresses_present: bool,
     /// Warnings of adverts whose address list differs, by source and list.
     mismatch_warnings: WarningLimit<(IpAddr, VirtualAddresses)>,
+    /// Warnings of failed sends, by destination and errno (a link that is
+    /// down fails every advert; the counters keep the total).
+    send_warnings: WarningLimit<(IpAddr, Option<i32>)>,
     /// Address errors of this task (the worker counts its own).
     io_address_errors: u64,
     group: Option<GroupLink>,

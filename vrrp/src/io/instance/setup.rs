@@ -222,6 +222,7 @@ impl Instance {
             io: IoCounters::default(),
             virtual_addresses_present: false,
             mismatch_warnings: WarningLimit::default(),
+            send_warnings: WarningLimit::default(),
             io_address_errors: 0,
             group: None,
             reported_down: false,
