@@ -189,6 +189,83 @@ fn vznetd_runs_vrrp_on_a_managed_bridge_and_hands_over_on_stop() -> Result<()> {
     Ok(())
 }
 
+/// A reload that changes only an instance's priority keeps its state, as
+/// keepalived's does: the master stays master at the new priority (no
+/// priority-0 handover, the backup never takes over), and a priority below the
+/// peer's is taken at once by the protocol (the peer preempts).
+#[test]
+fn a_reload_that_changes_only_the_priority_keeps_the_state() -> Result<()> {
+    let lab = Lab::new("vznetd_vrrp_prio")?;
+    let sw = lab.switch("sw")?;
+    let r1 = router(&lab, &sw, "r1", "10.70.0.1", 150)?;
+    let r2 = router(&lab, &sw, "r2", "10.70.0.2", 100)?;
+    let p1 = r1.start()?;
+    let _p2 = r2.start()?;
+    let field = |r: &Router, k: &str| r.vrrp_status().and_then(|s| s[k].as_u64());
+    ensure!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(50), || r1
+            .vrrp_state()
+            .as_deref()
+            == Some("Master")
+            && r2.vrrp_state().as_deref() == Some("Backup")),
+        "no election: r1 {:?} r2 {:?}",
+        r1.vrrp_state(),
+        r2.vrrp_state()
+    );
+    let reload = |priority: u8| -> Result<()> {
+        let text = std::fs::read_to_string(r1.cfg.path().join("host.toml"))?;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("priority = "))
+            .unwrap_or("priority = ");
+        r1.cfg
+            .host(&text.replace(line, &format!("priority = {priority}")))?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p1.pid() as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )?;
+        Ok(())
+    };
+
+    reload(120)?;
+    ensure!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+            field(&r1, "priority") == Some(120)
+        }),
+        "priority not taken: {:?}\n{}",
+        r1.vrrp_status(),
+        p1.stderr().unwrap_or_default()
+    );
+    // Several adverts later, still one election.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(r1.vrrp_state().as_deref(), Some("Master"));
+    assert_eq!(field(&r1, "master_transitions"), Some(1));
+    assert_eq!(
+        field(&r2, "master_transitions"),
+        Some(0),
+        "{:?}",
+        r2.vrrp_status()
+    );
+    let log = p1.stderr()?;
+    assert!(
+        log.contains("state kept") && !log.contains("stopping VRRP"),
+        "{log}"
+    );
+
+    reload(90)?;
+    ensure!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+            r2.vrrp_state().as_deref() == Some("Master")
+                && r1.vrrp_state().as_deref() == Some("Backup")
+        }),
+        "the peer did not preempt: r1 {:?} r2 {:?}",
+        r1.vrrp_status(),
+        r2.vrrp_status()
+    );
+    assert!(r2.has_vip() && !r1.has_vip());
+    Ok(())
+}
+
 /// `[[vrrp]]` with `track`, `notify_master` and `use_vmac` in vznetd: the Master's
 /// VIP sits on the virtual MAC interface, its hook sees the state, and its tracked
 /// link going down is a Fault that hands the VIP to the peer until the link returns.

@@ -4,9 +4,11 @@
 //! converted here.
 //!
 //! Instances start and stop by unit (a sync group with its members, or one
-//! instance): a reload stops units that went or changed (gracefully: priority 0) and
-//! starts new ones; a unit that cannot start (an interface is not there yet) is
-//! retried at every reconcile.
+//! instance). A reload gives a unit whose members' priorities alone changed the
+//! new priorities as it runs (its state kept, as keepalived does), stops units
+//! that went or changed otherwise (gracefully: priority 0) and starts new ones; a
+//! unit that cannot start (an interface is not there yet) is retried at every
+//! reconcile.
 
 use std::collections::BTreeMap;
 
@@ -51,6 +53,29 @@ impl Instances {
     /// Makes the running units match `wanted`.
     pub async fn sync(&mut self, wanted: &Settings) {
         let units = Unit::all(wanted);
+        // A new priority alone is taken by the running unit (state kept).
+        for (unit, r) in self.running.iter_mut() {
+            if !units.contains(unit) {
+                continue;
+            }
+            let new = unit.settings(wanted);
+            if r.settings == new {
+                continue;
+            }
+            let Some(priorities) = r.settings.priority_changes(&new) else {
+                continue;
+            };
+            let taken = r
+                .unit
+                .handles()
+                .iter()
+                .zip(&priorities)
+                .all(|(h, p)| h.set_priority(*p));
+            if taken {
+                tracing::info!(?unit, ?priorities, "VRRP priority changed; state kept");
+                r.settings = new;
+            }
+        }
         let stale: Vec<Unit> = self
             .running
             .iter()

@@ -48,6 +48,34 @@ impl UnitSettings {
     pub fn group_name(&self) -> Option<&str> {
         self.group.as_ref().map(|g| g.name.as_str())
     }
+
+    /// When `new` differs from these settings only in members' priorities, the
+    /// new priority of each member (in the unit's order): a running unit takes
+    /// them as it runs, keeping its state, as keepalived does on a reload. `None`
+    /// for any other change, and for a change into or out of 255 (the address
+    /// owner, which runs by other rules): those restart the unit.
+    pub fn priority_changes(&self, new: &UnitSettings) -> Option<Vec<u8>> {
+        if self.group != new.group
+            || self.scripts != new.scripts
+            || self.instances.len() != new.instances.len()
+        {
+            return None;
+        }
+        let mut out = Vec::with_capacity(new.instances.len());
+        for (old, new) in self.instances.iter().zip(&new.instances) {
+            let owner = |p: u8| p == 255;
+            if old.priority != new.priority && (owner(old.priority) || owner(new.priority)) {
+                return None;
+            }
+            let mut same = old.clone();
+            same.priority = new.priority;
+            if same != *new {
+                return None;
+            }
+            out.push(new.priority);
+        }
+        Some(out)
+    }
 }
 
 impl Unit {
