@@ -69,15 +69,119 @@ impl Counts {
     }
 }
 
-/// The lab topology: a host namespace, one per VE, and three config folders.
-struct Rig {
+/// A host namespace and one per VE, and the vznet command run in the host
+/// one: what a fault harness applies configs on and reads states of (this
+/// module's and tests/tests/faults_prop.rs's).
+#[derive(Debug)]
+pub struct Hosts {
     _lab: Lab,
-    host: Host,
-    ves: Vec<Host>,
+    /// The host namespace, where vznet runs.
+    pub host: Host,
+    /// One namespace per VE.
+    pub ves: Vec<Host>,
     vznet: Vec<OsString>,
+}
+
+impl Hosts {
+    /// `ves` VE namespaces and the host one, in a lab named `tag`, running
+    /// `vznet` (argv before the subcommand).
+    pub fn new(tag: &str, ves: usize, vznet: Vec<OsString>) -> Result<Hosts> {
+        let lab = Lab::new(tag)?;
+        let host = lab.host("host")?;
+        let ves = (0..ves)
+            .map(|i| lab.host(&format!("v{i}")))
+            .collect::<Result<Vec<_>>>()?;
+        // IPv6 addresses skip duplicate address detection: its end (a local
+        // route appearing a second later) would make snapshots taken right
+        // after an apply differ for reasons that are not vznet's.
+        for h in std::iter::once(&host).chain(&ves) {
+            h.run(["sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"])?;
+        }
+        Ok(Hosts {
+            _lab: lab,
+            host,
+            ves,
+            vznet,
+        })
+    }
+
+    /// Every namespace's state.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        let mut all = vec![("host".to_string(), self.host.netns_path())];
+        all.extend(
+            self.ves
+                .iter()
+                .map(|v| (v.name().to_string(), v.netns_path())),
+        );
+        Snapshot::read(&all)
+    }
+
+    /// Every namespace's state once the kernel has finished what it does on
+    /// its own after links come up (IPv6 multicast routes, link-local
+    /// addresses): two reads 200 ms apart that agree, for at most 5 s.
+    pub fn settled(&self) -> Result<Snapshot> {
+        let mut last = self.snapshot()?;
+        for _ in 0..25 {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let now = self.snapshot()?;
+            if now == last {
+                return Ok(now);
+            }
+            last = now;
+        }
+        Ok(last)
+    }
+
+    /// `vznet apply` for `dir` in the host namespace, `fault` in VZNET_FAULT.
+    pub fn apply(&self, dir: &Path, fault: Option<&str>) -> Result<Output> {
+        let mut argv: Vec<OsString> = vec!["env".into()];
+        if let Some(f) = fault {
+            argv.push(format!("VZNET_FAULT={f}").into());
+        }
+        argv.extend(self.vznet.iter().cloned());
+        argv.extend(["apply".into(), "--config-dir".into(), dir.into()]);
+        self.host.exec(argv)
+    }
+
+    /// `vznet apply` for `dir`, which must succeed.
+    pub fn apply_ok(&self, dir: &Path) -> Result<()> {
+        let out = self.apply(dir, None)?;
+        ensure!(
+            out.status.success(),
+            "vznet apply {}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+
+    /// Applies `dir` counting fault points; leaves it applied.
+    pub fn count(&self, dir: &Path) -> Result<usize> {
+        let out = self.apply(dir, Some("count"))?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure!(out.status.success(), "vznet apply (count): {err}");
+        err.lines()
+            .find_map(|l| l.strip_prefix("fault points: "))
+            .context("no fault count: is vznet built with the faults feature?")?
+            .trim()
+            .parse()
+            .context("fault count")
+    }
+}
+
+/// The hosts of the harness and three config folders.
+struct Rig {
+    hosts: Hosts,
     full: tempfile::TempDir,
     reduced: tempfile::TempDir,
     empty: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Rig {
+    type Target = Hosts;
+    fn deref(&self) -> &Hosts {
+        &self.hosts
+    }
 }
 
 /// Runs the harness.
@@ -128,22 +232,8 @@ fn sample(n: usize, opts: &Options) -> Vec<usize> {
 
 impl Rig {
     fn new(opts: &Options) -> Result<Rig> {
-        let lab = Lab::new(&opts.tag)?;
-        let host = lab.host("host")?;
-        let ves = (0..opts.ves)
-            .map(|i| lab.host(&format!("v{i}")))
-            .collect::<Result<Vec<_>>>()?;
-        // IPv6 addresses skip duplicate address detection: its end (a local
-        // route appearing a second later) would make snapshots taken right
-        // after an apply differ for reasons that are not vznet's.
-        for h in std::iter::once(&host).chain(&ves) {
-            h.run(["sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"])?;
-        }
         let rig = Rig {
-            _lab: lab,
-            host,
-            ves,
-            vznet: opts.vznet.clone(),
+            hosts: Hosts::new(&opts.tag, opts.ves as usize, opts.vznet.clone())?,
             full: config_dir()?,
             reduced: config_dir()?,
             empty: config_dir()?,
@@ -189,68 +279,6 @@ impl Rig {
             }
         }
         Ok(())
-    }
-
-    /// Every namespace's state.
-    fn snapshot(&self) -> Result<Snapshot> {
-        let mut all = vec![("host".to_string(), self.host.netns_path())];
-        all.extend(
-            self.ves
-                .iter()
-                .map(|v| (v.name().to_string(), v.netns_path())),
-        );
-        Snapshot::read(&all)
-    }
-
-    /// Every namespace's state once the kernel has finished what it does on
-    /// its own after links come up (IPv6 multicast routes, link-local
-    /// addresses): two reads 200 ms apart that agree, for at most 5 s.
-    fn settled(&self) -> Result<Snapshot> {
-        let mut last = self.snapshot()?;
-        for _ in 0..25 {
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            let now = self.snapshot()?;
-            if now == last {
-                return Ok(now);
-            }
-            last = now;
-        }
-        Ok(last)
-    }
-
-    /// `vznet apply` for `dir` in the host namespace, `fault` in VZNET_FAULT.
-    fn apply(&self, dir: &Path, fault: Option<&str>) -> Result<Output> {
-        let mut argv: Vec<OsString> = vec!["env".into()];
-        if let Some(f) = fault {
-            argv.push(format!("VZNET_FAULT={f}").into());
-        }
-        argv.extend(self.vznet.iter().cloned());
-        argv.extend(["apply".into(), "--config-dir".into(), dir.into()]);
-        self.host.exec(argv)
-    }
-
-    fn apply_ok(&self, dir: &Path) -> Result<()> {
-        let out = self.apply(dir, None)?;
-        ensure!(
-            out.status.success(),
-            "vznet apply {}: {}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(())
-    }
-
-    /// Applies `dir` counting fault points; leaves it applied.
-    fn count(&self, dir: &Path) -> Result<usize> {
-        let out = self.apply(dir, Some("count"))?;
-        let err = String::from_utf8_lossy(&out.stderr);
-        ensure!(out.status.success(), "vznet apply (count): {err}");
-        err.lines()
-            .find_map(|l| l.strip_prefix("fault points: "))
-            .context("no fault count: is vznet built with the faults feature?")?
-            .trim()
-            .parse()
-            .context("fault count")
     }
 
     /// Whether the plan for `dir` is empty.

@@ -9,11 +9,11 @@
 
 mod common;
 
-use std::ffi::OsString;
 use std::path::Path;
 
-use anyhow::{ensure, Context, Result};
-use lab::{Host, Lab, Snapshot};
+use anyhow::{ensure, Result};
+use lab::faults::Hosts;
+use lab::Host;
 use proptest::prelude::*;
 use proptest::test_runner::{
     Config as RunnerConfig, RngAlgorithm, TestCaseError, TestRng, TestRunner,
@@ -164,98 +164,43 @@ impl HostCfg {
     }
 }
 
+/// The namespaces and the two config folders.
 struct Rig {
-    _lab: Lab,
-    host: Host,
-    ves: Vec<Host>,
+    hosts: Hosts,
     a: tempfile::TempDir,
     b: tempfile::TempDir,
 }
 
 impl Rig {
-    fn snapshot(&self) -> Result<Snapshot> {
-        let mut all = vec![("host".to_string(), self.host.netns_path())];
-        all.extend(
-            self.ves
-                .iter()
-                .map(|v| (v.name().to_string(), v.netns_path())),
-        );
-        Snapshot::read(&all)
-    }
-
-    /// Two equal reads 200 ms apart (the kernel's own follow-ups done).
-    fn settled(&self) -> Result<Snapshot> {
-        let mut last = self.snapshot()?;
-        for _ in 0..25 {
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            let now = self.snapshot()?;
-            if now == last {
-                return Ok(now);
-            }
-            last = now;
-        }
-        Ok(last)
-    }
-
-    fn apply(&self, dir: &Path, fault: Option<&str>) -> Result<std::process::Output> {
-        let mut argv: Vec<OsString> = vec!["env".into()];
-        if let Some(f) = fault {
-            argv.push(format!("VZNET_FAULT={f}").into());
-        }
-        argv.extend([
-            common::VZNET.into(),
-            "apply".into(),
-            "--config-dir".into(),
-            dir.into(),
-        ]);
-        self.host.exec(argv)
-    }
-
-    fn apply_ok(&self, dir: &Path) -> Result<()> {
-        let out = self.apply(dir, None)?;
-        ensure!(
-            out.status.success(),
-            "vznet apply: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(())
-    }
-
     /// A -> B with a failure at point `pick % n`: the state is A's again.
     fn case(&self, a: &HostCfg, b: &HostCfg, pick: usize) -> Result<()> {
-        a.write(self.a.path(), &self.ves)?;
-        b.write(self.b.path(), &self.ves)?;
-        self.apply_ok(self.a.path())?;
+        a.write(self.a.path(), &self.hosts.ves)?;
+        b.write(self.b.path(), &self.hosts.ves)?;
+        self.hosts.apply_ok(self.a.path())?;
         // Twice: what the config leaves unsaid (a bridge's MTU once B set
         // it) stays as B left it, so A's state after a round to B may differ
         // from the first; after it, it is the state every later round starts
         // from.
         let mut n = 0;
         for _ in 0..2 {
-            let out = self.apply(self.b.path(), Some("count"))?;
-            let err = String::from_utf8_lossy(&out.stderr);
-            ensure!(out.status.success(), "vznet apply B (count): {err}");
-            n = err
-                .lines()
-                .find_map(|l| l.strip_prefix("fault points: "))
-                .context("no fault count")?
-                .trim()
-                .parse()?;
-            self.apply_ok(self.a.path())?;
+            n = self.hosts.count(self.b.path())?;
+            self.hosts.apply_ok(self.a.path())?;
         }
         if n == 0 {
             return Ok(());
         }
-        let before = self.settled()?;
+        let before = self.hosts.settled()?;
         let k = pick % n;
-        let out = self.apply(self.b.path(), Some(&format!("fail:{k}")))?;
+        let out = self
+            .hosts
+            .apply(self.b.path(), Some(&format!("fail:{k}")))?;
         let err = String::from_utf8_lossy(&out.stderr);
         ensure!(
             out.status.code() == Some(1) && err.contains("injected failure"),
             "fail:{k} of {n}: exit {:?}: {err}",
             out.status.code()
         );
-        let diff = before.diff(&self.settled()?);
+        let diff = before.diff(&self.hosts.settled()?);
         ensure!(
             diff.is_empty(),
             "fail:{k} of {n} not rolled back exactly ({}):\n  {}",
@@ -268,19 +213,8 @@ impl Rig {
 
 #[test]
 fn a_failure_anywhere_in_a_random_change_rolls_back_to_exactly_the_state_before() -> Result<()> {
-    let lab = Lab::new("faults_prop")?;
-    let host = lab.host("host")?;
-    let ves = (0..VES)
-        .map(|i| lab.host(&format!("p{i}")))
-        .collect::<Result<Vec<_>>>()?;
-    // As in `lab faults`: DAD's end (a route a second later) is not vznet's doing.
-    for h in std::iter::once(&host).chain(&ves) {
-        h.run(["sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"])?;
-    }
     let rig = Rig {
-        _lab: lab,
-        host,
-        ves,
+        hosts: Hosts::new("faults_prop", VES, vec![common::VZNET.into()])?,
         a: tempfile::tempdir()?,
         b: tempfile::tempdir()?,
     };
@@ -307,7 +241,7 @@ fn a_failure_anywhere_in_a_random_change_rolls_back_to_exactly_the_state_before(
         routes: vec![false; VES],
         forwarding: false,
     };
-    empty.write(rig.a.path(), &rig.ves)?;
-    rig.apply_ok(rig.a.path())?;
+    empty.write(rig.a.path(), &rig.hosts.ves)?;
+    rig.hosts.apply_ok(rig.a.path())?;
     result.map_err(|e| anyhow::anyhow!("{e}"))
 }
