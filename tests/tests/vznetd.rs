@@ -354,3 +354,44 @@ fn a_rule_deleted_by_hand_comes_back_on_its_kernel_event() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_port_that_joins_its_bridge_again_is_still_vznets_to_the_agent() -> Result<()> {
+    // The last message the kernel sends about a link that joins a bridge is the
+    // bridge's notice about its new port (family AF_BRIDGE), without the link's
+    // group or alias: the agent took it for the link's state and blocked the
+    // VE as "exists and was not created by vznet" until it read the host again.
+    let s = setup("vznetd_port_notice")?;
+    // No periodic reconcile in the test's time: the view is only what events made it.
+    let p = s.start(&["--interval", "3600s"])?;
+    s.host.run(["ip", "link", "set", "veth500.0", "nomaster"])?;
+    let joined = || {
+        s.host
+            .link("veth500.0")
+            .is_ok_and(|l| l.master.as_deref() == Some("br0"))
+    };
+    ensure!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(20), joined),
+        "port not repaired: {}",
+        p.stderr().unwrap_or_default()
+    );
+    // The VE's next plan is made against the view the repair's events left.
+    s.ves[0].run(["ip", "route", "del", "default"])?;
+    let routed = || {
+        s.ves[0]
+            .ip(["route", "show", "default"])
+            .is_ok_and(|r| r.contains("10.40.0.1"))
+    };
+    ensure!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(20), routed),
+        "VE default route not repaired: {}",
+        p.stderr().unwrap_or_default()
+    );
+    let log = p.stderr()?;
+    assert!(!log.contains("was not created by vznet"), "{log}");
+    assert!(
+        log.contains("repairing drift op=+ route default via 10.40.0.1 dev eth0"),
+        "{log}"
+    );
+    Ok(())
+}

@@ -14,10 +14,11 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
-use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use tokio::io::unix::AsyncFd;
 
 use super::state::{AddrState, LinkState, NsState, RouteState};
+use crate::link::Port;
 
 /// rtnetlink multicast groups (linux/rtnetlink.h, `enum rtnetlink_groups`).
 const GROUPS: [u32; 7] = [
@@ -38,6 +39,16 @@ const GROUPS: [u32; 7] = [
 pub enum Delta {
     /// A link appeared or changed (the message carries all of it).
     Link(LinkState),
+    /// A bridge port's attributes, from the bridge's own notice about the port
+    /// (family AF_BRIDGE): only what is set is news; the rest of the link is as
+    /// it was.
+    Port {
+        /// ifindex of the port.
+        index: u32,
+        /// Its port attributes (VLANs never: the notice compresses them into
+        /// ranges, which the dump does not).
+        port: Port,
+    },
     /// A link went away.
     LinkGone(u32),
     /// An address was added.
@@ -61,6 +72,7 @@ impl Delta {
     pub fn kind(&self) -> &'static str {
         match self {
             Delta::Link(_) | Delta::LinkGone(_) => "link",
+            Delta::Port { .. } => "bridge port",
             Delta::Addr(_) | Delta::AddrGone(_) => "address",
             Delta::Route(_) | Delta::RouteGone(_) => "route",
             Delta::Rule(_) | Delta::RuleGone(_) => "rule",
@@ -102,6 +114,15 @@ impl NsState {
                 };
                 if went_down {
                     return Stale::Routes;
+                }
+            }
+            Delta::Port { index, port } => {
+                // A port vznet does not know yet is announced by its own
+                // RTM_NEWLINK, which comes first.
+                if let Some(l) = self.links.iter_mut().find(|l| l.index == *index) {
+                    l.port.isolated = port.isolated.or(l.port.isolated);
+                    l.port.hairpin = port.hairpin.or(l.port.hairpin);
+                    l.port.learning = port.learning.or(l.port.learning);
                 }
             }
             Delta::LinkGone(index) => {
@@ -159,6 +180,25 @@ pub fn decode(buf: &[u8], out: &mut Vec<Delta>) {
         }
         if let NetlinkPayload::InnerMessage(inner) = msg.payload {
             match inner {
+                // The bridge tells of its ports on the same group, in messages
+                // of family AF_BRIDGE (br_ifinfo_notify) that carry neither
+                // the link's kind, nor its group, nor its alias: taken as the
+                // link's state, they made a port of vznet's look like a link
+                // someone else made (one is the last message after a port
+                // joins its bridge, and the only one when the port's
+                // forward-delay timer fires, 15 s after it came up).
+                RouteNetlinkMessage::NewLink(m)
+                    if m.header.interface_family == AddressFamily::Bridge =>
+                {
+                    out.push(Delta::Port {
+                        index: m.header.index,
+                        port: Port::decode_protinfo(&m.attributes),
+                    })
+                }
+                // A port left its bridge (also as it is deleted): the link's
+                // own RTM_NEWLINK or RTM_DELLINK follows.
+                RouteNetlinkMessage::DelLink(m)
+                    if m.header.interface_family == AddressFamily::Bridge => {}
                 RouteNetlinkMessage::NewLink(m) => {
                     out.extend(LinkState::from_message(&m).map(Delta::Link))
                 }
@@ -423,5 +463,94 @@ mod tests {
             "a port of a deleted bridge has no master"
         );
         assert_eq!(st.apply(&Delta::Overrun), Stale::All);
+    }
+
+    // What the kernel (6.18) sent about veth3002.0 (ifindex 5), made by vznet
+    // (group and alias), a port of br0 (ifindex 2), as captured from an
+    // RTNLGRP_LINK socket: RTM_NEWLINK of family AF_BRIDGE from the bridge
+    // (br_ifinfo_notify) after `ip link set veth3002.0 master br0` (the bridge
+    // sends the same, with nothing after it, when the port's forward-delay
+    // timer fires, also with STP off), after `bridge link set
+    // dev veth3002.0 hairpin on` (the only message that change makes), and
+    // RTM_DELLINK of family AF_BRIDGE after `ip link set veth3002.0 nomaster`.
+    // None of them carries IFLA_GROUP, IFLA_IFALIAS or IFLA_LINKINFO.
+    const PORT_JOINED: &str = concat!(
+        "ac010000100000000000000000000000070001000500000043100100000000000f0003007665746833303032",
+        "2e30000008000a000200000008000400dc05000005001000060000000a0001002aad45a4430f000008000500",
+        "0200000050010c80050001000300000006000200200000000800030002000000050004000000000005000500",
+        "000000000500060000000000050007000000000005001c000000000005000800010000000500090001000000",
+        "05001b000100000005001e000100000005000a000000000005000c00000000000c000d0080002aad45a4430f",
+        "0c000e0080002aad45a4430f06000f0001800000060010000000000006001100018000000600120001000000",
+        "0500130000000000050014000000000005001d000000000006001f0000000000050020000000000005002300",
+        "00000000050024000000000005002100000000000500270000000000050028000000000005002b0000000000",
+        "0c00150000000000000000000c001600dc050000000000000c00170000000000000000000500190001000000",
+        "08002500000200000800260000000000080029000000000008002a0000000000",
+    );
+    const PORT_HAIRPIN: &str = concat!(
+        "ac010000100000000000000000000000070001000500000043100100000000000f0003007665746833303032",
+        "2e30000008000a000200000008000400dc05000005001000060000000a0001002aad45a4430f000008000500",
+        "0200000050010c80050001000300000006000200200000000800030002000000050004000100000005000500",
+        "000000000500060000000000050007000000000005001c000000000005000800010000000500090001000000",
+        "05001b000100000005001e000100000005000a000000000005000c00000000000c000d0080002aad45a4430f",
+        "0c000e0080002aad45a4430f06000f0001800000060010000000000006001100018000000600120001000000",
+        "0500130000000000050014000000000005001d000000000006001f0000000000050020000000000005002300",
+        "00000000050024000000000005002100000000000500270000000000050028000000000005002b0000000000",
+        "0c00150000000000000000000c001600bc050000000000000c00170000000000000000000500190001000000",
+        "08002500000200000800260000000000080029000000000008002a0000000000",
+    );
+    const PORT_LEFT: &str = concat!(
+        "5c000000110000000000000000000000070001000500000043100100000000000f0003007665746833303032",
+        "2e30000008000a000200000008000400dc05000005001000060000000a0001002aad45a4430f000008000500",
+        "02000000",
+    );
+
+    fn bytes(hex: &str) -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    fn vznet_port() -> LinkState {
+        let mut l = crate::link::fixture::observed(
+            5,
+            "veth3002.0",
+            crate::link::Kind::Veth(Default::default()),
+            Some("vznet:ve3002:eth0"),
+        );
+        l.master = Some(2);
+        l.port = crate::link::Port::joined(None);
+        l
+    }
+
+    #[test]
+    fn a_bridge_notice_about_its_port_leaves_the_link_vznets() {
+        let mut st = NsState::default();
+        st.apply(&Delta::Link(vznet_port()));
+        for (what, msg) in [
+            ("joined", PORT_JOINED),
+            ("hairpin on", PORT_HAIRPIN),
+            ("left", PORT_LEFT),
+        ] {
+            let mut deltas = Vec::new();
+            decode(&bytes(msg), &mut deltas);
+            assert!(
+                !deltas.iter().any(|d| matches!(d, Delta::Overrun)),
+                "{what}: the notice decodes"
+            );
+            for d in &deltas {
+                st.apply(d);
+            }
+            let l = st
+                .link("veth3002.0")
+                .unwrap_or_else(|| panic!("{what}: a port is not deleted with its bridge notice"));
+            assert!(l.is_managed() && l.is_marked(), "{what}: {l:?}");
+            assert!(
+                matches!(l.kind, crate::link::Kind::Veth(_)),
+                "{what}: {l:?}"
+            );
+            let hairpin = st.link("veth3002.0").and_then(|l| l.port.hairpin);
+            assert_eq!(hairpin, Some(what != "joined"), "{what}");
+        }
     }
 }

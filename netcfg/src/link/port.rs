@@ -5,8 +5,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use netlink_packet_core::{Emitable, NlaBuffer, Parseable};
 use netlink_packet_route::link::{
     AfSpecBridge, BridgeVlanInfoFlags, InfoBridgePort, InfoPortData, LinkAttribute, LinkInfo,
+    LinkProtoInfoBridge,
 };
 use serde::{Deserialize, Serialize};
 
@@ -204,16 +206,46 @@ impl Port {
         for info in infos {
             if let LinkInfo::PortData(InfoPortData::BridgePort(attrs)) = info {
                 for a in attrs {
-                    match a {
-                        InfoBridgePort::Isolated(v) => p.isolated = Some(*v),
-                        InfoBridgePort::HairpinMode(v) => p.hairpin = Some(*v),
-                        InfoBridgePort::Learning(v) => p.learning = Some(*v),
-                        _ => {}
-                    }
+                    p.take(a);
                 }
             }
         }
         p
+    }
+
+    /// Decodes the IFLA_PROTINFO of a bridge's notice about a port (an
+    /// AF_BRIDGE RTM_NEWLINK): the same IFLA_BRPORT_* attributes as a link's
+    /// slave data, which netlink-packet-route leaves undecoded there.
+    pub(crate) fn decode_protinfo(attrs: &[LinkAttribute]) -> Port {
+        let mut p = Port::default();
+        for a in attrs {
+            let LinkAttribute::ProtoInfoBridge(info) = a else {
+                continue;
+            };
+            for i in info {
+                let LinkProtoInfoBridge::Other(nla) = i else {
+                    continue;
+                };
+                let mut raw = vec![0u8; nla.buffer_len()];
+                nla.emit(&mut raw);
+                let parsed = NlaBuffer::new_checked(&raw[..])
+                    .ok()
+                    .and_then(|b| InfoBridgePort::parse(&b).ok());
+                if let Some(a) = parsed {
+                    p.take(&a);
+                }
+            }
+        }
+        p
+    }
+
+    fn take(&mut self, a: &InfoBridgePort) {
+        match a {
+            InfoBridgePort::Isolated(v) => self.isolated = Some(*v),
+            InfoBridgePort::HairpinMode(v) => self.hairpin = Some(*v),
+            InfoBridgePort::Learning(v) => self.learning = Some(*v),
+            _ => {}
+        }
     }
 
     /// The IFLA_BRPORT_* attributes set.
