@@ -104,7 +104,17 @@ impl NsState {
                 let went_down = match self.links.iter_mut().find(|l| l.index == link.index) {
                     Some(old) => {
                         let down = old.up && !link.up;
+                        // A port's VLANs come only in the AF_BRIDGE dump: a
+                        // link's own message leaves them as they were while it
+                        // stays on the same master.
+                        let vlans = match (&link.port.vlans, link.master == old.master) {
+                            (None, true) => old.port.vlans.take(),
+                            _ => None,
+                        };
                         *old = link.clone();
+                        if vlans.is_some() {
+                            old.port.vlans = vlans;
+                        }
                         down
                     }
                     None => {
@@ -521,6 +531,24 @@ mod tests {
         l.master = Some(2);
         l.port = crate::link::Port::joined(None);
         l
+    }
+
+    #[test]
+    fn a_ports_own_message_keeps_its_vlans_while_it_stays_on_its_bridge() {
+        let mut st = NsState::default();
+        let mut dumped = vznet_port();
+        dumped.port.vlans = Some(crate::link::port::PortVlans::new(10, &[20]));
+        st.apply(&Delta::Link(dumped.clone()));
+        // An event's message (AF_UNSPEC) carries no VLANs.
+        let mut event = vznet_port();
+        event.up = false;
+        st.apply(&Delta::Link(event.clone()));
+        let vlans = |st: &NsState| st.link("veth3002.0").and_then(|l| l.port.vlans.clone());
+        assert_eq!(vlans(&st), dumped.port.vlans);
+        // Off its bridge, it has none.
+        event.master = None;
+        st.apply(&Delta::Link(event));
+        assert_eq!(vlans(&st), None);
     }
 
     #[test]
