@@ -519,9 +519,9 @@ impl Reconciler {
             }
         }
         if !blocked.is_empty() {
-            // A plan error may come from a view that missed an event (a link
-            // made again under its name): the retry plans from a fresh read of
-            // the host and the blocked VEs' namespaces, not from the same view.
+            // A plan error may come from a view that went wrong (a bridge's
+            // AF_BRIDGE notice once replaced its port's state): the retry plans
+            // from a fresh read of the host and the blocked VEs' namespaces.
             let ves: BTreeSet<u32> = blocked
                 .keys()
                 .filter_map(|u| match u {
