@@ -444,9 +444,11 @@ pub async fn set_mtu<E: Netns>(
 /// Sets bridge `name`'s MTU so that the kernel keeps it as ports join, leave
 /// or change theirs (BROPT_MTU_SET_BY_USER; without it a bridge follows its
 /// smallest port). The kernel skips a write of the MTU a link already has (a
-/// new bridge's is 1500) and so would not mark it: a step away first.
+/// new bridge's is 1500) and so would not mark it: a step away first, up (a
+/// step down would lower the MTU of VLANs on the bridge for good, and below
+/// 1280 drop its IPv6 addresses).
 pub async fn hold_mtu<E: Netns>(e: &E, ns: &NsName, name: &str, mtu: u32) -> io::Result<()> {
-    let step = if mtu > 68 { mtu - 1 } else { mtu + 1 };
+    let step = if mtu < 65535 { mtu + 1 } else { mtu - 1 };
     set(e, ns, LinkUnspec::new_with_name(name).mtu(step).build()).await?;
     set(e, ns, LinkUnspec::new_with_name(name).mtu(mtu).build()).await
 }
