@@ -139,6 +139,8 @@ pub struct Engine {
     /// vznet made: read so that deleting the veth records that end (its netns,
     /// addresses, routes) and undoing it makes the end again there.
     found: RefCell<Vec<String>>,
+    /// Gratuitous ARPs under way, waited for when the apply ends.
+    announcements: RefCell<Vec<crate::kernel::garp::Announcement>>,
     #[cfg(feature = "faults")]
     fault: Option<crate::fault::Faults>,
 }
@@ -173,6 +175,7 @@ impl Engine {
             index: RefCell::new(HashMap::new()),
             progress: None,
             found: RefCell::new(Vec::new()),
+            announcements: RefCell::new(Vec::new()),
             #[cfg(feature = "faults")]
             fault: None,
         })
@@ -473,6 +476,22 @@ impl Engine {
     /// never undoes another unit's ops. Verification reads the namespaces the
     /// applied ops touched ([`Verify`]).
     pub async fn apply_units(
+        &self,
+        desired: &Desired,
+        plan: Plan,
+        unit_of: &dyn Fn(&Op) -> Unit,
+        verify: Verify<'_>,
+    ) -> UnitsReport {
+        let report = self.apply_units_now(desired, plan, unit_of, verify).await;
+        for a in std::mem::take(&mut *self.announcements.borrow_mut()) {
+            if let Err(e) = a.wait() {
+                tracing::debug!(error = %e, "gratuitous ARP not sent");
+            }
+        }
+        report
+    }
+
+    async fn apply_units_now(
         &self,
         desired: &Desired,
         plan: Plan,
@@ -790,10 +809,11 @@ impl Engine {
                 // Inside a VE, as its own ifup would: the neighbours learn the
                 // address's (new) MAC now, not when their entry goes stale.
                 if let (Some(ns), IpAddr::V4(v4)) = (ns, addr.addr()) {
-                    if let Err(e) =
-                        crate::kernel::garp::announce(&crate::model::netns_path(ns), dev, v4)
-                    {
-                        tracing::debug!(netns = %ns, %dev, addr = %v4, error = %e, "gratuitous ARP not sent");
+                    match crate::kernel::garp::announce(&crate::model::netns_path(ns), dev, v4) {
+                        Ok(a) => self.announcements.borrow_mut().push(a),
+                        Err(e) => {
+                            tracing::debug!(netns = %ns, %dev, addr = %v4, error = %e, "gratuitous ARP not sent")
+                        }
                     }
                 }
                 Ok(())

@@ -16,10 +16,33 @@ use super::netns;
 /// ARP over Ethernet (linux/if_ether.h).
 const ETH_P_ARP: u16 = 0x0806;
 
-/// Announces `addr` on `dev` inside the netns at `ns_path`.
-pub fn announce(ns_path: &Path, dev: &str, addr: Ipv4Addr) -> io::Result<()> {
+/// An announcement under way; [`Announcement::wait`] for it to finish.
+#[derive(Debug)]
+pub struct Announcement(std::thread::JoinHandle<io::Result<()>>);
+
+impl Announcement {
+    /// Waits until it is sent and its socket closed.
+    pub fn wait(self) -> io::Result<()> {
+        self.0
+            .join()
+            .map_err(|_| io::Error::other("gratuitous ARP thread panicked"))?
+    }
+}
+
+/// Announces `addr` on `dev` inside the netns at `ns_path`, on a thread of its
+/// own. Closing a packet socket waits for an RCU grace period in the kernel
+/// (`synchronize_net`, about 15 ms here): one after the other, 50 VEs' made an
+/// apply of 50 VEs take 800 ms instead of 60; announcements under way side by
+/// side share their grace periods.
+pub fn announce(ns_path: &Path, dev: &str, addr: Ipv4Addr) -> io::Result<Announcement> {
+    use std::os::fd::AsFd;
+    let ns = netns::open(ns_path)?;
     let dev = dev.to_string();
-    netns::run_in(ns_path, move || send(&dev, addr))
+    Ok(Announcement(std::thread::spawn(move || {
+        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(io::Error::from)?;
+        send(&dev, addr)
+    })))
 }
 
 /// The announcement, sent from the calling thread's netns.

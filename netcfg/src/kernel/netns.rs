@@ -53,20 +53,6 @@ pub fn handle(fd: OwnedFd) -> io::Result<Handle> {
     Ok(handle)
 }
 
-/// Runs `f` on a helper thread inside the netns at `path`.
-pub fn run_in<T: Send + 'static>(
-    path: &Path,
-    f: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
-    let ns = open(path)?;
-    std::thread::spawn(move || {
-        setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
-        f()
-    })
-    .join()
-    .map_err(|_| io::Error::other("netns helper thread panicked"))?
-}
-
 /// The inode of a netns file: two paths name the same netns iff these match.
 pub fn inode(file: &File) -> io::Result<u64> {
     use std::os::unix::fs::MetadataExt;
