@@ -52,7 +52,9 @@ fn send(dev: &str, addr: Ipv4Addr) -> io::Result<()> {
         libc::socket(
             libc::AF_PACKET,
             libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-            i32::from(ETH_P_ARP.to_be()),
+            // Protocol 0: a socket that sends only, with no receive hook to
+            // take down when it closes (the frame's type is in the address).
+            0,
         )
     };
     if raw < 0 {
