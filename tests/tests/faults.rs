@@ -11,15 +11,17 @@
 mod common;
 
 use anyhow::Result;
+use lab::faults::Counts;
 
-#[test]
-fn failures_roll_back_exactly_and_kills_converge_at_sampled_points() -> Result<()> {
+/// The harness with `ves` VEs at every point (or about `max_points` per
+/// transition); every point tried must hold.
+fn run(ves: u32, max_points: Option<usize>, tag: &str) -> Result<Counts> {
     let opts = lab::faults::Options {
         vznet: vec![common::VZNET.into()],
-        ves: 50,
+        ves,
         stride: 1,
-        max_points: Some(6),
-        tag: "faults_sampled".into(),
+        max_points,
+        tag: tag.into(),
     };
     let counts = lab::faults::run(&opts)?;
     println!("{:?}", counts.points);
@@ -30,6 +32,12 @@ fn failures_roll_back_exactly_and_kills_converge_at_sampled_points() -> Result<(
         counts.summary(),
         counts.problems.join("\n")
     );
+    Ok(counts)
+}
+
+#[test]
+fn failures_roll_back_exactly_and_kills_converge_at_sampled_points() -> Result<()> {
+    let counts = run(50, Some(6), "faults_sampled")?;
     // Both transitions have points, and each point was tried both ways.
     assert_eq!(counts.points.len(), 2);
     assert!(
@@ -45,22 +53,7 @@ fn failures_roll_back_exactly_and_kills_converge_at_sampled_points() -> Result<(
 /// both plans fails once and is killed once.
 #[test]
 fn failures_roll_back_exactly_and_kills_converge_at_every_point_of_a_small_host() -> Result<()> {
-    let opts = lab::faults::Options {
-        vznet: vec![common::VZNET.into()],
-        ves: 6,
-        stride: 1,
-        max_points: None,
-        tag: "faults_every".into(),
-    };
-    let counts = lab::faults::run(&opts)?;
-    println!("{:?}", counts.points);
-    println!("{}", counts.summary());
-    assert!(
-        counts.problems.is_empty(),
-        "{}\n{}",
-        counts.summary(),
-        counts.problems.join("\n")
-    );
+    let counts = run(6, None, "faults_every")?;
     let points: usize = counts.points.iter().map(|(_, n)| n).sum();
     assert_eq!(counts.kill_total, points, "{:?}", counts.points);
     assert_eq!(counts.fail_total, points, "{:?}", counts.points);
