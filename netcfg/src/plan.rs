@@ -164,7 +164,6 @@ pub fn plan_all(desired: &Desired, observed: &Observed) -> (Plan, Vec<PlanError>
     let mut ops = Vec::new();
     let fresh = crate::link::diff::plan(&mut ops, desired, observed, &mut errors);
 
-    bridge_mtu_holds(&mut ops, desired, &observed.host);
     sysctl_ops(&mut ops, desired, observed, &fresh);
     route_ops(&mut ops, desired, observed, &mut errors);
     let host = &observed.host;
@@ -186,58 +185,6 @@ pub fn plan_all(desired: &Desired, observed: &Observed) -> (Plan, Vec<PlanError>
         },
         errors,
     )
-}
-
-/// A bridge whose config sets its MTU, made before this plan (making one holds
-/// its MTU), while its ports change (join, leave, are made, deleted or get
-/// a new MTU): its MTU is held after them. A bridge whose MTU was never set
-/// by a write that changed it follows its smallest port (an empty one goes
-/// back to 1500), and which bridges are marked set cannot be read.
-fn bridge_mtu_holds(ops: &mut Vec<Op>, desired: &Desired, host: &NsState) {
-    let master_of = |name: &str| {
-        host.link(name)
-            .and_then(|l| host.master_name(l))
-            .or_else(|| desired.host_link(name).and_then(|l| l.master.clone()))
-    };
-    let mut holds = Vec::new();
-    for spec in desired.links.iter().filter(|l| l.ns.is_none()) {
-        let def = &spec.link;
-        let (Some(mtu), Some(_)) = (def.mtu, def.kind.as_bridge()) else {
-            continue;
-        };
-        let br = Some(def.name.as_str());
-        let mut ports_change = false;
-        let mut made_here = false;
-        for op in ops.iter() {
-            match op {
-                Op::LinkAdd { ns: None, link } if link.name == def.name => made_here = true,
-                Op::SetMaster {
-                    ns: None,
-                    master,
-                    old,
-                    ..
-                } => ports_change |= master.as_deref() == br || old.as_deref() == br,
-                Op::LinkAdd { ns: None, link } | Op::LinkDel { ns: None, link } => {
-                    ports_change |=
-                        link.master.as_deref() == br || master_of(&link.name).as_deref() == br
-                }
-                Op::SetMtu { ns: None, name, .. } => {
-                    ports_change |= master_of(name).as_deref() == br
-                }
-                _ => {}
-            }
-        }
-        if ports_change && !made_here && host.link(&def.name).is_some() {
-            holds.push(Op::SetMtu {
-                ns: None,
-                name: def.name.clone(),
-                mtu,
-                old: Some(mtu),
-                depth: def.depth,
-            });
-        }
-    }
-    ops.extend(holds);
 }
 
 /// The sysctl writes. A global forwarding switch goes first and every
